@@ -1,0 +1,53 @@
+//! `keyway`: one binary for every Keyway tool.
+
+mod demo;
+mod keyfile;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyway",
+    version,
+    about = "Keyway: the Warpgate peer stack. A keypair is the account."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a new secp256k1 private key (hex, mode 0600) and print its public key.
+    Keygen {
+        /// Where to write the key. An existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the compressed public key (hex) of a key file.
+    Pubkey {
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Walk through one namebump PUT: keygen, build, sign, encrypt, decrypt, verify.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keygen { out } => keyfile::generate(&out).map(|pk| println!("{pk}")),
+        Command::Pubkey { key } => keyfile::load(&key).map(|kp| println!("{}", kp.public())),
+        Command::Demo => demo::run(&mut std::io::stdout().lock()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keyway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
