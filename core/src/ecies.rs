@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn rc6_matches_the_paper_vector_for_a_256_bit_key() {
-        use cbc::cipher::{BlockCipherEncrypt, KeyInit as _};
+        use cbc::cipher::BlockCipherEncrypt;
         // RC6 paper, 32-byte key vector (also `rc6_std_vector_ok` in the namebump vectors).
         let mut key = [0u8; 32];
         base16ct::lower::decode(
@@ -289,7 +289,7 @@ mod tests {
             .unwrap()
             .to_vec();
         let tag = mac(&iv, key, &ct).finalize().into_bytes();
-        let mut sealed = std::vec::Vec::new();
+        let mut sealed = alloc::vec::Vec::new();
         sealed.extend_from_slice(eph.public().as_bytes());
         sealed.extend_from_slice(&iv);
         sealed.extend_from_slice(&tag);

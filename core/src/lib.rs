@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+#[cfg(test)]
+extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 

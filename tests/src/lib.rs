@@ -1,1 +1,7 @@
-//! placeholder
+//! Harness for Keyway's cross-crate and interop tests.
+//!
+//! [`reference`] runs the published Python reference implementations as
+//! peers: it owns one virtualenv under `target/`, installed on first use.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod reference;
