@@ -1,1 +1,60 @@
-fn main() {}
+//! A PUT carrying a 1 KiB value through every core step.
+//! Run with `tests/bench-core.sh`, which also times the reference.
+#![allow(clippy::unwrap_used)]
+
+use core::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use getrandom::SysRng;
+use keyway_core::Keypair;
+use keyway_core::ecies;
+use keyway_core::namebump::packet::MAX_PACKET_LEN;
+use keyway_core::namebump::{Op, Packet};
+use keyway_core::rand_core::UnwrapErr;
+
+fn put_1kib(c: &mut Criterion) {
+    let mut rng = UnwrapErr(SysRng);
+    let owner = Keypair::generate(&mut rng);
+    let server = Keypair::generate(&mut rng);
+    let reply = Keypair::generate(&mut rng);
+    let value = [0x5au8; 1024];
+    let mut put = Packet::new(Op::Put, 0x1234_5678, 1_795_000_000.5, b"bench-name", &value);
+    put.reply_pk = Some(*reply.public().as_bytes());
+    put.sign(&owner).unwrap();
+    let mut plain = [0u8; MAX_PACKET_LEN];
+    let n = put.encode(&mut plain).unwrap();
+    let mut sealed = [0u8; ecies::sealed_len(MAX_PACKET_LEN)];
+    let m = ecies::seal(server.public(), &plain[..n], &mut rng, &mut sealed).unwrap();
+
+    let mut g = c.benchmark_group("namebump_put_1KiB");
+    g.bench_function("pack", |b| {
+        let mut out = [0u8; MAX_PACKET_LEN];
+        b.iter(|| black_box(&put).encode(&mut out).unwrap())
+    });
+    g.bench_function("unpack", |b| {
+        b.iter(|| Packet::decode(black_box(&plain[..n])).unwrap())
+    });
+    g.bench_function("sign", |b| {
+        let mut p = put;
+        b.iter(|| p.sign(black_box(&owner)).unwrap())
+    });
+    g.bench_function("verify", |b| {
+        b.iter(|| black_box(&put).verify_self_signed().unwrap())
+    });
+    g.bench_function("encrypt", |b| {
+        let mut out = [0u8; ecies::sealed_len(MAX_PACKET_LEN)];
+        b.iter(|| ecies::seal(server.public(), black_box(&plain[..n]), &mut rng, &mut out).unwrap())
+    });
+    g.bench_function("decrypt", |b| {
+        let mut out = [0u8; MAX_PACKET_LEN + ecies::BLOCK_LEN];
+        b.iter(|| {
+            ecies::open(&server, black_box(&sealed[..m]), &mut out)
+                .map(<[u8]>::len)
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, put_1kib);
+criterion_main!(benches);

@@ -50,7 +50,7 @@ pub const fn sealed_len(plaintext_len: usize) -> usize {
 /// Whether `len` bytes could be one complete sealed message. Used to frame
 /// namebump's unframed TCP stream (spec §4.2) before trying to open it.
 pub const fn is_plausible_sealed_len(len: usize) -> bool {
-    len >= MIN_SEALED_LEN && (len - HEADER_LEN) % BLOCK_LEN == 0
+    len >= MIN_SEALED_LEN && (len - HEADER_LEN).is_multiple_of(BLOCK_LEN)
 }
 
 /// Why a message could not be sealed or opened.
@@ -187,7 +187,7 @@ fn split(sealed: &[u8]) -> Result<(&[u8], &[u8; BLOCK_LEN], &[u8], &[u8]), Ecies
     let (ephemeral, rest) = sealed.split_at(PUBLIC_KEY_LEN);
     let (iv, rest) = rest.split_at(BLOCK_LEN);
     let (tag, ct) = rest.split_at(TAG_LEN);
-    if ct.len() % BLOCK_LEN != 0 {
+    if !ct.len().is_multiple_of(BLOCK_LEN) {
         return Err(EciesError::RaggedCiphertext { len: ct.len() });
     }
     let iv: &[u8; BLOCK_LEN] = iv

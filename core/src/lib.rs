@@ -8,6 +8,36 @@
 //! - [`signature`]: ECDSA over SHA-1 with raw `r‖s`, as namebump and sidewire sign.
 //! - [`ecies`]: aionetiface's hybrid encryption (raw ECDH, RC6-CBC, HMAC-SHA256).
 //! - [`namebump`]: the namebump packet, request freshness and quota address helpers.
+//!
+//! A namebump PUT from client to server, with no heap and no I/O:
+//!
+//! ```
+//! use keyway_core::namebump::freshness::check_freshness;
+//! use keyway_core::namebump::{Op, Packet, packet::MAX_PACKET_LEN};
+//! use keyway_core::{ecies, Keypair};
+//! # use keyway_core::rand_core::UnwrapErr;
+//! # let mut rng = UnwrapErr(getrandom::SysRng);
+//! # let (owner, server, reply) =
+//! #     (Keypair::generate(&mut rng), Keypair::generate(&mut rng), Keypair::generate(&mut rng));
+//! let now = 1_795_000_000.0; // Unix seconds, from the caller's clock
+//!
+//! // Client: build, sign (sets vkc), encode, encrypt to the server's key.
+//! let mut put = Packet::new(Op::Put, 0x1234_5678, now, b"alice", b"hello world");
+//! put.reply_pk = Some(*reply.public().as_bytes());
+//! put.sign(&owner)?;
+//! let mut plain = [0u8; MAX_PACKET_LEN];
+//! let n = put.encode(&mut plain)?;
+//! let mut wire = [0u8; ecies::sealed_len(MAX_PACKET_LEN)];
+//! let m = ecies::seal(server.public(), &plain[..n], &mut rng, &mut wire)?;
+//!
+//! // Server: decrypt, decode, verify the signature and the freshness window.
+//! let mut buf = [0u8; MAX_PACKET_LEN + ecies::BLOCK_LEN];
+//! let request = Packet::decode(ecies::open(&server, &wire[..m], &mut buf)?)?;
+//! assert_eq!(request.verify_self_signed()?, *owner.public());
+//! check_freshness(now, request.updated, request.ttl)?;
+//! assert_eq!(request.value, b"hello world");
+//! # Ok::<(), Box<dyn core::error::Error>>(())
+//! ```
 #![no_std]
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]

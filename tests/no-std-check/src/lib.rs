@@ -1,0 +1,66 @@
+//! Calls every keyway-core API family from a `no_std` context.
+#![no_std]
+#![forbid(unsafe_code)]
+
+use core::panic::PanicInfo;
+
+use keyway_core::Keypair;
+use keyway_core::ecies;
+use keyway_core::namebump::freshness::check_freshness;
+use keyway_core::namebump::packet::MAX_PACKET_LEN;
+use keyway_core::namebump::{Op, Packet};
+use keyway_core::rand_core::{TryCryptoRng, TryRng};
+
+#[panic_handler]
+fn panic(_: &PanicInfo<'_>) -> ! {
+    loop {}
+}
+
+/// A firmware would read its hardware RNG here.
+struct CounterRng(u64);
+
+impl TryRng for CounterRng {
+    type Error = core::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(self.try_next_u64()? as u32)
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        Ok(self.0)
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for b in dst {
+            *b = self.try_next_u64()? as u8;
+        }
+        Ok(())
+    }
+}
+
+impl TryCryptoRng for CounterRng {}
+
+/// Signs, seals, opens and verifies one PUT; returns 0 on success.
+pub fn put_round_trip(seed: u64, now: f64) -> u8 {
+    let mut rng = CounterRng(seed);
+    let owner = Keypair::generate(&mut rng);
+    let server = Keypair::generate(&mut rng);
+    let mut put = Packet::new(Op::Put, 7, now, b"name", b"value");
+    if put.sign(&owner).is_err() {
+        return 1;
+    }
+    let mut plain = [0u8; MAX_PACKET_LEN];
+    let Ok(n) = put.encode(&mut plain) else { return 2 };
+    let mut sealed = [0u8; ecies::sealed_len(MAX_PACKET_LEN)];
+    let Ok(m) = ecies::seal(server.public(), &plain[..n], &mut rng, &mut sealed) else {
+        return 3;
+    };
+    let mut opened = [0u8; MAX_PACKET_LEN + ecies::BLOCK_LEN];
+    let Ok(received) = ecies::open(&server, &sealed[..m], &mut opened) else { return 4 };
+    let Ok(request) = Packet::decode(received) else { return 5 };
+    if request.verify_self_signed().is_err() {
+        return 6;
+    }
+    match check_freshness(now, request.updated, request.ttl) {
+        Ok(()) => 0,
+        Err(_) => 7,
+    }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every Keyway test: formatting, lints, the whole workspace's tests
+# (vectors, properties, live interop with the Python reference), the no_std
+# proof and a build of the fuzz targets. Works on a fresh Debian machine:
+# it installs what it needs first. Network use: package installs only; every
+# test talks to loopback or to nothing at all.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export PATH="$HOME/.cargo/bin:$PATH"
+bash tests/setup-debian.sh
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "format"
+cargo fmt --all --check
+
+step "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "no_std proof: keyway-core linked into a #![no_std] staticlib with its own panic handler"
+cargo build --release --locked --manifest-path tests/no-std-check/Cargo.toml \
+    --target-dir target/no-std-check
+
+step "fuzz targets compile"
+cargo check --locked --manifest-path fuzz/Cargo.toml --target-dir target/fuzz-check
+
+step "tests"
+cargo test --workspace --locked
