@@ -10,7 +10,7 @@ use keyway_core::Keypair;
 use keyway_core::ecies;
 use keyway_core::namebump::packet::MAX_PACKET_LEN;
 use keyway_core::namebump::{EncodeError, MAX_NAME_LEN, MAX_VALUE_LEN, Op, Packet};
-use keyway_core::rand_core::{Rng, UnwrapErr};
+use keyway_core::rand_core::{CryptoRng, Rng, UnwrapErr};
 use keyway_tests::reference::{Venv, interop_dir};
 use serde_json::{Value, json};
 
@@ -45,6 +45,32 @@ fn cases(rng: &mut impl Rng) -> Vec<Case> {
     out
 }
 
+struct Setup {
+    server: Keypair,
+    owner: Keypair,
+    reply: Keypair,
+    cases: Vec<Case>,
+}
+
+impl Setup {
+    fn new(rng: &mut impl CryptoRng) -> Self {
+        Self {
+            server: Keypair::generate(rng),
+            owner: Keypair::generate(rng),
+            reply: Keypair::generate(rng),
+            cases: cases(rng),
+        }
+    }
+}
+
+/// Sends one request to `interop/namebump_crypto_peer.py` and parses its answers.
+fn run_reference_peer(request: &Value) -> Vec<Value> {
+    let venv = Venv::namebump().unwrap();
+    let script = interop_dir().join("namebump_crypto_peer.py");
+    let out = venv.run(&script, request.to_string().as_bytes()).unwrap();
+    serde_json::from_slice(&out).unwrap()
+}
+
 fn hex(bytes: &[u8]) -> String {
     base16ct::lower::encode_string(bytes)
 }
@@ -55,12 +81,13 @@ fn unhex(v: &Value) -> Vec<u8> {
 
 #[test]
 fn reference_sealed_puts_open_and_verify_in_keyway() {
-    let venv = Venv::namebump().unwrap();
     let mut rng = UnwrapErr(SysRng);
-    let server = Keypair::generate(&mut rng);
-    let owner = Keypair::generate(&mut rng);
-    let reply = Keypair::generate(&mut rng);
-    let cases = cases(&mut rng);
+    let Setup {
+        server,
+        owner,
+        reply,
+        cases,
+    } = Setup::new(&mut rng);
     let request = json!({
         "mode": "seal",
         "server_pk": server.public().to_string(),
@@ -70,13 +97,7 @@ fn reference_sealed_puts_open_and_verify_in_keyway() {
             "name": hex(&c.name), "value": hex(&c.value), "pkid": c.pkid, "updated": c.updated,
         })).collect::<Vec<_>>(),
     });
-    let out = venv
-        .run(
-            &interop_dir().join("namebump_crypto_peer.py"),
-            request.to_string().as_bytes(),
-        )
-        .unwrap();
-    let answers: Vec<Value> = serde_json::from_slice(&out).unwrap();
+    let answers = run_reference_peer(&request);
     assert_eq!(answers.len(), cases.len());
 
     let mut buf = vec![0u8; ecies::sealed_len(MAX_PACKET_LEN)];
@@ -111,12 +132,13 @@ fn reference_sealed_puts_open_and_verify_in_keyway() {
 
 #[test]
 fn keyway_sealed_puts_open_and_verify_in_the_reference() {
-    let venv = Venv::namebump().unwrap();
     let mut rng = UnwrapErr(SysRng);
-    let server = Keypair::generate(&mut rng);
-    let owner = Keypair::generate(&mut rng);
-    let reply = Keypair::generate(&mut rng);
-    let cases = cases(&mut rng);
+    let Setup {
+        server,
+        owner,
+        reply,
+        cases,
+    } = Setup::new(&mut rng);
 
     let mut sent = Vec::new();
     let mut refused = 0;
@@ -153,13 +175,7 @@ fn keyway_sealed_puts_open_and_verify_in_the_reference() {
         "server_priv": hex(&server.secret_bytes()),
         "cases": sent.iter().map(|(_, w)| json!({"wire": hex(w)})).collect::<Vec<_>>(),
     });
-    let out = venv
-        .run(
-            &interop_dir().join("namebump_crypto_peer.py"),
-            request.to_string().as_bytes(),
-        )
-        .unwrap();
-    let answers: Vec<Value> = serde_json::from_slice(&out).unwrap();
+    let answers = run_reference_peer(&request);
     assert_eq!(answers.len(), sent.len());
     for ((case, _), answer) in sent.iter().zip(&answers) {
         let label = format!("name {} B, value {} B", case.name.len(), case.value.len());
