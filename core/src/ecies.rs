@@ -153,29 +153,82 @@ pub fn open<'o>(
     sealed: &[u8],
     out: &'o mut [u8],
 ) -> Result<&'o [u8], EciesError> {
-    let (ephemeral, iv, tag, ct) = split(sealed)?;
+    // Length checks first: junk costs no curve arithmetic.
+    let (_, _, _, ct) = split(sealed)?;
     if out.len() < ct.len() {
         return Err(EciesError::BufferTooSmall {
             needed: ct.len(),
             got: out.len(),
         });
     }
-    let ephemeral =
-        PublicKey::from_bytes(ephemeral).map_err(|_| EciesError::InvalidEphemeralKey)?;
-    let shared = diffie_hellman(receiver.scalar(), ephemeral.point().as_affine());
-    let key = shared.raw_secret_bytes();
-    // Constant-time comparison (the reference uses `==` inside an assert).
-    mac(iv, key, ct)
-        .verify_slice(tag)
-        .map_err(|_| EciesError::BadTag)?;
+    Opening::new(receiver, sealed)?.open(sealed, out)
+}
 
-    let buf = &mut out[..ct.len()];
-    buf.copy_from_slice(ct);
-    let plaintext_len = cbc::Decryptor::<Rc6>::new(key, iv.into())
-        .decrypt_padded::<Pkcs7>(buf)
-        .map_err(|_| EciesError::BadPadding)?
-        .len();
-    Ok(&out[..plaintext_len])
+/// The key material for one sealed message: the ECDH secret between the
+/// receiver and the message's ephemeral key (its first 33 bytes).
+///
+/// Deriving it is the expensive step (a scalar multiplication); checking a
+/// tag is cheap. A stream reader that does not know where a message ends
+/// derives this once and then tries each plausible length.
+pub struct Opening {
+    shared_x: [u8; 32],
+}
+
+impl Opening {
+    /// Derives the secret from the first 33 bytes of `sealed` (the rest is ignored).
+    pub fn new(receiver: &Keypair, sealed: &[u8]) -> Result<Self, EciesError> {
+        let ephemeral = sealed
+            .get(..PUBLIC_KEY_LEN)
+            .ok_or(EciesError::TooShort { len: sealed.len() })?;
+        let ephemeral =
+            PublicKey::from_bytes(ephemeral).map_err(|_| EciesError::InvalidEphemeralKey)?;
+        let shared = diffie_hellman(receiver.scalar(), ephemeral.point().as_affine());
+        let mut shared_x = [0u8; 32];
+        shared_x.copy_from_slice(shared.raw_secret_bytes());
+        Ok(Self { shared_x })
+    }
+
+    /// Whether `sealed` is complete and authentic under this secret.
+    pub fn tag_matches(&self, sealed: &[u8]) -> bool {
+        split(sealed)
+            .is_ok_and(|(_, iv, tag, ct)| mac(iv, &self.shared_x, ct).verify_slice(tag).is_ok())
+    }
+
+    /// Checks the tag (in constant time) and decrypts into `out`, which must
+    /// hold the ciphertext. Returns the plaintext, a prefix of `out`.
+    pub fn open<'o>(&self, sealed: &[u8], out: &'o mut [u8]) -> Result<&'o [u8], EciesError> {
+        let (_, iv, tag, ct) = split(sealed)?;
+        if out.len() < ct.len() {
+            return Err(EciesError::BufferTooSmall {
+                needed: ct.len(),
+                got: out.len(),
+            });
+        }
+        // Constant-time comparison (the reference uses `==` inside an assert).
+        mac(iv, &self.shared_x, ct)
+            .verify_slice(tag)
+            .map_err(|_| EciesError::BadTag)?;
+        let buf = &mut out[..ct.len()];
+        buf.copy_from_slice(ct);
+        let plaintext_len = cbc::Decryptor::<Rc6>::new((&self.shared_x).into(), iv.into())
+            .decrypt_padded::<Pkcs7>(buf)
+            .map_err(|_| EciesError::BadPadding)?
+            .len();
+        Ok(&out[..plaintext_len])
+    }
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        // Best effort: the secret decrypts this message.
+        self.shared_x = [0u8; 32];
+    }
+}
+
+impl fmt::Debug for Opening {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Opening(..)")
+    }
 }
 
 /// Splits a sealed message into (E, iv, tag, ct) after the cheap checks.

@@ -7,7 +7,9 @@
 //! - [`identity`]: secp256k1 keypairs and 33-byte compressed public keys.
 //! - [`signature`]: ECDSA over SHA-1 with raw `r‖s`, as namebump and sidewire sign.
 //! - [`ecies`]: aionetiface's hybrid encryption (raw ECDH, RC6-CBC, HMAC-SHA256).
-//! - [`namebump`]: the namebump packet, request freshness and quota address helpers.
+//! - [`namebump`]: the namebump packet, request freshness, quota address helpers,
+//!   server replies and the TCP request reader.
+//! - [`rate`]: the token bucket behind per-source rate limits.
 //!
 //! A namebump PUT from client to server, with no heap and no I/O:
 //!
@@ -50,6 +52,7 @@ extern crate std;
 pub mod ecies;
 pub mod identity;
 pub mod namebump;
+pub mod rate;
 pub mod signature;
 
 pub use identity::{KeyError, Keypair, PublicKey};

@@ -6,6 +6,8 @@
 pub mod address;
 pub mod freshness;
 pub mod packet;
+pub mod reply;
+pub mod stream;
 pub mod usage;
 
 pub use packet::{DecodeError, EncodeError, Op, Packet};
