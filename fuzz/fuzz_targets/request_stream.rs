@@ -6,7 +6,7 @@
 use std::sync::LazyLock;
 
 use keyway_core::Keypair;
-use keyway_core::namebump::stream::{MAX_SEALED_REQUEST, RequestStream};
+use keyway_core::namebump::stream::{MAX_SEALED_REQUEST, SealedStream};
 use libfuzzer_sys::fuzz_target;
 
 static SERVER: LazyLock<Keypair> =
@@ -14,7 +14,7 @@ static SERVER: LazyLock<Keypair> =
 
 fuzz_target!(|input: (Vec<u8>, Vec<u8>)| {
     let (data, cuts) = input;
-    let mut stream = RequestStream::new();
+    let mut stream = SealedStream::new();
     let mut out = [0u8; MAX_SEALED_REQUEST];
     let mut rest = &data[..];
     for cut in cuts.iter().chain(std::iter::repeat(&255u8)) {
@@ -27,7 +27,7 @@ fuzz_target!(|input: (Vec<u8>, Vec<u8>)| {
         while !chunk.is_empty() {
             let taken = stream.push(chunk);
             chunk = &chunk[taken..];
-            match stream.next_request(&SERVER, &mut out) {
+            match stream.next_message(&SERVER, &mut out) {
                 Ok(Some(_)) => panic!("forged a request without the key"),
                 Ok(None) => {}
                 Err(_) => return,

@@ -1,4 +1,4 @@
-//! Finding requests in namebump's unframed TCP stream (spec §4.2, bug 11).
+//! Finding messages in namebump's unframed TCP stream (spec §4.2, bug 11).
 //!
 //! The reference writes each sealed message with one write and reads "one
 //! chunk = one message", so a request split across segments fails there.
@@ -42,8 +42,9 @@ impl fmt::Display for StreamError {
 
 impl core::error::Error for StreamError {}
 
-/// Accumulates a TCP stream and yields the requests in it.
-pub struct RequestStream {
+/// Accumulates a TCP stream and yields the sealed messages in it: requests
+/// on a server, replies on a client.
+pub struct SealedStream {
     buf: [u8; MAX_SEALED_REQUEST],
     len: usize,
     /// Secret for the message at the front, once its 33-byte key has arrived.
@@ -52,21 +53,21 @@ pub struct RequestStream {
     tried: usize,
 }
 
-impl Default for RequestStream {
+impl Default for SealedStream {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl fmt::Debug for RequestStream {
+impl fmt::Debug for SealedStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequestStream")
+        f.debug_struct("SealedStream")
             .field("buffered", &self.len)
             .finish_non_exhaustive()
     }
 }
 
-impl RequestStream {
+impl SealedStream {
     pub const fn new() -> Self {
         Self {
             buf: [0u8; MAX_SEALED_REQUEST],
@@ -102,7 +103,7 @@ impl RequestStream {
     /// Looks for a complete request at the front of the buffer. On success
     /// decrypts it into `out`, drops its bytes from the buffer and returns
     /// the plaintext. `Ok(None)` means more bytes are needed.
-    pub fn next_request<'o>(
+    pub fn next_message<'o>(
         &mut self,
         receiver: &Keypair,
         out: &'o mut [u8],
@@ -182,12 +183,12 @@ mod tests {
     fn byte_by_byte_delivery_yields_the_request_once_complete() {
         let server = Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
         let msg = sealed(&server, b"request one", 10);
-        let mut stream = RequestStream::new();
+        let mut stream = SealedStream::new();
         let mut out = [0u8; MAX_SEALED_REQUEST];
         for (i, b) in msg.iter().enumerate() {
             assert_eq!(stream.push(&[*b]), 1);
             let got = stream
-                .next_request(&server, &mut out)
+                .next_message(&server, &mut out)
                 .unwrap()
                 .map(<[u8]>::to_vec);
             if i + 1 < msg.len() {
@@ -205,42 +206,42 @@ mod tests {
         let long = [7u8; 300];
         let mut bytes = sealed(&server, &long, 20);
         bytes.extend(sealed(&server, b"second", 30));
-        let mut stream = RequestStream::new();
+        let mut stream = SealedStream::new();
         let mut out = [0u8; MAX_SEALED_REQUEST];
         assert_eq!(stream.push(&bytes), bytes.len());
         assert_eq!(
-            stream.next_request(&server, &mut out).unwrap(),
+            stream.next_message(&server, &mut out).unwrap(),
             Some(&long[..])
         );
         assert_eq!(
-            stream.next_request(&server, &mut out).unwrap(),
+            stream.next_message(&server, &mut out).unwrap(),
             Some(&b"second"[..])
         );
-        assert_eq!(stream.next_request(&server, &mut out).unwrap(), None);
+        assert_eq!(stream.next_message(&server, &mut out).unwrap(), None);
     }
 
     #[test]
     fn garbage_is_refused_and_a_full_buffer_without_a_message_ends_the_stream() {
         let server = Keypair::from_secret_bytes(&[3u8; 32]).unwrap();
         let mut out = [0u8; MAX_SEALED_REQUEST];
-        let mut stream = RequestStream::new();
+        let mut stream = SealedStream::new();
         stream.push(&[0xffu8; 40]);
         assert_eq!(
-            stream.next_request(&server, &mut out),
+            stream.next_message(&server, &mut out),
             Err(StreamError::Garbage)
         );
 
         // A valid key prefix followed by junk: never authentic.
-        let mut stream = RequestStream::new();
+        let mut stream = SealedStream::new();
         let prefix = sealed(&server, b"x", 40);
         stream.push(&prefix[..33]);
         while stream.push(&[0u8; 100]) > 0 {
             if stream.buffered() < MAX_SEALED_REQUEST {
-                assert_eq!(stream.next_request(&server, &mut out), Ok(None));
+                assert_eq!(stream.next_message(&server, &mut out), Ok(None));
             }
         }
         assert_eq!(
-            stream.next_request(&server, &mut out),
+            stream.next_message(&server, &mut out),
             Err(StreamError::Unframeable)
         );
     }

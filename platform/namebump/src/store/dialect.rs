@@ -1,0 +1,272 @@
+//! The SQL each backend speaks. Queries are written once with `?`
+//! placeholders; this module adapts placeholders, integer casts and the
+//! schema per backend.
+//!
+//! The tables are the reference's (`ipv4s`, `ipv6s`, `names`, same columns in
+//! the same order) so a MariaDB database created for namebump 0.0.16 can be
+//! used as it is; migrations only widen `value` to 1024 bytes (bug 16), make
+//! `updated` a double (full precision for the monotonic-update rule, bug 24)
+//! and add a trailing `created` column (the claim time that decides when a
+//! name becomes bumpable). The reference reads rows positionally up to
+//! column 7, so a trailing column does not disturb it.
+
+use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
+
+use super::StoreError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+impl Backend {
+    pub(crate) fn from_url(url: &str) -> Result<Self, StoreError> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            "mysql" | "mariadb" => Ok(Self::MySql),
+            _ => Err(StoreError::UnsupportedUrl(url.to_owned())),
+        }
+    }
+
+    /// Rewrites `?` placeholders for PostgreSQL (`$1`, `$2`, …). Our SQL
+    /// has no string literals, so every `?` is a placeholder.
+    pub(crate) fn sql(self, query: &str) -> SqlStr {
+        let text = match self {
+            Self::Postgres => {
+                let mut out = String::with_capacity(query.len() + 8);
+                let mut n = 0;
+                for c in query.chars() {
+                    if c == '?' {
+                        n += 1;
+                        out.push('$');
+                        out.push_str(&n.to_string());
+                    } else {
+                        out.push(c);
+                    }
+                }
+                out
+            }
+            Self::Sqlite | Self::MySql => query.to_owned(),
+        };
+        // Built only from this module's constant SQL; values are bound.
+        AssertSqlSafe(text).into_sql_str()
+    }
+
+    /// An integer column read back as i64. sqlx's Any driver has no mapping
+    /// for MySQL TINYINT and rejects unsigned BIGINTs, so MySQL casts.
+    pub(crate) fn int(self, column: &str) -> String {
+        match self {
+            Self::MySql => format!("CAST({column} AS SIGNED)"),
+            Self::Sqlite | Self::Postgres => column.to_owned(),
+        }
+    }
+
+    /// A u64 parameter, bound as its i64 bit pattern: MySQL's unsigned
+    /// column needs the cast back (which wraps modulo 2^64).
+    pub(crate) fn u64_param(self) -> &'static str {
+        match self {
+            Self::MySql => "CAST(? AS UNSIGNED)",
+            Self::Sqlite | Self::Postgres => "?",
+        }
+    }
+
+    /// Statements creating (or upgrading) the schema, in order, each with
+    /// an optional guard: a query counting what the statement would create,
+    /// so it runs only when that count is 0. Running them again is harmless.
+    pub(crate) fn schema(self) -> &'static [Migration] {
+        match self {
+            Self::Sqlite => {
+                const {
+                    &[
+                        Migration::always(
+                            "CREATE TABLE IF NOT EXISTS ipv4s (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    v4_val INTEGER NOT NULL UNIQUE,
+                    timestamp INTEGER NOT NULL)",
+                        ),
+                        Migration::always(
+                            "CREATE TABLE IF NOT EXISTS ipv6s (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    v6_glob_main INTEGER NOT NULL,
+                    v6_glob_extra INTEGER NOT NULL,
+                    v6_lan_id INTEGER NOT NULL,
+                    v6_iface_id INTEGER NOT NULL,
+                    timestamp INTEGER NOT NULL,
+                    UNIQUE (v6_glob_main, v6_glob_extra, v6_lan_id, v6_iface_id))",
+                        ),
+                        Migration::always(
+                            "CREATE TABLE IF NOT EXISTS names (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    name BLOB NOT NULL UNIQUE,
+                    value BLOB NOT NULL,
+                    owner_pub BLOB NOT NULL,
+                    af INTEGER NOT NULL,
+                    ip_id INTEGER NOT NULL,
+                    timestamp INTEGER NOT NULL,
+                    updated REAL NOT NULL,
+                    created INTEGER)",
+                        ),
+                        Migration::always(
+                            "CREATE INDEX IF NOT EXISTS names_by_row ON names (af, ip_id)",
+                        ),
+                        Migration::always(
+                            "CREATE INDEX IF NOT EXISTS names_by_timestamp ON names (timestamp)",
+                        ),
+                    ]
+                }
+            }
+            Self::Postgres => {
+                const {
+                    &[
+                        Migration::always(
+                            "CREATE TABLE IF NOT EXISTS ipv4s (
+                    id BIGSERIAL PRIMARY KEY,
+                    v4_val BIGINT NOT NULL UNIQUE,
+                    timestamp BIGINT NOT NULL)",
+                        ),
+                        Migration::always(
+                            "CREATE TABLE IF NOT EXISTS ipv6s (
+                    id BIGSERIAL PRIMARY KEY,
+                    v6_glob_main BIGINT NOT NULL,
+                    v6_glob_extra BIGINT NOT NULL,
+                    v6_lan_id BIGINT NOT NULL,
+                    v6_iface_id BIGINT NOT NULL,
+                    timestamp BIGINT NOT NULL,
+                    UNIQUE (v6_glob_main, v6_glob_extra, v6_lan_id, v6_iface_id))",
+                        ),
+                        Migration::always(
+                            "CREATE TABLE IF NOT EXISTS names (
+                    id BIGSERIAL PRIMARY KEY,
+                    name BYTEA NOT NULL UNIQUE,
+                    value BYTEA NOT NULL,
+                    owner_pub BYTEA NOT NULL,
+                    af BIGINT NOT NULL,
+                    ip_id BIGINT NOT NULL,
+                    timestamp BIGINT NOT NULL,
+                    updated DOUBLE PRECISION NOT NULL,
+                    created BIGINT)",
+                        ),
+                        Migration::always(
+                            "CREATE INDEX IF NOT EXISTS names_by_row ON names (af, ip_id)",
+                        ),
+                        Migration::always(
+                            "CREATE INDEX IF NOT EXISTS names_by_timestamp ON names (timestamp)",
+                        ),
+                    ]
+                }
+            }
+            // The reference DDL (specs/namebump-schema.sql), then upgrades.
+            Self::MySql => {
+                const {
+                    &[
+                Migration::always("CREATE TABLE IF NOT EXISTS ipv4s (
+                    id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+                    v4_val INT UNSIGNED NOT NULL,
+                    timestamp BIGINT UNSIGNED NOT NULL,
+                    PRIMARY KEY (id),
+                    UNIQUE KEY v4_val (v4_val)) ENGINE=InnoDB"),
+                Migration::always("CREATE TABLE IF NOT EXISTS ipv6s (
+                    id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+                    v6_glob_main INT UNSIGNED NOT NULL,
+                    v6_glob_extra SMALLINT UNSIGNED NOT NULL,
+                    v6_lan_id SMALLINT UNSIGNED NOT NULL,
+                    v6_iface_id BIGINT UNSIGNED NOT NULL,
+                    timestamp BIGINT UNSIGNED NOT NULL,
+                    PRIMARY KEY (id),
+                    UNIQUE KEY v6_val (v6_glob_main, v6_glob_extra, v6_lan_id, v6_iface_id))
+                    ENGINE=InnoDB"),
+                Migration::always("CREATE TABLE IF NOT EXISTS names (
+                    id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+                    name VARBINARY(50) NOT NULL,
+                    value VARBINARY(1024) NOT NULL,
+                    owner_pub BINARY(33) NOT NULL,
+                    af TINYINT UNSIGNED NOT NULL,
+                    ip_id BIGINT UNSIGNED NOT NULL,
+                    timestamp BIGINT UNSIGNED NOT NULL,
+                    updated DOUBLE NOT NULL,
+                    PRIMARY KEY (id),
+                    UNIQUE KEY name (name)) ENGINE=InnoDB"),
+                Migration::always("ALTER TABLE names MODIFY value VARBINARY(1024) NOT NULL"),
+                Migration::always("ALTER TABLE names MODIFY updated DOUBLE NOT NULL"),
+                Migration::unless(
+                    "ALTER TABLE names ADD COLUMN created BIGINT UNSIGNED NULL",
+                    "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()
+                     AND TABLE_NAME = 'names' AND COLUMN_NAME = 'created'",
+                ),
+                Migration::unless(
+                    "CREATE INDEX names_by_row ON names (af, ip_id)",
+                    "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()
+                     AND TABLE_NAME = 'names' AND INDEX_NAME = 'names_by_row'",
+                ),
+                Migration::unless(
+                    "CREATE INDEX names_by_timestamp ON names (timestamp)",
+                    "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()
+                     AND TABLE_NAME = 'names' AND INDEX_NAME = 'names_by_timestamp'",
+                ),
+            ]
+                }
+            }
+        }
+    }
+}
+
+/// One schema step.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Migration {
+    pub(crate) statement: &'static str,
+    /// Skip the statement when this count query returns more than 0.
+    pub(crate) applied_if: Option<&'static str>,
+}
+
+impl Migration {
+    const fn always(statement: &'static str) -> Self {
+        Self {
+            statement,
+            applied_if: None,
+        }
+    }
+
+    const fn unless(statement: &'static str, applied_if: &'static str) -> Self {
+        Self {
+            statement,
+            applied_if: Some(applied_if),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_placeholders_are_numbered() {
+        assert_eq!(
+            Backend::Postgres
+                .sql("SELECT a FROM t WHERE b = ? AND c = ?")
+                .as_str(),
+            "SELECT a FROM t WHERE b = $1 AND c = $2"
+        );
+        assert_eq!(Backend::MySql.sql("x = ?").as_str(), "x = ?");
+    }
+
+    #[test]
+    fn urls_pick_the_backend() {
+        assert_eq!(
+            Backend::from_url("sqlite:/tmp/x.db").ok(),
+            Some(Backend::Sqlite)
+        );
+        assert_eq!(
+            Backend::from_url("postgres://h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            Backend::from_url("mysql://root@127.0.0.1/nb").ok(),
+            Some(Backend::MySql)
+        );
+        assert!(Backend::from_url("redis://x").is_err());
+    }
+}

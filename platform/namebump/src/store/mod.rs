@@ -1,0 +1,212 @@
+//! Name storage: what the server needs from a database, as one trait.
+//!
+//! The rules the seed promises live here, behind [`NameStore`], so every
+//! backend enforces them identically:
+//! - first come, first served; only the owner key updates or deletes;
+//! - per-IP quotas (IPv4: 20 names per address; IPv6: 5 per address,
+//!   20 addresses per /64, 15,000 /64s per /48);
+//! - at quota, DO_BUMP evicts the oldest *bumpable* name of the same quota
+//!   row (claimed at least 30 days ago); DONT_BUMP is rejected;
+//! - a name not refreshed for 30 days is expired: it reads as absent at once
+//!   and can be claimed again;
+//! - a refresh from another address moves the name's quota accounting there;
+//! - `updated` only moves forward: an older request never reverts a newer
+//!   write (replays, reordered legs), while re-sending the current value is
+//!   an idempotent success (the reference client's TCP/UDP race, bug 12/14).
+
+mod dialect;
+mod sql;
+
+use std::future::Future;
+use std::net::IpAddr;
+
+use keyway_core::namebump::address::{AF_INET, AF_INET6, Ipv6Parts, ipv4_to_u32};
+use keyway_core::namebump::{
+    MIN_NAME_DURATION, V4_NAME_LIMIT, V6_IFACE_LIMIT, V6_NAME_LIMIT, V6_SUBNET_LIMIT,
+};
+
+pub use sql::SqlStore;
+
+/// The quota row a request is accounted to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IpKey {
+    V4(u32),
+    V6(Ipv6Parts),
+}
+
+impl IpKey {
+    /// IPv4-mapped IPv6 sources (dual-stack sockets) count as IPv4.
+    pub fn from_ip(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Self::V4(ipv4_to_u32(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self::V4(ipv4_to_u32(v4)),
+                None => Self::V6(Ipv6Parts::from(v6)),
+            },
+        }
+    }
+
+    /// 2 or 10, as stored and as reported by USAGE.
+    pub fn af(&self) -> u8 {
+        match self {
+            Self::V4(_) => AF_INET,
+            Self::V6(_) => AF_INET6,
+        }
+    }
+}
+
+/// Quota and expiry settings. The defaults are the reference's (spec §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub v4_names: u32,
+    pub v6_names: u32,
+    pub v6_ifaces_per_64: u32,
+    pub v6_subnets_per_48: u32,
+    /// Seconds without refresh after which a name expires, and the age from
+    /// first claim after which it becomes bumpable.
+    pub name_lifetime: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            v4_names: V4_NAME_LIMIT,
+            v6_names: V6_NAME_LIMIT,
+            v6_ifaces_per_64: V6_IFACE_LIMIT,
+            v6_subnets_per_48: V6_SUBNET_LIMIT,
+            name_lifetime: MIN_NAME_DURATION as i64,
+        }
+    }
+}
+
+impl Limits {
+    pub fn names_for(&self, ip: &IpKey) -> u32 {
+        match ip {
+            IpKey::V4(_) => self.v4_names,
+            IpKey::V6(_) => self.v6_names,
+        }
+    }
+}
+
+/// A live name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NameRecord {
+    pub value: Vec<u8>,
+    pub owner: [u8; 33],
+    /// Whole seconds: the last write's `updated`, rounded (what GET returns).
+    pub timestamp: i64,
+    /// The last write's `updated`, full precision.
+    pub updated: f64,
+}
+
+/// A verified PUT.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PutRequest {
+    pub name: Vec<u8>,
+    pub value: Vec<u8>,
+    /// The key that signed it (already verified).
+    pub owner: [u8; 33],
+    pub ip: IpKey,
+    pub updated: f64,
+    /// DO_BUMP: may evict the oldest bumpable name at quota.
+    pub bump: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// Written (new, refreshed or moved).
+    Stored,
+    /// Written after evicting the oldest bumpable name of the quota row.
+    StoredAfterBump,
+    /// Same value already stored at the same or a newer time: nothing to do.
+    Unchanged,
+    /// The quota row is full and nothing could be bumped.
+    AtQuota,
+    /// The name belongs to another key.
+    NotOwner,
+    /// Older than what is stored, with a different value: refused so that a
+    /// replayed or delayed request cannot revert a newer write.
+    Stale,
+}
+
+/// A verified DEL.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DelRequest {
+    pub name: Vec<u8>,
+    pub owner: [u8; 33],
+    pub updated: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DelOutcome {
+    Deleted,
+    /// Nothing (live) to delete: success, as in the reference.
+    Absent,
+    NotOwner,
+    /// Older than the stored write: a replayed DEL must not delete a name
+    /// claimed again since.
+    Stale,
+}
+
+/// What a purge removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub names: u64,
+    pub addresses: u64,
+}
+
+/// A storage failure. Requests that hit one get no state change.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("unsupported database URL {0:?} (use sqlite:PATH, postgres://… or mysql://…)")]
+    UnsupportedUrl(String),
+    #[error("the storage writer has stopped")]
+    WriterGone,
+    #[error("write batch failed, nothing committed: {0}")]
+    BatchFailed(String),
+}
+
+/// Name storage. `now` is the server clock in Unix seconds; stores never
+/// read a clock themselves.
+pub trait NameStore: Send + Sync + 'static {
+    fn get(
+        &self,
+        name: &[u8],
+        now: f64,
+    ) -> impl Future<Output = Result<Option<NameRecord>, StoreError>> + Send;
+
+    fn put(
+        &self,
+        request: PutRequest,
+        now: f64,
+    ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
+
+    fn delete(
+        &self,
+        request: DelRequest,
+        now: f64,
+    ) -> impl Future<Output = Result<DelOutcome, StoreError>> + Send;
+
+    /// Live names held by a quota row.
+    fn usage(&self, ip: IpKey, now: f64) -> impl Future<Output = Result<u32, StoreError>> + Send;
+
+    /// Deletes expired names and addresses no name refers to.
+    fn purge_expired(&self, now: f64) -> impl Future<Output = Result<Purged, StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_ipv4_counts_as_ipv4() {
+        let mapped: IpAddr = "::ffff:127.0.0.2"
+            .parse()
+            .unwrap_or(IpAddr::from([0u8; 16]));
+        assert_eq!(IpKey::from_ip(mapped), IpKey::V4(0x7f00_0002));
+        let v6: IpAddr = "2001:db8::1".parse().unwrap_or(IpAddr::from([0u8; 16]));
+        assert_eq!(IpKey::from_ip(v6).af(), 10);
+    }
+}

@@ -1,0 +1,427 @@
+//! One storage suite, run against every backend: SQLite always; PostgreSQL
+//! and MariaDB/MySQL on the local services (`tests/run.sh` makes sure they
+//! are running; set KEYWAY_TEST_POSTGRES / KEYWAY_TEST_MYSQL to point
+//! elsewhere). A missing service fails the test: nothing is skipped.
+#![allow(clippy::unwrap_used)]
+
+use std::net::Ipv6Addr;
+
+use keyway_core::namebump::address::Ipv6Parts;
+use keyway_namebump::store::{
+    DelOutcome, DelRequest, IpKey, Limits, NameStore, Purged, PutOutcome, PutRequest, SqlStore,
+};
+use sqlx::Connection;
+
+const T0: f64 = 1_800_000_000.0;
+const DAY: f64 = 86_400.0;
+
+fn owner(n: u8) -> [u8; 33] {
+    let mut k = [n; 33];
+    k[0] = 2;
+    k
+}
+
+const A: IpKey = IpKey::V4(0x7f00_0002);
+const B: IpKey = IpKey::V4(0x7f00_0003);
+
+fn v6(s: &str) -> IpKey {
+    IpKey::V6(Ipv6Parts::from(s.parse::<Ipv6Addr>().unwrap()))
+}
+
+fn put(name: &str, value: &[u8], who: u8, ip: IpKey, updated: f64, bump: bool) -> PutRequest {
+    PutRequest {
+        name: name.as_bytes().to_vec(),
+        value: value.to_vec(),
+        owner: owner(who),
+        ip,
+        updated,
+        bump,
+    }
+}
+
+fn del(name: &str, who: u8, updated: f64) -> DelRequest {
+    DelRequest {
+        name: name.as_bytes().to_vec(),
+        owner: owner(who),
+        updated,
+    }
+}
+
+/// Small IPv6 /48 limit so the subnet rule is cheap to reach.
+fn limits() -> Limits {
+    Limits {
+        v6_subnets_per_48: 3,
+        ..Limits::default()
+    }
+}
+
+async fn suite(s: &impl NameStore) {
+    ownership_and_monotonic_updates(s).await;
+    ipv4_quota_bump_and_expiry(s).await;
+    relocation_moves_accounting(s).await;
+    ipv6_quotas(s).await;
+    delete_rules(s).await;
+    values_and_names_are_bytes(s).await;
+    purge_removes_expired_names_and_unused_addresses(s).await;
+}
+
+async fn ownership_and_monotonic_updates(s: &impl NameStore) {
+    let r = put("own", b"v1", 1, A, T0, true);
+    assert_eq!(s.put(r.clone(), T0).await.unwrap(), PutOutcome::Stored);
+    let got = s.get(b"own", T0).await.unwrap().unwrap();
+    assert_eq!(
+        (got.value.as_slice(), got.owner, got.timestamp),
+        (&b"v1"[..], owner(1), T0 as i64)
+    );
+    // The same request again, and an older one with the same value (the
+    // other leg of a reference client's TCP/UDP race): idempotent success.
+    assert_eq!(s.put(r, T0).await.unwrap(), PutOutcome::Unchanged);
+    assert_eq!(
+        s.put(put("own", b"v1", 1, A, T0 - 0.3, true), T0)
+            .await
+            .unwrap(),
+        PutOutcome::Unchanged
+    );
+    // An older request with another value must not revert the newer write.
+    assert_eq!(
+        s.put(put("own", b"old", 1, A, T0 - 1.0, true), T0)
+            .await
+            .unwrap(),
+        PutOutcome::Stale
+    );
+    assert_eq!(
+        s.put(put("own", b"x", 2, A, T0 + 1.0, true), T0)
+            .await
+            .unwrap(),
+        PutOutcome::NotOwner
+    );
+    assert_eq!(
+        s.put(put("own", b"v2", 1, A, T0 + 0.5, true), T0)
+            .await
+            .unwrap(),
+        PutOutcome::Stored
+    );
+    let got = s.get(b"own", T0).await.unwrap().unwrap();
+    assert_eq!((got.value.as_slice(), got.updated), (&b"v2"[..], T0 + 0.5));
+    assert_eq!(
+        s.delete(del("own", 1, T0 + 1.0), T0).await.unwrap(),
+        DelOutcome::Deleted
+    );
+}
+
+async fn ipv4_quota_bump_and_expiry(s: &impl NameStore) {
+    let ip = IpKey::V4(0x7f00_0010);
+    for i in 0..20 {
+        let r = put(&format!("q{i}"), b"v", 3, ip, T0 + f64::from(i), false);
+        assert_eq!(s.put(r, T0).await.unwrap(), PutOutcome::Stored, "name {i}");
+    }
+    assert_eq!(s.usage(ip, T0).await.unwrap(), 20);
+    // Full: DONT_BUMP is rejected, and so is DO_BUMP while every name is young.
+    assert_eq!(
+        s.put(put("q20", b"v", 3, ip, T0 + 30.0, false), T0)
+            .await
+            .unwrap(),
+        PutOutcome::AtQuota
+    );
+    assert_eq!(
+        s.put(put("q20", b"v", 3, ip, T0 + 30.0, true), T0)
+            .await
+            .unwrap(),
+        PutOutcome::AtQuota
+    );
+    assert_eq!(
+        s.get(b"q20", T0).await.unwrap(),
+        None,
+        "a rejected PUT stores nothing"
+    );
+    // Refreshing in place at the limit is always allowed.
+    assert_eq!(
+        s.put(put("q0", b"w", 3, ip, T0 + 40.0, false), T0)
+            .await
+            .unwrap(),
+        PutOutcome::Stored
+    );
+
+    // Day 29: refresh every name but q5 (so it expires on day 30).
+    let day29 = T0 + 29.0 * DAY;
+    for i in (0..20).filter(|i| *i != 5) {
+        let r = put(&format!("q{i}"), b"r", 3, ip, day29 + f64::from(i), false);
+        assert_eq!(s.put(r, day29).await.unwrap(), PutOutcome::Stored);
+    }
+    // Day 30 and a bit: q5 reads as absent at once and no longer counts.
+    let day30 = T0 + 30.0 * DAY + 10.0;
+    assert_eq!(s.get(b"q5", day30).await.unwrap(), None);
+    assert_eq!(s.usage(ip, day30).await.unwrap(), 19);
+    // Its name can be claimed by someone else.
+    assert_eq!(
+        s.put(put("q5", b"new", 4, B, day30, false), day30)
+            .await
+            .unwrap(),
+        PutOutcome::Stored
+    );
+
+    // Day 31: every name of the row was claimed 30+ days ago, so DO_BUMP
+    // evicts the oldest claim (q0, claimed first) and DONT_BUMP still fails.
+    let day31 = T0 + 31.0 * DAY;
+    assert_eq!(
+        s.put(put("n1", b"v", 3, ip, day31, false), day31)
+            .await
+            .unwrap(),
+        PutOutcome::Stored
+    );
+    assert_eq!(s.usage(ip, day31).await.unwrap(), 20);
+    assert_eq!(
+        s.put(put("n2", b"v", 3, ip, day31, false), day31)
+            .await
+            .unwrap(),
+        PutOutcome::AtQuota
+    );
+    assert_eq!(
+        s.put(put("n2", b"v", 3, ip, day31, true), day31)
+            .await
+            .unwrap(),
+        PutOutcome::StoredAfterBump
+    );
+    assert_eq!(
+        s.get(b"q0", day31).await.unwrap(),
+        None,
+        "oldest claim bumped"
+    );
+    assert!(s.get(b"q1", day31).await.unwrap().is_some());
+    assert!(s.get(b"n2", day31).await.unwrap().is_some());
+    // n1 and n2 are young and immune: bumping continues with q1.
+    assert_eq!(
+        s.put(put("n3", b"v", 3, ip, day31 + 1.0, true), day31)
+            .await
+            .unwrap(),
+        PutOutcome::StoredAfterBump
+    );
+    assert_eq!(s.get(b"q1", day31).await.unwrap(), None);
+    assert!(s.get(b"n1", day31).await.unwrap().is_some());
+}
+
+async fn relocation_moves_accounting(s: &impl NameStore) {
+    let (x, y) = (IpKey::V4(0x7f00_0020), IpKey::V4(0x7f00_0021));
+    assert_eq!(
+        s.put(put("mv", b"1", 5, x, T0, false), T0).await.unwrap(),
+        PutOutcome::Stored
+    );
+    assert_eq!(
+        s.put(put("mv", b"2", 5, y, T0 + 1.0, false), T0)
+            .await
+            .unwrap(),
+        PutOutcome::Stored
+    );
+    assert_eq!(
+        (s.usage(x, T0).await.unwrap(), s.usage(y, T0).await.unwrap()),
+        (0, 1)
+    );
+    // Moving into a full row is refused and the name stays where it was.
+    let full = IpKey::V4(0x7f00_0022);
+    for i in 0..20 {
+        s.put(put(&format!("f{i}"), b"v", 6, full, T0, false), T0)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        s.put(put("mv", b"3", 5, full, T0 + 2.0, false), T0)
+            .await
+            .unwrap(),
+        PutOutcome::AtQuota
+    );
+    assert_eq!(s.usage(y, T0).await.unwrap(), 1);
+    assert_eq!(s.get(b"mv", T0).await.unwrap().unwrap().value, b"2");
+}
+
+async fn ipv6_quotas(s: &impl NameStore) {
+    let addr = v6("2001:db8:1:1::1");
+    for i in 0..5 {
+        let r = put(&format!("six{i}"), b"v", 7, addr, T0, false);
+        assert_eq!(s.put(r, T0).await.unwrap(), PutOutcome::Stored);
+    }
+    assert_eq!(
+        s.usage(addr, T0).await.unwrap(),
+        5,
+        "USAGE counts IPv6 names (bug 21)"
+    );
+    assert_eq!(
+        s.put(put("six5", b"v", 7, addr, T0, false), T0)
+            .await
+            .unwrap(),
+        PutOutcome::AtQuota
+    );
+    // 20 addresses per /64: 19 more fit, the 21st does not.
+    for i in 2..=20 {
+        let r = put(
+            &format!("iface{i}"),
+            b"v",
+            7,
+            v6(&format!("2001:db8:1:1::{i:x}")),
+            T0,
+            false,
+        );
+        assert_eq!(s.put(r, T0).await.unwrap(), PutOutcome::Stored, "iface {i}");
+    }
+    let r = put("iface21", b"v", 7, v6("2001:db8:1:1::ff"), T0, false);
+    assert_eq!(s.put(r, T0).await.unwrap(), PutOutcome::AtQuota);
+    // Interface ids with the top bit set round-trip through the u64 column.
+    let high = v6("2001:db8:1:2:ffff:ffff:ffff:fff0");
+    assert_eq!(
+        s.put(put("high", b"v", 7, high, T0, false), T0)
+            .await
+            .unwrap(),
+        PutOutcome::Stored
+    );
+    assert_eq!(s.usage(high, T0).await.unwrap(), 1);
+    // /64s per /48 (3 in this suite's limits): :1 and :2 exist, :3 fits, :4 does not.
+    assert_eq!(
+        s.put(put("sub3", b"v", 7, v6("2001:db8:1:3::1"), T0, false), T0)
+            .await
+            .unwrap(),
+        PutOutcome::Stored
+    );
+    assert_eq!(
+        s.put(put("sub4", b"v", 7, v6("2001:db8:1:4::1"), T0, false), T0)
+            .await
+            .unwrap(),
+        PutOutcome::AtQuota
+    );
+    assert_eq!(
+        s.put(
+            put("other48", b"v", 7, v6("2001:db8:2:4::1"), T0, false),
+            T0
+        )
+        .await
+        .unwrap(),
+        PutOutcome::Stored
+    );
+}
+
+async fn delete_rules(s: &impl NameStore) {
+    assert_eq!(
+        s.put(put("d", b"v", 8, A, T0 + 10.0, true), T0)
+            .await
+            .unwrap(),
+        PutOutcome::Stored
+    );
+    assert_eq!(
+        s.delete(del("d", 9, T0 + 11.0), T0).await.unwrap(),
+        DelOutcome::NotOwner
+    );
+    // A DEL older than the write (a replay from before the name was
+    // claimed again) must not delete it.
+    assert_eq!(
+        s.delete(del("d", 8, T0 + 9.0), T0).await.unwrap(),
+        DelOutcome::Stale
+    );
+    assert_eq!(
+        s.delete(del("d", 8, T0 + 11.0), T0).await.unwrap(),
+        DelOutcome::Deleted
+    );
+    assert_eq!(s.get(b"d", T0).await.unwrap(), None);
+    assert_eq!(
+        s.delete(del("d", 8, T0 + 12.0), T0).await.unwrap(),
+        DelOutcome::Absent
+    );
+}
+
+async fn values_and_names_are_bytes(s: &impl NameStore) {
+    let name = [0u8, 0xff, b'\'', b'"', b'\\', 0x80];
+    let value: Vec<u8> = (0..1024).map(|i| (i * 7 % 256) as u8).collect();
+    let r = PutRequest {
+        name: name.to_vec(),
+        value: value.clone(),
+        owner: owner(10),
+        ip: B,
+        updated: T0,
+        bump: true,
+    };
+    assert_eq!(s.put(r, T0).await.unwrap(), PutOutcome::Stored);
+    assert_eq!(
+        s.get(&name, T0).await.unwrap().unwrap().value,
+        value,
+        "1024 bytes intact (bug 16)"
+    );
+    assert_eq!(
+        s.get(&name[..5], T0).await.unwrap(),
+        None,
+        "exact binary match only"
+    );
+}
+
+async fn purge_removes_expired_names_and_unused_addresses(s: &impl NameStore) {
+    let late = T0 + 400.0 * DAY;
+    let purged = s.purge_expired(late).await.unwrap();
+    assert!(purged.names > 0 && purged.addresses > 0, "{purged:?}");
+    assert_eq!(
+        s.purge_expired(late).await.unwrap(),
+        Purged::default(),
+        "nothing left to purge"
+    );
+    assert_eq!(s.usage(A, late).await.unwrap(), 0);
+    // The freed address accepts names again.
+    assert_eq!(
+        s.put(put("again", b"v", 1, A, late, false), late)
+            .await
+            .unwrap(),
+        PutOutcome::Stored
+    );
+}
+
+#[tokio::test]
+async fn sqlite_store_passes_the_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("names.db").display());
+    suite(&SqlStore::open(&url, limits()).await.unwrap()).await;
+    // Reopening runs the migrations again without harm and keeps the data.
+    let again = SqlStore::open(&url, limits()).await.unwrap();
+    assert!(
+        again
+            .get(b"again", T0 + 400.0 * DAY)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// Creates a fresh database on a server, runs the suite, drops it.
+async fn on_server(admin_url: &str, url_for: impl Fn(&str) -> String) {
+    sqlx::any::install_default_drivers();
+    let db = format!("keyway_test_{}_{}", std::process::id(), rand_suffix());
+    let mut admin = sqlx::AnyConnection::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot reach {admin_url} ({e}); run tests/run.sh, which starts the services")
+        });
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let store = SqlStore::open(&url_for(&db), limits()).await.unwrap();
+    suite(&store).await;
+    store.pool().close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+fn rand_suffix() -> u32 {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).unwrap();
+    u32::from_le_bytes(b)
+}
+
+#[tokio::test]
+async fn postgres_store_passes_the_suite() {
+    let base = std::env::var("KEYWAY_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    on_server(&format!("{base}/postgres"), |db| format!("{base}/{db}")).await;
+}
+
+#[tokio::test]
+async fn mysql_store_passes_the_suite() {
+    let base =
+        std::env::var("KEYWAY_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    on_server(&format!("{base}/mysql"), |db| format!("{base}/{db}")).await;
+}
