@@ -7,10 +7,12 @@
 //! protection, one UDP reply to the right peer, no amplification.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod client;
 pub mod clock;
 pub mod server;
 pub mod store;
 
+pub use client::{Behavior, Client, ClientConfig, ClientError, Record};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use server::{Server, ServerConfig};
 pub use store::{Limits, NameStore, SqlStore};
