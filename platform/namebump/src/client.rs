@@ -268,12 +268,11 @@ impl Client {
         if skew.abs() > keyway_core::namebump::freshness::CLOCK_SKEW_SLACK {
             return ClientError::ClockSkew { skew };
         }
-        if let Some((name, key)) = name {
-            if let Ok(Some(record)) = self.get(name).await {
-                if record.owner != *key.public().as_bytes() {
-                    return ClientError::NotOwner;
-                }
-            }
+        if let Some((name, key)) = name
+            && let Ok(Some(record)) = self.get(name).await
+            && record.owner != *key.public().as_bytes()
+        {
+            return ClientError::NotOwner;
         }
         ClientError::ServerError
     }
