@@ -30,6 +30,15 @@ pub(crate) fn generate(path: &Path) -> Result<PublicKey> {
     Ok(*keypair.public())
 }
 
+/// Loads the key at `path`, creating it (mode 0600) if it does not exist:
+/// a server's identity on first start.
+pub(crate) fn load_or_generate(path: &Path) -> Result<Keypair> {
+    if !path.exists() {
+        generate(path)?;
+    }
+    load(path)
+}
+
 /// Reads a key file written by [`generate`] (or any 64-hex-digit secret).
 pub(crate) fn load(path: &Path) -> Result<Keypair> {
     let text = std::fs::read_to_string(path)
@@ -59,6 +68,15 @@ mod tests {
             generate(&path).is_err(),
             "an existing key must never be overwritten"
         );
+    }
+
+    #[test]
+    fn load_or_generate_creates_once_then_loads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("server.key");
+        let first = load_or_generate(&path).expect("create");
+        let again = load_or_generate(&path).expect("load");
+        assert_eq!(first.public(), again.public());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod demo;
 mod keyfile;
+mod namebump;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,9 @@ enum Command {
     },
     /// Walk through one namebump PUT: keygen, build, sign, encrypt, decrypt, verify.
     Demo,
+    /// The namebump name registry: run a server, or use one.
+    #[command(subcommand)]
+    Namebump(namebump::Command),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Command::Keygen { out } => keyfile::generate(&out).map(|pk| println!("{pk}")),
         Command::Pubkey { key } => keyfile::load(&key).map(|kp| println!("{}", kp.public())),
         Command::Demo => demo::run(&mut std::io::stdout().lock()),
+        Command::Namebump(command) => return namebump::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

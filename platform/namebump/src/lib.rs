@@ -7,6 +7,7 @@
 //! protection, one UDP reply to the right peer, no amplification.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod bench;
 pub mod client;
 pub mod clock;
 pub mod server;

@@ -371,7 +371,11 @@ async fn a_replayed_request_is_not_executed_again() {
     // Once the owner deletes the name, the store holds nothing to compare a
     // replayed PUT against: only the replay cache keeps it from coming back.
     c.delete(b"rp", &k, None).await.unwrap();
-    assert_eq!(raw.open(&raw.udp(&second, Duration::from_millis(300)).await[0]).0, Op::Put);
+    assert_eq!(
+        raw.open(&raw.udp(&second, Duration::from_millis(300)).await[0])
+            .0,
+        Op::Put
+    );
     assert_eq!(c.get(b"rp").await.unwrap(), None);
     assert!(h.server.metrics().encode().contains("result=\"replayed\""));
 }

@@ -1,0 +1,404 @@
+//! `keyway namebump …`: serve, put, get, del, usage, bench.
+//!
+//! Exit codes: 0 success; 2 `get` found nothing; 1 any other failure, with
+//! a one-line reason on stderr (and, with `--json`, an `{"error": …}`
+//! object on stdout).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use keyway_core::PublicKey;
+use keyway_core::rate::RateLimit;
+use keyway_namebump::bench::{self, BenchConfig, BenchTransport};
+use keyway_namebump::{
+    Behavior, Client, ClientConfig, ClientError, Server, ServerConfig, SqlStore, SystemClock,
+};
+use serde_json::json;
+
+use crate::keyfile;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a server (TCP and UDP on every --listen address).
+    Serve(ServeArgs),
+    /// Claim or update NAME with VALUE, signed by --key.
+    Put {
+        name: String,
+        value: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The owner's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// What to do when this address's quota is full.
+        #[arg(long, value_enum, default_value_t = BehaviorArg::Bump)]
+        behavior: BehaviorArg,
+        /// Seconds the signed request stays valid (at most 60).
+        #[arg(long, default_value_t = 10.0)]
+        ttl: f64,
+    },
+    /// Print NAME's value bytes (exit 2 if there is none).
+    Get {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Delete NAME, signed by its owner's --key.
+    Del {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, default_value_t = 10.0)]
+        ttl: f64,
+    },
+    /// Show this address's quota: names used and allowed.
+    Usage {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Any key: usage is per address, not per key.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Drive a server with concurrent clients and report throughput and latency.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on, TCP and UDP (repeatable).
+    #[arg(long = "listen", default_values = ["127.0.0.1:5300", "[::1]:5300"])]
+    listen: Vec<SocketAddr>,
+    /// sqlite:PATH, postgres://… or mysql://…
+    #[arg(long, default_value = "sqlite:namebump.db")]
+    db: String,
+    /// The server's key file; created (mode 0600) on first start.
+    #[arg(long)]
+    key: PathBuf,
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// Requests per second allowed per source address (0 = unlimited).
+    #[arg(long, default_value_t = 20.0)]
+    rate_limit: f64,
+    /// Burst allowed per source address.
+    #[arg(long, default_value_t = 40.0)]
+    rate_burst: f64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// The server, HOST:PORT.
+    #[arg(long)]
+    server: String,
+    /// The server's public key (66 hex digits).
+    #[arg(long = "server-pk")]
+    server_pk: PublicKey,
+    /// Send from this local address.
+    #[arg(long)]
+    source: Option<std::net::IpAddr>,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// GET:PUT ratio, e.g. 9:1, 1:0 (GETs only) or 0:1.
+    #[arg(long, default_value = "1:1")]
+    mix: String,
+    #[arg(long, value_enum, default_value_t = TransportArg::Udp)]
+    transport: TransportArg,
+    /// Per-request reply timeout, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    timeout: f64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum BehaviorArg {
+    Bump,
+    DontBump,
+    Throw,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum TransportArg {
+    Udp,
+    Tcp,
+}
+
+pub(crate) fn run(command: Command) -> ExitCode {
+    let json = match &command {
+        Command::Put { server, .. }
+        | Command::Get { server, .. }
+        | Command::Del { server, .. }
+        | Command::Usage { server, .. } => server.json,
+        Command::Bench(b) => b.server.json,
+        Command::Serve(_) => false,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keyway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(command)) {
+        Ok(code) => code,
+        Err(e) => {
+            let reason = format!("{e:#}");
+            eprintln!("keyway: {reason}");
+            if json {
+                let kind = e
+                    .downcast_ref::<ClientError>()
+                    .map(error_kind)
+                    .unwrap_or("error");
+                println!("{}", json!({ "error": reason, "kind": kind }));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn error_kind(e: &ClientError) -> &'static str {
+    match e {
+        ClientError::RejectedAtQuota => "rejected_at_quota",
+        ClientError::WouldBump => "would_bump",
+        ClientError::NotOwner => "not_owner",
+        ClientError::ClockSkew { .. } => "clock_skew",
+        ClientError::ServerError => "server_error",
+        ClientError::Timeout { .. } => "timeout",
+        ClientError::InvalidInput(_) => "invalid_input",
+        ClientError::Network { .. } => "network",
+        ClientError::BadReply => "bad_reply",
+    }
+}
+
+async fn client(args: &ServerArgs) -> Result<Client> {
+    let config = ClientConfig {
+        source: args.source,
+        ..ClientConfig::default()
+    };
+    Ok(Client::new(&args.server, args.server_pk)
+        .await?
+        .with_config(config))
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Put {
+            name,
+            value,
+            server,
+            key,
+            behavior,
+            ttl,
+        } => {
+            let key = keyfile::load(&key)?;
+            let behavior = match behavior {
+                BehaviorArg::Bump => Behavior::Bump,
+                BehaviorArg::DontBump => Behavior::DontBump,
+                BehaviorArg::Throw => Behavior::Throw,
+            };
+            client(&server)
+                .await?
+                .put(name.as_bytes(), value.as_bytes(), &key, behavior, Some(ttl))
+                .await?;
+            if server.json {
+                println!(
+                    "{}",
+                    json!({ "name": name, "stored": true, "owner": key.public().to_string() })
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get { name, server } => match client(&server).await?.get(name.as_bytes()).await? {
+            Some(record) => {
+                if server.json {
+                    println!(
+                        "{}",
+                        json!({
+                            "name": name,
+                            "found": true,
+                            "value": String::from_utf8_lossy(&record.value),
+                            "value_hex": base16ct::lower::encode_string(&record.value),
+                            "owner": base16ct::lower::encode_string(&record.owner),
+                            "timestamp": record.timestamp,
+                        })
+                    );
+                } else {
+                    use std::io::Write;
+                    std::io::stdout()
+                        .write_all(&record.value)
+                        .context("writing the value")?;
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                if server.json {
+                    println!("{}", json!({ "name": name, "found": false }));
+                }
+                eprintln!("keyway: not found: {name}");
+                Ok(ExitCode::from(2))
+            }
+        },
+        Command::Del {
+            name,
+            server,
+            key,
+            ttl,
+        } => {
+            let key = keyfile::load(&key)?;
+            client(&server)
+                .await?
+                .delete(name.as_bytes(), &key, Some(ttl))
+                .await?;
+            if server.json {
+                println!("{}", json!({ "name": name, "deleted": true }));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Usage { server, key } => {
+            let key = keyfile::load(&key)?;
+            let u = client(&server).await?.usage(&key, None).await?;
+            if server.json {
+                println!(
+                    "{}",
+                    json!({ "af": u.af, "names_used": u.names_used, "name_limit": u.name_limit })
+                );
+            } else {
+                let family = if u.af == 10 { "IPv6" } else { "IPv4" };
+                println!("{} of {} names used ({family})", u.names_used, u.name_limit);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => bench(args).await.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let key = keyfile::load_or_generate(&args.key)?;
+    let store = SqlStore::open(&args.db, Default::default())
+        .await
+        .with_context(|| format!("opening {}", args.db))?;
+    let rate_limit = (args.rate_limit > 0.0).then_some(RateLimit {
+        rate: args.rate_limit,
+        burst: args.rate_burst.max(1.0),
+    });
+    let config = ServerConfig {
+        listen: args.listen,
+        rate_limit,
+        metrics_listen: args.metrics,
+        ..ServerConfig::default()
+    };
+    let server = Server::start(config, key, store, Arc::new(SystemClock)).await?;
+    if let Some(addr) = server.metrics_addr() {
+        tracing::info!(%addr, "metrics at http://{addr}/metrics");
+    }
+    // The one line scripts wait for.
+    println!("server_pk={}", server.public_key());
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    server.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+async fn bench(args: BenchArgs) -> Result<()> {
+    let Some((g, p)) = args.mix.split_once(':') else {
+        bail!("--mix must look like 1:1")
+    };
+    let mix: (u32, u32) = (g.trim().parse()?, p.trim().parse()?);
+    if mix == (0, 0) {
+        bail!("--mix needs at least one non-zero weight");
+    }
+    let server = tokio::net::lookup_host(&args.server.server)
+        .await?
+        .next()
+        .with_context(|| format!("{} resolves to no address", args.server.server))?;
+    let report = bench::run(BenchConfig {
+        server,
+        server_pk: args.server.server_pk,
+        clients: args.clients,
+        duration: Duration::from_secs_f64(args.duration),
+        mix,
+        transport: match args.transport {
+            TransportArg::Udp => BenchTransport::Udp,
+            TransportArg::Tcp => BenchTransport::Tcp,
+        },
+        timeout: Duration::from_secs_f64(args.timeout),
+        names_per_client: 4,
+    })
+    .await?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    if args.server.json {
+        let op = |s: &bench::OpStats| {
+            json!({ "count": s.count, "per_sec": s.count as f64 / report.elapsed.as_secs_f64(),
+                    "p50_ms": ms(s.p50), "p99_ms": ms(s.p99), "max_ms": ms(s.max) })
+        };
+        println!(
+            "{}",
+            json!({
+                "clients": args.clients, "transport": format!("{:?}", args.transport).to_lowercase(),
+                "mix": args.mix, "seconds": report.elapsed.as_secs_f64(),
+                "ops_per_sec": report.ops_per_sec(), "get": op(&report.get), "put": op(&report.put),
+                "errors": report.errors, "timeouts": report.timeouts,
+            })
+        );
+    } else {
+        println!(
+            "{:.0} ops/s over {:.1} s ({} clients, {:?}, mix {}); errors {}, timeouts {}",
+            report.ops_per_sec(),
+            report.elapsed.as_secs_f64(),
+            args.clients,
+            args.transport,
+            args.mix,
+            report.errors,
+            report.timeouts
+        );
+        for (name, s) in [("GET", &report.get), ("PUT", &report.put)] {
+            if s.count > 0 {
+                println!(
+                    "  {name}: {:.0}/s  p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+                    s.count as f64 / report.elapsed.as_secs_f64(),
+                    ms(s.p50),
+                    ms(s.p99),
+                    ms(s.max)
+                );
+            }
+        }
+    }
+    Ok(())
+}

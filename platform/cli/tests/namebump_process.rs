@@ -1,0 +1,307 @@
+//! `keyway namebump` as a user runs it: real processes on loopback.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keyway_core::rand_core::UnwrapErr;
+use keyway_core::{Keypair, PublicKey};
+use keyway_namebump::{Behavior, Client, ClientConfig};
+
+const KEYWAY: &str = env!("CARGO_BIN_EXE_keyway");
+
+/// A `keyway namebump serve` child, killed when dropped.
+struct Served {
+    child: Child,
+    server_pk: String,
+    addr: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    // Bound and released at once; the server binds it right after.
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(dir: &Path, port: u16) -> Served {
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(KEYWAY)
+        .args(["namebump", "serve", "--listen", &addr, "--rate-limit", "0"])
+        .arg("--db")
+        .arg(format!("sqlite:{}", dir.join("nb.db").display()))
+        .arg("--key")
+        .arg(dir.join("server.key"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let server_pk = line
+        .trim()
+        .strip_prefix("server_pk=")
+        .unwrap_or_else(|| panic!("expected server_pk=…, got {line:?}"))
+        .to_owned();
+    assert_eq!(server_pk.len(), 66);
+    Served {
+        child,
+        server_pk,
+        addr,
+    }
+}
+
+fn keyway(args: &[&str]) -> std::process::Output {
+    Command::new(KEYWAY).args(args).output().unwrap()
+}
+
+fn client_args<'a>(s: &'a Served, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut v = rest.to_vec();
+    v.extend(["--server", &s.addr, "--server-pk", &s.server_pk]);
+    v
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn the_cli_contract_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), free_port());
+    let key = dir.path().join("me.key");
+    let out = keyway(&["keygen", "--out", key.to_str().unwrap()]);
+    assert!(out.status.success());
+    let pk = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(pk.trim().len(), 66);
+    let k = key.to_str().unwrap();
+
+    let put = keyway(&client_args(
+        &s,
+        &["namebump", "put", "cli-name", "cli value", "--key", k],
+    ));
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let get = keyway(&client_args(&s, &["namebump", "get", "cli-name"]));
+    assert_eq!(
+        (get.status.code(), get.stdout.as_slice()),
+        (Some(0), &b"cli value"[..])
+    );
+    let v = json(&keyway(&client_args(
+        &s,
+        &["namebump", "get", "cli-name", "--json"],
+    )));
+    assert_eq!(
+        (v["found"].as_bool(), v["owner"].as_str()),
+        (Some(true), Some(pk.trim()))
+    );
+    let v = json(&keyway(&client_args(
+        &s,
+        &["namebump", "usage", "--key", k, "--json"],
+    )));
+    assert_eq!(
+        (
+            v["af"].as_u64(),
+            v["names_used"].as_u64(),
+            v["name_limit"].as_u64()
+        ),
+        (Some(2), Some(1), Some(20))
+    );
+
+    let other = dir.path().join("other.key");
+    keyway(&["keygen", "--out", other.to_str().unwrap()]);
+    let denied = keyway(&client_args(
+        &s,
+        &[
+            "namebump",
+            "put",
+            "cli-name",
+            "x",
+            "--key",
+            other.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(denied.status.code(), Some(1));
+    assert_eq!(json(&denied)["kind"].as_str(), Some("not_owner"));
+    let stderr = String::from_utf8(denied.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "one-line reason: {stderr}");
+
+    assert!(
+        keyway(&client_args(
+            &s,
+            &["namebump", "del", "cli-name", "--key", k]
+        ))
+        .status
+        .success()
+    );
+    let gone = keyway(&client_args(&s, &["namebump", "get", "cli-name"]));
+    assert_eq!(gone.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("not found"));
+
+    let long = "n".repeat(51);
+    let bad = keyway(&client_args(
+        &s,
+        &["namebump", "put", &long, "v", "--key", k],
+    ));
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("maximum is 50"));
+}
+
+#[test]
+fn kill_9_during_writes_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut s = serve(dir.path(), port);
+    let pk: PublicKey = s.server_pk.parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let acked = rt.block_on(async {
+        let writers: Vec<_> = (0..8u32)
+            .map(|i| {
+                let addr = s.addr.clone();
+                tokio::spawn(async move {
+                    let config = ClientConfig {
+                        source: Some(format!("127.0.1.{}", i + 1).parse().unwrap()),
+                        attempts: 1,
+                        reply_timeout: Duration::from_millis(500),
+                        ..ClientConfig::default()
+                    };
+                    let c = Client::new(&addr, pk).await.unwrap().with_config(config);
+                    let k = Keypair::generate(&mut UnwrapErr(getrandom::SysRng));
+                    let mut acked = Vec::new();
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    for n in 0u32.. {
+                        // 5 names per writer, rewritten with ever newer values.
+                        let name = format!("k{i}-{}", n % 5);
+                        let value = format!("{i}-{n}");
+                        let put =
+                            c.put(name.as_bytes(), value.as_bytes(), &k, Behavior::Bump, None);
+                        match put.await {
+                            Ok(()) => acked.push((name, n)),
+                            Err(_) => break, // the server is gone
+                        }
+                        if Instant::now() > deadline {
+                            break;
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        s.child.kill().unwrap(); // SIGKILL: no shutdown, no flush
+        let mut all = Vec::new();
+        for w in writers {
+            all.extend(w.await.unwrap());
+        }
+        all
+    });
+    s.child.wait().unwrap();
+    assert!(
+        acked.len() > 50,
+        "too few acknowledged writes to mean anything: {}",
+        acked.len()
+    );
+    let mut last: HashMap<String, u32> = HashMap::new();
+    for (name, n) in acked {
+        last.insert(name, n);
+    }
+    let s = serve(dir.path(), port);
+    for (name, n) in &last {
+        let got = keyway(&client_args(&s, &["namebump", "get", name]));
+        let got = String::from_utf8(got.stdout).unwrap();
+        // A write may have committed without its acknowledgement arriving,
+        // so a later value is fine; an older one would be a lost write.
+        let seq: u32 = got
+            .split('-')
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            !got.is_empty() && seq >= *n,
+            "{name}: acknowledged #{n}, found {got:?}"
+        );
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn garbage_floods_cost_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), free_port());
+    let pid = s.child.id();
+    let flood = |rounds: usize| {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut x = 0x9e37_79b9_u32;
+        let mut streams = Vec::new();
+        for i in 0..rounds {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let len = (x as usize) % 1400 + 1;
+            let datagram: Vec<u8> = (0..len).map(|j| (x >> (j % 25)) as u8).collect();
+            let _ = udp.send_to(&datagram, &s.addr);
+            if i % 100 == 0 {
+                // Slow TCP streams: a valid key prefix, then junk, left open.
+                if let Ok(mut t) = std::net::TcpStream::connect(&s.addr) {
+                    let _ = t.write_all(&[2u8; 600]);
+                    streams.push(t);
+                }
+            }
+        }
+        streams
+    };
+    drop(flood(5_000));
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss_kib(pid);
+    let open = flood(40_000);
+    std::thread::sleep(Duration::from_millis(300));
+    let after = rss_kib(pid);
+    drop(open);
+    // Eight times more garbage (and 400 half-open streams) must not mean
+    // proportionally more memory: allow 16 MiB of noise.
+    assert!(
+        after < before + 16 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    let key = dir.path().join("k");
+    keyway(&["keygen", "--out", key.to_str().unwrap()]);
+    let put = keyway(&client_args(
+        &s,
+        &[
+            "namebump",
+            "put",
+            "still",
+            "here",
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    ));
+    assert!(put.status.success(), "the server still answers");
+}

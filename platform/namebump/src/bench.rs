@@ -1,0 +1,311 @@
+//! A load generator for any namebump server (ours or the reference).
+//!
+//! `clients` workers run until the deadline, each with its own key, its own
+//! source address when the server is on 127.0.0.0/8 (so per-address quotas
+//! are not what is measured), and one persistent socket: a connected UDP
+//! socket or one TCP connection carrying request after request. Each worker
+//! first claims its names, then issues GETs and PUTs in the requested ratio,
+//! one at a time, timing each from send to matching reply.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use keyway_core::ecies;
+use keyway_core::namebump::packet::MAX_PACKET_LEN;
+use keyway_core::namebump::stream::{MAX_SEALED_REQUEST, SealedStream};
+use keyway_core::namebump::{DO_BUMP, MAX_VALUE_LEN, Op, Packet};
+use keyway_core::rand_core::{Rng, UnwrapErr};
+use keyway_core::{Keypair, PublicKey};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+
+use crate::clock::{Clock, SystemClock};
+
+/// Which transport the workers use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchTransport {
+    Udp,
+    Tcp,
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    pub server: SocketAddr,
+    pub server_pk: PublicKey,
+    pub clients: usize,
+    pub duration: Duration,
+    /// Relative weights of GET and PUT.
+    pub mix: (u32, u32),
+    pub transport: BenchTransport,
+    /// How long a request may wait for its reply before it counts as a timeout.
+    pub timeout: Duration,
+    /// Names each worker owns and writes (at most 5 keeps IPv6 quotas happy).
+    pub names_per_client: usize,
+}
+
+/// Latency figures of one operation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OpStats {
+    pub count: u64,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BenchReport {
+    pub elapsed: Duration,
+    pub get: OpStats,
+    pub put: OpStats,
+    /// Requests that got an error reply or a PUT rejection.
+    pub errors: u64,
+    pub timeouts: u64,
+}
+
+impl BenchReport {
+    /// Successful operations per second over the run.
+    pub fn ops_per_sec(&self) -> f64 {
+        (self.get.count + self.put.count) as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("cannot connect to {0}: {1}")]
+    Connect(SocketAddr, std::io::Error),
+    #[error("worker {0} could not claim its names: {1}")]
+    Setup(usize, String),
+}
+
+enum Conn {
+    Udp(UdpSocket),
+    Tcp(TcpStream, Box<SealedStream>),
+}
+
+struct Worker {
+    conn: Conn,
+    key: Keypair,
+    reply: Keypair,
+    names: Vec<Vec<u8>>,
+    server_pk: PublicKey,
+    rng: UnwrapErr<getrandom::SysRng>,
+    timeout: Duration,
+}
+
+enum Sample {
+    Ok(Op, Duration),
+    Error,
+    Timeout,
+}
+
+impl Worker {
+    async fn connect(config: &BenchConfig, index: usize) -> Result<Self, BenchError> {
+        let source = match config.server.ip() {
+            // 127.0.0.0/8 is all ours: one source address per worker.
+            IpAddr::V4(v4) if v4.is_loopback() => {
+                IpAddr::V4(Ipv4Addr::from(0x7f00_0002 + (index % 1_000_000) as u32))
+            }
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
+        let err = |e| BenchError::Connect(config.server, e);
+        let conn = match config.transport {
+            BenchTransport::Udp => {
+                let s = UdpSocket::bind((source, 0)).await.map_err(err)?;
+                s.connect(config.server).await.map_err(err)?;
+                Conn::Udp(s)
+            }
+            BenchTransport::Tcp => {
+                let s = if source.is_ipv6() {
+                    TcpSocket::new_v6()
+                } else {
+                    TcpSocket::new_v4()
+                }
+                .map_err(err)?;
+                s.bind((source, 0).into()).map_err(err)?;
+                let stream = s.connect(config.server).await.map_err(err)?;
+                stream.set_nodelay(true).map_err(err)?;
+                Conn::Tcp(stream, Box::new(SealedStream::new()))
+            }
+        };
+        let mut rng = UnwrapErr(getrandom::SysRng);
+        let key = Keypair::generate(&mut rng);
+        let reply = Keypair::generate(&mut rng);
+        let names = (0..config.names_per_client)
+            .map(|k| format!("bench-{:08x}-{index}-{k}", rng.next_u32()).into_bytes())
+            .collect();
+        Ok(Self {
+            conn,
+            key,
+            reply,
+            names,
+            server_pk: config.server_pk,
+            rng,
+            timeout: config.timeout,
+        })
+    }
+
+    /// One request, timed from the first byte sent to its matching reply.
+    async fn request(&mut self, op: Op, name_index: usize) -> Sample {
+        let pkid = self.rng.next_u32().max(1);
+        let now = SystemClock.now();
+        let name = self.names[name_index].clone();
+        let mut value = [0u8; MAX_VALUE_LEN];
+        let (value, signed) = match op {
+            Op::Put => {
+                self.rng.fill_bytes(&mut value[..100]);
+                (&value[..100], true)
+            }
+            // UDP GETs are padded so the reply is never larger (see server/udp.rs).
+            _ if matches!(self.conn, Conn::Udp(_)) => (&value[..], false),
+            _ => (&value[..0], false),
+        };
+        let mut p = Packet::new(op, pkid, now, &name, value);
+        p.reply_pk = Some(*self.reply.public().as_bytes());
+        p.behavior = DO_BUMP;
+        if signed {
+            if p.sign(&self.key).is_err() {
+                return Sample::Error;
+            }
+        } else {
+            p.vkc = p.reply_pk;
+        }
+        let mut plain = [0u8; MAX_PACKET_LEN];
+        let Ok(n) = p.encode(&mut plain) else {
+            return Sample::Error;
+        };
+        let mut sealed = [0u8; MAX_SEALED_REQUEST];
+        let Ok(m) = ecies::seal(&self.server_pk, &plain[..n], &mut self.rng, &mut sealed) else {
+            return Sample::Error;
+        };
+        let started = Instant::now();
+        match tokio::time::timeout(self.timeout, self.exchange(&sealed[..m], pkid)).await {
+            Ok(Some((reply_op, updated))) => {
+                let rejected = reply_op == Op::Error || (op == Op::Put && updated == 0.0);
+                if rejected {
+                    Sample::Error
+                } else {
+                    Sample::Ok(op, started.elapsed())
+                }
+            }
+            Ok(None) => Sample::Error,
+            Err(_) => Sample::Timeout,
+        }
+    }
+
+    async fn exchange(&mut self, sealed: &[u8], pkid: u32) -> Option<(Op, f64)> {
+        let mut out = [0u8; MAX_SEALED_REQUEST];
+        match &mut self.conn {
+            Conn::Udp(s) => {
+                s.send(sealed).await.ok()?;
+                let mut buf = [0u8; 2048];
+                loop {
+                    let n = s.recv(&mut buf).await.ok()?;
+                    // Stray datagrams (the reference's extra copies) do not match.
+                    if let Some(r) = matching(&self.reply, &buf[..n], pkid, &mut out) {
+                        return Some(r);
+                    }
+                }
+            }
+            Conn::Tcp(s, framer) => {
+                s.write_all(sealed).await.ok()?;
+                loop {
+                    while let Ok(Some(p)) = framer.next_message(&self.reply, &mut out) {
+                        if let Some(r) = decode_matching(p, pkid) {
+                            return Some(r);
+                        }
+                    }
+                    let n = s.read(framer.spare()).await.ok()?;
+                    if n == 0 {
+                        return None;
+                    }
+                    framer.filled(n);
+                }
+            }
+        }
+    }
+}
+
+fn matching(reply: &Keypair, sealed: &[u8], pkid: u32, out: &mut [u8]) -> Option<(Op, f64)> {
+    decode_matching(ecies::open(reply, sealed, out).ok()?, pkid)
+}
+
+fn decode_matching(plaintext: &[u8], pkid: u32) -> Option<(Op, f64)> {
+    let p = Packet::decode(plaintext).ok()?;
+    (p.pkid == pkid || p.op == Op::Error).then_some((p.op, p.updated))
+}
+
+fn stats(mut samples: Vec<Duration>) -> OpStats {
+    samples.sort_unstable();
+    let at = |q: f64| {
+        samples.get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1)))
+    };
+    OpStats {
+        count: samples.len() as u64,
+        p50: at(0.50).copied().unwrap_or_default(),
+        p99: at(0.99).copied().unwrap_or_default(),
+        max: samples.last().copied().unwrap_or_default(),
+    }
+}
+
+/// Runs the benchmark and reports what it measured.
+pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
+    let mut workers = Vec::with_capacity(config.clients);
+    for i in 0..config.clients.max(1) {
+        workers.push(Worker::connect(&config, i).await?);
+    }
+    // Claim every name first, so GETs find values and PUTs are refreshes.
+    let mut claims = tokio::task::JoinSet::new();
+    for (i, mut w) in workers.into_iter().enumerate() {
+        claims.spawn(async move {
+            for k in 0..w.names.len() {
+                if !matches!(w.request(Op::Put, k).await, Sample::Ok(..)) {
+                    return Err(BenchError::Setup(i, "PUT rejected or timed out".into()));
+                }
+            }
+            Ok(w)
+        });
+    }
+    let mut workers = Vec::new();
+    while let Some(w) = claims.join_next().await {
+        workers.push(w.map_err(|e| BenchError::Setup(0, e.to_string()))??);
+    }
+
+    let (gets, puts) = config.mix;
+    let cycle = (gets + puts).max(1);
+    let started = Instant::now();
+    let deadline = started + config.duration;
+    let mut runs = tokio::task::JoinSet::new();
+    for (i, mut w) in workers.into_iter().enumerate() {
+        runs.spawn(async move {
+            let (mut get, mut put, mut errors, mut timeouts) = (Vec::new(), Vec::new(), 0, 0);
+            let mut n = i as u32;
+            while Instant::now() < deadline {
+                let op = if n % cycle < gets { Op::Get } else { Op::Put };
+                let name = n as usize % w.names.len();
+                n = n.wrapping_add(1);
+                match w.request(op, name).await {
+                    Sample::Ok(Op::Get, t) => get.push(t),
+                    Sample::Ok(_, t) => put.push(t),
+                    Sample::Error => errors += 1,
+                    Sample::Timeout => timeouts += 1,
+                }
+            }
+            (get, put, errors, timeouts)
+        });
+    }
+    let (mut get, mut put, mut errors, mut timeouts) = (Vec::new(), Vec::new(), 0, 0);
+    while let Some(Ok((g, p, e, t))) = runs.join_next().await {
+        get.extend(g);
+        put.extend(p);
+        errors += e;
+        timeouts += t;
+    }
+    Ok(BenchReport {
+        elapsed: started.elapsed(),
+        get: stats(get),
+        put: stats(put),
+        errors,
+        timeouts,
+    })
+}
