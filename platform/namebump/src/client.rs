@@ -363,27 +363,35 @@ impl Client {
         self.race(legs).await
     }
 
-    /// The first leg to succeed wins; if all fail, the most telling error.
+    /// The first leg to succeed wins. An error reply is returned only when
+    /// no leg succeeds: a reference server executes both legs of one
+    /// request, and the second may fail ("0 rows changed", bug 14) even
+    /// though the first was stored.
     async fn race<F>(&self, mut legs: FuturesUnordered<F>) -> Result<Reply, ClientError>
     where
         F: Future<Output = Result<Reply, ClientError>>,
     {
+        let mut error_reply = None;
         let mut last = None;
         while let Some(result) = legs.next().await {
             match result {
-                Ok(reply) => return Ok(reply),
-                Err(e) => {
-                    // Prefer a network error's reason over a bare timeout.
-                    if last.is_none() || matches!(e, ClientError::Network { .. }) {
-                        last = Some(e);
-                    }
+                Ok(reply) if reply.op != Op::Error => return Ok(reply),
+                Ok(reply) => error_reply = Some(reply),
+                // Prefer a network error's reason over a bare timeout.
+                Err(e) if last.is_none() || matches!(e, ClientError::Network { .. }) => {
+                    last = Some(e);
                 }
+                Err(_) => {}
             }
         }
-        Err(last.unwrap_or(ClientError::Timeout {
-            server: self.label.to_string(),
-            attempts: 1,
-        }))
+        match (error_reply, last) {
+            (Some(reply), _) => Ok(reply),
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(ClientError::Timeout {
+                server: self.label.to_string(),
+                attempts: 1,
+            }),
+        }
     }
 
     async fn leg(
