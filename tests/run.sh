@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Keyway test: formatting, lints, the whole workspace's tests
-# (vectors, properties, live interop with the Python reference), the no_std
+# (vectors, properties, storage on SQLite/PostgreSQL/MariaDB, servers and
+# clients over loopback, live interop with the Python reference), the no_std
 # proof and a build of the fuzz targets. Works on a fresh Debian machine:
 # it installs what it needs first. Network use: package installs only; every
 # test talks to loopback or to nothing at all.
@@ -9,6 +10,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export PATH="$HOME/.cargo/bin:$PATH"
 bash tests/setup-debian.sh
+# PostgreSQL and MariaDB for the storage suite and the reference server.
+eval "$(bash tests/services.sh)"
 
 step() { printf '\n== %s\n' "$*"; }
 
