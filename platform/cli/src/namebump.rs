@@ -126,6 +126,10 @@ pub(crate) struct BenchArgs {
     /// Per-request reply timeout, seconds.
     #[arg(long, default_value_t = 2.0)]
     timeout: f64,
+    /// Aim for this many requests per second in total (paced); by default
+    /// each client sends as fast as replies come back.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -360,6 +364,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
         },
         timeout: Duration::from_secs_f64(args.timeout),
         names_per_client: 4,
+        rate: args.rate,
     })
     .await?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -372,7 +377,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
             "{}",
             json!({
                 "clients": args.clients, "transport": format!("{:?}", args.transport).to_lowercase(),
-                "mix": args.mix, "seconds": report.elapsed.as_secs_f64(),
+                "mix": args.mix, "rate": args.rate, "seconds": report.elapsed.as_secs_f64(),
                 "ops_per_sec": report.ops_per_sec(), "get": op(&report.get), "put": op(&report.put),
                 "errors": report.errors, "timeouts": report.timeouts,
             })

@@ -41,6 +41,10 @@ pub struct BenchConfig {
     pub timeout: Duration,
     /// Names each worker owns and writes (at most 5 keeps IPv6 quotas happy).
     pub names_per_client: usize,
+    /// Total requests per second to aim for, spread evenly over the workers
+    /// on a fixed schedule; `None` sends each request as soon as the
+    /// previous reply arrives (maximum throughput).
+    pub rate: Option<f64>,
 }
 
 /// Latency figures of one operation.
@@ -275,12 +279,22 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     let cycle = (gets + puts).max(1);
     let started = Instant::now();
     let deadline = started + config.duration;
+    let clients = config.clients.max(1);
+    // Each worker's gap between sends, and its offset so sends interleave.
+    let interval = config
+        .rate
+        .map(|r| Duration::from_secs_f64(clients as f64 / r.max(1e-3)));
     let mut runs = tokio::task::JoinSet::new();
     for (i, mut w) in workers.into_iter().enumerate() {
         runs.spawn(async move {
             let (mut get, mut put, mut errors, mut timeouts) = (Vec::new(), Vec::new(), 0, 0);
             let mut n = i as u32;
+            let mut next = interval.map(|gap| started + gap.mul_f64(i as f64 / clients as f64));
             while Instant::now() < deadline {
+                if let (Some(at), Some(gap)) = (next, interval) {
+                    tokio::time::sleep_until(at.into()).await;
+                    next = Some(at + gap);
+                }
                 let op = if n % cycle < gets { Op::Get } else { Op::Put };
                 let name = n as usize % w.names.len();
                 n = n.wrapping_add(1);
