@@ -13,13 +13,16 @@ use std::time::{Duration, Instant};
 use keyway_core::ecies;
 use keyway_core::namebump::packet::MAX_PACKET_LEN;
 use keyway_core::namebump::stream::{MAX_SEALED_REQUEST, SealedStream};
-use keyway_core::namebump::{DO_BUMP, MAX_VALUE_LEN, Op, Packet};
+use keyway_core::namebump::{DO_BUMP, Op, Packet};
 use keyway_core::rand_core::{Rng, UnwrapErr};
 use keyway_core::{Keypair, PublicKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
 use crate::clock::{Clock, SystemClock};
+
+/// Bytes of every value the generator writes.
+const VALUE_LEN: usize = 100;
 
 /// Which transport the workers use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,13 +157,15 @@ impl Worker {
         let pkid = self.rng.next_u32().max(1);
         let now = SystemClock.now();
         let name = self.names[name_index].clone();
-        let mut value = [0u8; MAX_VALUE_LEN];
+        let mut value = [0u8; VALUE_LEN];
         let (value, signed) = match op {
             Op::Put => {
-                self.rng.fill_bytes(&mut value[..100]);
-                (&value[..100], true)
+                self.rng.fill_bytes(&mut value);
+                (&value[..], true)
             }
-            // UDP GETs are padded so the reply is never larger (see server/udp.rs).
+            // UDP GETs are padded by the value size, so the reply is never
+            // larger than the request (see server/udp.rs). The generator
+            // knows its values; a general client pads to the maximum.
             _ if matches!(self.conn, Conn::Udp(_)) => (&value[..], false),
             _ => (&value[..0], false),
         };

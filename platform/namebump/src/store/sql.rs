@@ -1,11 +1,11 @@
 //! [`NameStore`] on SQLite, PostgreSQL or MariaDB/MySQL through sqlx.
 //!
 //! Reads go straight to the pool. Writes go through one writer task that
-//! applies them in batches: one transaction per batch (so a durable commit,
-//! an fsync on SQLite, is shared by every write in it) and one savepoint per
-//! request, rolled back unless the request succeeded — a rejected request
-//! leaves nothing behind, not even the address row it would have created
-//! (bug 34), and a request is acknowledged only after its batch committed.
+//! applies them in batches: one transaction per batch, so a durable commit
+//! (an fsync on SQLite) is shared by every write in it, and a request is
+//! acknowledged only after its batch committed. Each write checks
+//! everything before it changes anything, so a refused request leaves
+//! nothing behind, not even the address row it would have created (bug 34).
 //! A single writer also means no deadlocks between concurrent writers (the
 //! reference's InnoDB 1213s, bug 12).
 
@@ -288,15 +288,22 @@ async fn writer(pool: AnyPool, q: Arc<Queries>, limits: Limits, mut rx: mpsc::Re
         match run_batch(&pool, &q, &limits, &batch).await {
             Ok(results) => {
                 for (job, result) in batch.drain(..).zip(results) {
-                    job.finish(result);
+                    job.finish(Ok(result));
                 }
             }
             Err(e) => {
-                // Nothing of the batch was committed.
-                tracing::error!(error = %e, writes = batch.len(), "write batch failed");
-                let message = e.to_string();
+                // Nothing of the batch was committed. Run each write in a
+                // transaction of its own, so one failing write cannot fail
+                // the others with it.
+                tracing::warn!(error = %e, writes = batch.len(), "write batch failed; retrying singly");
                 for job in batch.drain(..) {
-                    job.finish(Err(StoreError::BatchFailed(message.clone())));
+                    let result = run_batch(&pool, &q, &limits, std::slice::from_ref(&job)).await;
+                    job.finish(match result {
+                        Ok(mut applied) => applied
+                            .pop()
+                            .ok_or_else(|| StoreError::BatchFailed("no result for a write".into())),
+                        Err(e) => Err(StoreError::Database(e)),
+                    });
                 }
             }
         }
@@ -304,22 +311,11 @@ async fn writer(pool: AnyPool, q: Arc<Queries>, limits: Limits, mut rx: mpsc::Re
 }
 
 /// What a write did.
+#[derive(Debug)]
 enum Applied {
     Put(PutOutcome),
     Del(DelOutcome),
     Purge(Purged),
-}
-
-impl Applied {
-    /// Whether the write's changes are kept (otherwise its savepoint is
-    /// rolled back: a refused request leaves no trace).
-    fn keeps(&self) -> bool {
-        match self {
-            Self::Put(o) => matches!(o, PutOutcome::Stored | PutOutcome::StoredAfterBump),
-            Self::Del(o) => *o == DelOutcome::Deleted,
-            Self::Purge(_) => true,
-        }
-    }
 }
 
 impl Job {
@@ -360,28 +356,21 @@ impl Job {
     }
 }
 
-/// Applies a batch in one transaction, each write inside its own savepoint.
-/// The results may be delivered only after this returns (after COMMIT); an
-/// `Err` means nothing was committed.
+/// Applies a batch in one transaction. Each write decides everything before
+/// it changes anything (a refused write changes nothing), so no savepoints
+/// are needed. The results may be delivered only after this returns, that
+/// is after COMMIT; an `Err` means nothing was committed.
 async fn run_batch(
     pool: &AnyPool,
     q: &Queries,
     limits: &Limits,
     batch: &[Job],
-) -> Result<Vec<Result<Applied, StoreError>>, sqlx::Error> {
+) -> Result<Vec<Applied>, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        tx.execute("SAVEPOINT op").await?;
-        let result = job.apply(&mut tx, q, limits).await;
-        if result.as_ref().is_ok_and(Applied::keeps) {
-            tx.execute("RELEASE SAVEPOINT op").await?;
-        } else {
-            tx.execute("ROLLBACK TO SAVEPOINT op").await?;
-            tx.execute("RELEASE SAVEPOINT op").await?;
-        }
-        results.push(result.map_err(StoreError::Database));
+        results.push(job.apply(&mut tx, q, limits).await?);
     }
     tx.commit().await?;
     Ok(results)
@@ -463,49 +452,64 @@ async fn put(
             });
         }
     }
-    let Some(ip_id) = ip_row(c, q, limits, &r.ip, now.floor() as i64).await? else {
-        return Ok(PutOutcome::AtQuota);
-    };
     let af = i64::from(r.ip.af());
-    // The reference stores the client's `updated` rounded to whole seconds
-    // as the expiry anchor, and GET returns it.
-    let timestamp = r.updated.round() as i64;
-    let mut outcome = PutOutcome::Stored;
+    let row = find_ip_row(c, q, limits, &r.ip).await?;
+    let existing_id = match row {
+        IpRow::Forbidden => return Ok(PutOutcome::AtQuota),
+        IpRow::Exists(id) => Some(id),
+        IpRow::Creatable => None,
+    };
     let in_place = existing
         .as_ref()
-        .is_some_and(|e| (e.af, e.ip_id) == (af, ip_id));
+        .is_some_and(|e| e.af == af && Some(e.ip_id) == existing_id);
+    let mut victim = None;
     if !in_place {
-        let used = count(
-            c,
-            sqlx::query(q.row_used.clone())
-                .bind(af)
-                .bind(ip_id)
-                .bind(cutoff),
-        )
-        .await?;
-        if used >= i64::from(limits.names_for(&r.ip)) {
-            if !r.bump {
-                return Ok(PutOutcome::AtQuota);
+        let used = match existing_id {
+            Some(id) => {
+                count(
+                    c,
+                    sqlx::query(q.row_used.clone())
+                        .bind(af)
+                        .bind(id)
+                        .bind(cutoff),
+                )
+                .await?
             }
+            None => 0,
+        };
+        if used >= i64::from(limits.names_for(&r.ip)) {
+            let Some(id) = existing_id.filter(|_| r.bump) else {
+                return Ok(PutOutcome::AtQuota);
+            };
             let claimed_before = now.floor() as i64 - limits.name_lifetime;
-            let victim = sqlx::query(q.bump_victim.clone())
+            let row = sqlx::query(q.bump_victim.clone())
                 .bind(af)
-                .bind(ip_id)
+                .bind(id)
                 .bind(cutoff)
                 .bind(claimed_before)
                 .fetch_optional(&mut *c)
                 .await?;
-            let Some(victim) = victim else {
+            let Some(row) = row else {
                 return Ok(PutOutcome::AtQuota);
             };
-            let victim: i64 = victim.try_get(0)?;
-            sqlx::query(q.delete_name.clone())
-                .bind(victim)
-                .execute(&mut *c)
-                .await?;
-            outcome = PutOutcome::StoredAfterBump;
+            victim = Some(row.try_get::<i64, _>(0)?);
         }
     }
+
+    // Every check passed: from here on the write happens.
+    let ip_id = match existing_id {
+        Some(id) => id,
+        None => create_ip_row(c, q, &r.ip, now.floor() as i64).await?,
+    };
+    if let Some(victim) = victim {
+        sqlx::query(q.delete_name.clone())
+            .bind(victim)
+            .execute(&mut *c)
+            .await?;
+    }
+    // The reference stores the client's `updated` rounded to whole seconds
+    // as the expiry anchor, and GET returns it.
+    let timestamp = r.updated.round() as i64;
     match existing {
         Some(e) => {
             sqlx::query(q.update_name.clone())
@@ -532,38 +536,38 @@ async fn put(
                 .await?;
         }
     }
-    Ok(outcome)
+    Ok(if victim.is_some() {
+        PutOutcome::StoredAfterBump
+    } else {
+        PutOutcome::Stored
+    })
 }
 
-/// The quota row's id, created if needed; `None` when IPv6 address limits
-/// forbid creating it.
-async fn ip_row(
+/// Where a request's quota row stands.
+enum IpRow {
+    Exists(i64),
+    /// Not there yet, and the IPv6 address limits allow creating it.
+    Creatable,
+    /// Not there, and its /64 or /48 is full.
+    Forbidden,
+}
+
+async fn find_ip_row(
     c: &mut AnyConnection,
     q: &Queries,
     limits: &Limits,
     ip: &IpKey,
-    now: i64,
-) -> Result<Option<i64>, sqlx::Error> {
+) -> Result<IpRow, sqlx::Error> {
     match *ip {
         IpKey::V4(v4) => {
-            let v4 = i64::from(v4);
-            if let Some(row) = sqlx::query(q.v4_id.clone())
-                .bind(v4)
-                .fetch_optional(&mut *c)
-                .await?
-            {
-                return Ok(Some(row.try_get(0)?));
-            }
-            sqlx::query(q.v4_insert.clone())
-                .bind(v4)
-                .bind(now)
-                .execute(&mut *c)
-                .await?;
             let row = sqlx::query(q.v4_id.clone())
-                .bind(v4)
-                .fetch_one(&mut *c)
+                .bind(i64::from(v4))
+                .fetch_optional(&mut *c)
                 .await?;
-            Ok(Some(row.try_get(0)?))
+            Ok(match row {
+                Some(row) => IpRow::Exists(row.try_get(0)?),
+                None => IpRow::Creatable,
+            })
         }
         IpKey::V6(p) => {
             let (main, extra, lan) = (
@@ -573,15 +577,15 @@ async fn ip_row(
             );
             // Bit pattern of the u64; see Backend::u64_param.
             let iface = p.iface_id as i64;
-            let find = || {
-                sqlx::query(q.v6_id.clone())
-                    .bind(main)
-                    .bind(extra)
-                    .bind(lan)
-                    .bind(iface)
-            };
-            if let Some(row) = find().fetch_optional(&mut *c).await? {
-                return Ok(Some(row.try_get(0)?));
+            let row = sqlx::query(q.v6_id.clone())
+                .bind(main)
+                .bind(extra)
+                .bind(lan)
+                .bind(iface)
+                .fetch_optional(&mut *c)
+                .await?;
+            if let Some(row) = row {
+                return Ok(IpRow::Exists(row.try_get(0)?));
             }
             let ifaces = count(
                 c,
@@ -592,27 +596,64 @@ async fn ip_row(
             )
             .await?;
             if ifaces >= i64::from(limits.v6_ifaces_per_64) {
-                return Ok(None);
+                return Ok(IpRow::Forbidden);
             }
             if ifaces == 0 {
                 let subnets =
                     count(c, sqlx::query(q.v6_subnets.clone()).bind(main).bind(extra)).await?;
                 if subnets >= i64::from(limits.v6_subnets_per_48) {
-                    return Ok(None);
+                    return Ok(IpRow::Forbidden);
                 }
             }
+            Ok(IpRow::Creatable)
+        }
+    }
+}
+
+async fn create_ip_row(
+    c: &mut AnyConnection,
+    q: &Queries,
+    ip: &IpKey,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    let row = match *ip {
+        IpKey::V4(v4) => {
+            let v4 = i64::from(v4);
+            sqlx::query(q.v4_insert.clone())
+                .bind(v4)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+            sqlx::query(q.v4_id.clone())
+                .bind(v4)
+                .fetch_one(&mut *c)
+                .await?
+        }
+        IpKey::V6(p) => {
+            let parts = [
+                i64::from(p.glob_main),
+                i64::from(p.glob_extra),
+                i64::from(p.lan_id),
+            ];
+            let iface = p.iface_id as i64;
             sqlx::query(q.v6_insert.clone())
-                .bind(main)
-                .bind(extra)
-                .bind(lan)
+                .bind(parts[0])
+                .bind(parts[1])
+                .bind(parts[2])
                 .bind(iface)
                 .bind(now)
                 .execute(&mut *c)
                 .await?;
-            let row = find().fetch_one(&mut *c).await?;
-            Ok(Some(row.try_get(0)?))
+            sqlx::query(q.v6_id.clone())
+                .bind(parts[0])
+                .bind(parts[1])
+                .bind(parts[2])
+                .bind(iface)
+                .fetch_one(&mut *c)
+                .await?
         }
-    }
+    };
+    row.try_get(0)
 }
 
 async fn delete(

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Throughput and latency of namebump servers under one load generator
+# (`keyway namebump bench`), in one run, all on loopback:
+#   Keyway on SQLite, Keyway on PostgreSQL, the reference (namebump 0.0.16)
+#   on MariaDB. For each: maximum GET/s and PUT/s, then p99 at half of each
+#   maximum. Prints the Markdown table recorded in BENCHMARKS.md.
+#
+#   bash tests/bench-namebump.sh [SECONDS] [CLIENTS]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+secs=${1:-10}
+clients=${2:-32}
+ref_clients=8
+export PATH="$HOME/.cargo/bin:$PATH"
+eval "$(bash tests/services.sh)"
+cargo build --release -q -p keyway
+cargo test -q -p keyway-tests --test namebump_reference_crypto >/dev/null   # the reference venv
+K=target/release/keyway
+py=${CARGO_TARGET_DIR:-target}/reference-venv/bin/python
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$K" keygen --out "$work/server.key" > "$work/server.pub"
+
+wait_line() { # file pattern
+    for _ in $(seq 1 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+    echo "timed out waiting for $2 in $1" >&2; cat "$1" >&2; return 1
+}
+bench() { # label mix rate clients transport
+    local rate=()
+    [ "$3" != "-" ] && rate=(--rate "$3")
+    "$K" namebump bench --server "127.0.0.1:$port" --server-pk "$(cat "$work/server.pub")" \
+        --clients "$4" --duration "$secs" --mix "$2" --transport "$5" --timeout 10 "${rate[@]}" --json \
+        | sed "s/^/$1 /"
+}
+half() { # bench-line op
+    python3 -c 'import json,sys; l=sys.argv[1].split(" ",1)[1]; print(max(1, json.loads(l)[sys.argv[2]]["per_sec"] / 2))' "$1" "$2"
+}
+measure() { # label clients transport
+    local g p
+    g=$(bench "$1" 1:0 - "$2" "$3"); echo "$g"
+    p=$(bench "$1" 0:1 - "$2" "$3"); echo "$p"
+    bench "$1" 1:0 "$(half "$g" get)" "$2" "$3"
+    bench "$1" 0:1 "$(half "$p" put)" "$2" "$3"
+}
+stop() { kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'; }
+
+results="$work/results"
+{
+    # Keyway on SQLite.
+    "$K" namebump serve --listen "127.0.0.1:$port" --db "sqlite:$work/nb.db" --key "$work/server.key" \
+        --rate-limit 0 > "$work/serve.out" 2> "$work/serve.err" & pids+=($!)
+    wait_line "$work/serve.out" server_pk=
+    measure keyway-sqlite "$clients" udp
+    stop
+
+    # Keyway on PostgreSQL, in a database of its own.
+    db="keyway_bench_$$"
+    psql "$KEYWAY_TEST_POSTGRES/postgres" -qc "CREATE DATABASE $db" >&2
+    "$K" namebump serve --listen "127.0.0.1:$port" --db "$KEYWAY_TEST_POSTGRES/$db" --key "$work/server.key" \
+        --rate-limit 0 > "$work/serve-pg.out" 2> "$work/serve-pg.err" & pids+=($!)
+    wait_line "$work/serve-pg.out" server_pk=
+    measure keyway-postgres "$clients" udp
+    stop
+    psql "$KEYWAY_TEST_POSTGRES/postgres" -qc "DROP DATABASE $db" >&2
+
+    # The reference on MariaDB (its wrapper creates and drops the database).
+    NB_PORT=$port NB_ENC_SK=$(cat "$work/server.key") NB_ENC_PK=$(cat "$work/server.pub") \
+        NB_DB_NAME="keyway_bench_ref_$$" PYTHONNOUSERSITE=1 \
+        "$py" tests/interop/namebump_ref_server.py > "$work/ref.out" 2> "$work/ref.err" & pids+=($!)
+    wait_line "$work/ref.out" "listening UDP"
+    # Over TCP: its UDP replies go to whichever client sent last (bug 9), so
+    # concurrent UDP clients mostly time out.
+    measure reference-mariadb "$ref_clients" tcp
+    stop
+} | tee "$results" >&2
+
+python3 - "$results" "$secs" <<'PY'
+import json, os, platform, sys
+rows = {}
+for line in open(sys.argv[1]):
+    label, doc = line.split(" ", 1)
+    r = json.loads(doc)
+    rows.setdefault(label, []).append(r)
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+print(f"Machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
+      f"load generator and server on the same machine, {sys.argv[2]} s per run")
+print()
+print("| server | transport | clients | max GET/s | max PUT/s | GET p50 / p99 at ½ max | PUT p50 / p99 at ½ max | errors / timeouts |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+for label, (g, p, hg, hp) in rows.items():
+    ms = lambda x: f"{x:.2f} ms"
+    err = sum(r["errors"] for r in (g, p, hg, hp)); tmo = sum(r["timeouts"] for r in (g, p, hg, hp))
+    print(f"| {label} | {g['transport'].upper()} | {g['clients']} | {g['get']['per_sec']:,.0f} | {p['put']['per_sec']:,.0f} | "
+          f"{ms(hg['get']['p50_ms'])} / {ms(hg['get']['p99_ms'])} (at {hg['get']['per_sec']:,.0f}/s) | "
+          f"{ms(hp['put']['p50_ms'])} / {ms(hp['put']['p99_ms'])} (at {hp['put']['per_sec']:,.0f}/s) | {err} / {tmo} |")
+PY
