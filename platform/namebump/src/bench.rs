@@ -268,8 +268,20 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     for (i, mut w) in workers.into_iter().enumerate() {
         claims.spawn(async move {
             for k in 0..w.names.len() {
-                if !matches!(w.request(Op::Put, k).await, Sample::Ok(..)) {
-                    return Err(BenchError::Setup(i, "PUT rejected or timed out".into()));
+                // Servers may drop a write under contention (the reference
+                // deadlocks on concurrent first writes: bug 12); try again.
+                let mut claimed = false;
+                for _ in 0..5 {
+                    if matches!(w.request(Op::Put, k).await, Sample::Ok(..)) {
+                        claimed = true;
+                        break;
+                    }
+                }
+                if !claimed {
+                    return Err(BenchError::Setup(
+                        i,
+                        "PUT rejected or timed out 5 times".into(),
+                    ));
                 }
             }
             Ok(w)
