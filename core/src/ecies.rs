@@ -121,28 +121,68 @@ pub fn seal_with(
     iv: &[u8; BLOCK_LEN],
     out: &mut [u8],
 ) -> Result<usize, EciesError> {
-    let total = sealed_len(plaintext.len());
-    if out.len() < total {
-        return Err(EciesError::BufferTooSmall {
-            needed: total,
-            got: out.len(),
-        });
+    Sealing::new(receiver, ephemeral).seal(plaintext, iv, out)
+}
+
+/// The key material for sealing to one receiver under one ephemeral key:
+/// the ephemeral public key and the ECDH secret (the expensive part).
+///
+/// [`seal`] makes a fresh one per message, as the reference does. A sender
+/// may keep one for a stream of messages to the same receiver (a load
+/// generator does); every message then still needs a fresh random IV, and
+/// the messages share a key: whoever learns it reads them all.
+pub struct Sealing {
+    ephemeral: [u8; PUBLIC_KEY_LEN],
+    shared_x: [u8; 32],
+}
+
+impl Sealing {
+    pub fn new(receiver: &PublicKey, ephemeral: &Keypair) -> Self {
+        let shared = diffie_hellman(ephemeral.scalar(), receiver.point().as_affine());
+        let mut shared_x = [0u8; 32];
+        shared_x.copy_from_slice(shared.raw_secret_bytes());
+        Self {
+            ephemeral: *ephemeral.public().as_bytes(),
+            shared_x,
+        }
     }
-    let shared = diffie_hellman(ephemeral.scalar(), receiver.point().as_affine());
-    let key = shared.raw_secret_bytes();
 
-    let got = out.len();
-    let (head, body) = out[..total].split_at_mut(HEADER_LEN);
-    // `body` is exactly ciphertext_len(plaintext.len()), so padding fits.
-    cbc::Encryptor::<Rc6>::new(key, iv.into())
-        .encrypt_padded_b2b::<Pkcs7>(plaintext, body)
-        .map_err(|_| EciesError::BufferTooSmall { needed: total, got })?;
+    /// Seals `plaintext` with `iv` into the front of `out`; returns the length.
+    pub fn seal(
+        &self,
+        plaintext: &[u8],
+        iv: &[u8; BLOCK_LEN],
+        out: &mut [u8],
+    ) -> Result<usize, EciesError> {
+        let total = sealed_len(plaintext.len());
+        let got = out.len();
+        if got < total {
+            return Err(EciesError::BufferTooSmall { needed: total, got });
+        }
+        let (head, body) = out[..total].split_at_mut(HEADER_LEN);
+        // `body` is exactly ciphertext_len(plaintext.len()), so padding fits.
+        cbc::Encryptor::<Rc6>::new((&self.shared_x).into(), iv.into())
+            .encrypt_padded_b2b::<Pkcs7>(plaintext, body)
+            .map_err(|_| EciesError::BufferTooSmall { needed: total, got })?;
+        head[..PUBLIC_KEY_LEN].copy_from_slice(&self.ephemeral);
+        head[PUBLIC_KEY_LEN..PUBLIC_KEY_LEN + BLOCK_LEN].copy_from_slice(iv);
+        let tag = mac(iv, &self.shared_x, body).finalize().into_bytes();
+        head[PUBLIC_KEY_LEN + BLOCK_LEN..].copy_from_slice(&tag);
+        Ok(total)
+    }
+}
 
-    head[..PUBLIC_KEY_LEN].copy_from_slice(ephemeral.public().as_bytes());
-    head[PUBLIC_KEY_LEN..PUBLIC_KEY_LEN + BLOCK_LEN].copy_from_slice(iv);
-    let tag = mac(iv, key, body).finalize().into_bytes();
-    head[PUBLIC_KEY_LEN + BLOCK_LEN..].copy_from_slice(&tag);
-    Ok(total)
+impl Drop for Sealing {
+    fn drop(&mut self) {
+        // Best effort: the secret encrypts every message sealed with it.
+        self.shared_x = [0u8; 32];
+    }
+}
+
+impl fmt::Debug for Sealing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sealing(..)")
+    }
 }
 
 /// Decrypts a sealed message addressed to `receiver` into `out`, which must
