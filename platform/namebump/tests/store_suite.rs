@@ -399,7 +399,7 @@ async fn on_server(admin_url: &str, url_for: impl Fn(&str) -> String) {
         .unwrap();
     let store = SqlStore::open(&url_for(&db), limits()).await.unwrap();
     suite(&store).await;
-    store.pool().close().await;
+    store.close().await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}")))
         .execute(&mut admin)
         .await

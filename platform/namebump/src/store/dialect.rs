@@ -238,6 +238,97 @@ impl Migration {
     }
 }
 
+/// Every statement, in the backend's dialect, built once.
+#[derive(Debug)]
+pub(crate) struct Queries {
+    pub(crate) get_live: SqlStr,
+    pub(crate) name_row: SqlStr,
+    pub(crate) delete_name: SqlStr,
+    pub(crate) v4_id: SqlStr,
+    pub(crate) v4_insert: SqlStr,
+    pub(crate) v6_id: SqlStr,
+    pub(crate) v6_ifaces: SqlStr,
+    pub(crate) v6_subnets: SqlStr,
+    pub(crate) v6_insert: SqlStr,
+    pub(crate) row_used: SqlStr,
+    pub(crate) bump_victim: SqlStr,
+    pub(crate) update_name: SqlStr,
+    pub(crate) insert_name: SqlStr,
+    pub(crate) usage_v4: SqlStr,
+    pub(crate) usage_v6: SqlStr,
+    pub(crate) purge_names: SqlStr,
+    pub(crate) purge_v4: SqlStr,
+    pub(crate) purge_v6: SqlStr,
+}
+
+impl Queries {
+    pub(crate) fn new(b: Backend) -> Self {
+        let id = b.int("id");
+        let u64p = b.u64_param();
+        Self {
+            get_live: b.sql(&format!(
+                "SELECT value, owner_pub, {}, updated FROM names WHERE name = ? AND timestamp > ?",
+                b.int("timestamp")
+            )),
+            name_row: b.sql(&format!(
+                "SELECT {id}, owner_pub, value, {}, {}, {}, updated FROM names WHERE name = ?",
+                b.int("af"),
+                b.int("ip_id"),
+                b.int("timestamp")
+            )),
+            delete_name: b.sql("DELETE FROM names WHERE id = ?"),
+            v4_id: b.sql(&format!("SELECT {id} FROM ipv4s WHERE v4_val = ?")),
+            v4_insert: b.sql("INSERT INTO ipv4s (v4_val, timestamp) VALUES (?, ?)"),
+            v6_id: b.sql(&format!(
+                "SELECT {id} FROM ipv6s WHERE v6_glob_main = ? AND v6_glob_extra = ? \
+                 AND v6_lan_id = ? AND v6_iface_id = {u64p}"
+            )),
+            v6_ifaces: b.sql(
+                "SELECT COUNT(*) FROM ipv6s WHERE v6_glob_main = ? AND v6_glob_extra = ? \
+                 AND v6_lan_id = ?",
+            ),
+            v6_subnets: b.sql(
+                "SELECT COUNT(DISTINCT v6_lan_id) FROM ipv6s \
+                 WHERE v6_glob_main = ? AND v6_glob_extra = ?",
+            ),
+            v6_insert: b.sql(&format!(
+                "INSERT INTO ipv6s (v6_glob_main, v6_glob_extra, v6_lan_id, v6_iface_id, timestamp) \
+                 VALUES (?, ?, ?, {u64p}, ?)"
+            )),
+            row_used: b.sql(
+                "SELECT COUNT(*) FROM names WHERE af = ? AND ip_id = ? AND timestamp > ?",
+            ),
+            bump_victim: b.sql(&format!(
+                "SELECT {id} FROM names WHERE af = ? AND ip_id = ? AND timestamp > ? \
+                 AND COALESCE(created, timestamp) <= ? ORDER BY COALESCE(created, timestamp), id \
+                 LIMIT 1"
+            )),
+            update_name: b.sql(
+                "UPDATE names SET value = ?, af = ?, ip_id = ?, timestamp = ?, updated = ? \
+                 WHERE id = ?",
+            ),
+            insert_name: b.sql(
+                "INSERT INTO names (name, value, owner_pub, af, ip_id, timestamp, updated, created) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ),
+            usage_v4: b.sql(
+                "SELECT COUNT(*) FROM names n JOIN ipv4s i ON n.ip_id = i.id \
+                 WHERE n.af = 2 AND i.v4_val = ? AND n.timestamp > ?",
+            ),
+            usage_v6: b.sql(&format!(
+                "SELECT COUNT(*) FROM names n JOIN ipv6s i ON n.ip_id = i.id \
+                 WHERE n.af = 10 AND i.v6_glob_main = ? AND i.v6_glob_extra = ? \
+                 AND i.v6_lan_id = ? AND i.v6_iface_id = {u64p} AND n.timestamp > ?"
+            )),
+            purge_names: b.sql("DELETE FROM names WHERE timestamp <= ?"),
+            purge_v4: b.sql("DELETE FROM ipv4s WHERE id NOT IN (SELECT ip_id FROM names WHERE af = 2)"),
+            purge_v6: b.sql(
+                "DELETE FROM ipv6s WHERE id NOT IN (SELECT ip_id FROM names WHERE af = 10)",
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,10 @@
 //!   an idempotent success (the reference client's TCP/UDP race, bug 12/14).
 
 mod dialect;
-mod sql;
+mod rules;
+mod sqlite;
+mod sqlx_store;
+mod writer;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -24,8 +27,6 @@ use keyway_core::namebump::address::{AF_INET, AF_INET6, Ipv6Parts, ipv4_to_u32};
 use keyway_core::namebump::{
     MIN_NAME_DURATION, V4_NAME_LIMIT, V6_IFACE_LIMIT, V6_NAME_LIMIT, V6_SUBNET_LIMIT,
 };
-
-pub use sql::SqlStore;
 
 /// The quota row a request is accounted to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -155,6 +156,95 @@ pub struct Purged {
     pub addresses: u64,
 }
 
+/// Names in an SQL database: SQLite (through rusqlite, the embedded
+/// default), PostgreSQL or MariaDB/MySQL (through sqlx), chosen by URL.
+#[derive(Clone, Debug)]
+pub struct SqlStore(Backing);
+
+#[derive(Clone, Debug)]
+enum Backing {
+    Sqlite(sqlite::SqliteStore),
+    Server(sqlx_store::SqlxStore),
+}
+
+impl SqlStore {
+    /// Connects (or opens), runs the migrations and starts the writer.
+    ///
+    /// `url` is `sqlite:PATH` (the file is created if missing; WAL, durable
+    /// commits), `postgres://…` or `mysql://…` (MariaDB too).
+    pub async fn open(url: &str, limits: Limits) -> Result<Self, StoreError> {
+        match dialect::Backend::from_url(url)? {
+            dialect::Backend::Sqlite => {
+                let path = sqlite_path(url)?;
+                Ok(Self(Backing::Sqlite(sqlite::SqliteStore::open(
+                    path.as_ref(),
+                    limits,
+                )?)))
+            }
+            backend => Ok(Self(Backing::Server(
+                sqlx_store::SqlxStore::open(url, backend, limits).await?,
+            ))),
+        }
+    }
+
+    /// Closes the connection pool (PostgreSQL and MariaDB: a database cannot
+    /// be dropped while connections are open).
+    pub async fn close(&self) {
+        if let Backing::Server(s) = &self.0 {
+            s.close().await;
+        }
+    }
+}
+
+/// The file of `sqlite:PATH` or `sqlite://PATH` (query parameters ignored).
+fn sqlite_path(url: &str) -> Result<String, StoreError> {
+    let rest = url.strip_prefix("sqlite:").unwrap_or(url);
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        // Readers and the writer use separate connections: it must be a file.
+        return Err(StoreError::UnsupportedUrl(url.to_owned()));
+    }
+    Ok(path.to_owned())
+}
+
+impl NameStore for SqlStore {
+    async fn get(&self, name: &[u8], now: f64) -> Result<Option<NameRecord>, StoreError> {
+        match &self.0 {
+            Backing::Sqlite(s) => s.get(name, now).await,
+            Backing::Server(s) => s.get(name, now).await,
+        }
+    }
+
+    async fn put(&self, request: PutRequest, now: f64) -> Result<PutOutcome, StoreError> {
+        match &self.0 {
+            Backing::Sqlite(s) => s.put(request, now).await,
+            Backing::Server(s) => s.put(request, now).await,
+        }
+    }
+
+    async fn delete(&self, request: DelRequest, now: f64) -> Result<DelOutcome, StoreError> {
+        match &self.0 {
+            Backing::Sqlite(s) => s.delete(request, now).await,
+            Backing::Server(s) => s.delete(request, now).await,
+        }
+    }
+
+    async fn usage(&self, ip: IpKey, now: f64) -> Result<u32, StoreError> {
+        match &self.0 {
+            Backing::Sqlite(s) => s.usage(ip, now).await,
+            Backing::Server(s) => s.usage(ip, now).await,
+        }
+    }
+
+    async fn purge_expired(&self, now: f64) -> Result<Purged, StoreError> {
+        match &self.0 {
+            Backing::Sqlite(s) => s.purge_expired(now).await,
+            Backing::Server(s) => s.purge_expired(now).await,
+        }
+    }
+}
+
 /// A storage failure. Requests that hit one get no state change.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -166,6 +256,8 @@ pub enum StoreError {
     WriterGone,
     #[error("write batch failed, nothing committed: {0}")]
     BatchFailed(String),
+    #[error("SQLite error: {0}")]
+    Sqlite(String),
 }
 
 /// Name storage. `now` is the server clock in Unix seconds; stores never
@@ -199,6 +291,23 @@ pub trait NameStore: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_urls_name_a_file() {
+        assert_eq!(
+            sqlite_path("sqlite:/tmp/a.db").ok().as_deref(),
+            Some("/tmp/a.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/a.db?mode=rwc").ok().as_deref(),
+            Some("/tmp/a.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:names.db").ok().as_deref(),
+            Some("names.db")
+        );
+        assert!(sqlite_path("sqlite::memory:").is_err());
+    }
 
     #[test]
     fn mapped_ipv4_counts_as_ipv4() {

@@ -1,0 +1,368 @@
+//! [`NameStore`] on an SQLite file through rusqlite: the embedded default.
+//!
+//! SQLite does its work in the calling thread, in microseconds, so:
+//! - reads run inline on a small pool of read connections (WAL lets them
+//!   run beside the writer and see the last committed state);
+//! - writes go to one OS thread that owns the write connection and applies
+//!   each batch (`writer.rs`) in one transaction with cached statements: one
+//!   thread hand-off per batch, not per statement.
+//!
+//! Durability: WAL with `synchronous = FULL`, so a write is on disk before
+//! it is acknowledged.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use keyway_core::namebump::address::Ipv6Parts;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use tokio::sync::mpsc;
+
+use super::dialect::{Backend, Queries};
+use super::rules::{self, Existing, NameWrite, WriteTx};
+use super::writer::{self, Applied, Job, MAX_BATCH};
+use super::{
+    DelOutcome, DelRequest, IpKey, Limits, NameRecord, NameStore, Purged, PutOutcome, PutRequest,
+    StoreError,
+};
+
+/// Read connections kept open at most.
+const READERS: usize = 8;
+
+#[derive(Clone, Debug)]
+pub(crate) struct SqliteStore {
+    path: Arc<PathBuf>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    queries: Arc<Queries>,
+    limits: Limits,
+    writer: mpsc::Sender<Job>,
+}
+
+fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`, migrates it
+    /// and starts the writer thread.
+    pub(crate) fn open(path: &Path, limits: Limits) -> Result<Self, StoreError> {
+        let mut conn = connect(path)?;
+        for step in Backend::Sqlite.schema() {
+            conn.execute_batch(step.statement)?;
+        }
+        let queries = Arc::new(Queries::new(Backend::Sqlite));
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        let q = queries.clone();
+        std::thread::Builder::new()
+            .name("keyway-sqlite-writer".into())
+            .spawn(move || write_loop(&mut conn, &q, &limits, rx))
+            .map_err(|e| StoreError::BatchFailed(format!("cannot start the writer: {e}")))?;
+        Ok(Self {
+            path: Arc::new(path.to_owned()),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            queries,
+            limits,
+            writer: tx,
+        })
+    }
+
+    /// Runs `f` on a pooled read connection.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => connect(&self.path)?,
+        };
+        let result = f(&conn);
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if readers.len() < READERS {
+            readers.push(conn);
+        }
+        Ok(result?)
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sqlite(e.to_string())
+    }
+}
+
+impl NameStore for SqliteStore {
+    async fn get(&self, name: &[u8], now: f64) -> Result<Option<NameRecord>, StoreError> {
+        let cutoff = rules::cutoff(&self.limits, now);
+        self.read(|c| {
+            c.prepare_cached(self.queries.get_live.as_str())?
+                .query_row(params![name, cutoff], |row| {
+                    Ok(NameRecord {
+                        value: row.get(0)?,
+                        owner: row.get(1)?,
+                        timestamp: row.get(2)?,
+                        updated: row.get(3)?,
+                    })
+                })
+                .optional()
+        })
+    }
+
+    async fn put(&self, request: PutRequest, now: f64) -> Result<PutOutcome, StoreError> {
+        writer::submit(&self.writer, |tx| Job::Put(request, now, tx)).await
+    }
+
+    async fn delete(&self, request: DelRequest, now: f64) -> Result<DelOutcome, StoreError> {
+        writer::submit(&self.writer, |tx| Job::Del(request, now, tx)).await
+    }
+
+    async fn usage(&self, ip: IpKey, now: f64) -> Result<u32, StoreError> {
+        let cutoff = rules::cutoff(&self.limits, now);
+        let count: i64 = self.read(|c| match ip {
+            IpKey::V4(v4) => c
+                .prepare_cached(self.queries.usage_v4.as_str())?
+                .query_row(params![v4, cutoff], |r| r.get(0)),
+            IpKey::V6(p) => {
+                let [main, extra, lan, iface] = v6(&p);
+                c.prepare_cached(self.queries.usage_v6.as_str())?
+                    .query_row(params![main, extra, lan, iface, cutoff], |r| r.get(0))
+            }
+        })?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    async fn purge_expired(&self, now: f64) -> Result<Purged, StoreError> {
+        writer::submit(&self.writer, |tx| Job::Purge(now, tx)).await
+    }
+}
+
+/// An IPv6 address's four columns, the interface id as its i64 bit pattern.
+fn v6(p: &Ipv6Parts) -> [i64; 4] {
+    [
+        i64::from(p.glob_main),
+        i64::from(p.glob_extra),
+        i64::from(p.lan_id),
+        p.iface_id as i64,
+    ]
+}
+
+/// Drives a future whose every await is already complete: the rules'
+/// statements run synchronously on SQLite, so polling never parks.
+fn run_now<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+    }
+}
+
+/// The writer thread: drains the queue in batches until every sender is gone.
+fn write_loop(conn: &mut Connection, q: &Queries, limits: &Limits, mut rx: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        match run_batch(conn, q, limits, &batch) {
+            Ok(results) => {
+                for (job, result) in batch.drain(..).zip(results) {
+                    job.finish(Ok(result));
+                }
+            }
+            Err(e) => {
+                // Nothing of the batch was committed: run each write in a
+                // transaction of its own, so one cannot fail the others.
+                tracing::warn!(error = %e, writes = batch.len(), "write batch failed; retrying singly");
+                for job in batch.drain(..) {
+                    let result = run_batch(conn, q, limits, std::slice::from_ref(&job));
+                    job.finish(match result {
+                        Ok(mut applied) => applied
+                            .pop()
+                            .ok_or_else(|| StoreError::BatchFailed("no result for a write".into())),
+                        Err(e) => Err(e.into()),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Applies a batch in one transaction; `Err` means nothing was committed.
+fn run_batch(
+    conn: &mut Connection,
+    q: &Queries,
+    limits: &Limits,
+    batch: &[Job],
+) -> Result<Vec<Applied>, rusqlite::Error> {
+    let tx = conn.transaction()?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        results.push(run_now(job.apply(&mut SqliteTx { tx: &tx, q }, limits))?);
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+/// The rules' statements on an open SQLite transaction.
+struct SqliteTx<'a> {
+    tx: &'a Transaction<'a>,
+    q: &'a Queries,
+}
+
+impl WriteTx for SqliteTx<'_> {
+    type Error = rusqlite::Error;
+
+    async fn name_row(&mut self, name: &[u8]) -> Result<Option<Existing>, rusqlite::Error> {
+        self.tx
+            .prepare_cached(self.q.name_row.as_str())?
+            .query_row(params![name], |row| {
+                Ok(Existing {
+                    id: row.get(0)?,
+                    owner: row.get(1)?,
+                    value: row.get(2)?,
+                    af: row.get(3)?,
+                    ip_id: row.get(4)?,
+                    timestamp: row.get(5)?,
+                    updated: row.get(6)?,
+                })
+            })
+            .optional()
+    }
+
+    async fn delete_name(&mut self, id: i64) -> Result<(), rusqlite::Error> {
+        self.tx
+            .prepare_cached(self.q.delete_name.as_str())?
+            .execute(params![id])?;
+        Ok(())
+    }
+
+    async fn v4_id(&mut self, v4: u32) -> Result<Option<i64>, rusqlite::Error> {
+        self.tx
+            .prepare_cached(self.q.v4_id.as_str())?
+            .query_row(params![v4], |r| r.get(0))
+            .optional()
+    }
+
+    async fn v6_id(&mut self, p: &Ipv6Parts) -> Result<Option<i64>, rusqlite::Error> {
+        let [main, extra, lan, iface] = v6(p);
+        self.tx
+            .prepare_cached(self.q.v6_id.as_str())?
+            .query_row(params![main, extra, lan, iface], |r| r.get(0))
+            .optional()
+    }
+
+    async fn v6_ifaces(&mut self, p: &Ipv6Parts) -> Result<i64, rusqlite::Error> {
+        let [main, extra, lan, _] = v6(p);
+        self.tx
+            .prepare_cached(self.q.v6_ifaces.as_str())?
+            .query_row(params![main, extra, lan], |r| r.get(0))
+    }
+
+    async fn v6_subnets(&mut self, p: &Ipv6Parts) -> Result<i64, rusqlite::Error> {
+        let [main, extra, _, _] = v6(p);
+        self.tx
+            .prepare_cached(self.q.v6_subnets.as_str())?
+            .query_row(params![main, extra], |r| r.get(0))
+    }
+
+    async fn insert_ip(&mut self, ip: &IpKey, now: i64) -> Result<i64, rusqlite::Error> {
+        match ip {
+            IpKey::V4(v4) => {
+                self.tx
+                    .prepare_cached(self.q.v4_insert.as_str())?
+                    .execute(params![v4, now])?;
+            }
+            IpKey::V6(p) => {
+                let [main, extra, lan, iface] = v6(p);
+                self.tx
+                    .prepare_cached(self.q.v6_insert.as_str())?
+                    .execute(params![main, extra, lan, iface, now])?;
+            }
+        }
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    async fn row_used(&mut self, af: i64, ip_id: i64, cutoff: i64) -> Result<i64, rusqlite::Error> {
+        self.tx
+            .prepare_cached(self.q.row_used.as_str())?
+            .query_row(params![af, ip_id, cutoff], |r| r.get(0))
+    }
+
+    async fn bump_victim(
+        &mut self,
+        af: i64,
+        ip_id: i64,
+        cutoff: i64,
+        claimed_before: i64,
+    ) -> Result<Option<i64>, rusqlite::Error> {
+        self.tx
+            .prepare_cached(self.q.bump_victim.as_str())?
+            .query_row(params![af, ip_id, cutoff, claimed_before], |r| r.get(0))
+            .optional()
+    }
+
+    async fn update_name(&mut self, id: i64, row: &NameWrite<'_>) -> Result<(), rusqlite::Error> {
+        self.tx
+            .prepare_cached(self.q.update_name.as_str())?
+            .execute(params![
+                row.value,
+                row.af,
+                row.ip_id,
+                row.timestamp,
+                row.updated,
+                id
+            ])?;
+        Ok(())
+    }
+
+    async fn insert_name(
+        &mut self,
+        row: &NameWrite<'_>,
+        created: i64,
+    ) -> Result<(), rusqlite::Error> {
+        self.tx
+            .prepare_cached(self.q.insert_name.as_str())?
+            .execute(params![
+                row.name,
+                row.value,
+                &row.owner[..],
+                row.af,
+                row.ip_id,
+                row.timestamp,
+                row.updated,
+                created
+            ])?;
+        Ok(())
+    }
+
+    async fn purge(&mut self, cutoff: i64) -> Result<Purged, rusqlite::Error> {
+        let names = self
+            .tx
+            .prepare_cached(self.q.purge_names.as_str())?
+            .execute(params![cutoff])?;
+        let v4 = self
+            .tx
+            .prepare_cached(self.q.purge_v4.as_str())?
+            .execute([])?;
+        let v6 = self
+            .tx
+            .prepare_cached(self.q.purge_v6.as_str())?
+            .execute([])?;
+        Ok(Purged {
+            names: names as u64,
+            addresses: (v4 + v6) as u64,
+        })
+    }
+}

@@ -1,0 +1,79 @@
+//! Writes travel to a single writer as [`Job`]s and are applied in batches:
+//! one transaction per batch, so a durable commit (an fsync on SQLite) is
+//! shared by every write in it, and each write is acknowledged only after
+//! its batch committed. A single writer also means no deadlocks between
+//! concurrent writers (the reference's InnoDB 1213s, bug 12).
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::rules::{self, WriteTx};
+use super::{DelOutcome, DelRequest, Limits, Purged, PutOutcome, PutRequest, StoreError};
+
+/// Most writes one transaction carries.
+pub(crate) const MAX_BATCH: usize = 128;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+pub(crate) enum Job {
+    Put(PutRequest, f64, Reply<PutOutcome>),
+    Del(DelRequest, f64, Reply<DelOutcome>),
+    Purge(f64, Reply<Purged>),
+}
+
+/// What a write did.
+#[derive(Debug)]
+pub(crate) enum Applied {
+    Put(PutOutcome),
+    Del(DelOutcome),
+    Purge(Purged),
+}
+
+impl Job {
+    pub(crate) async fn apply<T: WriteTx>(
+        &self,
+        tx: &mut T,
+        limits: &Limits,
+    ) -> Result<Applied, T::Error> {
+        Ok(match self {
+            Self::Put(r, now, _) => Applied::Put(rules::put(tx, limits, r, *now).await?),
+            Self::Del(r, now, _) => Applied::Del(rules::delete(tx, limits, r, *now).await?),
+            Self::Purge(now, _) => Applied::Purge(rules::purge(tx, limits, *now).await?),
+        })
+    }
+
+    /// Answers the requester. A dropped receiver (the request timed out) is
+    /// not an error: the write stands.
+    pub(crate) fn finish(self, result: Result<Applied, StoreError>) {
+        let mismatch = || StoreError::BatchFailed("write outcome of the wrong kind".into());
+        match self {
+            Self::Put(_, _, tx) => drop(tx.send(match result {
+                Ok(Applied::Put(o)) => Ok(o),
+                Ok(_) => Err(mismatch()),
+                Err(e) => Err(e),
+            })),
+            Self::Del(_, _, tx) => drop(tx.send(match result {
+                Ok(Applied::Del(o)) => Ok(o),
+                Ok(_) => Err(mismatch()),
+                Err(e) => Err(e),
+            })),
+            Self::Purge(_, tx) => drop(tx.send(match result {
+                Ok(Applied::Purge(p)) => Ok(p),
+                Ok(_) => Err(mismatch()),
+                Err(e) => Err(e),
+            })),
+        }
+    }
+}
+
+/// Hands a write to the writer and waits for its committed outcome.
+pub(crate) async fn submit<T>(
+    writer: &mpsc::Sender<Job>,
+    make: impl FnOnce(Reply<T>) -> Job,
+) -> Result<T, StoreError> {
+    let (tx, rx) = oneshot::channel();
+    writer
+        .send(make(tx))
+        .await
+        .map_err(|_| StoreError::WriterGone)?;
+    rx.await.map_err(|_| StoreError::WriterGone)?
+}
