@@ -8,7 +8,10 @@
 //!   thread hand-off per batch, not per statement.
 //!
 //! Durability: WAL with `synchronous = FULL`, so a write is on disk before
-//! it is acknowledged.
+//! it is acknowledged. WAL checkpoints (copying the log back into the
+//! database, with an fsync) run on a thread of their own rather than inside
+//! whichever commit crosses SQLite's threshold: that stall was the PUT
+//! latency tail.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -45,7 +48,36 @@ fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // Checkpoints are the `checkpointer` thread's job.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     Ok(conn)
+}
+
+/// WAL pages after which a checkpoint also restarts the log.
+const WAL_RESTART_PAGES: i64 = 4096;
+
+/// Copies the WAL into the database four times a second without blocking
+/// the writer (PASSIVE). A PASSIVE checkpoint cannot make the log start over
+/// while writes keep coming, so past [`WAL_RESTART_PAGES`] a RESTART
+/// checkpoint briefly holds writers back, copies what is left and lets the
+/// next write begin the log anew: the WAL stays bounded. Stops when the
+/// store's writer is gone.
+fn checkpointer(conn: Connection, alive: mpsc::WeakSender<Job>) {
+    while alive.upgrade().is_some() {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        // Columns: busy, pages in the WAL, pages checkpointed.
+        let pages = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
+        let result = match pages {
+            Ok(pages) if pages > WAL_RESTART_PAGES => {
+                conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+            }
+            other => other.map(drop),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
 }
 
 impl SqliteStore {
@@ -63,6 +95,11 @@ impl SqliteStore {
             .name("keyway-sqlite-writer".into())
             .spawn(move || write_loop(&mut conn, &q, &limits, rx))
             .map_err(|e| StoreError::BatchFailed(format!("cannot start the writer: {e}")))?;
+        let (checkpoints, alive) = (connect(path)?, tx.downgrade());
+        std::thread::Builder::new()
+            .name("keyway-sqlite-checkpoint".into())
+            .spawn(move || checkpointer(checkpoints, alive))
+            .map_err(|e| StoreError::BatchFailed(format!("cannot start the checkpointer: {e}")))?;
         Ok(Self {
             path: Arc::new(path.to_owned()),
             readers: Arc::new(Mutex::new(Vec::new())),
