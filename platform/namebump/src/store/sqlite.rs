@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use keyway_core::namebump::address::Ipv6Parts;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::mpsc;
 
 use super::dialect::{Backend, Queries};
@@ -243,7 +243,10 @@ fn run_batch(
     limits: &Limits,
     batch: &[Job],
 ) -> Result<Vec<Applied>, rusqlite::Error> {
-    let tx = conn.transaction()?;
+    // IMMEDIATE: take the write lock up front. A deferred transaction starts
+    // as a reader and cannot wait its way through a checkpoint that restarted
+    // the WAL in between (SQLITE_BUSY without calling the busy handler).
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         results.push(run_now(job.apply(&mut SqliteTx { tx: &tx, q }, limits))?);
