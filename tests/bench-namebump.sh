@@ -3,7 +3,8 @@
 # (`keyway namebump bench`), in one run, all on loopback:
 #   Keyway on SQLite, Keyway on PostgreSQL, the reference (namebump 0.0.16)
 #   on MariaDB. For each: maximum GET/s and PUT/s, then p99 at half of each
-#   maximum. Prints the Markdown table recorded in BENCHMARKS.md.
+#   maximum, each run after a 5 s pause. Prints the Markdown table recorded
+#   in BENCHMARKS.md.
 #
 #   bash tests/bench-namebump.sh [SECONDS] [CLIENTS]
 set -euo pipefail
@@ -30,6 +31,9 @@ wait_line() { # file pattern
     echo "timed out waiting for $2 in $1" >&2; cat "$1" >&2; return 1
 }
 bench() { # label mix rate clients transport
+    # Each run starts from a settled server: the previous run's background
+    # work (SQLite WAL checkpoints, PostgreSQL writes) drains first.
+    sleep 5
     local rate=()
     [ "$3" != "-" ] && rate=(--rate "$3")
     "$K" namebump bench --server "127.0.0.1:$port" --server-pk "$(cat "$work/server.pub")" \

@@ -55,9 +55,9 @@ fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
 }
 
 /// WAL pages after which a checkpoint also restarts the log.
-const WAL_RESTART_PAGES: i64 = 4096;
+const WAL_RESTART_PAGES: i64 = 1024;
 
-/// Copies the WAL into the database four times a second without blocking
+/// Copies the WAL into the database ten times a second without blocking
 /// the writer (PASSIVE). A PASSIVE checkpoint cannot make the log start over
 /// while writes keep coming, so past [`WAL_RESTART_PAGES`] a RESTART
 /// checkpoint briefly holds writers back, copies what is left and lets the
@@ -65,7 +65,7 @@ const WAL_RESTART_PAGES: i64 = 4096;
 /// store's writer is gone.
 fn checkpointer(conn: Connection, alive: mpsc::WeakSender<Job>) {
     while alive.upgrade().is_some() {
-        std::thread::sleep(std::time::Duration::from_millis(250));
+        std::thread::sleep(std::time::Duration::from_millis(100));
         // Columns: busy, pages in the WAL, pages checkpointed.
         let pages = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
         let result = match pages {
