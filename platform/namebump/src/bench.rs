@@ -5,7 +5,10 @@
 //! are not what is measured), and one persistent socket: a connected UDP
 //! socket or one TCP connection carrying request after request. Each worker
 //! first claims its names, then issues GETs and PUTs in the requested ratio,
-//! one at a time, timing each from send to matching reply.
+//! one at a time, timing each from the send to the arrival of its reply
+//! (which is then decrypted and checked before it counts as a success: the
+//! generator's own decryption, queued behind other workers' on a shared
+//! machine, is not the server's latency).
 //!
 //! To leave the CPU to the server, a worker seals all its requests under one
 //! ephemeral key ([`ecies::Sealing`]), with a fresh IV each: every request
@@ -197,12 +200,12 @@ impl Worker {
         };
         let started = Instant::now();
         match tokio::time::timeout(self.timeout, self.exchange(&sealed[..m], pkid)).await {
-            Ok(Some((reply_op, updated))) => {
+            Ok(Some((reply_op, updated, arrived))) => {
                 let rejected = reply_op == Op::Error || (op == Op::Put && updated == 0.0);
                 if rejected {
                     Sample::Error
                 } else {
-                    Sample::Ok(op, started.elapsed())
+                    Sample::Ok(op, arrived - started)
                 }
             }
             Ok(None) => Sample::Error,
@@ -210,7 +213,9 @@ impl Worker {
         }
     }
 
-    async fn exchange(&mut self, sealed: &[u8], pkid: u32) -> Option<(Op, f64)> {
+    /// Sends and waits for the matching reply: its op, `updated`, and when
+    /// its last byte arrived.
+    async fn exchange(&mut self, sealed: &[u8], pkid: u32) -> Option<(Op, f64, Instant)> {
         let mut out = [0u8; MAX_SEALED_REQUEST];
         match &mut self.conn {
             Conn::Udp(s) => {
@@ -218,21 +223,24 @@ impl Worker {
                 let mut buf = [0u8; 2048];
                 loop {
                     let n = s.recv(&mut buf).await.ok()?;
+                    let arrived = Instant::now();
                     // Stray datagrams (the reference's extra copies) do not match.
-                    if let Some(r) = matching(&self.reply, &buf[..n], pkid, &mut out) {
-                        return Some(r);
+                    if let Some((op, updated)) = matching(&self.reply, &buf[..n], pkid, &mut out) {
+                        return Some((op, updated, arrived));
                     }
                 }
             }
             Conn::Tcp(s, framer) => {
                 s.write_all(sealed).await.ok()?;
+                let mut arrived = Instant::now();
                 loop {
                     while let Ok(Some(p)) = framer.next_message(&self.reply, &mut out) {
-                        if let Some(r) = decode_matching(p, pkid) {
-                            return Some(r);
+                        if let Some((op, updated)) = decode_matching(p, pkid) {
+                            return Some((op, updated, arrived));
                         }
                     }
                     let n = s.read(framer.spare()).await.ok()?;
+                    arrived = Instant::now();
                     if n == 0 {
                         return None;
                     }

@@ -8,8 +8,10 @@ use keyway_core::Keypair;
 use keyway_core::ecies;
 use keyway_core::namebump::freshness::check_freshness;
 use keyway_core::namebump::packet::MAX_PACKET_LEN;
-use keyway_core::namebump::{Op, Packet};
+use keyway_core::namebump::stream::{MAX_SEALED_REQUEST, SealedStream};
+use keyway_core::namebump::{Op, Packet, reply};
 use keyway_core::rand_core::{TryCryptoRng, TryRng};
+use keyway_core::rate::{RateLimit, TokenBucket};
 
 #[panic_handler]
 fn panic(_: &PanicInfo<'_>) -> ! {
@@ -25,7 +27,10 @@ impl TryRng for CounterRng {
         Ok(self.try_next_u64()? as u32)
     }
     fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
         Ok(self.0)
     }
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
@@ -48,19 +53,49 @@ pub fn put_round_trip(seed: u64, now: f64) -> u8 {
         return 1;
     }
     let mut plain = [0u8; MAX_PACKET_LEN];
-    let Ok(n) = put.encode(&mut plain) else { return 2 };
+    let Ok(n) = put.encode(&mut plain) else {
+        return 2;
+    };
     let mut sealed = [0u8; ecies::sealed_len(MAX_PACKET_LEN)];
     let Ok(m) = ecies::seal(server.public(), &plain[..n], &mut rng, &mut sealed) else {
         return 3;
     };
     let mut opened = [0u8; MAX_PACKET_LEN + ecies::BLOCK_LEN];
-    let Ok(received) = ecies::open(&server, &sealed[..m], &mut opened) else { return 4 };
-    let Ok(request) = Packet::decode(received) else { return 5 };
+    let Ok(received) = ecies::open(&server, &sealed[..m], &mut opened) else {
+        return 4;
+    };
+    let Ok(request) = Packet::decode(received) else {
+        return 5;
+    };
     if request.verify_self_signed().is_err() {
         return 6;
     }
-    match check_freshness(now, request.updated, request.ttl) {
-        Ok(()) => 0,
-        Err(_) => 7,
+    if check_freshness(now, request.updated, request.ttl).is_err() {
+        return 7;
     }
+    // The same request through the TCP stream reader, one ECDH per message.
+    let mut stream = SealedStream::new();
+    stream.push(&sealed[..m]);
+    let mut out = [0u8; MAX_SEALED_REQUEST];
+    if !matches!(stream.next_message(&server, &mut out), Ok(Some(_))) {
+        return 8;
+    }
+    // A reply sealed with a reused ephemeral key, and a rate limit.
+    let echo = reply::echo(&request, server.public());
+    let Ok(n) = echo.encode(&mut plain) else {
+        return 9;
+    };
+    let sealing = ecies::Sealing::new(owner.public(), &Keypair::generate(&mut rng));
+    if sealing.seal(&plain[..n], &[7u8; 16], &mut sealed).is_err() {
+        return 10;
+    }
+    let limit = RateLimit {
+        rate: 1.0,
+        burst: 1.0,
+    };
+    let mut bucket = TokenBucket::new(&limit, now);
+    if !bucket.try_take(&limit, now) || bucket.try_take(&limit, now) {
+        return 11;
+    }
+    0
 }
