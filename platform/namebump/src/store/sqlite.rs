@@ -212,25 +212,11 @@ fn write_loop(conn: &mut Connection, q: &Queries, limits: &Limits, mut rx: mpsc:
                 Err(_) => break,
             }
         }
-        match run_batch(conn, q, limits, &batch) {
-            Ok(results) => {
-                for (job, result) in batch.drain(..).zip(results) {
-                    job.finish(Ok(result));
-                }
-            }
-            Err(e) => {
-                // Nothing of the batch was committed: run each write in a
-                // transaction of its own, so one cannot fail the others.
-                tracing::warn!(error = %e, writes = batch.len(), "write batch failed; retrying singly");
-                for job in batch.drain(..) {
-                    let result = run_batch(conn, q, limits, std::slice::from_ref(&job));
-                    job.finish(match result {
-                        Ok(mut applied) => applied
-                            .pop()
-                            .ok_or_else(|| StoreError::BatchFailed("no result for a write".into())),
-                        Err(e) => Err(e.into()),
-                    });
-                }
+        let result = run_batch(conn, q, limits, &batch);
+        if writer::deliver(&mut batch, result) {
+            for job in batch.drain(..) {
+                let single = run_batch(conn, q, limits, std::slice::from_ref(&job));
+                job.finish(single.map_err(StoreError::from).and_then(writer::only));
             }
         }
     }

@@ -132,25 +132,11 @@ fn v6(query: AnyQuery, p: &Ipv6Parts) -> AnyQuery {
 async fn write_loop(pool: AnyPool, q: Arc<Queries>, limits: Limits, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match run_batch(&pool, &q, &limits, &batch).await {
-            Ok(results) => {
-                for (job, result) in batch.drain(..).zip(results) {
-                    job.finish(Ok(result));
-                }
-            }
-            Err(e) => {
-                // Nothing of the batch was committed: run each write in a
-                // transaction of its own, so one cannot fail the others.
-                tracing::warn!(error = %e, writes = batch.len(), "write batch failed; retrying singly");
-                for job in batch.drain(..) {
-                    let result = run_batch(&pool, &q, &limits, std::slice::from_ref(&job)).await;
-                    job.finish(match result {
-                        Ok(mut applied) => applied
-                            .pop()
-                            .ok_or_else(|| StoreError::BatchFailed("no result for a write".into())),
-                        Err(e) => Err(StoreError::Database(e)),
-                    });
-                }
+        let result = run_batch(&pool, &q, &limits, &batch).await;
+        if writer::deliver(&mut batch, result) {
+            for job in batch.drain(..) {
+                let single = run_batch(&pool, &q, &limits, std::slice::from_ref(&job)).await;
+                job.finish(single.map_err(StoreError::Database).and_then(writer::only));
             }
         }
     }

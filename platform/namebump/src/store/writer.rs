@@ -77,3 +77,32 @@ pub(crate) async fn submit<T>(
         .map_err(|_| StoreError::WriterGone)?;
     rx.await.map_err(|_| StoreError::WriterGone)?
 }
+
+/// Delivers a batch's results and empties the batch. If the batch failed
+/// (nothing committed), keeps its writes and returns `true`: the caller then
+/// runs each on its own, so one failing write cannot fail the others.
+pub(crate) fn deliver<E: std::fmt::Display>(
+    batch: &mut Vec<Job>,
+    result: Result<Vec<Applied>, E>,
+) -> bool {
+    match result {
+        Ok(results) => {
+            for (job, applied) in batch.drain(..).zip(results) {
+                job.finish(Ok(applied));
+            }
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, writes = batch.len(), "write batch failed; retrying singly");
+            true
+        }
+    }
+}
+
+/// The one result of a single-write batch.
+pub(crate) fn only(applied: Vec<Applied>) -> Result<Applied, StoreError> {
+    applied
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::BatchFailed("no result for a write".into()))
+}
