@@ -10,6 +10,7 @@
 //! - [`namebump`]: the namebump packet, request freshness, quota address helpers,
 //!   server replies and the TCP request reader.
 //! - [`rate`]: the token bucket behind per-source rate limits.
+//! - [`sidewire`]: the signed AppPacket and rendezvous broker ranking.
 //!
 //! A namebump PUT from client to server, with no heap and no I/O:
 //!
@@ -58,6 +59,7 @@ pub mod ecies;
 pub mod identity;
 pub mod namebump;
 pub mod rate;
+pub mod sidewire;
 pub mod signature;
 
 pub use identity::{KeyError, Keypair, PublicKey};

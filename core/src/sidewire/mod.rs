@@ -1,0 +1,11 @@
+//! sidewire 0.1.9: signed messages to a public key over ordinary MQTT
+//! brokers chosen by rendezvous hashing (spec `sidewire.md`).
+//!
+//! A node's inbound topic is its 66-hex-digit public key; every MQTT
+//! payload is one [`AppPacket`]; brokers are ranked per destination by
+//! [`rendezvous`].
+
+pub mod app_packet;
+pub mod rendezvous;
+
+pub use app_packet::{AppPacket, MsgType};
