@@ -11,6 +11,7 @@
 //!   server replies and the TCP request reader.
 //! - [`rate`]: the token bucket behind per-source rate limits.
 //! - [`sidewire`]: the signed AppPacket and rendezvous broker ranking.
+//! - [`mqtt`]: the MQTT 3.1.1 packets sidewire uses, streaming and size-capped.
 //!
 //! A namebump PUT from client to server, with no heap and no I/O:
 //!
@@ -57,6 +58,7 @@ extern crate std;
 
 pub mod ecies;
 pub mod identity;
+pub mod mqtt;
 pub mod namebump;
 pub mod rate;
 pub mod sidewire;

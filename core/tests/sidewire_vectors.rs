@@ -194,3 +194,72 @@ fn bundled_pool_rankings_match_for_both_keys() {
         }
     }
 }
+
+#[test]
+fn mqtt_frames_are_byte_identical() {
+    use keyway_core::mqtt::{self, CONNACK_ACCEPTED, Packet, QoS};
+    let v = vectors();
+    let m = &v["mqtt"];
+    let a = key(&v, "key_A").public().to_string();
+    let b = key(&v, "key_B").public().to_string();
+    let payload = bytes(&v["app_packet_msg"]["packet_hex"]);
+    let mut buf = vec![0u8; 512];
+    let fields = [
+        "connect_clientid_abcdefghijklmno_keepalive10_hex",
+        "subscribe_pid1_topic_pubA_qos1_hex",
+        "publish_qos1_pid2_topic_pubB_payload_app_packet_msg_hex",
+        "puback_pid2_hex",
+        "pingreq_hex",
+        "disconnect_hex",
+    ];
+    for field in fields {
+        let n = match field {
+            "connect_clientid_abcdefghijklmno_keepalive10_hex" => {
+                mqtt::encode_connect(b"abcdefghijklmno", 10, &mut buf)
+            }
+            "subscribe_pid1_topic_pubA_qos1_hex" => {
+                mqtt::encode_subscribe(1, a.as_bytes(), QoS::AtLeastOnce, &mut buf)
+            }
+            "publish_qos1_pid2_topic_pubB_payload_app_packet_msg_hex" => {
+                mqtt::encode_publish(b.as_bytes(), QoS::AtLeastOnce, 2, &payload, &mut buf)
+            }
+            "puback_pid2_hex" => mqtt::encode_puback(2, &mut buf),
+            "pingreq_hex" => mqtt::encode_pingreq(&mut buf),
+            _ => mqtt::encode_disconnect(&mut buf),
+        }
+        .unwrap();
+        let expected = bytes(&m[field]);
+        assert_eq!(&buf[..n], expected, "{field}");
+        let (_, used) = mqtt::decode(&expected, 4096).unwrap().unwrap();
+        assert_eq!(used, expected.len(), "{field}");
+    }
+    assert_eq!(
+        CONNACK_ACCEPTED.as_slice(),
+        bytes(&m["expected_connack_hex"])
+    );
+    let publish = bytes(&m["publish_qos1_pid2_topic_pubB_payload_app_packet_msg_hex"]);
+    let Some((
+        Packet::Publish {
+            topic,
+            packet_id,
+            payload: p,
+            qos,
+            ..
+        },
+        _,
+    )) = mqtt::decode(&publish, 4096).unwrap()
+    else {
+        panic!("not a PUBLISH")
+    };
+    assert_eq!(
+        (topic, packet_id, qos, p),
+        (b.as_bytes(), Some(2), QoS::AtLeastOnce, &payload[..])
+    );
+    assert_eq!(
+        mqtt::decode(&CONNACK_ACCEPTED, 16).unwrap().unwrap().0,
+        Packet::Connack {
+            session_present: false,
+            return_code: 0
+        }
+    );
+}

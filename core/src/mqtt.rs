@@ -1,0 +1,517 @@
+//! MQTT 3.1.1: the packets sidewire uses, encoded into and decoded from the
+//! caller's buffers (spec `sidewire.md` §2).
+//!
+//! Decoding is streaming: [`decode`] returns `Ok(None)` until a whole packet
+//! is buffered. Unlike the reference reader (spec §10 item 8, §2.7) it has a
+//! hard maximum packet size, checked from the fixed header before the body
+//! arrives, and a malformed remaining length is an error, not a wait for
+//! ever. Reserved flag bits are checked; QoS 2 is refused (never used).
+
+use core::fmt;
+
+/// Quality of service of a PUBLISH or a subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QoS {
+    AtMostOnce = 0,
+    AtLeastOnce = 1,
+}
+
+/// The CONNACK a sidewire client expects: no session, accepted (`20 02 00 00`).
+pub const CONNACK_ACCEPTED: [u8; 4] = [0x20, 0x02, 0x00, 0x00];
+
+/// A decoded packet, borrowing from the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packet<'a> {
+    Connect {
+        client_id: &'a [u8],
+        keep_alive: u16,
+        clean_session: bool,
+    },
+    Connack {
+        session_present: bool,
+        return_code: u8,
+    },
+    Publish {
+        dup: bool,
+        qos: QoS,
+        retain: bool,
+        topic: &'a [u8],
+        packet_id: Option<u16>,
+        payload: &'a [u8],
+    },
+    Puback {
+        packet_id: u16,
+    },
+    /// The topic filters, as (filter, requested QoS) pairs: see [`filters`].
+    Subscribe {
+        packet_id: u16,
+        filters: &'a [u8],
+    },
+    Suback {
+        packet_id: u16,
+        return_codes: &'a [u8],
+    },
+    Pingreq,
+    Pingresp,
+    Disconnect,
+}
+
+/// Why bytes are not an acceptable MQTT packet, or one cannot be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MqttError {
+    /// The packet announces more than the configured maximum.
+    TooLarge { len: usize, max: usize },
+    /// A packet type this codec does not handle (or reserved).
+    UnsupportedType(u8),
+    /// QoS 2, which sidewire never uses.
+    UnsupportedQoS,
+    /// The bytes break the MQTT 3.1.1 rules; names what.
+    Malformed(&'static str),
+    /// The caller's output buffer is too small.
+    BufferTooSmall { needed: usize, got: usize },
+}
+
+impl fmt::Display for MqttError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge { len, max } => write!(f, "MQTT packet of {len} bytes exceeds {max}"),
+            Self::UnsupportedType(t) => write!(f, "unsupported MQTT packet type {t}"),
+            Self::UnsupportedQoS => f.write_str("QoS 2 is not supported"),
+            Self::Malformed(what) => write!(f, "malformed MQTT packet: {what}"),
+            Self::BufferTooSmall { needed, got } => {
+                write!(
+                    f,
+                    "buffer of {got} bytes cannot hold a {needed}-byte packet"
+                )
+            }
+        }
+    }
+}
+
+impl core::error::Error for MqttError {}
+
+/// Largest remaining length MQTT can express (four varint bytes).
+const MAX_REMAINING: usize = 268_435_455;
+
+/// Decodes the remaining-length varint at the start of `buf`:
+/// `Ok(None)` if incomplete, else (value, bytes used).
+fn remaining_length(buf: &[u8]) -> Result<Option<(usize, usize)>, MqttError> {
+    let mut value = 0usize;
+    for (i, byte) in buf.iter().take(4).enumerate() {
+        value |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok(Some((value, i + 1)));
+        }
+    }
+    if buf.len() >= 4 {
+        return Err(MqttError::Malformed("remaining length longer than 4 bytes"));
+    }
+    Ok(None)
+}
+
+/// Decodes one packet from the front of `buf`. `Ok(None)`: more bytes
+/// needed; `Ok(Some((packet, n)))`: the packet took the first `n` bytes.
+/// Packets longer than `max_packet` bytes in all are refused as soon as
+/// their header says so.
+pub fn decode(buf: &[u8], max_packet: usize) -> Result<Option<(Packet<'_>, usize)>, MqttError> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    let Some((len, varint)) = remaining_length(&buf[1..])? else {
+        return Ok(None);
+    };
+    let total = 1 + varint + len;
+    if total > max_packet {
+        return Err(MqttError::TooLarge {
+            len: total,
+            max: max_packet,
+        });
+    }
+    if buf.len() < total {
+        return Ok(None);
+    }
+    let body = &buf[1 + varint..total];
+    let flags = first & 0x0f;
+    let packet = match first >> 4 {
+        1 => connect(flags, body)?,
+        2 => {
+            expect(flags == 0 && body.len() == 2, "CONNACK")?;
+            expect(body[0] & 0xfe == 0, "CONNACK acknowledge flags")?;
+            Packet::Connack {
+                session_present: body[0] == 1,
+                return_code: body[1],
+            }
+        }
+        3 => publish(flags, body)?,
+        4 => {
+            expect(flags == 0 && body.len() == 2, "PUBACK")?;
+            Packet::Puback {
+                packet_id: u16::from_be_bytes([body[0], body[1]]),
+            }
+        }
+        8 => {
+            expect(flags == 0x2 && body.len() >= 2, "SUBSCRIBE")?;
+            let filters = &body[2..];
+            expect(!filters.is_empty(), "SUBSCRIBE without a filter")?;
+            for filter in Filters(filters) {
+                filter?;
+            }
+            Packet::Subscribe {
+                packet_id: u16::from_be_bytes([body[0], body[1]]),
+                filters,
+            }
+        }
+        9 => {
+            expect(flags == 0 && body.len() >= 3, "SUBACK")?;
+            Packet::Suback {
+                packet_id: u16::from_be_bytes([body[0], body[1]]),
+                return_codes: &body[2..],
+            }
+        }
+        12 => empty(flags, body, Packet::Pingreq)?,
+        13 => empty(flags, body, Packet::Pingresp)?,
+        14 => empty(flags, body, Packet::Disconnect)?,
+        other => return Err(MqttError::UnsupportedType(other)),
+    };
+    Ok(Some((packet, total)))
+}
+
+fn expect(ok: bool, what: &'static str) -> Result<(), MqttError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(MqttError::Malformed(what))
+    }
+}
+
+fn empty<'a>(flags: u8, body: &[u8], packet: Packet<'a>) -> Result<Packet<'a>, MqttError> {
+    expect(flags == 0 && body.is_empty(), "packet that must be empty")?;
+    Ok(packet)
+}
+
+/// Splits an MQTT string (u16 length + bytes) off the front of `buf`.
+fn string(buf: &[u8]) -> Result<(&[u8], &[u8]), MqttError> {
+    expect(buf.len() >= 2, "truncated string length")?;
+    let len = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
+    expect(buf.len() >= 2 + len, "truncated string")?;
+    Ok((&buf[2..2 + len], &buf[2 + len..]))
+}
+
+fn connect(flags: u8, body: &[u8]) -> Result<Packet<'_>, MqttError> {
+    expect(flags == 0, "CONNECT flags")?;
+    let (protocol, rest) = string(body)?;
+    expect(protocol == b"MQTT", "protocol name")?;
+    expect(rest.len() >= 4, "CONNECT header")?;
+    expect(rest[0] == 4, "protocol level (only 3.1.1)")?;
+    let connect_flags = rest[1];
+    // No will, user name or password in this subset; bit 0 is reserved.
+    expect(
+        connect_flags & !0x02 == 0,
+        "CONNECT flags beyond clean session",
+    )?;
+    let keep_alive = u16::from_be_bytes([rest[2], rest[3]]);
+    let (client_id, rest) = string(&rest[4..])?;
+    expect(rest.is_empty(), "trailing CONNECT payload")?;
+    Ok(Packet::Connect {
+        client_id,
+        keep_alive,
+        clean_session: connect_flags & 0x02 != 0,
+    })
+}
+
+fn publish(flags: u8, body: &[u8]) -> Result<Packet<'_>, MqttError> {
+    let qos = match (flags >> 1) & 0x3 {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        2 => return Err(MqttError::UnsupportedQoS),
+        _ => return Err(MqttError::Malformed("PUBLISH QoS 3")),
+    };
+    let dup = flags & 0x08 != 0;
+    expect(!(dup && qos == QoS::AtMostOnce), "DUP on a QoS 0 PUBLISH")?;
+    let (topic, rest) = string(body)?;
+    let (packet_id, payload) = match qos {
+        QoS::AtMostOnce => (None, rest),
+        QoS::AtLeastOnce => {
+            expect(rest.len() >= 2, "PUBLISH packet id")?;
+            let id = u16::from_be_bytes([rest[0], rest[1]]);
+            expect(id != 0, "packet id 0")?;
+            (Some(id), &rest[2..])
+        }
+    };
+    Ok(Packet::Publish {
+        dup,
+        qos,
+        retain: flags & 1 != 0,
+        topic,
+        packet_id,
+        payload,
+    })
+}
+
+/// The (filter, QoS) pairs of a SUBSCRIBE's payload.
+pub fn filters(payload: &[u8]) -> impl Iterator<Item = Result<(&[u8], u8), MqttError>> {
+    Filters(payload)
+}
+
+struct Filters<'a>(&'a [u8]);
+
+impl<'a> Iterator for Filters<'a> {
+    type Item = Result<(&'a [u8], u8), MqttError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let item = string(self.0).and_then(|(filter, rest)| {
+            let (&qos, rest) = rest
+                .split_first()
+                .ok_or(MqttError::Malformed("filter QoS"))?;
+            expect(qos <= 2, "filter QoS")?;
+            self.0 = rest;
+            Ok((filter, qos))
+        });
+        if item.is_err() {
+            self.0 = &[];
+        }
+        Some(item)
+    }
+}
+
+/// Writes packets into a caller's buffer.
+struct Writer<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl Writer<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.out[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+
+    fn string(&mut self, s: &[u8]) {
+        // Callers check that strings fit in u16 before writing.
+        self.put(&(s.len() as u16).to_be_bytes());
+        self.put(s);
+    }
+}
+
+/// Writes a packet with fixed-header byte `first` and a body of `len`
+/// bytes produced by `body`. Returns the total length.
+fn write(
+    out: &mut [u8],
+    first: u8,
+    len: usize,
+    body: impl FnOnce(&mut Writer<'_>),
+) -> Result<usize, MqttError> {
+    if len > MAX_REMAINING {
+        return Err(MqttError::TooLarge {
+            len,
+            max: MAX_REMAINING,
+        });
+    }
+    let mut varint = [0u8; 4];
+    let mut n = 0;
+    let mut rest = len;
+    loop {
+        let mut byte = (rest % 128) as u8;
+        rest /= 128;
+        if rest > 0 {
+            byte |= 0x80;
+        }
+        varint[n] = byte;
+        n += 1;
+        if rest == 0 {
+            break;
+        }
+    }
+    let total = 1 + n + len;
+    if out.len() < total {
+        return Err(MqttError::BufferTooSmall {
+            needed: total,
+            got: out.len(),
+        });
+    }
+    let mut w = Writer { out, at: 0 };
+    w.put(&[first]);
+    w.put(&varint[..n]);
+    body(&mut w);
+    debug_assert_eq!(w.at, total);
+    Ok(total)
+}
+
+fn check_string(s: &[u8], what: &'static str) -> Result<(), MqttError> {
+    expect(s.len() <= usize::from(u16::MAX), what)
+}
+
+/// CONNECT with a clean session, no will and no credentials.
+pub fn encode_connect(
+    client_id: &[u8],
+    keep_alive: u16,
+    out: &mut [u8],
+) -> Result<usize, MqttError> {
+    check_string(client_id, "client id longer than 65535 bytes")?;
+    write(out, 0x10, 10 + 2 + client_id.len(), |w| {
+        w.string(b"MQTT");
+        w.put(&[4, 0x02]);
+        w.put(&keep_alive.to_be_bytes());
+        w.string(client_id);
+    })
+}
+
+pub fn encode_connack(
+    session_present: bool,
+    return_code: u8,
+    out: &mut [u8],
+) -> Result<usize, MqttError> {
+    write(out, 0x20, 2, |w| {
+        w.put(&[u8::from(session_present), return_code])
+    })
+}
+
+/// SUBSCRIBE to one topic filter.
+pub fn encode_subscribe(
+    packet_id: u16,
+    topic: &[u8],
+    qos: QoS,
+    out: &mut [u8],
+) -> Result<usize, MqttError> {
+    check_string(topic, "topic longer than 65535 bytes")?;
+    expect(packet_id != 0, "packet id 0")?;
+    write(out, 0x82, 2 + 2 + topic.len() + 1, |w| {
+        w.put(&packet_id.to_be_bytes());
+        w.string(topic);
+        w.put(&[qos as u8]);
+    })
+}
+
+pub fn encode_suback(
+    packet_id: u16,
+    return_codes: &[u8],
+    out: &mut [u8],
+) -> Result<usize, MqttError> {
+    write(out, 0x90, 2 + return_codes.len(), |w| {
+        w.put(&packet_id.to_be_bytes());
+        w.put(return_codes);
+    })
+}
+
+/// PUBLISH, no retain, DUP clear. QoS 1 needs a non-zero packet id.
+pub fn encode_publish(
+    topic: &[u8],
+    qos: QoS,
+    packet_id: u16,
+    payload: &[u8],
+    out: &mut [u8],
+) -> Result<usize, MqttError> {
+    check_string(topic, "topic longer than 65535 bytes")?;
+    let id_len = match qos {
+        QoS::AtMostOnce => 0,
+        QoS::AtLeastOnce => {
+            expect(packet_id != 0, "packet id 0")?;
+            2
+        }
+    };
+    write(
+        out,
+        0x30 | ((qos as u8) << 1),
+        2 + topic.len() + id_len + payload.len(),
+        |w| {
+            w.string(topic);
+            if id_len > 0 {
+                w.put(&packet_id.to_be_bytes());
+            }
+            w.put(payload);
+        },
+    )
+}
+
+pub fn encode_puback(packet_id: u16, out: &mut [u8]) -> Result<usize, MqttError> {
+    write(out, 0x40, 2, |w| w.put(&packet_id.to_be_bytes()))
+}
+
+pub fn encode_pingreq(out: &mut [u8]) -> Result<usize, MqttError> {
+    write(out, 0xc0, 0, |_| {})
+}
+
+pub fn encode_pingresp(out: &mut [u8]) -> Result<usize, MqttError> {
+    write(out, 0xd0, 0, |_| {})
+}
+
+pub fn encode_disconnect(out: &mut [u8]) -> Result<usize, MqttError> {
+    write(out, 0xe0, 0, |_| {})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaining_lengths_round_trip_at_every_boundary() {
+        for len in [0usize, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152] {
+            let mut out = alloc::vec![0u8; len + 5];
+            let n = write(&mut out, 0xd0, len, |w| w.at += len).unwrap();
+            let (value, used) = remaining_length(&out[1..n]).unwrap().unwrap();
+            assert_eq!((value, 1 + used + value), (len, n));
+        }
+    }
+
+    #[test]
+    fn partial_input_waits_and_bad_input_is_refused() {
+        let mut buf = [0u8; 64];
+        let n = encode_publish(b"t", QoS::AtLeastOnce, 5, b"hello", &mut buf).unwrap();
+        for cut in 0..n {
+            assert_eq!(decode(&buf[..cut], 1024), Ok(None), "cut at {cut}");
+        }
+        assert!(decode(&buf[..n], 1024).unwrap().is_some());
+        assert_eq!(
+            decode(&buf[..n], n - 1),
+            Err(MqttError::TooLarge { len: n, max: n - 1 })
+        );
+        // A huge announced length is refused at once, not buffered.
+        assert_eq!(
+            decode(&[0x30, 0xff, 0xff, 0xff, 0x7f], 4096),
+            Err(MqttError::TooLarge {
+                len: 268_435_460,
+                max: 4096
+            })
+        );
+        // A fifth length byte: malformed, not a wait for ever (reference bug).
+        assert_eq!(
+            decode(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01], usize::MAX),
+            Err(MqttError::Malformed("remaining length longer than 4 bytes"))
+        );
+        assert_eq!(decode(&[0x34, 0x00], 64), Err(MqttError::UnsupportedQoS));
+        assert_eq!(
+            decode(&[0x41, 0x02, 0, 1], 64),
+            Err(MqttError::Malformed("PUBACK"))
+        );
+        assert_eq!(
+            decode(&[0xf0, 0x00], 64),
+            Err(MqttError::UnsupportedType(15))
+        );
+        assert_eq!(
+            decode(&[0x32, 0x04, 0, 0, 0, 0], 64),
+            Err(MqttError::Malformed("packet id 0"))
+        );
+    }
+
+    #[test]
+    fn subscribe_filters_iterate() {
+        let mut buf = [0u8; 64];
+        let n = encode_subscribe(3, b"topic", QoS::AtLeastOnce, &mut buf).unwrap();
+        let Some((
+            Packet::Subscribe {
+                packet_id,
+                filters: f,
+            },
+            used,
+        )) = decode(&buf[..n], 64).unwrap()
+        else {
+            panic!("not a SUBSCRIBE");
+        };
+        assert_eq!((packet_id, used), (3, n));
+        let all: alloc::vec::Vec<_> = filters(f).collect();
+        assert_eq!(all, alloc::vec![Ok((&b"topic"[..], 1))]);
+    }
+}
