@@ -3,9 +3,11 @@
 //!
 //! A node's inbound topic is its 66-hex-digit public key; every MQTT
 //! payload is one [`AppPacket`]; brokers are ranked per destination by
-//! [`rendezvous`].
+//! [`rendezvous`]; [`receiver`] decides what to deliver and ACK.
 
 pub mod app_packet;
+pub mod receiver;
 pub mod rendezvous;
 
 pub use app_packet::{AppPacket, MsgType};
+pub use receiver::{Receiver, Verdict};

@@ -6,12 +6,15 @@ use core::panic::PanicInfo;
 
 use keyway_core::Keypair;
 use keyway_core::ecies;
+use keyway_core::mqtt;
 use keyway_core::namebump::freshness::check_freshness;
 use keyway_core::namebump::packet::MAX_PACKET_LEN;
 use keyway_core::namebump::stream::{MAX_SEALED_REQUEST, SealedStream};
 use keyway_core::namebump::{Op, Packet, reply};
 use keyway_core::rand_core::{TryCryptoRng, TryRng};
 use keyway_core::rate::{RateLimit, TokenBucket};
+use keyway_core::sidewire::rendezvous::{self, Broker, Ranked, Ranking};
+use keyway_core::sidewire::{AppPacket, MsgType, Receiver, Verdict};
 
 #[panic_handler]
 fn panic(_: &PanicInfo<'_>) -> ! {
@@ -96,6 +99,66 @@ pub fn put_round_trip(seed: u64, now: f64) -> u8 {
     let mut bucket = TokenBucket::new(&limit, now);
     if !bucket.try_take(&limit, now) || bucket.try_take(&limit, now) {
         return 11;
+    }
+    0
+}
+
+/// Signs a sidewire message, frames it as an MQTT PUBLISH, reads it back,
+/// ranks a pool and runs the receiver; returns 0 on success.
+pub fn sidewire_round_trip(seed: u64, now: u64) -> u8 {
+    let mut rng = CounterRng(seed);
+    let sender = Keypair::generate(&mut rng);
+    let dest = Keypair::generate(&mut rng);
+    let mut packet = AppPacket::new([1; 32], 0, now, MsgType::Msg, b"hello");
+    packet.sign(&sender);
+    let mut app = [0u8; 256];
+    let Ok(n) = packet.encode(&mut app) else {
+        return 1;
+    };
+    let mut topic = [0u8; 66];
+    // The topic is the destination key's lower-case hex.
+    let Ok(topic) = base16ct::lower::encode(dest.public().as_bytes(), &mut topic) else {
+        return 2;
+    };
+    let mut frame = [0u8; 512];
+    let Ok(m) = mqtt::encode_publish(topic, mqtt::QoS::AtLeastOnce, 1, &app[..n], &mut frame)
+    else {
+        return 3;
+    };
+    let Ok(Some((mqtt::Packet::Publish { payload, .. }, _))) = mqtt::decode(&frame[..m], 1024)
+    else {
+        return 4;
+    };
+    let Ok(received) = AppPacket::decode(payload) else {
+        return 5;
+    };
+    if received.verify().is_err() {
+        return 6;
+    }
+    let mut receiver = Receiver::<4>::new();
+    if !matches!(receiver.on_packet(&received, now), Verdict::Deliver { .. }) {
+        return 7;
+    }
+    let pool = [
+        Broker {
+            host: "a",
+            weight: 1.0,
+        },
+        Broker {
+            host: "b",
+            weight: 1.0,
+        },
+    ];
+    let mut scratch = [Ranked::default(); 2];
+    let ranked = rendezvous::rank(
+        rendezvous::AF_INET,
+        dest.public().as_bytes(),
+        &pool,
+        Ranking::Compatible,
+        &mut scratch,
+    );
+    if ranked.len() != 2 || rendezvous::set_size(pool.len()) != 1 {
+        return 8;
     }
     0
 }
