@@ -11,6 +11,8 @@ need_apt=()
 command -v cc >/dev/null || need_apt+=(build-essential)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v curl >/dev/null || need_apt+=(curl ca-certificates)
+# Private MQTT brokers for the sidewire tests.
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || need_apt+=(mosquitto)
 if ! command -v python3 >/dev/null; then
     need_apt+=(python3 python3-venv python3-dev)
 else

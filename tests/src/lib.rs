@@ -2,6 +2,8 @@
 //!
 //! [`reference`] runs the published Python reference implementations as
 //! peers: it owns one virtualenv under `target/`, installed on first use.
+//! [`mosquitto`] runs private MQTT brokers on loopback.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod mosquitto;
 pub mod reference;

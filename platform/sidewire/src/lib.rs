@@ -1,0 +1,9 @@
+//! sidewire for tokio: signed messages to a public key over ordinary MQTT
+//! brokers chosen by rendezvous hashing (`../shared/specs/sidewire.md`).
+//!
+//! The wire pieces (AppPacket, ranking, MQTT codec, receive rules) are in
+//! `keyway_core`; this crate adds the sockets: [`link::BrokerLink`] is one
+//! MQTT connection.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod link;

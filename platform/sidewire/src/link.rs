@@ -1,0 +1,361 @@
+//! One MQTT connection to one broker (spec §2).
+//!
+//! Connecting sends CONNECT (clean session, keep-alive), checks the CONNACK,
+//! subscribes to the node's own topic at QoS 1 and checks the SUBACK, all
+//! within one deadline. A task then owns the socket: it answers inbound QoS 1
+//! PUBLISHes with PUBACK, forwards their payloads, writes outbound
+//! PUBLISHes, pings every keep-alive period and closes the link when a
+//! PINGRESP does not come back in time (the reference never noticed a dead
+//! broker: spec §10 item 17). Frames are size-capped (item 8).
+
+use std::time::Duration;
+
+use keyway_core::mqtt::{self, CONNACK_ACCEPTED, Packet, QoS};
+use keyway_core::rand_core::{Rng, UnwrapErr};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, timeout};
+
+/// How a link behaves.
+#[derive(Clone, Debug)]
+pub struct LinkConfig {
+    /// MQTT keep-alive; a PINGREQ goes out this often.
+    pub keep_alive: Duration,
+    /// Connect, CONNACK and SUBACK must all complete within this.
+    pub connect_timeout: Duration,
+    /// Largest MQTT packet accepted from the broker.
+    pub max_packet: usize,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        Self {
+            keep_alive: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(4),
+            max_packet: 64 * 1024,
+        }
+    }
+}
+
+/// Why a link could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("cannot connect to {broker}: {source}")]
+    Connect {
+        broker: String,
+        source: std::io::Error,
+    },
+    #[error("{broker} did not complete the MQTT handshake in time")]
+    Timeout { broker: String },
+    #[error("{broker} refused the connection or subscription ({what})")]
+    Refused { broker: String, what: String },
+    #[error("the link to {broker} is closed")]
+    Closed { broker: String },
+}
+
+/// A PUBLISH that arrived on a link.
+#[derive(Debug)]
+pub struct Inbound {
+    /// Which link (the caller's own numbering).
+    pub link: usize,
+    pub topic: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+/// A live MQTT connection; cloning shares it. Dropping the last clone
+/// ends it (with DISCONNECT).
+#[derive(Clone, Debug)]
+pub struct BrokerLink {
+    broker: String,
+    outbound: mpsc::Sender<Vec<u8>>,
+    alive: watch::Receiver<bool>,
+}
+
+/// A client id like the reference's: 15 characters (spec §2.1).
+fn client_id() -> [u8; 15] {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut rng = UnwrapErr(getrandom::SysRng);
+    core::array::from_fn(|_| ALPHABET[(rng.next_u32() % ALPHABET.len() as u32) as usize])
+}
+
+impl BrokerLink {
+    /// Connects to `broker` ("host:port"), subscribes to `topic` and starts
+    /// forwarding its PUBLISHes to `inbound`, tagged with `link`.
+    pub async fn connect(
+        broker: &str,
+        topic: &[u8],
+        link: usize,
+        config: &LinkConfig,
+        inbound: mpsc::Sender<Inbound>,
+    ) -> Result<Self, LinkError> {
+        let name = broker.to_owned();
+        let handshake = async {
+            let stream = TcpStream::connect(broker)
+                .await
+                .map_err(|source| LinkError::Connect {
+                    broker: name.clone(),
+                    source,
+                })?;
+            stream.set_nodelay(true).ok();
+            let (mut read, mut write) = stream.into_split();
+            let mut buf = vec![0u8; 512];
+            let keep_alive = u16::try_from(config.keep_alive.as_secs()).unwrap_or(u16::MAX);
+            let n = mqtt::encode_connect(&client_id(), keep_alive, &mut buf).map_err(|e| {
+                LinkError::Refused {
+                    broker: name.clone(),
+                    what: e.to_string(),
+                }
+            })?;
+            let n2 =
+                mqtt::encode_subscribe(1, topic, QoS::AtLeastOnce, &mut buf[n..]).map_err(|e| {
+                    LinkError::Refused {
+                        broker: name.clone(),
+                        what: e.to_string(),
+                    }
+                })?;
+            let io = |source| LinkError::Connect {
+                broker: name.clone(),
+                source,
+            };
+            write.write_all(&buf[..n]).await.map_err(io)?;
+            let mut pending = Vec::new();
+            match read_packet(&mut read, &mut pending, config.max_packet)
+                .await
+                .map_err(io)?
+            {
+                Some(bytes) if bytes == CONNACK_ACCEPTED => {}
+                other => {
+                    let what = format!("CONNACK {:02x?}", other.unwrap_or_default());
+                    return Err(LinkError::Refused {
+                        broker: name.clone(),
+                        what,
+                    });
+                }
+            }
+            write.write_all(&buf[n..n + n2]).await.map_err(io)?;
+            let suback = read_packet(&mut read, &mut pending, config.max_packet)
+                .await
+                .map_err(io)?;
+            match suback
+                .as_deref()
+                .map(|b| mqtt::decode(b, config.max_packet))
+            {
+                Some(Ok(Some((
+                    Packet::Suback {
+                        packet_id: 1,
+                        return_codes,
+                    },
+                    _,
+                )))) if return_codes.iter().all(|c| *c <= 1) => {}
+                other => {
+                    let what = format!("SUBACK {other:?}");
+                    return Err(LinkError::Refused {
+                        broker: name.clone(),
+                        what,
+                    });
+                }
+            }
+            Ok((read, write, pending))
+        };
+        let (read, write, pending) =
+            timeout(config.connect_timeout, handshake)
+                .await
+                .map_err(|_| LinkError::Timeout {
+                    broker: name.clone(),
+                })??;
+        let (outbound, commands) = mpsc::channel(256);
+        let (alive_tx, alive) = watch::channel(true);
+        tokio::spawn(run(
+            read,
+            write,
+            pending,
+            commands,
+            inbound,
+            link,
+            config.clone(),
+            alive_tx,
+        ));
+        Ok(Self {
+            broker: name,
+            outbound,
+            alive,
+        })
+    }
+
+    /// The broker this link goes to.
+    pub fn broker(&self) -> &str {
+        &self.broker
+    }
+
+    /// Whether the link is still up.
+    pub fn is_alive(&self) -> bool {
+        *self.alive.borrow()
+    }
+
+    /// Publishes `payload` on `topic` at QoS 1.
+    pub async fn publish(&self, topic: &[u8], payload: &[u8]) -> Result<(), LinkError> {
+        let closed = || LinkError::Closed {
+            broker: self.broker.clone(),
+        };
+        if !self.is_alive() {
+            return Err(closed());
+        }
+        let mut frame = vec![0u8; payload.len() + topic.len() + 16];
+        // The packet id is filled in by the task, which owns the counter.
+        let n = mqtt::encode_publish(topic, QoS::AtLeastOnce, 1, payload, &mut frame)
+            .map_err(|_| closed())?;
+        frame.truncate(n);
+        self.outbound.send(frame).await.map_err(|_| closed())
+    }
+}
+
+/// Reads until one whole packet is buffered; returns its bytes (`None` at EOF).
+async fn read_packet(
+    read: &mut OwnedReadHalf,
+    pending: &mut Vec<u8>,
+    max_packet: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    loop {
+        match mqtt::decode(pending, max_packet) {
+            Ok(Some((_, used))) => return Ok(Some(pending.drain(..used).collect())),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    e.to_string(),
+                ));
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = read.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Where a PUBLISH frame's packet id sits: after the fixed header and topic.
+fn packet_id_offset(frame: &[u8]) -> Option<usize> {
+    let mut i = 1;
+    while frame.get(i)? & 0x80 != 0 {
+        i += 1;
+    }
+    let topic_len = usize::from(u16::from_be_bytes([*frame.get(i + 1)?, *frame.get(i + 2)?]));
+    Some(i + 3 + topic_len)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    mut read: OwnedReadHalf,
+    mut write: OwnedWriteHalf,
+    mut pending: Vec<u8>,
+    mut commands: mpsc::Receiver<Vec<u8>>,
+    inbound: mpsc::Sender<Inbound>,
+    link: usize,
+    config: LinkConfig,
+    alive: watch::Sender<bool>,
+) {
+    let mut next_id: u16 = 1;
+    let mut ping = tokio::time::interval_at(Instant::now() + config.keep_alive, config.keep_alive);
+    let mut awaiting_pong: Option<Instant> = None;
+    let mut chunk = vec![0u8; 8192];
+    let result: std::io::Result<()> = async {
+        loop {
+            // Every whole packet already buffered.
+            while let Some((packet, used)) = mqtt::decode(&pending, config.max_packet)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?
+            {
+                match packet {
+                    Packet::Publish {
+                        topic,
+                        packet_id,
+                        payload,
+                        ..
+                    } => {
+                        if let Some(id) = packet_id {
+                            let mut ack = [0u8; 4];
+                            let n = mqtt::encode_puback(id, &mut ack).unwrap_or(0);
+                            write.write_all(&ack[..n]).await?;
+                        }
+                        let message = Inbound {
+                            link,
+                            topic: topic.to_vec(),
+                            payload: payload.to_vec(),
+                        };
+                        // A full queue means the router is overwhelmed: drop, as UDP would.
+                        let _ = inbound.try_send(message);
+                    }
+                    Packet::Pingresp => awaiting_pong = None,
+                    _ => {}
+                }
+                pending.drain(..used);
+            }
+            let pong_deadline = awaiting_pong.map(|t| t + config.keep_alive);
+            tokio::select! {
+                n = read.read(&mut chunk) => {
+                    let n = n?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    pending.extend_from_slice(&chunk[..n]);
+                }
+                command = commands.recv() => {
+                    let Some(mut frame) = command else {
+                        // Every handle is gone: say goodbye.
+                        let mut bye = [0u8; 2];
+                        let n = mqtt::encode_disconnect(&mut bye).unwrap_or(0);
+                        write.write_all(&bye[..n]).await?;
+                        return Ok(());
+                    };
+                    if let Some(at) = packet_id_offset(&frame) {
+                        frame[at..at + 2].copy_from_slice(&next_id.to_be_bytes());
+                        next_id = next_id.checked_add(1).unwrap_or(1);
+                    }
+                    write.write_all(&frame).await?;
+                }
+                _ = ping.tick() => {
+                    let mut req = [0u8; 2];
+                    let n = mqtt::encode_pingreq(&mut req).unwrap_or(0);
+                    write.write_all(&req[..n]).await?;
+                    awaiting_pong.get_or_insert_with(Instant::now);
+                }
+                () = async {
+                    match pong_deadline {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no PINGRESP"));
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, link, "broker link closed");
+    }
+    let _ = alive.send(false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packet_id_sits_after_the_topic() {
+        let mut frame = [0u8; 64];
+        let n = mqtt::encode_publish(b"abc", QoS::AtLeastOnce, 0x0102, b"xy", &mut frame).unwrap();
+        let at = packet_id_offset(&frame[..n]).unwrap();
+        assert_eq!(&frame[at..at + 2], &[1, 2]);
+    }
+
+    #[test]
+    fn client_ids_are_15_alphanumerics() {
+        let id = client_id();
+        assert!(id.iter().all(u8::is_ascii_alphanumeric));
+        assert_ne!(id, client_id());
+    }
+}

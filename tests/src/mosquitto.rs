@@ -1,0 +1,79 @@
+//! Private mosquitto brokers for tests, on loopback addresses of their own
+//! (127.0.0.2, 127.0.0.3, …) and free ports; killed when dropped.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// A running broker.
+#[derive(Debug)]
+pub struct Mosquitto {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port(ip: &str) -> Result<u16> {
+    Ok(std::net::TcpListener::bind((ip, 0))?.local_addr()?.port())
+}
+
+impl Mosquitto {
+    /// Starts a broker on `ip` (a loopback address) and waits until it accepts.
+    pub fn start(ip: &str) -> Result<Self> {
+        let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .context("mosquitto is not installed (tests/setup-debian.sh installs it)")?;
+        let dir = tempfile::tempdir()?;
+        let port = free_port(ip)?;
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "per_listener_settings false\nlistener {port} {ip}\nallow_anonymous true\n\
+                 persistence false\nlog_dest none\n"
+            ),
+        )?;
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting mosquitto")?;
+        let addr: SocketAddr = format!("{ip}:{port}").parse()?;
+        let mut broker = Self {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if Instant::now() > deadline || broker.child.try_wait()?.is_some() {
+                bail!("mosquitto on {addr} did not start");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(broker)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Kills the broker at once (SIGKILL): connections drop without a goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
