@@ -23,13 +23,23 @@ fn free_port(ip: &str) -> Result<u16> {
 impl Mosquitto {
     /// Starts a broker on `ip` (a loopback address) and waits until it accepts.
     pub fn start(ip: &str) -> Result<Self> {
+        Self::start_at(ip, free_port(ip)?)
+    }
+
+    /// Kills the broker and starts a new one on the same address and port.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        *self = Self::start_at(&self.addr.ip().to_string(), self.addr.port())?;
+        Ok(())
+    }
+
+    fn start_at(ip: &str, port: u16) -> Result<Self> {
         let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
             .into_iter()
             .map(PathBuf::from)
             .find(|p| p.exists())
             .context("mosquitto is not installed (tests/setup-debian.sh installs it)")?;
         let dir = tempfile::tempdir()?;
-        let port = free_port(ip)?;
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,

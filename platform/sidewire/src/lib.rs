@@ -3,7 +3,10 @@
 //!
 //! The wire pieces (AppPacket, ranking, MQTT codec, receive rules) are in
 //! `keyway_core`; this crate adds the sockets: [`link::BrokerLink`] is one
-//! MQTT connection.
+//! MQTT connection, [`Router`] a node on a pool and [`SmartPipe`] a sender.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod link;
+pub mod router;
+
+pub use router::{BrokerEntry, Message, Pool, Router, RouterConfig, RouterError, SmartPipe};

@@ -69,6 +69,7 @@ pub struct Inbound {
 #[derive(Clone, Debug)]
 pub struct BrokerLink {
     broker: String,
+    id: usize,
     outbound: mpsc::Sender<Vec<u8>>,
     alive: watch::Receiver<bool>,
 }
@@ -179,6 +180,7 @@ impl BrokerLink {
         ));
         Ok(Self {
             broker: name,
+            id: link,
             outbound,
             alive,
         })
@@ -187,6 +189,11 @@ impl BrokerLink {
     /// The broker this link goes to.
     pub fn broker(&self) -> &str {
         &self.broker
+    }
+
+    /// The number given at connect, which tags this link's [`Inbound`]s.
+    pub fn id(&self) -> usize {
+        self.id
     }
 
     /// Whether the link is still up.

@@ -1,0 +1,460 @@
+//! The Router: a node's presence on a pool of brokers (spec §5–§6).
+//!
+//! - It subscribes to its own topic (its key's hex) on the top of its own
+//!   ranking in each address family, [`set_size`] brokers, skipping only
+//!   brokers that fail (not "whichever connects first": spec §10 item 10).
+//! - [`SmartPipe::send`] signs one MSG and publishes it on the top of the
+//!   destination's ranking (plus a spare), retransmitting the same packet
+//!   until an ACK arrives or the timeout passes.
+//! - Inbound packets are checked cheapest first: topic, size cap, decode,
+//!   per-source rate limit, then the signature, then the receive rules of
+//!   [`Receiver`]. ACKs go back through the link the MSG arrived on (the
+//!   sender is certainly connected there) and the sender's own top brokers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use keyway_core::rand_core::{Rng, UnwrapErr};
+use keyway_core::rate::{RateLimit, TokenBucket};
+use keyway_core::sidewire::rendezvous::{
+    self, AF_INET, AF_INET6, Broker, Ranked, Ranking, set_size,
+};
+use keyway_core::sidewire::{AppPacket, MsgType, Receiver, Verdict};
+use keyway_core::{Keypair, PublicKey};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::link::{BrokerLink, Inbound, LinkConfig};
+
+/// A broker of the pool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BrokerEntry {
+    /// Hostname or IP literal: the broker's identity in the ranking.
+    pub host: String,
+    pub port: u16,
+    /// Only used with [`Ranking::Weighted`].
+    pub weight: f64,
+}
+
+impl BrokerEntry {
+    /// 10 for IPv6 literals, else 2.
+    pub fn af(&self) -> u8 {
+        if self.host.parse::<std::net::Ipv6Addr>().is_ok() {
+            AF_INET6
+        } else {
+            AF_INET
+        }
+    }
+
+    fn address(&self) -> String {
+        if self.af() == AF_INET6 {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The brokers every peer shares, and how they are ranked.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pool {
+    pub brokers: Vec<BrokerEntry>,
+    pub ranking: Ranking,
+}
+
+impl Pool {
+    /// Brokers for `dest`, best first, family by family (IPv4 then IPv6),
+    /// each family's list as ranked.
+    fn ranked(&self, dest: &PublicKey) -> Vec<Vec<&BrokerEntry>> {
+        [AF_INET, AF_INET6]
+            .into_iter()
+            .map(|af| {
+                let family: Vec<&BrokerEntry> =
+                    self.brokers.iter().filter(|b| b.af() == af).collect();
+                let input: Vec<Broker<'_>> = family
+                    .iter()
+                    .map(|b| Broker {
+                        host: &b.host,
+                        weight: b.weight,
+                    })
+                    .collect();
+                let mut scratch = vec![Ranked::default(); family.len()];
+                rendezvous::rank(af, dest.as_bytes(), &input, self.ranking, &mut scratch)
+                    .iter()
+                    .map(|r| family[r.index])
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RouterConfig {
+    pub link: LinkConfig,
+    /// Largest AppPacket accepted or sent, checked before any signature work.
+    pub max_message: usize,
+    /// A pending send publishes its packet again this often.
+    pub resend_every: Duration,
+    /// Inbound packets per second per source key, before verification.
+    pub per_source: RateLimit,
+    /// How often the node checks its own subscriptions, replacing brokers
+    /// that dropped and returning to them when they come back.
+    pub resubscribe_every: Duration,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            link: LinkConfig::default(),
+            max_message: 64 * 1024,
+            resend_every: Duration::from_millis(1000),
+            per_source: RateLimit {
+                rate: 200.0,
+                burst: 400.0,
+            },
+            resubscribe_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A delivered message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub from: PublicKey,
+    pub data: Vec<u8>,
+}
+
+pub type Handler = Arc<dyn Fn(&Message) + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("no broker of the pool could be reached")]
+    NoBroker,
+    #[error("message of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
+    #[error("no acknowledgement within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A sent MSG: its queue id and sequence number.
+type MessageId = ([u8; 32], u32);
+
+/// A send waiting for its ACK: the destination key and who to tell.
+type PendingSend = ([u8; 33], oneshot::Sender<()>);
+
+struct Inner {
+    key: Keypair,
+    topic: String,
+    pool: Pool,
+    config: RouterConfig,
+    links: Mutex<Vec<(String, BrokerLink)>>,
+    /// Numbers links, so an inbound message names the link it came on.
+    next_link: AtomicUsize,
+    inbound: mpsc::Sender<Inbound>,
+    pending: Mutex<HashMap<MessageId, PendingSend>>,
+    receiver: Mutex<Box<Receiver<4096>>>,
+    buckets: Mutex<HashMap<[u8; 33], TokenBucket>>,
+    handlers: Mutex<Vec<Handler>>,
+    started: Instant,
+}
+
+/// A node on the pool; cheap to clone.
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("key", self.inner.key.public())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Inner {
+    /// An open link to `broker`, connecting (and so subscribing to our own
+    /// topic there) if needed.
+    async fn link(&self, broker: &BrokerEntry) -> Option<BrokerLink> {
+        let address = broker.address();
+        {
+            let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+            links.retain(|(_, l)| l.is_alive());
+            if let Some((_, l)) = links.iter().find(|(a, _)| *a == address) {
+                return Some(l.clone());
+            }
+        }
+        let id = self.next_link.fetch_add(1, Ordering::Relaxed);
+        let link = BrokerLink::connect(
+            &address,
+            self.topic.as_bytes(),
+            id,
+            &self.config.link,
+            self.inbound.clone(),
+        )
+        .await
+        .map_err(|e| tracing::debug!(error = %e, "broker unavailable"))
+        .ok()?;
+        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, existing)) = links.iter().find(|(a, _)| *a == address) {
+            // Lost a race with another connect: keep the first.
+            return Some(existing.clone());
+        }
+        links.push((address, link.clone()));
+        Some(link)
+    }
+
+    /// The top of `dest`'s ranking in each family that answers, `extra`
+    /// more than the set size, skipping brokers that fail.
+    async fn links_for(&self, dest: &PublicKey, extra: usize) -> Vec<BrokerLink> {
+        let mut chosen = Vec::new();
+        for family in self.pool.ranked(dest) {
+            let wanted = set_size(family.len()) + extra;
+            let mut got = 0;
+            for broker in family {
+                if got == wanted {
+                    break;
+                }
+                if let Some(link) = self.link(broker).await {
+                    chosen.push(link);
+                    got += 1;
+                }
+            }
+        }
+        chosen
+    }
+
+    fn allow(&self, source: &[u8; 33]) -> bool {
+        let now = self.started.elapsed().as_secs_f64();
+        let limit = self.config.per_source;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() > 100_000 {
+            buckets.retain(|_, b| !b.is_full(&limit, now));
+        }
+        buckets
+            .entry(*source)
+            .or_insert_with(|| TokenBucket::new(&limit, now))
+            .try_take(&limit, now)
+    }
+
+    async fn on_inbound(self: &Arc<Self>, inbound: Inbound) {
+        if inbound.topic != self.topic.as_bytes() || inbound.payload.len() > self.config.max_message
+        {
+            return;
+        }
+        let Ok(packet) = AppPacket::decode(&inbound.payload) else {
+            return;
+        };
+        if !self.allow(&packet.src_pk) {
+            return;
+        }
+        let Ok(from) = packet.verify() else { return };
+        let verdict = self
+            .receiver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .on_packet(&packet, now_secs());
+        match verdict {
+            Verdict::Deliver { ack } => {
+                let message = Message {
+                    from,
+                    data: packet.msg.to_vec(),
+                };
+                let handlers = self
+                    .handlers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                for handler in handlers {
+                    handler(&message);
+                }
+                self.send_ack(ack, from, inbound.link);
+            }
+            Verdict::Duplicate { ack } => self.send_ack(ack, from, inbound.link),
+            Verdict::Acked { queue_id, seq_no } => {
+                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                if pending
+                    .get(&(queue_id, seq_no))
+                    .is_some_and(|(dest, _)| *dest == packet.src_pk)
+                    && let Some((_, done)) = pending.remove(&(queue_id, seq_no))
+                {
+                    let _ = done.send(());
+                }
+            }
+            Verdict::Stale { .. } | Verdict::Conflict | Verdict::Ignored => {}
+        }
+    }
+
+    /// Signs and publishes an ACK, off the inbound path.
+    fn send_ack(self: &Arc<Self>, mut ack: AppPacket<'static>, to: PublicKey, arrived_on: usize) {
+        ack.sign(&self.key);
+        let mut bytes = vec![0u8; ack.encoded_len()];
+        if ack.encode(&mut bytes).is_err() {
+            return;
+        }
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let topic = to.to_string();
+            let arrived = inner
+                .links
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find(|(_, l)| l.is_alive() && l.id() == arrived_on)
+                .map(|(_, l)| l.clone());
+            let mut links = inner.links_for(&to, 0).await;
+            links.extend(arrived);
+            for link in links {
+                let _ = link.publish(topic.as_bytes(), &bytes).await;
+            }
+        });
+    }
+}
+
+impl Router {
+    /// Joins the pool: subscribes at the top of the node's own ranking and
+    /// starts handling inbound packets.
+    pub async fn start(
+        key: Keypair,
+        pool: Pool,
+        config: RouterConfig,
+    ) -> Result<Self, RouterError> {
+        let (inbound, mut rx) = mpsc::channel(1024);
+        let inner = Arc::new(Inner {
+            topic: key.public().to_string(),
+            key,
+            pool,
+            config,
+            links: Mutex::new(Vec::new()),
+            next_link: AtomicUsize::new(0),
+            inbound,
+            pending: Mutex::new(HashMap::new()),
+            receiver: Mutex::new(Box::new(Receiver::new())),
+            buckets: Mutex::new(HashMap::new()),
+            handlers: Mutex::new(Vec::new()),
+            started: Instant::now(),
+        });
+        let own = *inner.key.public();
+        if inner.links_for(&own, 0).await.is_empty() {
+            return Err(RouterError::NoBroker);
+        }
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            while let Some(message) = rx.recv().await {
+                let Some(inner) = weak.upgrade() else { return };
+                inner.on_inbound(message).await;
+            }
+        });
+        // Keep the inbound set up for the Router's life.
+        let weak = Arc::downgrade(&inner);
+        let every = inner.config.resubscribe_every;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let own = *inner.key.public();
+                inner.links_for(&own, 0).await;
+            }
+        });
+        Ok(Self { inner })
+    }
+
+    pub fn public_key(&self) -> &PublicKey {
+        self.inner.key.public()
+    }
+
+    /// Calls `handler` for every message delivered from now on.
+    pub fn add_handler(&self, handler: impl Fn(&Message) + Send + Sync + 'static) {
+        self.inner
+            .handlers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(handler));
+    }
+
+    /// A pipe to `dest`.
+    pub fn pipe(&self, dest: PublicKey) -> SmartPipe {
+        SmartPipe {
+            inner: self.inner.clone(),
+            dest,
+        }
+    }
+}
+
+/// Sends to one destination.
+#[derive(Clone)]
+pub struct SmartPipe {
+    inner: Arc<Inner>,
+    dest: PublicKey,
+}
+
+impl std::fmt::Debug for SmartPipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmartPipe")
+            .field("dest", &self.dest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmartPipe {
+    /// Sends `data` and waits for the destination's ACK, publishing on the
+    /// top of its ranking (plus one spare per family) and again every
+    /// `resend_every` until acknowledged or `timeout` passes.
+    pub async fn send(&self, data: &[u8], timeout: Duration) -> Result<(), RouterError> {
+        let inner = &self.inner;
+        let max = inner.config.max_message;
+        if data.len() + keyway_core::sidewire::app_packet::HEADER_LEN > max {
+            return Err(RouterError::TooLarge {
+                len: data.len(),
+                max,
+            });
+        }
+        let mut queue_id = [0u8; 32];
+        UnwrapErr(getrandom::SysRng).fill_bytes(&mut queue_id);
+        let mut packet = AppPacket::new(queue_id, 0, now_secs(), MsgType::Msg, data);
+        packet.sign(&inner.key);
+        let mut bytes = vec![0u8; packet.encoded_len()];
+        packet
+            .encode(&mut bytes)
+            .map_err(|_| RouterError::TooLarge {
+                len: data.len(),
+                max,
+            })?;
+        let (done_tx, mut done) = oneshot::channel();
+        inner
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((queue_id, 0), (*self.dest.as_bytes(), done_tx));
+        let topic = self.dest.to_string();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let result = loop {
+            for link in inner.links_for(&self.dest, 1).await {
+                let _ = link.publish(topic.as_bytes(), &bytes).await;
+            }
+            let wait = (tokio::time::Instant::now() + inner.config.resend_every).min(deadline);
+            tokio::select! {
+                _ = &mut done => break Ok(()),
+                () = tokio::time::sleep_until(wait) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        break Err(RouterError::Timeout(timeout));
+                    }
+                }
+            }
+        };
+        inner
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(queue_id, 0));
+        result
+    }
+}

@@ -1,0 +1,98 @@
+//! Two Keyway routers talking through a pool of three private mosquitto
+//! brokers on 127.0.0.2–4, with ACKs, a broker killed mid-conversation and
+//! brought back.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keyway_core::Keypair;
+use keyway_core::rand_core::UnwrapErr;
+use keyway_sidewire::{BrokerEntry, Message, Pool, Router, RouterConfig};
+use keyway_tests::mosquitto::Mosquitto;
+
+fn key() -> Keypair {
+    Keypair::generate(&mut UnwrapErr(getrandom::SysRng))
+}
+
+fn pool(brokers: &[Mosquitto]) -> Pool {
+    Pool {
+        brokers: brokers
+            .iter()
+            .map(|b| BrokerEntry {
+                host: b.addr().ip().to_string(),
+                port: b.addr().port(),
+                weight: 1.0,
+            })
+            .collect(),
+        ..Pool::default()
+    }
+}
+
+fn inbox(router: &Router) -> Arc<Mutex<Vec<Message>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    router.add_handler(move |m| sink.lock().unwrap().push(m.clone()));
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_routers_exchange_messages_both_ways_through_failures() {
+    let mut brokers: Vec<Mosquitto> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        .iter()
+        .map(|ip| Mosquitto::start(ip).unwrap())
+        .collect();
+    let pool = pool(&brokers);
+    let (a, b) = (key(), key());
+    let (a_pk, b_pk) = (*a.public(), *b.public());
+    let config = RouterConfig {
+        resend_every: Duration::from_millis(300),
+        ..RouterConfig::default()
+    };
+    let ra = Router::start(a, pool.clone(), config.clone())
+        .await
+        .unwrap();
+    let rb = Router::start(b, pool.clone(), config).await.unwrap();
+    let (inbox_a, inbox_b) = (inbox(&ra), inbox(&rb));
+    let (to_b, to_a) = (ra.pipe(b_pk), rb.pipe(a_pk));
+
+    // Binary payloads arrive intact, both ways, each send acknowledged.
+    for i in 0..5u8 {
+        to_b.send(&[i, 0, 0xff, 0xfe], Duration::from_secs(4))
+            .await
+            .unwrap();
+        to_a.send(&[i; 100], Duration::from_secs(4)).await.unwrap();
+    }
+    // The same bytes again are a new message, delivered again.
+    to_b.send(&[0, 0, 0xff, 0xfe], Duration::from_secs(4))
+        .await
+        .unwrap();
+    let delivered_to_b: Vec<Vec<u8>> = inbox_b
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| m.data.clone())
+        .collect();
+    assert_eq!(delivered_to_b.len(), 6);
+    assert_eq!(delivered_to_b[0], vec![0, 0, 0xff, 0xfe]);
+    assert!(inbox_b.lock().unwrap().iter().all(|m| m.from == a_pk));
+    assert_eq!(inbox_a.lock().unwrap().len(), 5);
+
+    // Kill each broker in turn: delivery continues through the others.
+    for (victim, broker) in (0u8..).zip(brokers.iter_mut()) {
+        broker.kill();
+        for i in 0..3u8 {
+            to_b.send(&[victim, i], Duration::from_secs(6))
+                .await
+                .unwrap();
+            to_a.send(&[victim, i], Duration::from_secs(6))
+                .await
+                .unwrap();
+        }
+        broker.restart().unwrap();
+        // Give the routers a resubscription cycle to notice it is back.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    assert_eq!(inbox_b.lock().unwrap().len(), 6 + 9);
+    assert_eq!(inbox_a.lock().unwrap().len(), 5 + 9);
+}
