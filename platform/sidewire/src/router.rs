@@ -101,6 +101,10 @@ pub struct RouterConfig {
     /// How often the node checks its own subscriptions, replacing brokers
     /// that dropped and returning to them when they come back.
     pub resubscribe_every: Duration,
+    /// Brokers per family subscribed beyond the set size: redundancy when
+    /// one fails, and more overlap with reference senders, whose broker
+    /// choice does not converge (spec §10 item 10).
+    pub spare_subscriptions: usize,
 }
 
 impl Default for RouterConfig {
@@ -114,6 +118,7 @@ impl Default for RouterConfig {
                 burst: 400.0,
             },
             resubscribe_every: Duration::from_secs(1),
+            spare_subscriptions: 1,
         }
     }
 }
@@ -343,7 +348,11 @@ impl Router {
             started: Instant::now(),
         });
         let own = *inner.key.public();
-        if inner.links_for(&own, 0).await.is_empty() {
+        if inner
+            .links_for(&own, inner.config.spare_subscriptions)
+            .await
+            .is_empty()
+        {
             return Err(RouterError::NoBroker);
         }
         let weak = Arc::downgrade(&inner);
@@ -361,7 +370,9 @@ impl Router {
                 tokio::time::sleep(every).await;
                 let Some(inner) = weak.upgrade() else { return };
                 let own = *inner.key.public();
-                inner.links_for(&own, 0).await;
+                inner
+                    .links_for(&own, inner.config.spare_subscriptions)
+                    .await;
             }
         });
         Ok(Self { inner })
@@ -369,6 +380,18 @@ impl Router {
 
     pub fn public_key(&self) -> &PublicKey {
         self.inner.key.public()
+    }
+
+    /// The brokers ("host:port") this node is connected to now. Every link
+    /// subscribes to the node's own topic, so these are its inbound paths:
+    /// what a peer may use as hint brokers.
+    pub fn brokers(&self) -> Vec<String> {
+        let links = self.inner.links.lock().unwrap_or_else(|e| e.into_inner());
+        links
+            .iter()
+            .filter(|(_, l)| l.is_alive())
+            .map(|(a, _)| a.clone())
+            .collect()
     }
 
     /// Calls `handler` for every message delivered from now on.
