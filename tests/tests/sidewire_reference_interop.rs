@@ -24,11 +24,7 @@ async fn keyway_and_reference_routers_talk_both_ways() {
     let pool = Pool {
         brokers: brokers
             .iter()
-            .map(|b| BrokerEntry {
-                host: b.addr().ip().to_string(),
-                port: b.addr().port(),
-                weight: 1.0,
-            })
+            .map(|b| BrokerEntry::new(&b.addr().ip().to_string(), b.addr().port()))
             .collect(),
         ..Pool::default()
     };

@@ -19,11 +19,7 @@ fn pool(brokers: &[Mosquitto]) -> Pool {
     Pool {
         brokers: brokers
             .iter()
-            .map(|b| BrokerEntry {
-                host: b.addr().ip().to_string(),
-                port: b.addr().port(),
-                weight: 1.0,
-            })
+            .map(|b| BrokerEntry::new(&b.addr().ip().to_string(), b.addr().port()))
             .collect(),
         ..Pool::default()
     }

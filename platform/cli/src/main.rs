@@ -3,6 +3,7 @@
 mod demo;
 mod keyfile;
 mod namebump;
+mod sidewire;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,9 @@ enum Command {
     /// The namebump name registry: run a server, or use one.
     #[command(subcommand)]
     Namebump(namebump::Command),
+    /// sidewire signalling: signed messages to a public key over MQTT brokers.
+    #[command(subcommand)]
+    Sidewire(sidewire::Command),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Command::Pubkey { key } => keyfile::load(&key).map(|kp| println!("{}", kp.public())),
         Command::Demo => demo::run(&mut std::io::stdout().lock()),
         Command::Namebump(command) => return namebump::run(command),
+        Command::Sidewire(command) => return sidewire::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,9 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod link;
+mod pool_file;
 pub mod router;
+
+pub use pool_file::PoolFileError;
 
 pub use router::{BrokerEntry, Message, Pool, Router, RouterConfig, RouterError, SmartPipe};

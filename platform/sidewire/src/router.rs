@@ -24,6 +24,7 @@ use keyway_core::sidewire::rendezvous::{
 use keyway_core::sidewire::{AppPacket, MsgType, Receiver, Verdict};
 use keyway_core::{Keypair, PublicKey};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
 
 use crate::link::{BrokerLink, Inbound, LinkConfig};
 
@@ -35,20 +36,32 @@ pub struct BrokerEntry {
     pub port: u16,
     /// Only used with [`Ranking::Weighted`].
     pub weight: f64,
+    /// The family it is ranked in: 2 (IPv4) or 10 (IPv6).
+    pub af: u8,
 }
 
 impl BrokerEntry {
-    /// 10 for IPv6 literals, else 2.
-    pub fn af(&self) -> u8 {
-        if self.host.parse::<std::net::Ipv6Addr>().is_ok() {
+    /// A broker of weight 1, in the family of its address (IPv4 for names).
+    pub fn new(host: &str, port: u16) -> Self {
+        let af = if host.parse::<std::net::Ipv6Addr>().is_ok() {
             AF_INET6
         } else {
             AF_INET
+        };
+        Self {
+            host: host.to_owned(),
+            port,
+            weight: 1.0,
+            af,
         }
     }
 
+    pub fn af(&self) -> u8 {
+        self.af
+    }
+
     fn address(&self) -> String {
-        if self.af() == AF_INET6 {
+        if self.host.parse::<std::net::Ipv6Addr>().is_ok() {
             format!("[{}]:{}", self.host, self.port)
         } else {
             format!("{}:{}", self.host, self.port)
@@ -161,6 +174,8 @@ struct Inner {
     receiver: Mutex<Box<Receiver<4096>>>,
     buckets: Mutex<HashMap<[u8; 33], TokenBucket>>,
     handlers: Mutex<Vec<Handler>>,
+    /// ACKs being published: [`Router::close`] lets them finish.
+    acks: TaskTracker,
     started: Instant,
 }
 
@@ -269,6 +284,9 @@ impl Inner {
             .on_packet(&packet, now_secs());
         match verdict {
             Verdict::Deliver { ack } => {
+                // ACK first: the send is tracked before the application
+                // sees the message (and may close the router).
+                self.send_ack(ack, from, inbound.link);
                 let message = Message {
                     from,
                     data: packet.msg.to_vec(),
@@ -281,10 +299,10 @@ impl Inner {
                 for handler in handlers {
                     handler(&message);
                 }
-                self.send_ack(ack, from, inbound.link);
             }
             Verdict::Duplicate { ack } => self.send_ack(ack, from, inbound.link),
             Verdict::Acked { queue_id, seq_no } => {
+                tracing::debug!(link = inbound.link, seq_no, "ACK received");
                 let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
                 if pending
                     .get(&(queue_id, seq_no))
@@ -306,7 +324,7 @@ impl Inner {
             return;
         }
         let inner = self.clone();
-        tokio::spawn(async move {
+        self.acks.spawn(async move {
             let topic = to.to_string();
             let arrived = inner
                 .links
@@ -318,7 +336,8 @@ impl Inner {
             let mut links = inner.links_for(&to, 0).await;
             links.extend(arrived);
             for link in links {
-                let _ = link.publish(topic.as_bytes(), &bytes).await;
+                let sent = link.publish(topic.as_bytes(), &bytes).await;
+                tracing::debug!(broker = link.broker(), ok = sent.is_ok(), "ACK published");
             }
         });
     }
@@ -345,6 +364,7 @@ impl Router {
             receiver: Mutex::new(Box::new(Receiver::new())),
             buckets: Mutex::new(HashMap::new()),
             handlers: Mutex::new(Vec::new()),
+            acks: TaskTracker::new(),
             started: Instant::now(),
         });
         let own = *inner.key.public();
@@ -409,6 +429,18 @@ impl Router {
             inner: self.inner.clone(),
             dest,
         }
+    }
+
+    /// Leaves the pool: waits (at most `grace`) for the ACKs of messages
+    /// already delivered to go out, then drops every link (DISCONNECT).
+    pub async fn close(self, grace: Duration) {
+        self.inner.acks.close();
+        let _ = tokio::time::timeout(grace, self.inner.acks.wait()).await;
+        self.inner
+            .links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
