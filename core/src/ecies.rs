@@ -10,6 +10,14 @@
 //! so it is isolated here. What we fix is invisible on the wire: the tag is
 //! compared in constant time and padding is validated (bug 4), and length
 //! checks run before any curve arithmetic so junk costs nothing.
+//!
+//! One malleability is inherent in the format: only the x-coordinate of the
+//! ECDH product is used, and E and −E (prefix 02 vs 03) give the same one.
+//! Flipping the lowest bit of the first byte therefore yields a different
+//! blob that opens to the same plaintext. Nothing else about a message can
+//! be changed unnoticed; and since the plaintext is identical, anything
+//! that must recognise a message (replay caches) keys on the plaintext,
+//! never on ciphertext bytes.
 
 use core::fmt;
 
