@@ -92,3 +92,61 @@ async fn two_routers_exchange_messages_both_ways_through_failures() {
     assert_eq!(inbox_b.lock().unwrap().len(), 6 + 9);
     assert_eq!(inbox_a.lock().unwrap().len(), 5 + 9);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_broker_costs_one_connect_timeout_then_backs_off() {
+    // Accepts TCP, never answers MQTT: the costly kind of dead broker.
+    let silent = std::net::TcpListener::bind("127.0.0.8:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    let live: Vec<Mosquitto> = ["127.0.0.9", "127.0.0.10"]
+        .iter()
+        .map(|ip| Mosquitto::start(ip).unwrap())
+        .collect();
+    let mut pool = pool(&live);
+    pool.brokers.push(BrokerEntry::new(
+        &silent_addr.ip().to_string(),
+        silent_addr.port(),
+    ));
+    let mut config = RouterConfig {
+        resubscribe_every: Duration::from_millis(200),
+        ..RouterConfig::default()
+    };
+    config.link.connect_timeout = Duration::from_millis(500);
+    let (a, b) = (key(), key());
+    let b_pk = *b.public();
+    let started = std::time::Instant::now();
+    let ra = Router::start(a, pool.clone(), config.clone())
+        .await
+        .unwrap();
+    let rb = Router::start(b, pool, config).await.unwrap();
+    // Each start pays at most one short timeout for the silent broker.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let got = inbox(&rb);
+    let pipe = ra.pipe(b_pk);
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    let mut sent = 0;
+    while std::time::Instant::now() < deadline {
+        pipe.send(b"through the live ones", Duration::from_secs(3))
+            .await
+            .unwrap();
+        sent += 1;
+    }
+    assert_eq!(got.lock().unwrap().len(), sent);
+    // Over ~5 s of walks every 200 ms (two routers), backoff (1 s, 2 s, 4 s)
+    // keeps the attempts on the silent broker to a handful.
+    let attempts = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(attempts <= 8, "{attempts} connects to the silent broker");
+}

@@ -33,7 +33,7 @@ impl Default for LinkConfig {
     fn default() -> Self {
         Self {
             keep_alive: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(4),
+            connect_timeout: Duration::from_secs(2),
             max_packet: 64 * 1024,
         }
     }

@@ -118,6 +118,12 @@ pub struct RouterConfig {
     /// one fails, and more overlap with reference senders, whose broker
     /// choice does not converge (spec §10 item 10).
     pub spare_subscriptions: usize,
+    /// After a failed connect a broker is not tried again for this long,
+    /// doubling with each further failure up to `backoff_max` (the
+    /// reference locked a broker out for 20 minutes after one failure:
+    /// spec §10 item 15). A success resets it.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
 }
 
 impl Default for RouterConfig {
@@ -132,6 +138,8 @@ impl Default for RouterConfig {
             },
             resubscribe_every: Duration::from_secs(1),
             spare_subscriptions: 1,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
         }
     }
 }
@@ -176,6 +184,8 @@ struct Inner {
     handlers: Mutex<Vec<Handler>>,
     /// ACKs being published: [`Router::close`] lets them finish.
     acks: TaskTracker,
+    /// Brokers that failed: consecutive failures and when to try again.
+    backoff: Mutex<HashMap<String, (u32, Instant)>>,
     started: Instant,
 }
 
@@ -212,17 +222,44 @@ impl Inner {
                 return Some(l.clone());
             }
         }
+        let in_backoff = self
+            .backoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&address)
+            .is_some_and(|(_, retry_at)| Instant::now() < *retry_at);
+        if in_backoff {
+            return None;
+        }
         let id = self.next_link.fetch_add(1, Ordering::Relaxed);
-        let link = BrokerLink::connect(
+        let connected = BrokerLink::connect(
             &address,
             self.topic.as_bytes(),
             id,
             &self.config.link,
             self.inbound.clone(),
         )
-        .await
-        .map_err(|e| tracing::debug!(error = %e, "broker unavailable"))
-        .ok()?;
+        .await;
+        let link = {
+            let mut backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+            match connected {
+                Ok(link) => {
+                    backoff.remove(&address);
+                    link
+                }
+                Err(e) => {
+                    let failures = backoff.get(&address).map_or(0, |(n, _)| *n) + 1;
+                    let wait = self
+                        .config
+                        .backoff_base
+                        .saturating_mul(1 << (failures - 1).min(20))
+                        .min(self.config.backoff_max);
+                    tracing::debug!(error = %e, failures, ?wait, "broker unavailable");
+                    backoff.insert(address, (failures, Instant::now() + wait));
+                    return None;
+                }
+            }
+        };
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, existing)) = links.iter().find(|(a, _)| *a == address) {
             // Lost a race with another connect: keep the first.
@@ -365,6 +402,7 @@ impl Router {
             buckets: Mutex::new(HashMap::new()),
             handlers: Mutex::new(Vec::new()),
             acks: TaskTracker::new(),
+            backoff: Mutex::new(HashMap::new()),
             started: Instant::now(),
         });
         let own = *inner.key.public();
