@@ -248,6 +248,22 @@ fn publish(flags: u8, body: &[u8]) -> Result<Packet<'_>, MqttError> {
     })
 }
 
+/// The packet id of a QoS 1 PUBLISH from its first bytes alone (fixed
+/// header, topic, id): lets a reader acknowledge a PUBLISH it refuses as
+/// too large, so the broker does not keep it in flight. `None` if `prefix`
+/// is not (the start of) a QoS 1 PUBLISH or is too short to tell.
+pub fn publish_packet_id(prefix: &[u8]) -> Option<u16> {
+    let first = *prefix.first()?;
+    if first >> 4 != 3 || (first >> 1) & 0x3 != 1 {
+        return None;
+    }
+    let (_, varint) = remaining_length(prefix.get(1..)?).ok()??;
+    let body = prefix.get(1 + varint..)?;
+    let topic_len = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
+    let id = body.get(2 + topic_len..4 + topic_len)?;
+    Some(u16::from_be_bytes([id[0], id[1]])).filter(|id| *id != 0)
+}
+
 /// The (filter, QoS) pairs of a SUBSCRIBE's payload.
 pub fn filters(payload: &[u8]) -> impl Iterator<Item = Result<(&[u8], u8), MqttError>> {
     Filters(payload)
@@ -494,6 +510,20 @@ mod tests {
             decode(&[0x32, 0x04, 0, 0, 0, 0], 64),
             Err(MqttError::Malformed("packet id 0"))
         );
+    }
+
+    #[test]
+    fn an_oversize_publish_still_names_its_packet_id() {
+        let mut buf = alloc::vec![0u8; 5000];
+        let n = encode_publish(b"topic", QoS::AtLeastOnce, 0x1234, &[1u8; 4000], &mut buf).unwrap();
+        assert_eq!(
+            decode(&buf[..n], 1000),
+            Err(MqttError::TooLarge { len: n, max: 1000 })
+        );
+        assert_eq!(publish_packet_id(&buf[..12]), Some(0x1234));
+        assert_eq!(publish_packet_id(&buf[..8]), None, "not enough bytes yet");
+        let q0 = encode_publish(b"topic", QoS::AtMostOnce, 0, b"x", &mut buf).unwrap();
+        assert_eq!(publish_packet_id(&buf[..q0]), None);
     }
 
     #[test]

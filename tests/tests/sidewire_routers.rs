@@ -150,3 +150,97 @@ async fn a_silent_broker_costs_one_connect_timeout_then_backs_off() {
     let attempts = accepted.load(std::sync::atomic::Ordering::SeqCst);
     assert!(attempts <= 8, "{attempts} connects to the silent broker");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_garbage_and_oversize_publishes_are_dropped() {
+    use keyway_core::sidewire::{AppPacket, MsgType};
+    use keyway_sidewire::link::{BrokerLink, LinkConfig};
+
+    let brokers: Vec<Mosquitto> = ["127.0.0.11", "127.0.0.12"]
+        .iter()
+        .map(|ip| Mosquitto::start(ip).unwrap())
+        .collect();
+    let (a, b) = (key(), key());
+    let b_topic = b.public().to_string();
+    let rb = Router::start(b, pool(&brokers), RouterConfig::default())
+        .await
+        .unwrap();
+    let got = inbox(&rb);
+    // A raw client on every broker, publishing straight onto B's topic.
+    let (tx, _rx) = tokio::sync::mpsc::channel(16);
+    let mut raw = Vec::new();
+    for (i, broker) in brokers.iter().enumerate() {
+        raw.push(
+            BrokerLink::connect(
+                &broker.addr().to_string(),
+                b"raw",
+                i,
+                &LinkConfig::default(),
+                tx.clone(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let publish = |bytes: Vec<u8>| {
+        let raw = raw.clone();
+        let topic = b_topic.clone();
+        async move {
+            for link in &raw {
+                link.publish(topic.as_bytes(), &bytes).await.unwrap();
+            }
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let packet = |queue: u8, msg: &[u8], ts: u64, signer: &Keypair| {
+        let mut p = AppPacket::new([queue; 32], 0, ts, MsgType::Msg, msg);
+        p.sign(signer);
+        let mut out = vec![0u8; p.encoded_len()];
+        p.encode(&mut out).unwrap();
+        out
+    };
+    let settle = || tokio::time::sleep(Duration::from_millis(400));
+
+    let first = packet(1, b"same bytes", now, &a);
+    publish(first.clone()).await; // arrives once per broker: delivered once
+    settle().await;
+    publish(first).await; // a replay of the captured packet
+    settle().await;
+    assert_eq!(
+        got.lock().unwrap().len(),
+        1,
+        "a replay is not delivered again"
+    );
+    publish(packet(2, b"same bytes", now, &a)).await; // new message, identical payload
+    settle().await;
+    assert_eq!(
+        got.lock().unwrap().len(),
+        2,
+        "identical payloads in new messages are delivered"
+    );
+
+    // Garbage, a bad signature, a stale and an oversize packet: all dropped.
+    publish(vec![0x42; 300]).await;
+    let mut forged = packet(3, b"forged", now, &a);
+    forged[40] ^= 1;
+    publish(forged).await;
+    publish(packet(4, b"stale", now - 1000, &a)).await;
+    publish(packet(5, &vec![7u8; 70 * 1024], now, &a)).await;
+    settle().await;
+    assert_eq!(got.lock().unwrap().len(), 2);
+    // And the node still works.
+    publish(packet(6, b"still here", now, &a)).await;
+    settle().await;
+    let all: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
+    assert_eq!(
+        all,
+        vec![
+            b"same bytes".to_vec(),
+            b"same bytes".to_vec(),
+            b"still here".to_vec()
+        ]
+    );
+}

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use keyway_core::mqtt::{self, CONNACK_ACCEPTED, Packet, QoS};
+use keyway_core::mqtt::{self, CONNACK_ACCEPTED, MqttError, Packet, QoS};
 use keyway_core::rand_core::{Rng, UnwrapErr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -266,15 +266,47 @@ async fn run(
     alive: watch::Sender<bool>,
 ) {
     let mut next_id: u16 = 1;
+    // Bytes of an oversize packet still to be thrown away as they arrive.
+    let mut skip = 0usize;
     let mut ping = tokio::time::interval_at(Instant::now() + config.keep_alive, config.keep_alive);
     let mut awaiting_pong: Option<Instant> = None;
     let mut chunk = vec![0u8; 8192];
     let result: std::io::Result<()> = async {
         loop {
             // Every whole packet already buffered.
-            while let Some((packet, used)) = mqtt::decode(&pending, config.max_packet)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?
-            {
+            loop {
+                let (packet, used) = match mqtt::decode(&pending, config.max_packet) {
+                    Ok(Some(decoded)) => decoded,
+                    Ok(None) => break,
+                    Err(MqttError::TooLarge { len, .. }) => {
+                        // Refuse it without dropping the link (one big
+                        // publish must not knock a node off its broker),
+                        // but acknowledge it, or the broker keeps it in
+                        // flight and stops delivering.
+                        match mqtt::publish_packet_id(&pending) {
+                            Some(id) => {
+                                let mut ack = [0u8; 4];
+                                let n = mqtt::encode_puback(id, &mut ack).unwrap_or(0);
+                                write.write_all(&ack[..n]).await?;
+                            }
+                            // A QoS 1 PUBLISH whose id is not readable yet
+                            // (a topic can be 64 KiB long): wait for it.
+                            None if pending[0] & 0xf6 == 0x32 && pending.len() < 70_000 => break,
+                            None => {}
+                        }
+                        let dropped = len.min(pending.len());
+                        pending.drain(..dropped);
+                        skip = len - dropped;
+                        tracing::debug!(len, link, "oversize packet skipped");
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            e.to_string(),
+                        ));
+                    }
+                };
                 match packet {
                     Packet::Publish {
                         topic,
@@ -307,7 +339,9 @@ async fn run(
                     if n == 0 {
                         return Ok(());
                     }
-                    pending.extend_from_slice(&chunk[..n]);
+                    let skipped = skip.min(n);
+                    skip -= skipped;
+                    pending.extend_from_slice(&chunk[skipped..n]);
                 }
                 command = commands.recv() => {
                     let Some(mut frame) = command else {
