@@ -91,6 +91,29 @@ impl<const N: usize> Receiver<N> {
         }
     }
 
+    /// The ACK for `packet` if it is an exact copy (same source, queue,
+    /// seq and signed bytes) of a MSG already delivered and still within
+    /// its window. Such a copy needs no signature check: its content was
+    /// verified when first seen, and acknowledging it again reveals
+    /// nothing new. Lets a node skip the verification of fan-out copies.
+    pub fn known_copy(&self, packet: &AppPacket<'_>, now: u64) -> Option<AppPacket<'static>> {
+        if packet.msg_type != MsgType::Msg {
+            return None;
+        }
+        let digest = packet.digest();
+        self.seen
+            .iter()
+            .flatten()
+            .any(|s| {
+                s.src == packet.src_pk
+                    && s.queue_id == packet.queue_id
+                    && s.seq_no == packet.seq_no
+                    && s.digest == digest
+                    && s.expires >= now
+            })
+            .then(|| packet.ack(now))
+    }
+
     fn on_msg(&mut self, packet: &AppPacket<'_>, now: u64) -> Verdict {
         let age = now as i64 - packet.timestamp as i64;
         if age.unsigned_abs() > FRESHNESS_WINDOW {

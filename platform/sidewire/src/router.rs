@@ -313,6 +313,28 @@ impl Inner {
         if !self.allow(&packet.src_pk) {
             return;
         }
+        // Cheap decisions before the signature check.
+        if packet.msg_type == MsgType::Ack {
+            let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let waiting = pending
+                .get(&(packet.queue_id, packet.seq_no))
+                .is_some_and(|(dest, _)| *dest == packet.src_pk);
+            if !waiting {
+                // Completed already (fan-out copies) or never ours.
+                return;
+            }
+        }
+        let known = self
+            .receiver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .known_copy(&packet, now_secs());
+        if let Some(ack) = known
+            && let Ok(from) = PublicKey::from_bytes(&packet.src_pk)
+        {
+            self.send_ack(ack, from, inbound.link);
+            return;
+        }
         let Ok(from) = packet.verify() else { return };
         let verdict = self
             .receiver
