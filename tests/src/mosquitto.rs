@@ -45,7 +45,7 @@ impl Mosquitto {
             &conf,
             format!(
                 "per_listener_settings false\nlistener {port} {ip}\nallow_anonymous true\n\
-                 persistence false\nlog_dest none\n"
+                 persistence false\nlog_dest none\nset_tcp_nodelay true\n"
             ),
         )?;
         let child = Command::new(binary)

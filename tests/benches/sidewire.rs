@@ -1,0 +1,124 @@
+//! sidewire between two Keyway routers through three private mosquitto
+//! brokers on loopback: delivery latency (send → the receiver's handler,
+//! one clock), ACK round trip, and sustained throughput. Not a test:
+//! `cargo bench -p keyway-tests --bench sidewire [-- SECONDS]`.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use keyway_core::Keypair;
+use keyway_core::rand_core::UnwrapErr;
+use keyway_sidewire::{BrokerEntry, Pool, Router, RouterConfig};
+use keyway_tests::mosquitto::Mosquitto;
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+}
+
+fn main() {
+    let secs: f64 = std::env::args()
+        .filter_map(|a| a.parse().ok())
+        .next()
+        .unwrap_or(10.0);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let brokers: Vec<Mosquitto> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        .iter()
+        .map(|ip| Mosquitto::start(ip).unwrap())
+        .collect();
+    let pool = Pool {
+        brokers: brokers
+            .iter()
+            .map(|b| BrokerEntry::new(&b.addr().ip().to_string(), b.addr().port()))
+            .collect(),
+        ..Pool::default()
+    };
+    rt.block_on(async move {
+        let key = || Keypair::generate(&mut UnwrapErr(getrandom::SysRng));
+        let (a, b) = (key(), key());
+        let b_pk = *b.public();
+        let config = RouterConfig {
+            per_source: keyway_core::rate::RateLimit { rate: 1e9, burst: 1e9 },
+            ..RouterConfig::default()
+        };
+        let ra = Router::start(a, pool.clone(), config.clone()).await.unwrap();
+        let rb = Router::start(b, pool, config).await.unwrap();
+        // The receiver stamps arrival; payloads carry the send instant's offset.
+        let origin = Instant::now();
+        let delivered = Arc::new(AtomicU64::new(0));
+        let latencies = Arc::new(Mutex::new(Vec::new()));
+        let (count, lat) = (delivered.clone(), latencies.clone());
+        rb.add_handler(move |m| {
+            count.fetch_add(1, Ordering::Relaxed);
+            if let Ok(sent) = <[u8; 8]>::try_from(&m.data[..8]) {
+                let sent = Duration::from_nanos(u64::from_le_bytes(sent));
+                lat.lock().unwrap().push(origin.elapsed() - sent);
+            }
+        });
+        let pipe = ra.pipe(b_pk);
+        let message = |pad: u8| {
+            let mut m = (origin.elapsed().as_nanos() as u64).to_le_bytes().to_vec();
+            m.resize(64, pad);
+            m
+        };
+        // Warm up the links.
+        pipe.send(&message(0), Duration::from_secs(5)).await.unwrap();
+
+        // 1. One message at a time.
+        latencies.lock().unwrap().clear();
+        let mut round_trips = Vec::new();
+        let end = Instant::now() + Duration::from_secs_f64(secs / 2.0);
+        while Instant::now() < end {
+            let t = Instant::now();
+            pipe.send(&message(1), Duration::from_secs(5)).await.unwrap();
+            round_trips.push(t.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut one = latencies.lock().unwrap().clone();
+        one.sort_unstable();
+        round_trips.sort_unstable();
+
+        // 2. Sustained: 64 senders, each waiting for its ACKs.
+        let before = delivered.load(Ordering::Relaxed);
+        let started = Instant::now();
+        let end = started + Duration::from_secs_f64(secs / 2.0);
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let pipe = pipe.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut failed = 0u64;
+                while Instant::now() < end {
+                    let mut m = (origin.elapsed().as_nanos() as u64).to_le_bytes().to_vec();
+                    m.resize(64, 2);
+                    if pipe.send(&m, Duration::from_secs(5)).await.is_err() {
+                        failed += 1;
+                    }
+                }
+                failed
+            }));
+        }
+        let mut failed = 0;
+        for t in tasks {
+            failed += t.await.unwrap();
+        }
+        let rate = (delivered.load(Ordering::Relaxed) - before) as f64 / started.elapsed().as_secs_f64();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+            .unwrap_or_default();
+        println!("Machine: {cpu}, {} cores; 3 mosquitto brokers on 127.0.0.2-4, 64-byte messages, {secs} s", std::thread::available_parallelism().map_or(0, |n| n.get()));
+        println!();
+        println!("| peers | delivery p50 / p99 (one at a time) | send→ACK p50 / p99 | sustained delivered/s (64 senders) | failed sends |");
+        println!("|---|---:|---:|---:|---:|");
+        println!(
+            "| Keyway → Keyway | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.0} | {failed} |",
+            ms(percentile(&one, 0.5)),
+            ms(percentile(&one, 0.99)),
+            ms(percentile(&round_trips, 0.5)),
+            ms(percentile(&round_trips, 0.99)),
+            rate
+        );
+    });
+}
