@@ -166,6 +166,9 @@ pub enum RouterError {
 /// A sent MSG: its queue id and sequence number.
 type MessageId = ([u8; 32], u32);
 
+/// A received MSG: its sender, queue id and sequence number.
+type AckId = ([u8; 33], [u8; 32], u32);
+
 /// A send waiting for its ACK: the destination key and who to tell.
 type PendingSend = ([u8; 33], oneshot::Sender<()>);
 
@@ -184,6 +187,8 @@ struct Inner {
     handlers: Mutex<Vec<Handler>>,
     /// ACKs being published: [`Router::close`] lets them finish.
     acks: TaskTracker,
+    /// Signed ACKs by (sender, queue, seq), reused for later copies.
+    signed_acks: Mutex<HashMap<AckId, Arc<[u8]>>>,
     /// Brokers that failed: consecutive failures and when to try again.
     backoff: Mutex<HashMap<String, (u32, Instant)>>,
     started: Instant,
@@ -332,7 +337,7 @@ impl Inner {
         if let Some(ack) = known
             && let Ok(from) = PublicKey::from_bytes(&packet.src_pk)
         {
-            self.send_ack(ack, from, inbound.link);
+            self.send_ack(ack, from, inbound.link, false);
             return;
         }
         let Ok(from) = packet.verify() else { return };
@@ -345,7 +350,7 @@ impl Inner {
             Verdict::Deliver { ack } => {
                 // ACK first: the send is tracked before the application
                 // sees the message (and may close the router).
-                self.send_ack(ack, from, inbound.link);
+                self.send_ack(ack, from, inbound.link, true);
                 let message = Message {
                     from,
                     data: packet.msg.to_vec(),
@@ -359,7 +364,7 @@ impl Inner {
                     handler(&message);
                 }
             }
-            Verdict::Duplicate { ack } => self.send_ack(ack, from, inbound.link),
+            Verdict::Duplicate { ack } => self.send_ack(ack, from, inbound.link, false),
             Verdict::Acked { queue_id, seq_no } => {
                 tracing::debug!(link = inbound.link, seq_no, "ACK received");
                 let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -376,12 +381,42 @@ impl Inner {
     }
 
     /// Signs and publishes an ACK, off the inbound path.
-    fn send_ack(self: &Arc<Self>, mut ack: AppPacket<'static>, to: PublicKey, arrived_on: usize) {
-        ack.sign(&self.key);
-        let mut bytes = vec![0u8; ack.encoded_len()];
-        if ack.encode(&mut bytes).is_err() {
-            return;
-        }
+    /// Publishes the ACK for a MSG, off the inbound path. The first copy's
+    /// ACK is signed and goes through the sender's own brokers and the
+    /// link it arrived on; later copies reuse those signed bytes and go
+    /// back only the way they came (the sender's set has one already).
+    fn send_ack(
+        self: &Arc<Self>,
+        mut ack: AppPacket<'static>,
+        to: PublicKey,
+        arrived_on: usize,
+        first: bool,
+    ) {
+        let id = (*to.as_bytes(), ack.queue_id, ack.seq_no);
+        let cached = self
+            .signed_acks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned();
+        let bytes = match cached {
+            Some(bytes) => bytes,
+            None => {
+                ack.sign(&self.key);
+                let mut bytes = vec![0u8; ack.encoded_len()];
+                if ack.encode(&mut bytes).is_err() {
+                    return;
+                }
+                let bytes: Arc<[u8]> = bytes.into();
+                let mut cache = self.signed_acks.lock().unwrap_or_else(|e| e.into_inner());
+                // Entries matter only while copies of the MSG may arrive.
+                if cache.len() >= 4096 {
+                    cache.clear();
+                }
+                cache.insert(id, bytes.clone());
+                bytes
+            }
+        };
         let inner = self.clone();
         self.acks.spawn(async move {
             let topic = to.to_string();
@@ -392,7 +427,11 @@ impl Inner {
                 .iter()
                 .find(|(_, l)| l.is_alive() && l.id() == arrived_on)
                 .map(|(_, l)| l.clone());
-            let mut links = inner.links_for(&to, 0).await;
+            let mut links = if first {
+                inner.links_for(&to, 0).await
+            } else {
+                Vec::new()
+            };
             links.extend(arrived);
             for link in links {
                 let sent = link.publish(topic.as_bytes(), &bytes).await;
@@ -425,6 +464,7 @@ impl Router {
             handlers: Mutex::new(Vec::new()),
             acks: TaskTracker::new(),
             backoff: Mutex::new(HashMap::new()),
+            signed_acks: Mutex::new(HashMap::new()),
             started: Instant::now(),
         });
         let own = *inner.key.public();
