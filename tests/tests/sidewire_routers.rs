@@ -244,3 +244,37 @@ async fn replays_garbage_and_oversize_publishes_are_dropped() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hint_brokers_reach_a_peer_outside_the_senders_pool() {
+    let brokers: Vec<Mosquitto> = ["127.0.0.13", "127.0.0.14", "127.0.0.15"]
+        .iter()
+        .map(|ip| Mosquitto::start(ip).unwrap())
+        .collect();
+    // The sender knows brokers 0 and 1; the receiver listens only on 2.
+    let sender_pool = pool(&brokers[..2]);
+    let receiver_pool = pool(&brokers[2..]);
+    let (a, b) = (key(), key());
+    let b_pk = *b.public();
+    let ra = Router::start(a, sender_pool, RouterConfig::default())
+        .await
+        .unwrap();
+    let rb = Router::start(b, receiver_pool.clone(), RouterConfig::default())
+        .await
+        .unwrap();
+    let got = inbox(&rb);
+    // Without hints there is no shared broker: no acknowledgement.
+    assert!(
+        ra.pipe(b_pk)
+            .send(b"lost", Duration::from_millis(1500))
+            .await
+            .is_err()
+    );
+    // With the receiver's broker as a hint, delivered and acknowledged.
+    ra.pipe_with_hints(b_pk, receiver_pool.brokers.clone())
+        .send(b"found", Duration::from_secs(4))
+        .await
+        .unwrap();
+    let data: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
+    assert_eq!(data, vec![b"found".to_vec()]);
+}

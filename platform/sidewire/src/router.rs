@@ -219,6 +219,12 @@ impl Inner {
     /// An open link to `broker`, connecting (and so subscribing to our own
     /// topic there) if needed.
     async fn link(&self, broker: &BrokerEntry) -> Option<BrokerLink> {
+        self.link_to(broker, false).await
+    }
+
+    /// [`Self::link`], optionally ignoring the broker's backoff: hinted
+    /// brokers are always tried.
+    async fn link_to(&self, broker: &BrokerEntry, ignore_backoff: bool) -> Option<BrokerLink> {
         let address = broker.address();
         {
             let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
@@ -233,7 +239,7 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner())
             .get(&address)
             .is_some_and(|(_, retry_at)| Instant::now() < *retry_at);
-        if in_backoff {
+        if in_backoff && !ignore_backoff {
             return None;
         }
         let id = self.next_link.fetch_add(1, Ordering::Relaxed);
@@ -525,9 +531,17 @@ impl Router {
 
     /// A pipe to `dest`.
     pub fn pipe(&self, dest: PublicKey) -> SmartPipe {
+        self.pipe_with_hints(dest, Vec::new())
+    }
+
+    /// A pipe to `dest` that publishes on `hints` first: the fast path
+    /// when the destination's brokers are known (they need not be in the
+    /// pool). The destination's ranking is still used as well.
+    pub fn pipe_with_hints(&self, dest: PublicKey, hints: Vec<BrokerEntry>) -> SmartPipe {
         SmartPipe {
             inner: self.inner.clone(),
             dest,
+            hints,
         }
     }
 
@@ -549,6 +563,9 @@ impl Router {
 pub struct SmartPipe {
     inner: Arc<Inner>,
     dest: PublicKey,
+    /// Brokers to publish on first (and always try), e.g. where the
+    /// destination said it listens.
+    hints: Vec<BrokerEntry>,
 }
 
 impl std::fmt::Debug for SmartPipe {
@@ -592,7 +609,12 @@ impl SmartPipe {
         let topic = self.dest.to_string();
         let deadline = tokio::time::Instant::now() + timeout;
         let result = loop {
-            for link in inner.links_for(&self.dest, 1).await {
+            let mut links = Vec::new();
+            for hint in &self.hints {
+                links.extend(inner.link_to(hint, true).await);
+            }
+            links.extend(inner.links_for(&self.dest, 1).await);
+            for link in links {
                 let _ = link.publish(topic.as_bytes(), &bytes).await;
             }
             let wait = (tokio::time::Instant::now() + inner.config.resend_every).min(deadline);
