@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use keyway_core::Keypair;
 use keyway_core::rand_core::UnwrapErr;
-use keyway_sidewire::{BrokerEntry, Pool, Router, RouterConfig};
-use keyway_tests::mosquitto::Mosquitto;
+use keyway_sidewire::{Router, RouterConfig};
+use keyway_tests::mosquitto::{Mosquitto, sidewire_pool};
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
@@ -27,13 +27,7 @@ fn main() {
         .iter()
         .map(|ip| Mosquitto::start(ip).unwrap())
         .collect();
-    let pool = Pool {
-        brokers: brokers
-            .iter()
-            .map(|b| BrokerEntry::new(&b.addr().ip().to_string(), b.addr().port()))
-            .collect(),
-        ..Pool::default()
-    };
+    let pool = sidewire_pool(&brokers);
     rt.block_on(async move {
         let key = || Keypair::generate(&mut UnwrapErr(getrandom::SysRng));
         let (a, b) = (key(), key());

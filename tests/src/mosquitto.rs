@@ -87,3 +87,14 @@ impl Drop for Mosquitto {
         self.kill();
     }
 }
+
+/// A sidewire pool of these brokers (compatible ranking, weight 1).
+pub fn sidewire_pool(brokers: &[Mosquitto]) -> keyway_sidewire::Pool {
+    keyway_sidewire::Pool {
+        brokers: brokers
+            .iter()
+            .map(|b| keyway_sidewire::BrokerEntry::new(&b.addr().ip().to_string(), b.addr().port()))
+            .collect(),
+        ..keyway_sidewire::Pool::default()
+    }
+}

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use keyway_core::rand_core::UnwrapErr;
 use keyway_core::{Keypair, PublicKey};
-use keyway_sidewire::{BrokerEntry, Pool, Router, RouterConfig};
-use keyway_tests::mosquitto::Mosquitto;
+use keyway_sidewire::{Router, RouterConfig};
+use keyway_tests::mosquitto::{Mosquitto, sidewire_pool};
 use keyway_tests::reference::{Venv, interop_dir};
 use serde_json::{Value, json};
 
@@ -21,13 +21,7 @@ async fn keyway_and_reference_routers_talk_both_ways() {
         .iter()
         .map(|ip| Mosquitto::start(ip).unwrap())
         .collect();
-    let pool = Pool {
-        brokers: brokers
-            .iter()
-            .map(|b| BrokerEntry::new(&b.addr().ip().to_string(), b.addr().port()))
-            .collect(),
-        ..Pool::default()
-    };
+    let pool = sidewire_pool(&brokers);
     let ours = Router::start(
         Keypair::generate(&mut UnwrapErr(getrandom::SysRng)),
         pool,

@@ -8,21 +8,11 @@ use std::time::Duration;
 
 use keyway_core::Keypair;
 use keyway_core::rand_core::UnwrapErr;
-use keyway_sidewire::{BrokerEntry, Message, Pool, Router, RouterConfig};
-use keyway_tests::mosquitto::Mosquitto;
+use keyway_sidewire::{BrokerEntry, Message, Router, RouterConfig};
+use keyway_tests::mosquitto::{Mosquitto, sidewire_pool as pool};
 
 fn key() -> Keypair {
     Keypair::generate(&mut UnwrapErr(getrandom::SysRng))
-}
-
-fn pool(brokers: &[Mosquitto]) -> Pool {
-    Pool {
-        brokers: brokers
-            .iter()
-            .map(|b| BrokerEntry::new(&b.addr().ip().to_string(), b.addr().port()))
-            .collect(),
-        ..Pool::default()
-    }
 }
 
 fn inbox(router: &Router) -> Arc<Mutex<Vec<Message>>> {
