@@ -191,6 +191,8 @@ struct Inner {
     signed_acks: Mutex<HashMap<AckId, Arc<[u8]>>>,
     /// Brokers that failed: consecutive failures and when to try again.
     backoff: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Brokers being connected to right now.
+    connecting: Arc<Mutex<std::collections::HashSet<String>>>,
     started: Instant,
 }
 
@@ -242,6 +244,11 @@ impl Inner {
         if in_backoff && !ignore_backoff {
             return None;
         }
+        // One connect per broker at a time: concurrent walks (sends, ACKs,
+        // the maintenance loop) skip a broker whose connect is under way,
+        // or a silent broker would be dialled once per walk until its
+        // first timeout is recorded.
+        let _connecting = Connecting::claim(&self.connecting, &address)?;
         let id = self.next_link.fetch_add(1, Ordering::Relaxed);
         let connected = BrokerLink::connect(
             &address,
@@ -447,6 +454,35 @@ impl Inner {
     }
 }
 
+/// A claim on connecting to one broker, released when dropped (also when
+/// the connecting future is cancelled).
+struct Connecting {
+    set: Arc<Mutex<std::collections::HashSet<String>>>,
+    address: String,
+}
+
+impl Connecting {
+    fn claim(set: &Arc<Mutex<std::collections::HashSet<String>>>, address: &str) -> Option<Self> {
+        let fresh = set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(address.to_owned());
+        fresh.then(|| Self {
+            set: set.clone(),
+            address: address.to_owned(),
+        })
+    }
+}
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.address);
+    }
+}
+
 impl Router {
     /// Joins the pool: subscribes at the top of the node's own ranking and
     /// starts handling inbound packets.
@@ -470,6 +506,7 @@ impl Router {
             handlers: Mutex::new(Vec::new()),
             acks: TaskTracker::new(),
             backoff: Mutex::new(HashMap::new()),
+            connecting: Arc::new(Mutex::new(std::collections::HashSet::new())),
             signed_acks: Mutex::new(HashMap::new()),
             started: Instant::now(),
         });
