@@ -236,7 +236,7 @@ async fn replays_garbage_and_oversize_publishes_are_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hint_brokers_reach_a_peer_outside_the_senders_pool() {
+async fn hint_brokers_reach_a_peer_outside_the_senders_pool_and_idle_links_close() {
     let brokers: Vec<Mosquitto> = ["127.0.0.13", "127.0.0.14", "127.0.0.15"]
         .iter()
         .map(|ip| Mosquitto::start(ip).unwrap())
@@ -246,13 +246,17 @@ async fn hint_brokers_reach_a_peer_outside_the_senders_pool() {
     let receiver_pool = pool(&brokers[2..]);
     let (a, b) = (key(), key());
     let b_pk = *b.public();
-    let ra = Router::start(a, sender_pool, RouterConfig::default())
-        .await
-        .unwrap();
+    let sender_config = RouterConfig {
+        idle_timeout: Duration::from_millis(800),
+        resubscribe_every: Duration::from_millis(200),
+        ..RouterConfig::default()
+    };
+    let ra = Router::start(a, sender_pool, sender_config).await.unwrap();
     let rb = Router::start(b, receiver_pool.clone(), RouterConfig::default())
         .await
         .unwrap();
     let got = inbox(&rb);
+    let hinted = brokers[2].addr().to_string();
     // Without hints there is no shared broker: no acknowledgement.
     assert!(
         ra.pipe(b_pk)
@@ -265,6 +269,15 @@ async fn hint_brokers_reach_a_peer_outside_the_senders_pool() {
         .send(b"found", Duration::from_secs(4))
         .await
         .unwrap();
+    assert!(ra.brokers().contains(&hinted));
+    // Opened only to send: closed once idle, reopened by the next send.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!ra.brokers().contains(&hinted), "idle outbound link closed");
+    assert_eq!(ra.brokers().len(), 2, "the node's own subscriptions stay");
+    ra.pipe_with_hints(b_pk, receiver_pool.brokers.clone())
+        .send(b"again", Duration::from_secs(4))
+        .await
+        .unwrap();
     let data: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
-    assert_eq!(data, vec![b"found".to_vec()]);
+    assert_eq!(data, vec![b"found".to_vec(), b"again".to_vec()]);
 }

@@ -124,6 +124,9 @@ pub struct RouterConfig {
     /// spec §10 item 15). A success resets it.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// A link outside the node's own set (opened to send) is closed after
+    /// this long unused, and reopened when a send needs it again.
+    pub idle_timeout: Duration,
 }
 
 impl Default for RouterConfig {
@@ -140,6 +143,7 @@ impl Default for RouterConfig {
             spare_subscriptions: 1,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -191,6 +195,8 @@ struct Inner {
     signed_acks: Mutex<HashMap<AckId, Arc<[u8]>>>,
     /// Brokers that failed: consecutive failures and when to try again.
     backoff: Mutex<HashMap<String, (u32, Instant)>>,
+    /// When each link was last handed out.
+    last_used: Mutex<HashMap<String, Instant>>,
     /// Brokers being connected to right now.
     connecting: Arc<Mutex<std::collections::HashSet<String>>>,
     started: Instant,
@@ -232,6 +238,7 @@ impl Inner {
             let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
             links.retain(|(_, l)| l.is_alive());
             if let Some((_, l)) = links.iter().find(|(a, _)| *a == address) {
+                self.touch(&address);
                 return Some(l.clone());
             }
         }
@@ -283,6 +290,7 @@ impl Inner {
             // Lost a race with another connect: keep the first.
             return Some(existing.clone());
         }
+        self.touch(&address);
         links.push((address, link.clone()));
         Some(link)
     }
@@ -305,6 +313,39 @@ impl Inner {
             }
         }
         chosen
+    }
+
+    fn touch(&self, address: &str) {
+        let mut used = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+        used.insert(address.to_owned(), Instant::now());
+    }
+
+    /// Keeps the node's own subscriptions up and closes links opened only
+    /// to send that have been idle for `idle_timeout`.
+    async fn maintain(&self) {
+        let own_key = *self.key.public();
+        let own: Vec<String> = self
+            .links_for(&own_key, self.config.spare_subscriptions)
+            .await
+            .iter()
+            .map(|l| l.broker().to_owned())
+            .collect();
+        let used = self
+            .last_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let idle = |address: &String| {
+            !own.contains(address)
+                && used
+                    .get(address)
+                    .is_none_or(|t| t.elapsed() > self.config.idle_timeout)
+        };
+        // Dropping the last handle sends DISCONNECT.
+        self.links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(a, _)| !idle(a));
     }
 
     fn allow(&self, source: &[u8; 33]) -> bool {
@@ -507,6 +548,7 @@ impl Router {
             acks: TaskTracker::new(),
             backoff: Mutex::new(HashMap::new()),
             connecting: Arc::new(Mutex::new(std::collections::HashSet::new())),
+            last_used: Mutex::new(HashMap::new()),
             signed_acks: Mutex::new(HashMap::new()),
             started: Instant::now(),
         });
@@ -532,10 +574,7 @@ impl Router {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(inner) = weak.upgrade() else { return };
-                let own = *inner.key.public();
-                inner
-                    .links_for(&own, inner.config.spare_subscriptions)
-                    .await;
+                inner.maintain().await;
             }
         });
         Ok(Self { inner })
