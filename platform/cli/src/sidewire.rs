@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use keyway_core::PublicKey;
-use keyway_sidewire::{Pool, Router, RouterConfig};
+use keyway_sidewire::{BrokerEntry, Pool, Router, RouterConfig};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -47,7 +47,21 @@ pub(crate) enum Command {
         /// Seconds to wait for the acknowledgement.
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
+        /// A broker where the destination listens, HOST:PORT (repeatable):
+        /// published on first, even if it is not in the pool.
+        #[arg(long = "hint", value_parser = parse_hint)]
+        hints: Vec<BrokerEntry>,
     },
+}
+
+fn parse_hint(text: &str) -> Result<BrokerEntry, String> {
+    let (host, port) = text.rsplit_once(':').ok_or("expected HOST:PORT")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().map_err(|_| format!("bad port in {text:?}"))?;
+    if host.is_empty() || port == 0 {
+        return Err(format!("expected HOST:PORT, got {text:?}"));
+    }
+    Ok(BrokerEntry::new(host, port))
 }
 
 pub(crate) fn run(command: Command) -> ExitCode {
@@ -134,10 +148,11 @@ async fn dispatch(command: Command) -> Result<()> {
             key,
             brokers,
             timeout,
+            hints,
         } => {
             let router = router(&key, &brokers).await?;
             let sent = router
-                .pipe(dest_pk_hex)
+                .pipe_with_hints(dest_pk_hex, hints)
                 .send(message.as_bytes(), Duration::from_secs_f64(timeout))
                 .await;
             router.close(Duration::from_secs(1)).await;

@@ -69,9 +69,15 @@ fn two_keyway_processes_talk_over_a_pool() {
         "{ready}"
     );
 
-    for message in ["hello b", "second"] {
+    let hint = brokers[0].addr().to_string();
+    for (message, extra) in [
+        ("hello b", vec![]),
+        ("second", vec!["--hint", hint.as_str()]),
+    ] {
         let sent = Command::new(KEYWAY)
-            .args(["sidewire", "send", &pk_b, message, "--key"])
+            .args(["sidewire", "send", &pk_b, message])
+            .args(&extra)
+            .arg("--key")
             .arg(&key_a)
             .arg("--brokers")
             .arg(&pool)
@@ -98,6 +104,18 @@ fn two_keyway_processes_talk_over_a_pool() {
             base16ct::lower::encode_string(message.as_bytes())
         );
     }
+
+    let bad = Command::new(KEYWAY)
+        .args([
+            "sidewire", "send", &pk_a, "x", "--hint", "nonsense", "--key",
+        ])
+        .arg(&key_b)
+        .arg("--brokers")
+        .arg(&pool)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "clap usage error");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected HOST:PORT"));
 
     // Nobody listens for A: the send fails after its timeout, with a reason.
     let started = Instant::now();
