@@ -281,3 +281,44 @@ async fn hint_brokers_reach_a_peer_outside_the_senders_pool_and_idle_links_close
     let data: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
     assert_eq!(data, vec![b"found".to_vec(), b"again".to_vec()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remembered_hints_survive_a_restart() {
+    let brokers: Vec<Mosquitto> = ["127.0.0.16", "127.0.0.17"]
+        .iter()
+        .map(|ip| Mosquitto::start(ip).unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("hints.json");
+    let config = RouterConfig {
+        hint_cache: Some(cache.clone()),
+        ..RouterConfig::default()
+    };
+    // The receiver is only on broker 1; the sender's pool has only broker 0.
+    let (a, b) = (key(), key());
+    let b_pk = *b.public();
+    let rb = Router::start(b, pool(&brokers[1..]), RouterConfig::default())
+        .await
+        .unwrap();
+    let got = inbox(&rb);
+    let ra = Router::start(a.clone(), pool(&brokers[..1]), config.clone())
+        .await
+        .unwrap();
+    ra.pipe_with_hints(b_pk, pool(&brokers[1..]).brokers)
+        .send(b"one", Duration::from_secs(4))
+        .await
+        .unwrap();
+    ra.close(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the file is written off the inbound path
+    assert!(std::fs::metadata(&cache).is_ok(), "hints saved");
+
+    // A new router with the same cache needs no hint any more.
+    let again = Router::start(a, pool(&brokers[..1]), config).await.unwrap();
+    again
+        .pipe(b_pk)
+        .send(b"two", Duration::from_secs(4))
+        .await
+        .unwrap();
+    let data: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
+    assert_eq!(data, vec![b"one".to_vec(), b"two".to_vec()]);
+}

@@ -6,6 +6,7 @@
 //! MQTT connection, [`Router`] a node on a pool and [`SmartPipe`] a sender.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod hint_cache;
 pub mod link;
 mod pool_file;
 pub mod router;

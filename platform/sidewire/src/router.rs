@@ -26,6 +26,7 @@ use keyway_core::{Keypair, PublicKey};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
+use crate::hint_cache::{self, HintCache};
 use crate::link::{BrokerLink, Inbound, LinkConfig};
 
 /// A broker of the pool.
@@ -127,6 +128,12 @@ pub struct RouterConfig {
     /// A link outside the node's own set (opened to send) is closed after
     /// this long unused, and reopened when a send needs it again.
     pub idle_timeout: Duration,
+    /// Remember across restarts where each destination was reached (a JSON
+    /// file, mode 0600, e.g. in the application's data directory); every
+    /// send tries those brokers first. `None`: remembered in memory only.
+    pub hint_cache: Option<std::path::PathBuf>,
+    /// How long a remembered broker stays a hint.
+    pub hint_expiry: Duration,
 }
 
 impl Default for RouterConfig {
@@ -144,6 +151,8 @@ impl Default for RouterConfig {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(600),
+            hint_cache: None,
+            hint_expiry: Duration::from_secs(3600),
         }
     }
 }
@@ -195,6 +204,8 @@ struct Inner {
     signed_acks: Mutex<HashMap<AckId, Arc<[u8]>>>,
     /// Brokers that failed: consecutive failures and when to try again.
     backoff: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Where destinations were reached.
+    hints: Mutex<HintCache>,
     /// When each link was last handed out.
     last_used: Mutex<HashMap<String, Instant>>,
     /// Brokers being connected to right now.
@@ -315,6 +326,37 @@ impl Inner {
         chosen
     }
 
+    /// Remembers that `dest` answered through the link numbered `link`.
+    fn remember_hint(&self, dest: &PublicKey, link: usize) {
+        let address = {
+            let links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+            links
+                .iter()
+                .find(|(_, l)| l.id() == link)
+                .map(|(a, _)| a.clone())
+        };
+        let Some((host, port)) = address.as_deref().and_then(|a| a.rsplit_once(':')) else {
+            return;
+        };
+        let (host, Ok(port)) = (
+            host.trim_start_matches('[').trim_end_matches(']'),
+            port.parse(),
+        ) else {
+            return;
+        };
+        let mut hints = self.hints.lock().unwrap_or_else(|e| e.into_inner());
+        if hints.remember(&dest.to_string(), host, port, now_secs())
+            && let Some((path, bytes)) = hints.snapshot()
+        {
+            // Off the inbound path; a failed write only loses a hint.
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = hint_cache::save(&path, &bytes) {
+                    tracing::warn!(error = %e, path = %path.display(), "cannot save broker hints");
+                }
+            });
+        }
+    }
+
     fn touch(&self, address: &str) {
         let mut used = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
         used.insert(address.to_owned(), Instant::now());
@@ -428,13 +470,14 @@ impl Inner {
                     && let Some((_, done)) = pending.remove(&(queue_id, seq_no))
                 {
                     let _ = done.send(());
+                    drop(pending);
+                    self.remember_hint(&from, inbound.link);
                 }
             }
             Verdict::Stale { .. } | Verdict::Conflict | Verdict::Ignored => {}
         }
     }
 
-    /// Signs and publishes an ACK, off the inbound path.
     /// Publishes the ACK for a MSG, off the inbound path. The first copy's
     /// ACK is signed and goes through the sender's own brokers and the
     /// link it arrived on; later copies reuse those signed bytes and go
@@ -533,6 +576,7 @@ impl Router {
         config: RouterConfig,
     ) -> Result<Self, RouterError> {
         let (inbound, mut rx) = mpsc::channel(1024);
+        let hints = HintCache::open(config.hint_cache.clone(), config.hint_expiry);
         let inner = Arc::new(Inner {
             topic: key.public().to_string(),
             key,
@@ -549,6 +593,7 @@ impl Router {
             backoff: Mutex::new(HashMap::new()),
             connecting: Arc::new(Mutex::new(std::collections::HashSet::new())),
             last_used: Mutex::new(HashMap::new()),
+            hints: Mutex::new(hints),
             signed_acks: Mutex::new(HashMap::new()),
             started: Instant::now(),
         });
@@ -686,7 +731,11 @@ impl SmartPipe {
         let deadline = tokio::time::Instant::now() + timeout;
         let result = loop {
             let mut links = Vec::new();
-            for hint in &self.hints {
+            let remembered = {
+                let hints = inner.hints.lock().unwrap_or_else(|e| e.into_inner());
+                hints.hints(&topic, now_secs())
+            };
+            for hint in self.hints.iter().chain(&remembered) {
                 links.extend(inner.link_to(hint, true).await);
             }
             links.extend(inner.links_for(&self.dest, 1).await);
