@@ -28,6 +28,10 @@ fn main() {
         .map(|ip| Mosquitto::start(ip).unwrap())
         .collect();
     let pool = sidewire_pool(&brokers);
+    let brokers_for_reference: Vec<(String, u16)> = brokers
+        .iter()
+        .map(|b| (b.addr().ip().to_string(), b.addr().port()))
+        .collect();
     rt.block_on(async move {
         let key = || Keypair::generate(&mut UnwrapErr(getrandom::SysRng));
         let (a, b) = (key(), key());
@@ -114,5 +118,43 @@ fn main() {
             ms(percentile(&round_trips, 0.99)),
             rate
         );
+        drop((ra, rb));
+        reference(&brokers_for_reference, secs);
     });
+}
+
+/// The same measurements between two sidewire 0.1.9 routers, through the
+/// same brokers (`tests/interop/sidewire_ref_bench.py`).
+fn reference(brokers: &[(String, u16)], secs: f64) {
+    use std::io::Write;
+    let venv = keyway_tests::reference::Venv::namebump().unwrap();
+    let script = keyway_tests::reference::interop_dir().join("sidewire_ref_bench.py");
+    let request = serde_json::json!({ "brokers": brokers, "seconds": secs, "senders": 64 });
+    let mut child = std::process::Command::new(venv.python())
+        .arg(script)
+        .env("PYTHONNOUSERSITE", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{request}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    let Ok(r) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
+        println!(
+            "| reference → reference | (did not complete: {}) | | | |",
+            line.trim()
+        );
+        return;
+    };
+    let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "| reference → reference | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.0} | {} |",
+        f("delivery_p50_ms"),
+        f("delivery_p99_ms"),
+        f("ack_p50_ms"),
+        f("ack_p99_ms"),
+        f("rate"),
+        r["failed"]
+    );
 }

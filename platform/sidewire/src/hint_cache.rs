@@ -39,7 +39,7 @@ pub(crate) struct HintCache {
 
 impl HintCache {
     /// Loads `path` if it exists (an unreadable file starts an empty cache
-    /// and is replaced on the next save); `None` keeps hints in memory only.
+    /// and is replaced on the next save); `None` disables the cache.
     pub(crate) fn open(path: Option<PathBuf>, expiry: Duration) -> Self {
         let entries = path
             .as_deref()
@@ -53,8 +53,13 @@ impl HintCache {
         }
     }
 
-    /// Brokers `dest` was reached through, most recent first.
+    /// Brokers `dest` was reached through, most recent first. Without a
+    /// file nothing is remembered: remembered hints add a publish per
+    /// message, worth it only to someone who asked for the cache.
     pub(crate) fn hints(&self, dest: &str, now: u64) -> Vec<BrokerEntry> {
+        if self.path.is_none() {
+            return Vec::new();
+        }
         self.entries
             .get(dest)
             .map(|seen| {
@@ -69,6 +74,9 @@ impl HintCache {
     /// Records that `dest` answered through `host:port`. Returns whether
     /// the file should be written.
     pub(crate) fn remember(&mut self, dest: &str, host: &str, port: u16, now: u64) -> bool {
+        if self.path.is_none() {
+            return false;
+        }
         let expiry = self.expiry;
         let seen = self.entries.entry(dest.to_owned()).or_default();
         seen.retain(|s| now.saturating_sub(s.seen) <= expiry);
@@ -100,7 +108,7 @@ impl HintCache {
                 self.entries.remove(&oldest);
             }
         }
-        changed && self.path.is_some()
+        changed
     }
 
     /// The file's new contents and where they go, if there is a file.

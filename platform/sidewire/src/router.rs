@@ -130,7 +130,8 @@ pub struct RouterConfig {
     pub idle_timeout: Duration,
     /// Remember across restarts where each destination was reached (a JSON
     /// file, mode 0600, e.g. in the application's data directory); every
-    /// send tries those brokers first. `None`: remembered in memory only.
+    /// send tries those brokers first (at the cost of publishing there
+    /// too). `None`: no cache.
     pub hint_cache: Option<std::path::PathBuf>,
     /// How long a remembered broker stays a hint.
     pub hint_expiry: Duration,
@@ -469,9 +470,10 @@ impl Inner {
                     .is_some_and(|(dest, _)| *dest == packet.src_pk)
                     && let Some((_, done)) = pending.remove(&(queue_id, seq_no))
                 {
-                    let _ = done.send(());
                     drop(pending);
+                    // Before the sender learns of it (and may close the router).
                     self.remember_hint(&from, inbound.link);
+                    let _ = done.send(());
                 }
             }
             Verdict::Stale { .. } | Verdict::Conflict | Verdict::Ignored => {}
