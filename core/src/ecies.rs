@@ -55,12 +55,6 @@ pub const fn sealed_len(plaintext_len: usize) -> usize {
     HEADER_LEN + ciphertext_len(plaintext_len)
 }
 
-/// Whether `len` bytes could be one complete sealed message. Used to frame
-/// namebump's unframed TCP stream (spec §4.2) before trying to open it.
-pub const fn is_plausible_sealed_len(len: usize) -> bool {
-    len >= MIN_SEALED_LEN && (len - HEADER_LEN).is_multiple_of(BLOCK_LEN)
-}
-
 /// Why a message could not be sealed or opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EciesError {
@@ -318,9 +312,6 @@ mod tests {
         assert_eq!(ciphertext_len(15), 16);
         assert_eq!(ciphertext_len(16), 32);
         assert_eq!(sealed_len(172), 257);
-        assert!(is_plausible_sealed_len(97));
-        assert!(!is_plausible_sealed_len(96));
-        assert!(!is_plausible_sealed_len(98));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! are distinct sources), on SQLite, with an injected clock where time matters.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +70,16 @@ impl Harness {
 
 fn key() -> Keypair {
     Keypair::generate(&mut UnwrapErr(getrandom::SysRng))
+}
+
+/// Claims `{prefix}0` .. `{prefix}{n-1}` without bumping, each of which must succeed.
+async fn claim_names(c: &Client, k: &Keypair, prefix: &str, n: usize) {
+    for i in 0..n {
+        let name = format!("{prefix}{i}");
+        c.put(name.as_bytes(), b"v", k, Behavior::DontBump, None)
+            .await
+            .unwrap_or_else(|e| panic!("claiming {name}: {e}"));
+    }
 }
 
 #[tokio::test]
@@ -153,17 +163,7 @@ async fn quota_behaviors_bump_and_expiry_follow_the_clock() {
     let h = start(clock.clone(), vec!["127.0.0.1:0".parse().unwrap()]).await;
     let c = h.client_from("127.0.0.2").await;
     let k = key();
-    for i in 0..20 {
-        c.put(
-            format!("q{i}").as_bytes(),
-            b"v",
-            &k,
-            Behavior::DontBump,
-            None,
-        )
-        .await
-        .unwrap();
-    }
+    claim_names(&c, &k, "q", 20).await;
     assert!(matches!(
         c.put(b"q20", b"v", &k, Behavior::DontBump, None).await,
         Err(ClientError::RejectedAtQuota)
@@ -234,17 +234,7 @@ async fn ipv6_usage_is_counted() {
     let h = start(Arc::new(SystemClock), vec!["[::1]:0".parse().unwrap()]).await;
     let c = h.client_from("::1").await;
     let k = key();
-    for i in 0..5 {
-        c.put(
-            format!("v6-{i}").as_bytes(),
-            b"v",
-            &k,
-            Behavior::DontBump,
-            None,
-        )
-        .await
-        .unwrap();
-    }
+    claim_names(&c, &k, "v6-", 5).await;
     let u = c.usage(&k, None).await.unwrap();
     assert_eq!((u.af, u.names_used, u.name_limit), (10, 5, 5));
     assert!(matches!(
@@ -502,5 +492,4 @@ async fn concurrent_clients_each_get_their_own_replies() {
     for t in tasks {
         t.await.unwrap();
     }
-    let _: IpAddr = h.addr().ip();
 }
