@@ -51,6 +51,10 @@ pub(crate) enum Command {
         /// published on first, even if it is not in the pool.
         #[arg(long = "hint", value_parser = parse_hint)]
         hints: Vec<BrokerEntry>,
+        /// Remember in this JSON file (created 0600) which broker reached
+        /// the destination, and publish there first on later sends.
+        #[arg(long, value_name = "PATH")]
+        hint_cache: Option<PathBuf>,
     },
 }
 
@@ -85,10 +89,14 @@ pub(crate) fn run(command: Command) -> ExitCode {
     }
 }
 
-async fn router(key: &std::path::Path, brokers: &std::path::Path) -> Result<Router> {
+async fn router(
+    key: &std::path::Path,
+    brokers: &std::path::Path,
+    config: RouterConfig,
+) -> Result<Router> {
     let key = keyfile::load(key)?;
     let pool = Pool::load(brokers)?;
-    Ok(Router::start(key, pool, RouterConfig::default()).await?)
+    Ok(Router::start(key, pool, config).await?)
 }
 
 async fn dispatch(command: Command) -> Result<()> {
@@ -100,7 +108,7 @@ async fn dispatch(command: Command) -> Result<()> {
             timeout,
             json,
         } => {
-            let router = router(&key, &brokers).await?;
+            let router = router(&key, &brokers, RouterConfig::default()).await?;
             let (tx, mut rx) = mpsc::unbounded_channel();
             router.add_handler(move |m| {
                 let _ = tx.send(m.clone());
@@ -149,8 +157,13 @@ async fn dispatch(command: Command) -> Result<()> {
             brokers,
             timeout,
             hints,
+            hint_cache,
         } => {
-            let router = router(&key, &brokers).await?;
+            let config = RouterConfig {
+                hint_cache,
+                ..RouterConfig::default()
+            };
+            let router = router(&key, &brokers, config).await?;
             let sent = router
                 .pipe_with_hints(dest_pk_hex, hints)
                 .send(message.as_bytes(), Duration::from_secs_f64(timeout))

@@ -70,8 +70,10 @@ fn two_keyway_processes_talk_over_a_pool() {
     );
 
     let hint = brokers[0].addr().to_string();
+    let cache = dir.path().join("hints.json");
+    let cache_arg = cache.to_str().unwrap();
     for (message, extra) in [
-        ("hello b", vec![]),
+        ("hello b", vec!["--hint-cache", cache_arg]),
         ("second", vec!["--hint", hint.as_str()]),
     ] {
         let sent = Command::new(KEYWAY)
@@ -89,6 +91,17 @@ fn two_keyway_processes_talk_over_a_pool() {
             String::from_utf8_lossy(&sent.stderr)
         );
     }
+    // The first send remembered where B was reached: one of the pool's brokers.
+    let remembered: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    let seen = &remembered[pk_b.as_str()];
+    assert_eq!(seen.as_array().map(Vec::len), Some(1), "{remembered}");
+    let port = seen[0]["port"].as_u64().unwrap();
+    assert!(
+        brokers.iter().any(|b| u64::from(b.addr().port()) == port),
+        "{remembered}"
+    );
+
     let out = listener.wait_with_output().unwrap();
     assert!(out.status.success());
     let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
