@@ -47,7 +47,7 @@ fn main() {
         let delivered = Arc::new(AtomicU64::new(0));
         let latencies = Arc::new(Mutex::new(Vec::new()));
         let (count, lat) = (delivered.clone(), latencies.clone());
-        rb.add_handler(move |m| {
+        rb.add_msg_handler(move |m| {
             count.fetch_add(1, Ordering::Relaxed);
             if let Ok(sent) = <[u8; 8]>::try_from(&m.data[..8]) {
                 let sent = Duration::from_nanos(u64::from_le_bytes(sent));

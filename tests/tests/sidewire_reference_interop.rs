@@ -31,7 +31,7 @@ async fn keyway_and_reference_routers_talk_both_ways() {
     .unwrap();
     let inbox = Arc::new(Mutex::new(Vec::new()));
     let sink = inbox.clone();
-    ours.add_handler(move |m| sink.lock().unwrap().push(m.clone()));
+    ours.add_msg_handler(move |m| sink.lock().unwrap().push(m.clone()));
 
     let theirs = Keypair::generate(&mut UnwrapErr(getrandom::SysRng));
     let hints: Vec<Value> = ours

@@ -18,7 +18,7 @@ fn key() -> Keypair {
 fn inbox(router: &Router) -> Arc<Mutex<Vec<Message>>> {
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
-    router.add_handler(move |m| sink.lock().unwrap().push(m.clone()));
+    router.add_msg_handler(move |m| sink.lock().unwrap().push(m.clone()));
     got
 }
 
@@ -314,6 +314,15 @@ async fn remembered_hints_survive_a_restart() {
 
     // A new router with the same cache needs no hint any more.
     let again = Router::start(a, pool(&brokers[..1]), config).await.unwrap();
+    // Without the cache the pool alone cannot reach B.
+    assert!(
+        again
+            .pipe(b_pk)
+            .use_cache(false)
+            .send(b"uncached", Duration::from_millis(1500))
+            .await
+            .is_err()
+    );
     again
         .pipe(b_pk)
         .send(b"two", Duration::from_secs(4))

@@ -110,7 +110,7 @@ async fn dispatch(command: Command) -> Result<()> {
         } => {
             let router = router(&key, &brokers, RouterConfig::default()).await?;
             let (tx, mut rx) = mpsc::unbounded_channel();
-            router.add_handler(move |m| {
+            router.add_msg_handler(move |m| {
                 let _ = tx.send(m.clone());
             });
             eprintln!(

@@ -56,15 +56,17 @@ impl HintCache {
     /// Brokers `dest` was reached through, most recent first. Without a
     /// file nothing is remembered: remembered hints add a publish per
     /// message, worth it only to someone who asked for the cache.
-    pub(crate) fn hints(&self, dest: &str, now: u64) -> Vec<BrokerEntry> {
+    /// `max_age` (seconds) narrows the cache's own expiry for one pipe.
+    pub(crate) fn hints(&self, dest: &str, now: u64, max_age: Option<u64>) -> Vec<BrokerEntry> {
         if self.path.is_none() {
             return Vec::new();
         }
+        let max_age = max_age.map_or(self.expiry, |a| a.min(self.expiry));
         self.entries
             .get(dest)
             .map(|seen| {
                 seen.iter()
-                    .filter(|s| now.saturating_sub(s.seen) <= self.expiry)
+                    .filter(|s| now.saturating_sub(s.seen) <= max_age)
                     .map(|s| BrokerEntry::new(&s.host, s.port))
                     .collect()
             })
@@ -159,18 +161,21 @@ mod tests {
         );
 
         let reopened = HintCache::open(Some(path), Duration::from_secs(3600));
-        let hints = reopened.hints("dest", 1030);
+        let hints = reopened.hints("dest", 1030, None);
         assert_eq!(
             hints.iter().map(|h| h.port).collect::<Vec<_>>(),
             vec![1884, 1883]
         );
         // 127.0.0.2 was last seen at 1010, 127.0.0.3 at 1020.
         assert_eq!(
-            reopened.hints("dest", 1010 + 3601).len(),
+            reopened.hints("dest", 1010 + 3601, None).len(),
             1,
             "the older one expired"
         );
-        assert!(reopened.hints("other", 1030).is_empty());
+        assert!(reopened.hints("other", 1030, None).is_empty());
+        // A pipe's own expiry narrows the cache's, never widens it.
+        assert_eq!(reopened.hints("dest", 1030, Some(15)).len(), 1);
+        assert_eq!(reopened.hints("dest", 1010 + 3601, Some(u64::MAX)).len(), 1);
     }
 
     #[test]
@@ -180,7 +185,7 @@ mod tests {
         std::fs::write(&path, b"{not json").unwrap();
         assert!(
             HintCache::open(Some(path), Duration::from_secs(60))
-                .hints("d", 0)
+                .hints("d", 0, None)
                 .is_empty()
         );
     }

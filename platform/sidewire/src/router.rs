@@ -644,7 +644,7 @@ impl Router {
     }
 
     /// Calls `handler` for every message delivered from now on.
-    pub fn add_handler(&self, handler: impl Fn(&Message) + Send + Sync + 'static) {
+    pub fn add_msg_handler(&self, handler: impl Fn(&Message) + Send + Sync + 'static) {
         self.inner
             .handlers
             .lock()
@@ -652,20 +652,22 @@ impl Router {
             .push(Arc::new(handler));
     }
 
-    /// A pipe to `dest`.
+    /// A pipe to `dest`, using the hint cache (if configured). The seed's
+    /// `pipe(dest, hint_brokers, use_cache, expiry)` is
+    /// `pipe(dest).with_hints(..).use_cache(..).cache_expiry(..)`.
     pub fn pipe(&self, dest: PublicKey) -> SmartPipe {
-        self.pipe_with_hints(dest, Vec::new())
-    }
-
-    /// A pipe to `dest` that publishes on `hints` first: the fast path
-    /// when the destination's brokers are known (they need not be in the
-    /// pool). The destination's ranking is still used as well.
-    pub fn pipe_with_hints(&self, dest: PublicKey, hints: Vec<BrokerEntry>) -> SmartPipe {
         SmartPipe {
             inner: self.inner.clone(),
             dest,
-            hints,
+            hints: Vec::new(),
+            use_cache: true,
+            cache_expiry: None,
         }
+    }
+
+    /// A pipe to `dest` that publishes on `hints` first.
+    pub fn pipe_with_hints(&self, dest: PublicKey, hints: Vec<BrokerEntry>) -> SmartPipe {
+        self.pipe(dest).with_hints(hints)
     }
 
     /// Leaves the pool: waits (at most `grace`) for the ACKs of messages
@@ -689,6 +691,11 @@ pub struct SmartPipe {
     /// Brokers to publish on first (and always try), e.g. where the
     /// destination said it listens.
     hints: Vec<BrokerEntry>,
+    /// Whether brokers remembered in the hint cache are tried too.
+    use_cache: bool,
+    /// Remembered brokers older than this are not tried (the cache's own
+    /// expiry still applies).
+    cache_expiry: Option<Duration>,
 }
 
 impl std::fmt::Debug for SmartPipe {
@@ -700,6 +707,30 @@ impl std::fmt::Debug for SmartPipe {
 }
 
 impl SmartPipe {
+    /// Publishes on `hints` first: the fast path when the destination's
+    /// brokers are known (they need not be in the pool). The destination's
+    /// ranking is still used as well.
+    #[must_use]
+    pub fn with_hints(mut self, hints: Vec<BrokerEntry>) -> Self {
+        self.hints = hints;
+        self
+    }
+
+    /// Whether to try the brokers the hint cache remembers for the
+    /// destination (default: yes, when the Router has a cache file).
+    #[must_use]
+    pub fn use_cache(mut self, use_cache: bool) -> Self {
+        self.use_cache = use_cache;
+        self
+    }
+
+    /// Tries only remembered brokers seen within `expiry`.
+    #[must_use]
+    pub fn cache_expiry(mut self, expiry: Duration) -> Self {
+        self.cache_expiry = Some(expiry);
+        self
+    }
+
     /// Sends `data` and waits for the destination's ACK, publishing on the
     /// top of its ranking (plus one spare per family) and again every
     /// `resend_every` until acknowledged or `timeout` passes.
@@ -733,9 +764,11 @@ impl SmartPipe {
         let deadline = tokio::time::Instant::now() + timeout;
         let result = loop {
             let mut links = Vec::new();
-            let remembered = {
+            let remembered = if self.use_cache {
                 let hints = inner.hints.lock().unwrap_or_else(|e| e.into_inner());
-                hints.hints(&topic, now_secs())
+                hints.hints(&topic, now_secs(), self.cache_expiry.map(|d| d.as_secs()))
+            } else {
+                Vec::new()
             };
             for hint in self.hints.iter().chain(&remembered) {
                 links.extend(inner.link_to(hint, true).await);
