@@ -10,8 +10,14 @@ use std::time::{Duration, Instant};
 
 use keyway_core::Keypair;
 use keyway_core::rand_core::UnwrapErr;
-use keyway_sidewire::{Router, RouterConfig};
+use keyway_sidewire::{Pool, Router, RouterConfig, system_time};
 use keyway_tests::mosquitto::{Mosquitto, sidewire_pool};
+
+async fn join(key: Keypair, pool: Pool, config: RouterConfig) -> Router {
+    let router = Router::with_config(key, None, system_time, pool, config);
+    router.start().await.unwrap();
+    router
+}
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
@@ -40,8 +46,8 @@ fn main() {
             per_source: keyway_core::rate::RateLimit { rate: 1e9, burst: 1e9 },
             ..RouterConfig::default()
         };
-        let ra = Router::start(a, pool.clone(), config.clone()).await.unwrap();
-        let rb = Router::start(b, pool, config).await.unwrap();
+        let ra = join(a, pool.clone(), config.clone()).await;
+        let rb = join(b, pool, config).await;
         // The receiver stamps arrival; payloads carry the send instant's offset.
         let origin = Instant::now();
         let delivered = Arc::new(AtomicU64::new(0));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use keyway_core::rand_core::UnwrapErr;
 use keyway_core::{Keypair, PublicKey};
-use keyway_sidewire::{Router, RouterConfig};
+use keyway_sidewire::{Message, Router, system_time};
 use keyway_tests::mosquitto::{Mosquitto, sidewire_pool};
 use keyway_tests::reference::{Venv, interop_dir};
 use serde_json::{Value, json};
@@ -22,16 +22,18 @@ async fn keyway_and_reference_routers_talk_both_ways() {
         .map(|ip| Mosquitto::start(ip).unwrap())
         .collect();
     let pool = sidewire_pool(&brokers);
-    let ours = Router::start(
-        Keypair::generate(&mut UnwrapErr(getrandom::SysRng)),
-        pool,
-        RouterConfig::default(),
-    )
-    .await
-    .unwrap();
+    // The seed's shape: keypair, handler, clock, brokers; then start.
     let inbox = Arc::new(Mutex::new(Vec::new()));
     let sink = inbox.clone();
-    ours.add_msg_handler(move |m| sink.lock().unwrap().push(m.clone()));
+    let ours = Router::new(
+        Keypair::generate(&mut UnwrapErr(getrandom::SysRng)),
+        Some(Arc::new(move |m: &Message| {
+            sink.lock().unwrap().push(m.clone())
+        })),
+        system_time,
+        pool,
+    );
+    ours.start().await.unwrap();
 
     let theirs = Keypair::generate(&mut UnwrapErr(getrandom::SysRng));
     let hints: Vec<Value> = ours

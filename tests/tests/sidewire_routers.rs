@@ -8,11 +8,18 @@ use std::time::Duration;
 
 use keyway_core::Keypair;
 use keyway_core::rand_core::UnwrapErr;
-use keyway_sidewire::{BrokerEntry, Message, Router, RouterConfig};
+use keyway_sidewire::{BrokerEntry, Message, Pool, Router, RouterConfig, system_time};
 use keyway_tests::mosquitto::{Mosquitto, sidewire_pool as pool};
 
 fn key() -> Keypair {
     Keypair::generate(&mut UnwrapErr(getrandom::SysRng))
+}
+
+/// A started router on the system clock.
+async fn join(key: Keypair, pool: Pool, config: RouterConfig) -> Router {
+    let router = Router::with_config(key, None, system_time, pool, config);
+    router.start().await.unwrap();
+    router
 }
 
 fn inbox(router: &Router) -> Arc<Mutex<Vec<Message>>> {
@@ -35,10 +42,8 @@ async fn two_routers_exchange_messages_both_ways_through_failures() {
         resend_every: Duration::from_millis(300),
         ..RouterConfig::default()
     };
-    let ra = Router::start(a, pool.clone(), config.clone())
-        .await
-        .unwrap();
-    let rb = Router::start(b, pool.clone(), config).await.unwrap();
+    let ra = join(a, pool.clone(), config.clone()).await;
+    let rb = join(b, pool.clone(), config).await;
     let (inbox_a, inbox_b) = (inbox(&ra), inbox(&rb));
     let (to_b, to_a) = (ra.pipe(b_pk), rb.pipe(a_pk));
 
@@ -114,10 +119,8 @@ async fn a_silent_broker_costs_one_connect_timeout_then_backs_off() {
     let (a, b) = (key(), key());
     let b_pk = *b.public();
     let started = std::time::Instant::now();
-    let ra = Router::start(a, pool.clone(), config.clone())
-        .await
-        .unwrap();
-    let rb = Router::start(b, pool, config).await.unwrap();
+    let ra = join(a, pool.clone(), config.clone()).await;
+    let rb = join(b, pool, config).await;
     // Each start pays at most one short timeout for the silent broker.
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -152,9 +155,7 @@ async fn replays_garbage_and_oversize_publishes_are_dropped() {
         .collect();
     let (a, b) = (key(), key());
     let b_topic = b.public().to_string();
-    let rb = Router::start(b, pool(&brokers), RouterConfig::default())
-        .await
-        .unwrap();
+    let rb = join(b, pool(&brokers), RouterConfig::default()).await;
     let got = inbox(&rb);
     // A raw client on every broker, publishing straight onto B's topic.
     let (tx, _rx) = tokio::sync::mpsc::channel(16);
@@ -251,10 +252,8 @@ async fn hint_brokers_reach_a_peer_outside_the_senders_pool_and_idle_links_close
         resubscribe_every: Duration::from_millis(200),
         ..RouterConfig::default()
     };
-    let ra = Router::start(a, sender_pool, sender_config).await.unwrap();
-    let rb = Router::start(b, receiver_pool.clone(), RouterConfig::default())
-        .await
-        .unwrap();
+    let ra = join(a, sender_pool, sender_config).await;
+    let rb = join(b, receiver_pool.clone(), RouterConfig::default()).await;
     let got = inbox(&rb);
     let hinted = brokers[2].addr().to_string();
     // Without hints there is no shared broker: no acknowledgement.
@@ -297,13 +296,9 @@ async fn remembered_hints_survive_a_restart() {
     // The receiver is only on broker 1; the sender's pool has only broker 0.
     let (a, b) = (key(), key());
     let b_pk = *b.public();
-    let rb = Router::start(b, pool(&brokers[1..]), RouterConfig::default())
-        .await
-        .unwrap();
+    let rb = join(b, pool(&brokers[1..]), RouterConfig::default()).await;
     let got = inbox(&rb);
-    let ra = Router::start(a.clone(), pool(&brokers[..1]), config.clone())
-        .await
-        .unwrap();
+    let ra = join(a.clone(), pool(&brokers[..1]), config.clone()).await;
     ra.pipe_with_hints(b_pk, pool(&brokers[1..]).brokers)
         .send(b"one", Duration::from_secs(4))
         .await
@@ -313,7 +308,7 @@ async fn remembered_hints_survive_a_restart() {
     assert!(std::fs::metadata(&cache).is_ok(), "hints saved");
 
     // A new router with the same cache needs no hint any more.
-    let again = Router::start(a, pool(&brokers[..1]), config).await.unwrap();
+    let again = join(a, pool(&brokers[..1]), config).await;
     // Without the cache the pool alone cannot reach B.
     assert!(
         again
@@ -330,4 +325,73 @@ async fn remembered_hints_survive_a_restart() {
         .unwrap();
     let data: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
     assert_eq!(data, vec![b"one".to_vec(), b"two".to_vec()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_injected_clock_stamps_and_judges_messages_and_close_ends_sends() {
+    let broker = Mosquitto::start("127.0.0.18").unwrap();
+    let (a, b, c) = (key(), key(), key());
+    let (b_pk, c_pk) = (*b.public(), *c.public());
+    let config = RouterConfig {
+        resend_every: Duration::from_millis(200),
+        ..RouterConfig::default()
+    };
+    let start = |key, get_time: fn() -> u64, inbox: Arc<Mutex<Vec<Message>>>| {
+        let router = Router::with_config(
+            key,
+            Some(Arc::new(move |m: &Message| {
+                inbox.lock().unwrap().push(m.clone())
+            })),
+            get_time,
+            pool(std::slice::from_ref(&broker)),
+            config.clone(),
+        );
+        async move {
+            router.start().await.unwrap();
+            router
+        }
+    };
+    // 1,000 s: well outside the 120 s freshness window.
+    let ahead: fn() -> u64 = || system_time() + 1_000;
+    let (at_b, at_c) = (Arc::default(), Arc::default());
+    let ra = start(a, ahead, Arc::default()).await;
+    let _rb = start(b, system_time, Arc::clone(&at_b)).await;
+    let _rc = start(c, ahead, Arc::clone(&at_c)).await;
+
+    // A's clock runs 1,000 s ahead: B, on the system clock, refuses its
+    // packets as not fresh, so the send times out.
+    let refused = ra
+        .pipe(b_pk)
+        .send(b"from the future", Duration::from_secs(1))
+        .await;
+    assert!(
+        matches!(refused, Err(keyway_sidewire::RouterError::Timeout(_))),
+        "{refused:?}"
+    );
+    assert!(at_b.lock().unwrap().is_empty());
+
+    // C's clock agrees with A's: C accepts the message, and A accepts C's
+    // ACK, stamped by C's clock.
+    ra.pipe(c_pk)
+        .send(b"same time here", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let got: Vec<Message> = at_c.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].data, b"same time here");
+    assert_eq!(got[0].from, *ra.public_key());
+    assert_ne!(got[0].queue_id, [0u8; 32], "the sender's random queue id");
+
+    // After close, every clone of the router refuses to send.
+    let clone = ra.clone();
+    ra.close(Duration::from_secs(1)).await;
+    let closed = clone
+        .pipe(c_pk)
+        .send(b"too late", Duration::from_secs(5))
+        .await;
+    assert!(
+        matches!(closed, Err(keyway_sidewire::RouterError::Closed)),
+        "{closed:?}"
+    );
+    assert!(clone.brokers().is_empty());
 }

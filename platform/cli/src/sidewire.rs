@@ -96,7 +96,9 @@ async fn router(
 ) -> Result<Router> {
     let key = keyfile::load(key)?;
     let pool = Pool::load(brokers)?;
-    Ok(Router::start(key, pool, config).await?)
+    let router = Router::with_config(key, None, keyway_sidewire::system_time, pool, config);
+    router.start().await?;
+    Ok(router)
 }
 
 async fn dispatch(command: Command) -> Result<()> {

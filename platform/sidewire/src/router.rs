@@ -24,6 +24,7 @@ use keyway_core::sidewire::rendezvous::{
 use keyway_core::sidewire::{AppPacket, MsgType, Receiver, Verdict};
 use keyway_core::{Keypair, PublicKey};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hint_cache::{self, HintCache};
@@ -163,14 +164,34 @@ impl Default for RouterConfig {
 pub struct Message {
     pub from: PublicKey,
     pub data: Vec<u8>,
+    /// The sender's queue (random per send): what the reference hands its
+    /// handlers as `queue_id`.
+    pub queue_id: [u8; 32],
 }
 
+/// Called once per delivered message, on the Router's inbound task: hand
+/// long work to a task or channel.
 pub type Handler = Arc<dyn Fn(&Message) + Send + Sync>;
+
+/// Wall-clock time in Unix seconds. Packets are stamped with it and
+/// judged fresh against it, so a node with a skewed clock neither sends
+/// nor accepts messages: pass an NTP-corrected clock in production.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock, for [`Router::new`]'s `get_time`.
+pub fn system_time() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
     #[error("no broker of the pool could be reached")]
     NoBroker,
+    #[error("the router is closed")]
+    Closed,
     #[error("message of {len} bytes exceeds the {max}-byte limit")]
     TooLarge { len: usize, max: usize },
     #[error("no acknowledgement within {0:?}")]
@@ -212,6 +233,12 @@ struct Inner {
     /// Brokers being connected to right now.
     connecting: Arc<Mutex<std::collections::HashSet<String>>>,
     started: Instant,
+    get_time: Clock,
+    /// Set by [`Router::start`]; the inbound queue's receiving end until then.
+    inbound_rx: Mutex<Option<mpsc::Receiver<Inbound>>>,
+    /// Cancelled by [`Router::close`]: stops the background tasks and any
+    /// further connects.
+    closed: CancellationToken,
 }
 
 /// A node on the pool; cheap to clone.
@@ -228,14 +255,11 @@ impl std::fmt::Debug for Router {
     }
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl Inner {
+    fn now(&self) -> u64 {
+        (self.get_time)()
+    }
+
     /// An open link to `broker`, connecting (and so subscribing to our own
     /// topic there) if needed.
     async fn link(&self, broker: &BrokerEntry) -> Option<BrokerLink> {
@@ -245,6 +269,9 @@ impl Inner {
     /// [`Self::link`], optionally ignoring the broker's backoff: hinted
     /// brokers are always tried.
     async fn link_to(&self, broker: &BrokerEntry, ignore_backoff: bool) -> Option<BrokerLink> {
+        if self.closed.is_cancelled() {
+            return None;
+        }
         let address = broker.address();
         {
             let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
@@ -346,7 +373,7 @@ impl Inner {
             return;
         };
         let mut hints = self.hints.lock().unwrap_or_else(|e| e.into_inner());
-        if hints.remember(&dest.to_string(), host, port, now_secs())
+        if hints.remember(&dest.to_string(), host, port, self.now())
             && let Some((path, bytes)) = hints.snapshot()
         {
             // Off the inbound path; a failed write only loses a hint.
@@ -430,7 +457,7 @@ impl Inner {
             .receiver
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .known_copy(&packet, now_secs());
+            .known_copy(&packet, self.now());
         if let Some(ack) = known
             && let Ok(from) = PublicKey::from_bytes(&packet.src_pk)
         {
@@ -442,7 +469,7 @@ impl Inner {
             .receiver
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .on_packet(&packet, now_secs());
+            .on_packet(&packet, self.now());
         match verdict {
             Verdict::Deliver { ack } => {
                 // ACK first: the send is tracked before the application
@@ -451,6 +478,7 @@ impl Inner {
                 let message = Message {
                     from,
                     data: packet.msg.to_vec(),
+                    queue_id: packet.queue_id,
                 };
                 let handlers = self
                     .handlers
@@ -570,18 +598,33 @@ impl Drop for Connecting {
 }
 
 impl Router {
-    /// Joins the pool: subscribes at the top of the node's own ranking and
-    /// starts handling inbound packets.
-    pub async fn start(
-        key: Keypair,
+    /// A node for `keypair` on `pool`, not yet connected: the seed's
+    /// `Router(kp, msg_handler, get_time, servers)`. `handler` (if any) is
+    /// called for every delivered message; add more with
+    /// [`Self::add_msg_handler`]. `get_time` is required on purpose: see
+    /// [`Clock`] ([`system_time`] for a single host).
+    pub fn new(
+        keypair: Keypair,
+        handler: Option<Handler>,
+        get_time: impl Fn() -> u64 + Send + Sync + 'static,
+        pool: Pool,
+    ) -> Self {
+        Self::with_config(keypair, handler, get_time, pool, RouterConfig::default())
+    }
+
+    /// [`Self::new`] with settings other than the defaults.
+    pub fn with_config(
+        keypair: Keypair,
+        handler: Option<Handler>,
+        get_time: impl Fn() -> u64 + Send + Sync + 'static,
         pool: Pool,
         config: RouterConfig,
-    ) -> Result<Self, RouterError> {
-        let (inbound, mut rx) = mpsc::channel(1024);
+    ) -> Self {
+        let (inbound, rx) = mpsc::channel(1024);
         let hints = HintCache::open(config.hint_cache.clone(), config.hint_expiry);
         let inner = Arc::new(Inner {
-            topic: key.public().to_string(),
-            key,
+            topic: keypair.public().to_string(),
+            key: keypair,
             pool,
             config,
             links: Mutex::new(Vec::new()),
@@ -590,7 +633,7 @@ impl Router {
             pending: Mutex::new(HashMap::new()),
             receiver: Mutex::new(Box::new(Receiver::new())),
             buckets: Mutex::new(HashMap::new()),
-            handlers: Mutex::new(Vec::new()),
+            handlers: Mutex::new(handler.into_iter().collect()),
             acks: TaskTracker::new(),
             backoff: Mutex::new(HashMap::new()),
             connecting: Arc::new(Mutex::new(std::collections::HashSet::new())),
@@ -598,33 +641,67 @@ impl Router {
             hints: Mutex::new(hints),
             signed_acks: Mutex::new(HashMap::new()),
             started: Instant::now(),
+            get_time: Arc::new(get_time),
+            inbound_rx: Mutex::new(Some(rx)),
+            closed: CancellationToken::new(),
         });
+        Self { inner }
+    }
+
+    /// Joins the pool: subscribes at the top of the node's own ranking
+    /// (kept up for the Router's life) and starts handling inbound
+    /// packets. Fails if no broker of the pool answers. Starting again is
+    /// a no-op.
+    pub async fn start(&self) -> Result<(), RouterError> {
+        let inner = &self.inner;
+        if inner.closed.is_cancelled() {
+            return Err(RouterError::Closed);
+        }
+        let Some(mut rx) = inner
+            .inbound_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return Ok(());
+        };
         let own = *inner.key.public();
         if inner
             .links_for(&own, inner.config.spare_subscriptions)
             .await
             .is_empty()
         {
+            // Let a later start try again.
+            *inner.inbound_rx.lock().unwrap_or_else(|e| e.into_inner()) = Some(rx);
             return Err(RouterError::NoBroker);
         }
-        let weak = Arc::downgrade(&inner);
+        let weak = Arc::downgrade(inner);
+        let closed = inner.closed.clone();
         tokio::spawn(async move {
-            while let Some(message) = rx.recv().await {
+            loop {
+                let message = tokio::select! {
+                    () = closed.cancelled() => return,
+                    message = rx.recv() => message,
+                };
+                let Some(message) = message else { return };
                 let Some(inner) = weak.upgrade() else { return };
                 inner.on_inbound(message).await;
             }
         });
-        // Keep the inbound set up for the Router's life.
-        let weak = Arc::downgrade(&inner);
+        let weak = Arc::downgrade(inner);
         let every = inner.config.resubscribe_every;
+        let closed = inner.closed.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(every).await;
+                tokio::select! {
+                    () = closed.cancelled() => return,
+                    () = tokio::time::sleep(every) => {}
+                }
                 let Some(inner) = weak.upgrade() else { return };
                 inner.maintain().await;
             }
         });
-        Ok(Self { inner })
+        Ok(())
     }
 
     pub fn public_key(&self) -> &PublicKey {
@@ -672,7 +749,10 @@ impl Router {
 
     /// Leaves the pool: waits (at most `grace`) for the ACKs of messages
     /// already delivered to go out, then drops every link (DISCONNECT).
-    pub async fn close(self, grace: Duration) {
+    /// Every clone of the Router is closed; sends fail with
+    /// [`RouterError::Closed`].
+    pub async fn close(&self, grace: Duration) {
+        self.inner.closed.cancel();
         self.inner.acks.close();
         let _ = tokio::time::timeout(grace, self.inner.acks.wait()).await;
         self.inner
@@ -736,6 +816,9 @@ impl SmartPipe {
     /// `resend_every` until acknowledged or `timeout` passes.
     pub async fn send(&self, data: &[u8], timeout: Duration) -> Result<(), RouterError> {
         let inner = &self.inner;
+        if inner.closed.is_cancelled() {
+            return Err(RouterError::Closed);
+        }
         let max = inner.config.max_message;
         if data.len() + keyway_core::sidewire::app_packet::HEADER_LEN > max {
             return Err(RouterError::TooLarge {
@@ -745,7 +828,7 @@ impl SmartPipe {
         }
         let mut queue_id = [0u8; 32];
         UnwrapErr(getrandom::SysRng).fill_bytes(&mut queue_id);
-        let mut packet = AppPacket::new(queue_id, 0, now_secs(), MsgType::Msg, data);
+        let mut packet = AppPacket::new(queue_id, 0, inner.now(), MsgType::Msg, data);
         packet.sign(&inner.key);
         let mut bytes = vec![0u8; packet.encoded_len()];
         packet
@@ -766,7 +849,7 @@ impl SmartPipe {
             let mut links = Vec::new();
             let remembered = if self.use_cache {
                 let hints = inner.hints.lock().unwrap_or_else(|e| e.into_inner());
-                hints.hints(&topic, now_secs(), self.cache_expiry.map(|d| d.as_secs()))
+                hints.hints(&topic, inner.now(), self.cache_expiry.map(|d| d.as_secs()))
             } else {
                 Vec::new()
             };
@@ -780,6 +863,7 @@ impl SmartPipe {
             let wait = (tokio::time::Instant::now() + inner.config.resend_every).min(deadline);
             tokio::select! {
                 _ = &mut done => break Ok(()),
+                () = inner.closed.cancelled() => break Err(RouterError::Closed),
                 () = tokio::time::sleep_until(wait) => {
                     if tokio::time::Instant::now() >= deadline {
                         break Err(RouterError::Timeout(timeout));
