@@ -2,11 +2,51 @@
 #![allow(clippy::unwrap_used)]
 
 use keyway_core::mqtt::{self, Packet, QoS};
-use keyway_core::sidewire::{AppPacket, MsgType};
+use keyway_core::sidewire::{AppPacket, MsgType, Receiver, Slot, Verdict};
 use proptest::prelude::*;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever arrives, in any order and however full the table, no MSG
+    /// is delivered twice, and a MSG seen for the first time within its
+    /// window is delivered unless the table had to forget a later one.
+    #[test]
+    fn no_message_is_delivered_twice(
+        stamps in proptest::collection::vec(0u64..300, 1..40),
+        arrivals in proptest::collection::vec((0usize..40, 0u64..20), 1..200),
+        slots in 0usize..24,
+        seed in any::<[u8; 16]>(),
+    ) {
+        const START: u64 = 1_700_000_000;
+        let packets: Vec<AppPacket<'_>> = stamps
+            .iter()
+            .enumerate()
+            .map(|(i, ts)| {
+                let mut p = AppPacket::new([i as u8; 32], 0, START + ts, MsgType::Msg, b"m");
+                p.src_pk = [2; 33];
+                p
+            })
+            .collect();
+        let mut table = vec![Slot::EMPTY; slots];
+        let mut r = Receiver::new(table.as_mut_slice(), seed);
+        let mut delivered = vec![false; packets.len()];
+        let mut now = START;
+        for (which, step) in arrivals {
+            now += step;
+            let i = which % packets.len();
+            match r.on_packet(&packets[i], now) {
+                Verdict::Deliver { .. } => {
+                    prop_assert!(!delivered[i], "message {} delivered twice", i);
+                    delivered[i] = true;
+                }
+                Verdict::Duplicate { .. } => prop_assert!(delivered[i]),
+                Verdict::Stale { age } => prop_assert!(age.unsigned_abs() > 120),
+                Verdict::TooOld | Verdict::Conflict => {}
+                other => prop_assert!(false, "unexpected {:?}", other),
+            }
+        }
+    }
 
     #[test]
     fn mqtt_decode_never_panics_nor_reads_past_its_input(

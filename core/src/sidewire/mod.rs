@@ -10,4 +10,4 @@ pub mod receiver;
 pub mod rendezvous;
 
 pub use app_packet::{AppPacket, MsgType};
-pub use receiver::{Receiver, Verdict};
+pub use receiver::{Receiver, Slot, Verdict};

@@ -11,8 +11,16 @@
 //!   sender's retransmissions drive re-ACKs (the reference re-sent each ACK
 //!   for 60 s and never forgot it).
 //! - State expires with the freshness window and the table has a fixed
-//!   capacity: when it is full, the entry closest to expiring is evicted
-//!   (it is the one whose replay window ends first).
+//!   capacity, in the caller's buffer: a set-associative table of
+//!   [`WAYS`]-slot buckets, found by a keyed hash (the caller's random
+//!   seed, so senders cannot aim at one bucket). When a bucket is full the
+//!   entry closest to expiring is evicted, and the receiver remembers the
+//!   latest expiry it has evicted: a MSG that would expire no later than
+//!   that may be a copy of a forgotten one, so it is refused
+//!   ([`Verdict::TooOld`]) rather than delivered twice. A full table thus
+//!   narrows the window (fails closed) instead of opening a replay hole.
+
+use sha2::{Digest, Sha256};
 
 use crate::identity::PUBLIC_KEY_LEN;
 use crate::signature::DIGEST_LEN;
@@ -21,6 +29,9 @@ use super::app_packet::{AppPacket, MsgType};
 
 /// Seconds a MSG may be away from the receiver's clock, either way.
 pub const FRESHNESS_WINDOW: u64 = 120;
+
+/// Slots per bucket: a lookup reads at most this many.
+pub const WAYS: usize = 8;
 
 /// What to do with a verified packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +44,9 @@ pub enum Verdict {
     Acked { queue_id: [u8; 32], seq_no: u32 },
     /// Outside the freshness window: drop, no ACK.
     Stale { age: i64 },
+    /// Fresh, but older than what the table can vouch for after evicting
+    /// live entries (or the table has no slots): drop, no ACK.
+    TooOld,
     /// Same (source, queue, seq) as a delivered MSG but other content: a
     /// forgery by the key holder or a broken sender. Drop, no ACK.
     Conflict,
@@ -40,36 +54,60 @@ pub enum Verdict {
     Ignored,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Seen {
-    src: [u8; PUBLIC_KEY_LEN],
-    queue_id: [u8; 32],
-    seq_no: u32,
+/// One remembered MSG; the caller provides the table of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// Keyed hash of (source, queue, seq): 128 bits, so a match is the
+    /// same message.
+    id: [u8; 16],
+    /// SHA-1 of the signed bytes.
     digest: [u8; DIGEST_LEN],
-    /// Unix seconds after which a copy would be stale anyway.
+    /// Unix seconds after which a copy would be stale anyway; 0: empty.
     expires: u64,
 }
 
-/// The MSGs a node has delivered recently; `N` is the capacity.
-#[derive(Debug)]
-pub struct Receiver<const N: usize> {
-    seen: [Option<Seen>; N],
+impl Slot {
+    pub const EMPTY: Self = Self {
+        id: [0; 16],
+        digest: [0; DIGEST_LEN],
+        expires: 0,
+    };
 }
 
-impl<const N: usize> Default for Receiver<N> {
+impl Default for Slot {
     fn default() -> Self {
-        Self::new()
+        Self::EMPTY
     }
 }
 
-impl<const N: usize> Receiver<N> {
-    pub const fn new() -> Self {
-        Self { seen: [None; N] }
+/// The MSGs a node has delivered recently, in the caller's storage:
+/// `[Slot; N]` on a microcontroller, a boxed slice on a server.
+#[derive(Debug)]
+pub struct Receiver<S> {
+    slots: S,
+    seed: [u8; 16],
+    /// The latest expiry of a live entry evicted so far.
+    evicted_until: u64,
+}
+
+impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Receiver<S> {
+    /// A receiver remembering up to `slots.len()` MSGs (a multiple of
+    /// [`WAYS`] uses every slot). `seed` must be random and secret.
+    pub fn new(slots: S, seed: [u8; 16]) -> Self {
+        Self {
+            slots,
+            seed,
+            evicted_until: 0,
+        }
     }
 
     /// Entries held (live or not yet overwritten).
     pub fn len(&self) -> usize {
-        self.seen.iter().filter(|s| s.is_some()).count()
+        self.slots
+            .as_ref()
+            .iter()
+            .filter(|s| s.expires != 0)
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -100,17 +138,11 @@ impl<const N: usize> Receiver<N> {
         if packet.msg_type != MsgType::Msg {
             return None;
         }
+        let id = self.id(packet);
         let digest = packet.digest();
-        self.seen
+        self.slots.as_ref()[self.bucket(&id)]
             .iter()
-            .flatten()
-            .any(|s| {
-                s.src == packet.src_pk
-                    && s.queue_id == packet.queue_id
-                    && s.seq_no == packet.seq_no
-                    && s.digest == digest
-                    && s.expires >= now
-            })
+            .any(|s| s.id == id && s.digest == digest && s.expires >= now)
             .then(|| packet.ack(now))
     }
 
@@ -120,15 +152,12 @@ impl<const N: usize> Receiver<N> {
             return Verdict::Stale { age };
         }
         let ack = packet.ack(now);
+        let id = self.id(packet);
         let digest = packet.digest();
-        let same_message = |s: &Seen| {
-            s.src == packet.src_pk && s.queue_id == packet.queue_id && s.seq_no == packet.seq_no
-        };
-        if let Some(seen) = self
-            .seen
+        let bucket = self.bucket(&id);
+        if let Some(seen) = self.slots.as_ref()[bucket.clone()]
             .iter()
-            .flatten()
-            .find(|s| same_message(s) && s.expires >= now)
+            .find(|s| s.id == id && s.expires >= now)
         {
             return if seen.digest == digest {
                 Verdict::Duplicate { ack }
@@ -136,33 +165,54 @@ impl<const N: usize> Receiver<N> {
                 Verdict::Conflict
             };
         }
-        let entry = Seen {
-            src: packet.src_pk,
-            queue_id: packet.queue_id,
-            seq_no: packet.seq_no,
-            digest,
-            // After this any copy is stale anyway (|now − ts| > window).
-            expires: packet.timestamp.saturating_add(FRESHNESS_WINDOW),
+        // After this any copy is stale anyway (|now − ts| > window).
+        let expires = packet.timestamp.saturating_add(FRESHNESS_WINDOW);
+        if expires <= self.evicted_until || bucket.is_empty() {
+            return Verdict::TooOld;
+        }
+        let slots = &mut self.slots.as_mut()[bucket];
+        // An empty or expired slot, else the one expiring first.
+        let Some(slot) = slots
+            .iter_mut()
+            .min_by_key(|s| if s.expires < now { 0 } else { s.expires })
+        else {
+            return Verdict::TooOld;
         };
-        self.remember(entry, now);
+        if slot.expires >= now {
+            self.evicted_until = self.evicted_until.max(slot.expires);
+        }
+        *slot = Slot {
+            id,
+            digest,
+            expires,
+        };
         Verdict::Deliver { ack }
     }
 
-    fn remember(&mut self, entry: Seen, now: u64) {
-        // A free slot, else an expired one, else the one expiring first.
-        let slot = self
-            .seen
-            .iter()
-            .position(Option::is_none)
-            .or_else(|| {
-                self.seen
-                    .iter()
-                    .position(|s| s.is_some_and(|s| s.expires < now))
-            })
-            .or_else(|| (0..N).min_by_key(|&i| self.seen[i].map_or(0, |s| s.expires)));
-        if let Some(i) = slot {
-            self.seen[i] = Some(entry);
-        }
+    /// The keyed hash naming a message: (source, queue, seq).
+    fn id(&self, packet: &AppPacket<'_>) -> [u8; 16] {
+        let hash = Sha256::new()
+            .chain_update(self.seed)
+            .chain_update(packet.src_pk)
+            .chain_update(packet.queue_id)
+            .chain_update(packet.seq_no.to_be_bytes())
+            .finalize();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&hash[..16]);
+        id
+    }
+
+    /// The slots of the bucket `id` falls in (empty for an empty table).
+    fn bucket(&self, id: &[u8; 16]) -> core::ops::Range<usize> {
+        let len = self.slots.as_ref().len();
+        let ways = WAYS.min(len);
+        let Some(buckets) = len.checked_div(ways) else {
+            return 0..0;
+        };
+        let mut low = [0u8; 8];
+        low.copy_from_slice(&id[..8]);
+        let at = (u64::from_le_bytes(low) % buckets as u64) as usize * ways;
+        at..at + ways
     }
 }
 
@@ -182,6 +232,9 @@ pub fn ack_completes(
 
 #[cfg(test)]
 mod tests {
+    extern crate alloc;
+    use alloc::vec::Vec;
+
     use super::*;
     use crate::identity::Keypair;
 
@@ -196,7 +249,7 @@ mod tests {
     #[test]
     fn first_copy_delivers_later_copies_only_ack() {
         let a = Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
-        let mut r = Receiver::<8>::new();
+        let mut r = Receiver::new([Slot::EMPTY; 8], [7; 16]);
         let p = msg(&a, 1, 0, NOW, b"hi");
         let Verdict::Deliver { ack } = r.on_packet(&p, NOW) else {
             panic!("not delivered")
@@ -236,7 +289,7 @@ mod tests {
     #[test]
     fn freshness_is_two_sided() {
         let a = Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
-        let mut r = Receiver::<8>::new();
+        let mut r = Receiver::new([Slot::EMPTY; 8], [7; 16]);
         assert!(matches!(
             r.on_packet(&msg(&a, 1, 0, NOW - 120, b"x"), NOW),
             Verdict::Deliver { .. }
@@ -258,7 +311,7 @@ mod tests {
     #[test]
     fn capacity_is_fixed_and_the_first_to_expire_goes() {
         let a = Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
-        let mut r = Receiver::<2>::new();
+        let mut r = Receiver::new([Slot::EMPTY; 2], [7; 16]);
         let old = msg(&a, 1, 0, NOW - 100, b"old");
         let mid = msg(&a, 1, 1, NOW - 50, b"mid");
         let new = msg(&a, 1, 2, NOW, b"new");
@@ -269,11 +322,70 @@ mod tests {
         // `old` (expiring first) was evicted; the others are still known.
         assert!(matches!(r.on_packet(&mid, NOW), Verdict::Duplicate { .. }));
         assert!(matches!(r.on_packet(&new, NOW), Verdict::Duplicate { .. }));
+        // `old` itself is not delivered again: it might be a replay of a
+        // message the table forgot.
+        assert_eq!(r.on_packet(&old, NOW), Verdict::TooOld);
         // Once its window closes an entry no longer counts, and its slot is reused.
         assert!(matches!(
             r.on_packet(&msg(&a, 9, 0, NOW + 200, b"z"), NOW + 200),
             Verdict::Deliver { .. }
         ));
+    }
+
+    #[test]
+    fn a_full_table_never_delivers_a_message_twice() {
+        let a = Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
+        // 4 buckets of 8: far fewer slots than messages.
+        let mut r = Receiver::new([Slot::EMPTY; 32], [9; 16]);
+        let sent: Vec<_> = (0..200u32)
+            .map(|i| msg(&a, 1, i, NOW - 100 + u64::from(i / 2), b"m"))
+            .collect();
+        let mut delivered = 0;
+        for p in &sent {
+            if matches!(r.on_packet(p, NOW), Verdict::Deliver { .. }) {
+                delivered += 1;
+            }
+        }
+        assert!(delivered >= 32, "{delivered}");
+        assert_eq!(r.len(), 32);
+        // Replaying everything delivers nothing: each copy is either still
+        // known or older than what the table can vouch for.
+        for p in &sent {
+            let verdict = r.on_packet(p, NOW);
+            assert!(
+                matches!(verdict, Verdict::Duplicate { .. } | Verdict::TooOld),
+                "{verdict:?}"
+            );
+        }
+        // A fresh message is still delivered.
+        assert!(matches!(
+            r.on_packet(&msg(&a, 2, 0, NOW, b"new"), NOW),
+            Verdict::Deliver { .. }
+        ));
+    }
+
+    #[test]
+    fn the_seed_decides_the_buckets() {
+        let a = Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
+        let sent: Vec<_> = (0..64u32).map(|i| msg(&a, 1, i, NOW, b"m")).collect();
+        let buckets = |seed| {
+            let r = Receiver::new([Slot::EMPTY; 64], [seed; 16]);
+            sent.iter()
+                .map(|p| r.bucket(&r.id(p)).start / WAYS)
+                .collect::<Vec<_>>()
+        };
+        let (three, four) = (buckets(3), buckets(4));
+        assert_ne!(three, four, "another seed, another placement");
+        // 64 messages reach all 8 buckets.
+        assert!((0..8).all(|b| three.contains(&b)), "{three:?}");
+    }
+
+    #[test]
+    fn an_empty_table_delivers_nothing() {
+        let a = Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
+        let mut r = Receiver::new([Slot::EMPTY; 0], [0; 16]);
+        assert_eq!(r.on_packet(&msg(&a, 1, 0, NOW, b"m"), NOW), Verdict::TooOld);
+        assert!(r.known_copy(&msg(&a, 1, 0, NOW, b"m"), NOW).is_none());
     }
 
     #[test]
@@ -291,7 +403,7 @@ mod tests {
             &ack
         ));
         assert!(!ack_completes(&to_b, (&sent.queue_id, 8), &ack));
-        let mut r = Receiver::<2>::new();
+        let mut r = Receiver::new([Slot::EMPTY; 2], [7; 16]);
         assert_eq!(
             r.on_packet(&ack, NOW + 999),
             Verdict::Acked {

@@ -244,6 +244,9 @@ async fn read_packet(
     }
 }
 
+/// Queued outbound frames are gathered into one write up to this size.
+const WRITE_BATCH: usize = 64 * 1024;
+
 /// Where a PUBLISH frame's packet id sits: after the fixed header and topic.
 fn packet_id_offset(frame: &[u8]) -> Option<usize> {
     let mut i = 1;
@@ -271,6 +274,8 @@ async fn run(
     let mut ping = tokio::time::interval_at(Instant::now() + config.keep_alive, config.keep_alive);
     let mut awaiting_pong: Option<Instant> = None;
     let mut chunk = vec![0u8; 8192];
+    // Frames waiting to be written together.
+    let mut out: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
     let result: std::io::Result<()> = async {
         loop {
             // Every whole packet already buffered.
@@ -287,7 +292,7 @@ async fn run(
                             Some(id) => {
                                 let mut ack = [0u8; 4];
                                 let n = mqtt::encode_puback(id, &mut ack).unwrap_or(0);
-                                write.write_all(&ack[..n]).await?;
+                                out.extend_from_slice(&ack[..n]);
                             }
                             // A QoS 1 PUBLISH whose id is not readable yet
                             // (a topic can be 64 KiB long): wait for it.
@@ -317,7 +322,7 @@ async fn run(
                         if let Some(id) = packet_id {
                             let mut ack = [0u8; 4];
                             let n = mqtt::encode_puback(id, &mut ack).unwrap_or(0);
-                            write.write_all(&ack[..n]).await?;
+                            out.extend_from_slice(&ack[..n]);
                         }
                         let message = Inbound {
                             link,
@@ -331,6 +336,11 @@ async fn run(
                     _ => {}
                 }
                 pending.drain(..used);
+            }
+            // The PUBACKs of everything read so far, in one write.
+            if !out.is_empty() {
+                write.write_all(&out).await?;
+                out.clear();
             }
             let pong_deadline = awaiting_pong.map(|t| t + config.keep_alive);
             tokio::select! {
@@ -351,11 +361,24 @@ async fn run(
                         write.write_all(&bye[..n]).await?;
                         return Ok(());
                     };
-                    if let Some(at) = packet_id_offset(&frame) {
-                        frame[at..at + 2].copy_from_slice(&next_id.to_be_bytes());
-                        next_id = next_id.checked_add(1).unwrap_or(1);
+                    // This frame and any others already queued, in one
+                    // write: a syscall per PUBLISH would dominate under load.
+                    loop {
+                        if let Some(at) = packet_id_offset(&frame) {
+                            frame[at..at + 2].copy_from_slice(&next_id.to_be_bytes());
+                            next_id = next_id.checked_add(1).unwrap_or(1);
+                        }
+                        out.extend_from_slice(&frame);
+                        if out.len() >= WRITE_BATCH {
+                            break;
+                        }
+                        match commands.try_recv() {
+                            Ok(next) => frame = next,
+                            Err(_) => break,
+                        }
                     }
-                    write.write_all(&frame).await?;
+                    write.write_all(&out).await?;
+                    out.clear();
                 }
                 _ = ping.tick() => {
                     let mut req = [0u8; 2];

@@ -21,9 +21,9 @@ use keyway_core::rate::{RateLimit, TokenBucket};
 use keyway_core::sidewire::rendezvous::{
     self, AF_INET, AF_INET6, Broker, Ranked, Ranking, set_size,
 };
-use keyway_core::sidewire::{AppPacket, MsgType, Receiver, Verdict};
+use keyway_core::sidewire::{AppPacket, MsgType, Receiver, Slot, Verdict};
 use keyway_core::{Keypair, PublicKey};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -113,6 +113,11 @@ pub struct RouterConfig {
     pub resend_every: Duration,
     /// Inbound packets per second per source key, before verification.
     pub per_source: RateLimit,
+    /// MSGs remembered against replays (48 bytes each). The ±120 s window
+    /// is covered in full up to `replay_slots / 120` messages per second;
+    /// beyond that older copies are refused rather than risk delivering
+    /// one twice.
+    pub replay_slots: usize,
     /// How often the node checks its own subscriptions, replacing brokers
     /// that dropped and returning to them when they come back.
     pub resubscribe_every: Duration,
@@ -148,6 +153,7 @@ impl Default for RouterConfig {
                 rate: 200.0,
                 burst: 400.0,
             },
+            replay_slots: 1 << 16,
             resubscribe_every: Duration::from_secs(1),
             spare_subscriptions: 1,
             backoff_base: Duration::from_secs(1),
@@ -169,8 +175,8 @@ pub struct Message {
     pub queue_id: [u8; 32],
 }
 
-/// Called once per delivered message, on the Router's inbound task: hand
-/// long work to a task or channel.
+/// Called once per delivered message, on one of the Router's tasks and
+/// possibly for two messages at once: hand long work to a task or channel.
 pub type Handler = Arc<dyn Fn(&Message) + Send + Sync>;
 
 /// Wall-clock time in Unix seconds. Packets are stamped with it and
@@ -217,7 +223,7 @@ struct Inner {
     next_link: AtomicUsize,
     inbound: mpsc::Sender<Inbound>,
     pending: Mutex<HashMap<MessageId, PendingSend>>,
-    receiver: Mutex<Box<Receiver<4096>>>,
+    receiver: Mutex<Receiver<Box<[Slot]>>>,
     buckets: Mutex<HashMap<[u8; 33], TokenBucket>>,
     handlers: Mutex<Vec<Handler>>,
     /// ACKs being published: [`Router::close`] lets them finish.
@@ -234,6 +240,8 @@ struct Inner {
     connecting: Arc<Mutex<std::collections::HashSet<String>>>,
     started: Instant,
     get_time: Clock,
+    /// Signature checks under way at once (one per core).
+    verifying: Arc<Semaphore>,
     /// Set by [`Router::start`]; the inbound queue's receiving end until then.
     inbound_rx: Mutex<Option<mpsc::Receiver<Inbound>>>,
     /// Cancelled by [`Router::close`]: stops the background tasks and any
@@ -431,16 +439,18 @@ impl Inner {
             .try_take(&limit, now)
     }
 
-    async fn on_inbound(self: &Arc<Self>, inbound: Inbound) {
+    /// The checks that cost no signature work, in arrival order. Returns
+    /// the packets that still need [`Self::verify_and_handle`].
+    fn screen(self: &Arc<Self>, inbound: Inbound) -> Option<Inbound> {
         if inbound.topic != self.topic.as_bytes() || inbound.payload.len() > self.config.max_message
         {
-            return;
+            return None;
         }
         let Ok(packet) = AppPacket::decode(&inbound.payload) else {
-            return;
+            return None;
         };
         if !self.allow(&packet.src_pk) {
-            return;
+            return None;
         }
         // Cheap decisions before the signature check.
         if packet.msg_type == MsgType::Ack {
@@ -450,7 +460,7 @@ impl Inner {
                 .is_some_and(|(dest, _)| *dest == packet.src_pk);
             if !waiting {
                 // Completed already (fan-out copies) or never ours.
-                return;
+                return None;
             }
         }
         let known = self
@@ -462,8 +472,17 @@ impl Inner {
             && let Ok(from) = PublicKey::from_bytes(&packet.src_pk)
         {
             self.send_ack(ack, from, inbound.link, false);
-            return;
+            return None;
         }
+        Some(inbound)
+    }
+
+    /// The signature check and what follows; runs concurrently for
+    /// different packets (bounded by [`Inner::verifying`]).
+    fn verify_and_handle(self: &Arc<Self>, inbound: &Inbound) {
+        let Ok(packet) = AppPacket::decode(&inbound.payload) else {
+            return;
+        };
         let Ok(from) = packet.verify() else { return };
         let verdict = self
             .receiver
@@ -504,6 +523,7 @@ impl Inner {
                     let _ = done.send(());
                 }
             }
+            Verdict::TooOld => tracing::debug!("MSG older than the replay table covers"),
             Verdict::Stale { .. } | Verdict::Conflict | Verdict::Ignored => {}
         }
     }
@@ -519,33 +539,33 @@ impl Inner {
         arrived_on: usize,
         first: bool,
     ) {
-        let id = (*to.as_bytes(), ack.queue_id, ack.seq_no);
-        let cached = self
-            .signed_acks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned();
-        let bytes = match cached {
-            Some(bytes) => bytes,
-            None => {
-                ack.sign(&self.key);
-                let mut bytes = vec![0u8; ack.encoded_len()];
-                if ack.encode(&mut bytes).is_err() {
-                    return;
-                }
-                let bytes: Arc<[u8]> = bytes.into();
-                let mut cache = self.signed_acks.lock().unwrap_or_else(|e| e.into_inner());
-                // Entries matter only while copies of the MSG may arrive.
-                if cache.len() >= 4096 {
-                    cache.clear();
-                }
-                cache.insert(id, bytes.clone());
-                bytes
-            }
-        };
         let inner = self.clone();
         self.acks.spawn(async move {
+            let id = (*to.as_bytes(), ack.queue_id, ack.seq_no);
+            let cached = inner
+                .signed_acks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .cloned();
+            let bytes = match cached {
+                Some(bytes) => bytes,
+                None => {
+                    ack.sign(&inner.key);
+                    let mut bytes = vec![0u8; ack.encoded_len()];
+                    if ack.encode(&mut bytes).is_err() {
+                        return;
+                    }
+                    let bytes: Arc<[u8]> = bytes.into();
+                    let mut cache = inner.signed_acks.lock().unwrap_or_else(|e| e.into_inner());
+                    // Entries matter only while copies of the MSG may arrive.
+                    if cache.len() >= 4096 {
+                        cache.clear();
+                    }
+                    cache.insert(id, bytes.clone());
+                    bytes
+                }
+            };
             let topic = to.to_string();
             let arrived = inner
                 .links
@@ -559,7 +579,12 @@ impl Inner {
             } else {
                 Vec::new()
             };
-            links.extend(arrived);
+            // Once per broker: the MSG often arrived on the sender's own set.
+            if let Some(arrived) = arrived
+                && links.iter().all(|l| l.id() != arrived.id())
+            {
+                links.push(arrived);
+            }
             for link in links {
                 let sent = link.publish(topic.as_bytes(), &bytes).await;
                 tracing::debug!(broker = link.broker(), ok = sent.is_ok(), "ACK published");
@@ -621,7 +646,10 @@ impl Router {
         config: RouterConfig,
     ) -> Self {
         let (inbound, rx) = mpsc::channel(1024);
+        let mut seed = [0u8; 16];
+        UnwrapErr(getrandom::SysRng).fill_bytes(&mut seed);
         let hints = HintCache::open(config.hint_cache.clone(), config.hint_expiry);
+        let replay_slots = vec![Slot::EMPTY; config.replay_slots].into_boxed_slice();
         let inner = Arc::new(Inner {
             topic: keypair.public().to_string(),
             key: keypair,
@@ -631,7 +659,7 @@ impl Router {
             next_link: AtomicUsize::new(0),
             inbound,
             pending: Mutex::new(HashMap::new()),
-            receiver: Mutex::new(Box::new(Receiver::new())),
+            receiver: Mutex::new(Receiver::new(replay_slots, seed)),
             buckets: Mutex::new(HashMap::new()),
             handlers: Mutex::new(handler.into_iter().collect()),
             acks: TaskTracker::new(),
@@ -642,6 +670,9 @@ impl Router {
             signed_acks: Mutex::new(HashMap::new()),
             started: Instant::now(),
             get_time: Arc::new(get_time),
+            verifying: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
             inbound_rx: Mutex::new(Some(rx)),
             closed: CancellationToken::new(),
         });
@@ -685,7 +716,18 @@ impl Router {
                 };
                 let Some(message) = message else { return };
                 let Some(inner) = weak.upgrade() else { return };
-                inner.on_inbound(message).await;
+                let Some(message) = inner.screen(message) else {
+                    continue;
+                };
+                // Waiting here when every verifier is busy lets the
+                // bounded inbound queue fill and drop, as UDP would.
+                let Ok(permit) = inner.verifying.clone().acquire_owned().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    inner.verify_and_handle(&message);
+                    drop(permit);
+                });
             }
         });
         let weak = Arc::downgrade(inner);
@@ -812,8 +854,8 @@ impl SmartPipe {
     }
 
     /// Sends `data` and waits for the destination's ACK, publishing on the
-    /// top of its ranking (plus one spare per family) and again every
-    /// `resend_every` until acknowledged or `timeout` passes.
+    /// top of its ranking and again every `resend_every` (then with one
+    /// spare broker per family) until acknowledged or `timeout` passes.
     pub async fn send(&self, data: &[u8], timeout: Duration) -> Result<(), RouterError> {
         let inner = &self.inner;
         if inner.closed.is_cancelled() {
@@ -845,6 +887,7 @@ impl SmartPipe {
             .insert((queue_id, 0), (*self.dest.as_bytes(), done_tx));
         let topic = self.dest.to_string();
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut first_attempt = true;
         let result = loop {
             let mut links = Vec::new();
             let remembered = if self.use_cache {
@@ -856,7 +899,19 @@ impl SmartPipe {
             for hint in self.hints.iter().chain(&remembered) {
                 links.extend(inner.link_to(hint, true).await);
             }
-            links.extend(inner.links_for(&self.dest, 1).await);
+            // The destination's set; from the first resend on, one spare
+            // per family as well (the destination subscribes there too),
+            // in case its set is unreachable from here but not from it.
+            let spare = usize::from(!first_attempt);
+            first_attempt = false;
+            links.extend(inner.links_for(&self.dest, spare).await);
+            // Once per broker, though a hint may also rank high.
+            let mut seen = Vec::with_capacity(links.len());
+            links.retain(|l| {
+                let fresh = !seen.contains(&l.id());
+                seen.push(l.id());
+                fresh
+            });
             for link in links {
                 let _ = link.publish(topic.as_bytes(), &bytes).await;
             }

@@ -14,7 +14,7 @@ use keyway_core::namebump::{Op, Packet, reply};
 use keyway_core::rand_core::{TryCryptoRng, TryRng};
 use keyway_core::rate::{RateLimit, TokenBucket};
 use keyway_core::sidewire::rendezvous::{self, Broker, Ranked, Ranking};
-use keyway_core::sidewire::{AppPacket, MsgType, Receiver, Verdict};
+use keyway_core::sidewire::{AppPacket, MsgType, Receiver, Slot, Verdict};
 
 #[panic_handler]
 fn panic(_: &PanicInfo<'_>) -> ! {
@@ -135,7 +135,7 @@ pub fn sidewire_round_trip(seed: u64, now: u64) -> u8 {
     if received.verify().is_err() {
         return 6;
     }
-    let mut receiver = Receiver::<4>::new();
+    let mut receiver = Receiver::new([Slot::EMPTY; 8], [0x5a; 16]);
     if !matches!(receiver.on_packet(&received, now), Verdict::Deliver { .. }) {
         return 7;
     }
