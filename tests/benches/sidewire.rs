@@ -83,12 +83,13 @@ fn main() {
         one.sort_unstable();
         round_trips.sort_unstable();
 
-        // 2. Sustained: 64 senders, each waiting for its ACKs.
+        // 2. Sustained: concurrent senders, each waiting for its ACKs.
+        let senders: usize = std::env::var("SENDERS").ok().and_then(|s| s.parse().ok()).unwrap_or(64);
         let before = delivered.load(Ordering::Relaxed);
         let started = Instant::now();
         let end = started + Duration::from_secs_f64(secs / 2.0);
         let mut tasks = Vec::new();
-        for _ in 0..64 {
+        for _ in 0..senders {
             let pipe = pipe.clone();
             tasks.push(tokio::spawn(async move {
                 let mut failed = 0u64;

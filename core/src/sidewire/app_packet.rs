@@ -184,9 +184,17 @@ impl<'a> AppPacket<'a> {
     /// Verifies the signature under `src_pk`, returning that key.
     pub fn verify(&self) -> Result<PublicKey, AppVerifyError> {
         let key = PublicKey::from_bytes(&self.src_pk).map_err(|_| AppVerifyError::BadKey)?;
-        signature::verify_digest(&key, &self.digest(), &self.sig)
-            .map_err(AppVerifyError::Signature)?;
+        self.verify_as(&key)?;
         Ok(key)
+    }
+
+    /// [`Self::verify`] with `src_pk` already parsed (parsing a key costs
+    /// a square root): fails unless `key` is `src_pk`.
+    pub fn verify_as(&self, key: &PublicKey) -> Result<(), AppVerifyError> {
+        if *key.as_bytes() != self.src_pk {
+            return Err(AppVerifyError::BadKey);
+        }
+        signature::verify_digest(key, &self.digest(), &self.sig).map_err(AppVerifyError::Signature)
     }
 
     /// Writes the packet; returns its length.
@@ -238,6 +246,21 @@ impl<'a> AppPacket<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verify_as_checks_the_key_is_the_sender() {
+        let a = crate::identity::Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
+        let b = crate::identity::Keypair::from_secret_bytes(&[2u8; 32]).unwrap();
+        let mut p = AppPacket::new([1; 32], 0, 10, MsgType::Msg, b"x");
+        p.sign(&a);
+        assert_eq!(p.verify_as(a.public()), Ok(()));
+        assert_eq!(p.verify_as(b.public()), Err(AppVerifyError::BadKey));
+        p.msg = b"y";
+        assert!(matches!(
+            p.verify_as(a.public()),
+            Err(AppVerifyError::Signature(_))
+        ));
+    }
 
     #[test]
     fn header_is_142_bytes_and_an_ack_145() {

@@ -240,6 +240,8 @@ struct Inner {
     connecting: Arc<Mutex<std::collections::HashSet<String>>>,
     started: Instant,
     get_time: Clock,
+    /// Parsed keys of recent peers.
+    keys: Mutex<HashMap<[u8; 33], PublicKey>>,
     /// Signature checks under way at once (one per core).
     verifying: Arc<Semaphore>,
     /// Set by [`Router::start`]; the inbound queue's receiving end until then.
@@ -439,6 +441,24 @@ impl Inner {
             .try_take(&limit, now)
     }
 
+    /// `bytes` parsed as a key, from a small cache: peers' keys recur, and
+    /// parsing one costs a square root.
+    fn public_key(&self, bytes: &[u8; 33]) -> Option<PublicKey> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(key) = keys.get(bytes) {
+            return Some(*key);
+        }
+        let key = PublicKey::from_bytes(bytes).ok()?;
+        // Only keys that signed something valid would be worth keeping,
+        // but an invalid point is refused above and a valid one is cheap
+        // to hold; the bound keeps a flood of fresh keys from growing it.
+        if keys.len() >= 1024 {
+            keys.clear();
+        }
+        keys.insert(*bytes, key);
+        Some(key)
+    }
+
     /// The checks that cost no signature work, in arrival order. Returns
     /// the packets that still need [`Self::verify_and_handle`].
     fn screen(self: &Arc<Self>, inbound: Inbound) -> Option<Inbound> {
@@ -469,7 +489,7 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner())
             .known_copy(&packet, self.now());
         if let Some(ack) = known
-            && let Ok(from) = PublicKey::from_bytes(&packet.src_pk)
+            && let Some(from) = self.public_key(&packet.src_pk)
         {
             self.send_ack(ack, from, inbound.link, false);
             return None;
@@ -483,7 +503,12 @@ impl Inner {
         let Ok(packet) = AppPacket::decode(&inbound.payload) else {
             return;
         };
-        let Ok(from) = packet.verify() else { return };
+        let Some(from) = self.public_key(&packet.src_pk) else {
+            return;
+        };
+        if packet.verify_as(&from).is_err() {
+            return;
+        }
         let verdict = self
             .receiver
             .lock()
@@ -670,6 +695,7 @@ impl Router {
             signed_acks: Mutex::new(HashMap::new()),
             started: Instant::now(),
             get_time: Arc::new(get_time),
+            keys: Mutex::new(HashMap::new()),
             verifying: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
