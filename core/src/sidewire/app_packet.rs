@@ -249,8 +249,8 @@ mod tests {
 
     #[test]
     fn verify_as_checks_the_key_is_the_sender() {
-        let a = crate::identity::Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
-        let b = crate::identity::Keypair::from_secret_bytes(&[2u8; 32]).unwrap();
+        let a = Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
+        let b = Keypair::from_secret_bytes(&[2u8; 32]).unwrap();
         let mut p = AppPacket::new([1; 32], 0, 10, MsgType::Msg, b"x");
         p.sign(&a);
         assert_eq!(p.verify_as(a.public()), Ok(()));
