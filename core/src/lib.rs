@@ -12,6 +12,8 @@
 //! - [`rate`]: the token bucket behind per-source rate limits.
 //! - [`sidewire`]: the signed AppPacket and rendezvous broker ranking.
 //! - [`mqtt`]: the MQTT 3.1.1 packets sidewire uses, streaming and size-capped.
+//! - [`drayer`]: Drayer's signed, mutable single-writer record chains: the
+//!   record string, and the owner and receiver algorithms over any store.
 //!
 //! A namebump PUT from client to server, with no heap and no I/O:
 //!
@@ -51,11 +53,12 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-#[cfg(test)]
+#[cfg(any(test, feature = "alloc"))]
 extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod drayer;
 pub mod ecies;
 pub mod identity;
 pub mod mqtt;

@@ -1,0 +1,268 @@
+//! Applying a record to a chain: the corrected receiver of spec §12.4,
+//! used by mirrors for received records and by the owner for its own.
+//!
+//! 1. Verify. A record at or before the tip is a duplicate (same id and
+//!    signature at that time), fork evidence (another id at that time:
+//!    two writers share the key, spec D4; reported, nothing deleted), or
+//!    refused.
+//! 2. Anchor: `prevchange` is 0 or a record held here, else a record is
+//!    missing and the batch stops.
+//! 3. Skip rule: records modified after `prevchange` are gone.
+//! 4. Overshoot rule: if the next id already skips this one, the record
+//!    was deleted; otherwise every record with an id in (`prev`, `id`] is
+//!    gone (the skipped ones and the old version).
+//! 5. Repair: a surviving record whose mchain predecessor went in step 4
+//!    must point further back. The owner re-signs it; a mirror needs the
+//!    owner's patched copy (`crdr`), which it passes in `repairs` — until
+//!    it has it, [`ApplyError::NeedsRepair`] says which to fetch. No
+//!    dangling pointer is ever left behind (the original's bug O2).
+//! 6. Store the record.
+//!
+//! It mutates as it goes: run it in a transaction and roll back on error.
+
+use core::fmt;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+
+use super::chain::Chain;
+use super::record::{Meta, RecordError};
+
+/// What happened to an applied record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Inserted,
+    /// Already held, byte for byte: nothing changed.
+    Duplicate,
+}
+
+/// Who mends pointers left dangling by a removal.
+#[derive(Debug)]
+pub enum Mender<'a, B> {
+    /// The owner: re-signs the record to point further back.
+    Owner(&'a SigningKey),
+    /// A mirror: the owner's patched records, fetched with `crdr`, each
+    /// with its body.
+    Mirror(&'a [(Meta, B)]),
+}
+
+/// Why a record was not applied.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ApplyError<E> {
+    Store(E),
+    Record(RecordError),
+    /// At or before the tip, and not a copy of the record held then.
+    BeforeTip {
+        modified: i64,
+        tip: i64,
+    },
+    /// `prevchange` names a record not held here: an earlier record is
+    /// missing (sync from further back).
+    Gap {
+        prevchange: i64,
+    },
+    /// The ID chain already skips this id: the record was deleted.
+    AlreadyDeleted {
+        id: u64,
+    },
+    /// Two different records were made at the same time: two writers
+    /// used the stream's key. Nothing was changed.
+    Fork {
+        modified: i64,
+        held: u64,
+        offered: u64,
+    },
+    /// Record `target` must point at `pdest` or earlier: fetch the
+    /// owner's copy with `crdr/<pdest>` and apply again with it.
+    NeedsRepair {
+        target: u64,
+        pdest: i64,
+    },
+    /// A repair record broke the rules of spec §6.7 (it must point
+    /// further back, not be older, and mend the hole).
+    BadRepair {
+        id: u64,
+    },
+}
+
+impl<E: fmt::Display> fmt::Display for ApplyError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Store(e) => write!(f, "storage: {e}"),
+            Self::Record(e) => e.fmt(f),
+            Self::BeforeTip { modified, tip } => write!(
+                f,
+                "record modified at {modified} is not after the chain's tip ({tip})"
+            ),
+            Self::Gap { prevchange } => write!(
+                f,
+                "record follows one modified at {prevchange}, which this chain does not hold"
+            ),
+            Self::AlreadyDeleted { id } => write!(f, "record {id} was already deleted"),
+            Self::Fork {
+                modified,
+                held,
+                offered,
+            } => write!(
+                f,
+                "fork: records {held} (held) and {offered} (offered) were both made at {modified}; \
+                 two writers share this stream's key"
+            ),
+            Self::NeedsRepair { target, pdest } => write!(
+                f,
+                "record {target} needs the owner's repaired copy (crdr/{pdest})"
+            ),
+            Self::BadRepair { id } => write!(f, "repair record {id} is not an acceptable patch"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> core::error::Error for ApplyError<E> {}
+
+impl<E> From<RecordError> for ApplyError<E> {
+    fn from(e: RecordError) -> Self {
+        Self::Record(e)
+    }
+}
+
+/// Applies `meta` (with `body`, and `value` when present to check its
+/// hash) to `chain`, signed by `stream`.
+pub fn apply<C: Chain>(
+    chain: &mut C,
+    stream: &VerifyingKey,
+    meta: &Meta,
+    body: C::Body,
+    value: Option<&[u8]>,
+    mender: &Mender<'_, C::Body>,
+) -> Result<Applied, ApplyError<C::Error>>
+where
+    C::Body: Clone,
+{
+    meta.verify(stream)?;
+    if let Some(value) = value {
+        meta.check_value(value)?;
+    }
+    let store = ApplyError::Store;
+    if let Some(tip) = chain.tip().map_err(store)?
+        && meta.modified <= tip.modified
+    {
+        return match chain.by_modified(meta.modified).map_err(store)? {
+            Some(held) if held.id == meta.id && held.signature == meta.signature => {
+                Ok(Applied::Duplicate)
+            }
+            Some(held) if held.id != meta.id => Err(ApplyError::Fork {
+                modified: meta.modified,
+                held: held.id,
+                offered: meta.id,
+            }),
+            _ => Err(ApplyError::BeforeTip {
+                modified: meta.modified,
+                tip: tip.modified,
+            }),
+        };
+    }
+    let anchored = |chain: &C| -> Result<bool, C::Error> {
+        Ok(meta.prevchange == 0 || chain.by_modified(meta.prevchange)?.is_some())
+    };
+    if !anchored(chain).map_err(store)? {
+        return Err(ApplyError::Gap {
+            prevchange: meta.prevchange,
+        });
+    }
+    if let Some(next) = chain.first_id_after(meta.id).map_err(store)?
+        && next.prev < meta.id
+    {
+        return Err(ApplyError::AlreadyDeleted { id: meta.id });
+    }
+
+    // Skip rule: whatever was modified after the predecessor goes, and
+    // with it every record that could point at it.
+    while let Some(gone) = chain.first_after(meta.prevchange).map_err(store)? {
+        chain.remove(gone.id).map_err(store)?;
+    }
+    // Overshoot rule, then repair the successors of what it removed.
+    let mut cursor = meta.prev;
+    while let Some(gone) = chain.first_id_after(cursor).map_err(store)? {
+        if gone.id > meta.id {
+            break;
+        }
+        cursor = gone.id;
+        chain.remove(gone.id).map_err(store)?;
+        // Ids in (cursor, id] are still to go: neither mended nor pointed at.
+        let pending = |m: &Meta| m.id > cursor && m.id <= meta.id;
+        if let Some(orphan) = chain.by_prevchange(gone.modified).map_err(store)?
+            && !pending(&orphan)
+        {
+            let mut below = orphan.modified;
+            let pdest = loop {
+                match chain.last_before(below).map_err(store)? {
+                    Some(m) if pending(&m) => below = m.modified,
+                    Some(m) => break m.modified,
+                    None => break 0,
+                }
+            };
+            mend(chain, stream, &orphan, pdest, mender)?;
+        }
+    }
+    // The predecessor itself may not have been among the removed.
+    if !anchored(chain).map_err(store)? {
+        return Err(ApplyError::Gap {
+            prevchange: meta.prevchange,
+        });
+    }
+    chain.put(meta, body).map_err(store)?;
+    Ok(Applied::Inserted)
+}
+
+/// Points `orphan` (whose predecessor is gone) at `pdest`, the latest
+/// surviving record before it, by the owner's key or the owner's patched
+/// copy.
+fn mend<C: Chain>(
+    chain: &mut C,
+    stream: &VerifyingKey,
+    orphan: &Meta,
+    pdest: i64,
+    mender: &Mender<'_, C::Body>,
+) -> Result<(), ApplyError<C::Error>>
+where
+    C::Body: Clone,
+{
+    let store = ApplyError::Store;
+    match mender {
+        Mender::Owner(key) => chain.set_meta(&orphan.repointed(pdest, key)).map_err(store),
+        Mender::Mirror(repairs) => {
+            // The owner's answer to crdr/<pdest>: the record with the
+            // largest prevchange ≤ pdest, here the patched orphan.
+            let Some((patch, body)) = repairs
+                .iter()
+                .filter(|(r, _)| r.id == orphan.id && r.prevchange <= pdest)
+                .max_by_key(|(r, _)| r.prevchange)
+            else {
+                return Err(ApplyError::NeedsRepair {
+                    target: orphan.id,
+                    pdest,
+                });
+            };
+            patch.verify(stream)?;
+            // Spec §6.7: a patch only moves a pointer back, never brings
+            // back an older version, and lands at or before the hole.
+            let acceptable =
+                patch.prevchange < orphan.prevchange && patch.modified >= orphan.modified;
+            if !acceptable || patch.prev != orphan.prev {
+                return Err(ApplyError::BadRepair { id: patch.id });
+            }
+            if patch.modified == orphan.modified {
+                return chain.set_meta(patch).map_err(store);
+            }
+            // A newer version than ours: what lies between its pointer and
+            // it was removed by the owner.
+            chain.remove(orphan.id).map_err(store)?;
+            while let Some(gone) = chain.first_after(patch.prevchange).map_err(store)? {
+                if gone.modified >= patch.modified {
+                    break;
+                }
+                chain.remove(gone.id).map_err(store)?;
+            }
+            chain.put(patch, body.clone()).map_err(store)
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Drayer (2019): a stream is a set of mutable records published by one
+//! Ed25519 key, each in two signed linked lists — the ID chain (`prev`)
+//! and the modification chain (`prevchange`) — so that mirrors can sync by
+//! "everything after my tip" and still learn of deletions
+//! (`../shared/specs/drayer.md`, Part A, with the fixes of Part C).
+//!
+//! - [`record`]: the signed fields and the exact 136-byte signing string.
+//! - [`chain`]: what the algorithms need from a store.
+//! - [`apply`]: the receiver's rules, for mirrors and the owner alike.
+//! - [`owner`]: set and delete.
+//! - `memory` (feature `alloc`): a chain in memory.
+
+pub mod apply;
+pub mod chain;
+#[cfg(feature = "alloc")]
+pub mod memory;
+pub mod owner;
+pub mod record;
+
+pub use apply::{Applied, ApplyError, Mender, apply};
+pub use chain::Chain;
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
+pub use owner::{WriteError, delete, set};
+pub use record::{Hash, Meta, RecordError, hash};
