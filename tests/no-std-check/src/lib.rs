@@ -5,6 +5,7 @@
 use core::panic::PanicInfo;
 
 use keyway_core::Keypair;
+use keyway_core::drayer;
 use keyway_core::ecies;
 use keyway_core::mqtt;
 use keyway_core::namebump::freshness::check_freshness;
@@ -159,6 +160,14 @@ pub fn sidewire_round_trip(seed: u64, now: u64) -> u8 {
     );
     if ranked.len() != 2 || rendezvous::set_size(pool.len()) != 1 {
         return 8;
+    }
+    // Drayer: sign and verify a record's 136-byte string.
+    let owner = drayer::SigningKey::from_bytes(&[7u8; 32]);
+    let value = b"world";
+    let mut record = drayer::Meta::new(1, 10, 10, 0, 0, "hello", "obj", drayer::hash(value));
+    record.sign(&owner);
+    if record.verify(&owner.verifying_key()).is_err() || record.check_value(value).is_err() {
+        return 9;
     }
     0
 }
