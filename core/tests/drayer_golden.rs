@@ -5,9 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use keyway_core::drayer::memory::{MemoryBody, MemoryChain};
-use keyway_core::drayer::{
-    Applied, ApplyError, Chain, Mender, Meta, SigningKey, VerifyingKey, apply, delete, hash, set,
-};
+use keyway_core::drayer::{Meta, SigningKey, VerifyingKey, delete, hash, set};
 use serde_json::Value;
 
 fn vectors() -> Value {
@@ -47,41 +45,8 @@ fn rows(chain: &MemoryChain) -> Vec<Value> {
         .collect()
 }
 
-/// Everything newer than the mirror's tip, one record at a time, fetching
-/// `crdr` answers from the owner when a repair is needed (each record in
-/// its own transaction, as the original client does).
 fn sync(mirror: &mut MemoryChain, owner: &MemoryChain, stream: &VerifyingKey) -> (usize, usize) {
-    let tip = mirror.tip().unwrap().map_or(0, |m| m.modified);
-    let (mut applied, mut fetched) = (0, 0);
-    for (meta, body) in owner.modified_after(tip, 100) {
-        let mut repairs: Vec<(Meta, MemoryBody)> = Vec::new();
-        loop {
-            let value = body.value.clone();
-            let result = mirror.transaction(|m| {
-                apply(
-                    m,
-                    stream,
-                    &meta,
-                    body.clone(),
-                    value.as_deref(),
-                    &Mender::Mirror(&repairs),
-                )
-            });
-            match result {
-                Ok(Applied::Inserted) => {
-                    applied += 1;
-                    break;
-                }
-                Ok(Applied::Duplicate) => break,
-                Err(ApplyError::NeedsRepair { pdest, .. }) if repairs.len() < 8 => {
-                    repairs.push(owner.crdr(pdest).expect("the owner can repair"));
-                    fetched += 1;
-                }
-                Err(e) => panic!("mirror refused record {}: {e}", meta.id),
-            }
-        }
-    }
-    (applied, fetched)
+    mirror.sync_from(owner, stream).unwrap()
 }
 
 #[test]

@@ -37,12 +37,19 @@ pub enum Applied {
 
 /// Who mends pointers left dangling by a removal.
 #[derive(Debug)]
-pub enum Mender<'a, B> {
+pub enum Mender<'a> {
     /// The owner: re-signs the record to point further back.
     Owner(&'a SigningKey),
-    /// A mirror: the owner's patched records, fetched with `crdr`, each
-    /// with its body.
-    Mirror(&'a [(Meta, B)]),
+    /// A mirror: the owner's answers to `crdr/<pdest>` fetched so far.
+    Mirror(&'a [Repair]),
+}
+
+/// The owner's answer to `crdr/<pdest>`: the record with the largest
+/// `prevchange` ≤ `pdest`, or `None` when it has none (HTTP 404).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Repair {
+    pub pdest: i64,
+    pub answer: Option<Meta>,
 }
 
 /// Why a record was not applied.
@@ -132,11 +139,8 @@ pub fn apply<C: Chain>(
     meta: &Meta,
     body: C::Body,
     value: Option<&[u8]>,
-    mender: &Mender<'_, C::Body>,
-) -> Result<Applied, ApplyError<C::Error>>
-where
-    C::Body: Clone,
-{
+    mender: &Mender<'_>,
+) -> Result<Applied, ApplyError<C::Error>> {
     meta.verify(stream)?;
     if let Some(value) = value {
         meta.check_value(value)?;
@@ -192,15 +196,7 @@ where
         if let Some(orphan) = chain.by_prevchange(gone.modified).map_err(store)?
             && !pending(&orphan)
         {
-            let mut below = orphan.modified;
-            let pdest = loop {
-                match chain.last_before(below).map_err(store)? {
-                    Some(m) if pending(&m) => below = m.modified,
-                    Some(m) => break m.modified,
-                    None => break 0,
-                }
-            };
-            mend(chain, stream, &orphan, pdest, mender)?;
+            mend(chain, stream, orphan, &pending, mender)?;
         }
     }
     // The predecessor itself may not have been among the removed.
@@ -213,56 +209,88 @@ where
     Ok(Applied::Inserted)
 }
 
-/// Points `orphan` (whose predecessor is gone) at `pdest`, the latest
-/// surviving record before it, by the owner's key or the owner's patched
-/// copy.
+/// Points `orphan` (whose predecessor is gone) at the latest surviving
+/// record before it: the owner re-signs it; a mirror takes the owner's
+/// patched copy from `crdr`. If the owner no longer has this version of
+/// the orphan (its `crdr` answer is another record: the orphan was since
+/// moved or deleted, and a correct owner's answer would otherwise be the
+/// orphan), the mirror drops it too and mends its successor in turn; a
+/// moved record comes back later in the same sync.
 fn mend<C: Chain>(
     chain: &mut C,
     stream: &VerifyingKey,
-    orphan: &Meta,
-    pdest: i64,
-    mender: &Mender<'_, C::Body>,
-) -> Result<(), ApplyError<C::Error>>
-where
-    C::Body: Clone,
-{
+    mut orphan: Meta,
+    pending: &dyn Fn(&Meta) -> bool,
+    mender: &Mender<'_>,
+) -> Result<(), ApplyError<C::Error>> {
     let store = ApplyError::Store;
-    match mender {
-        Mender::Owner(key) => chain.set_meta(&orphan.repointed(pdest, key)).map_err(store),
-        Mender::Mirror(repairs) => {
-            // The owner's answer to crdr/<pdest>: the record with the
-            // largest prevchange ≤ pdest, here the patched orphan.
-            let Some((patch, body)) = repairs
-                .iter()
-                .filter(|(r, _)| r.id == orphan.id && r.prevchange <= pdest)
-                .max_by_key(|(r, _)| r.prevchange)
-            else {
-                return Err(ApplyError::NeedsRepair {
-                    target: orphan.id,
-                    pdest,
-                });
-            };
-            patch.verify(stream)?;
-            // Spec §6.7: a patch only moves a pointer back, never brings
-            // back an older version, and lands at or before the hole.
-            let acceptable =
-                patch.prevchange < orphan.prevchange && patch.modified >= orphan.modified;
-            if !acceptable || patch.prev != orphan.prev {
+    loop {
+        let mut below = orphan.modified;
+        let pdest = loop {
+            match chain.last_before(below).map_err(store)? {
+                Some(m) if pending(&m) => below = m.modified,
+                Some(m) => break m.modified,
+                None => break 0,
+            }
+        };
+        let repairs = match mender {
+            Mender::Owner(key) => {
+                // Between pdest and the orphan lie only records still to
+                // be removed (that is how pdest was found): remove them now,
+                // so no two records point at pdest even for a moment.
+                remove_between(chain, pdest, orphan.modified)?;
+                return chain.set_meta(&orphan.repointed(pdest, key)).map_err(store);
+            }
+            Mender::Mirror(repairs) => repairs,
+        };
+        let Some(repair) = repairs.iter().find(|r| r.pdest == pdest) else {
+            return Err(ApplyError::NeedsRepair {
+                target: orphan.id,
+                pdest,
+            });
+        };
+        if let Some(patch) = repair.answer {
+            if patch.prevchange > pdest {
                 return Err(ApplyError::BadRepair { id: patch.id });
             }
-            if patch.modified == orphan.modified {
-                return chain.set_meta(patch).map_err(store);
-            }
-            // A newer version than ours: what lies between its pointer and
-            // it was removed by the owner.
-            chain.remove(orphan.id).map_err(store)?;
-            while let Some(gone) = chain.first_after(patch.prevchange).map_err(store)? {
-                if gone.modified >= patch.modified {
-                    break;
+            if patch.id == orphan.id && patch.modified == orphan.modified {
+                patch.verify(stream)?;
+                let same_record = Meta {
+                    prevchange: orphan.prevchange,
+                    signature: orphan.signature,
+                    ..patch
+                } == orphan;
+                if !same_record || patch.prevchange >= orphan.prevchange {
+                    return Err(ApplyError::BadRepair { id: patch.id });
                 }
-                chain.remove(gone.id).map_err(store)?;
+                // The owner has nothing between the patch's pointer and
+                // it: what this mirror still holds there was since moved
+                // (it comes back later in the sync) or deleted (spec §6.7's
+                // range delete). Those records' successors are in the range
+                // or the orphan, so nothing else is left dangling.
+                remove_between(chain, patch.prevchange, orphan.modified)?;
+                return chain.set_meta(&patch).map_err(store);
             }
-            chain.put(patch, body.clone()).map_err(store)
+        }
+        chain.remove(orphan.id).map_err(store)?;
+        match chain.by_prevchange(orphan.modified).map_err(store)? {
+            Some(next) if !pending(&next) => orphan = next,
+            _ => return Ok(()),
         }
     }
+}
+
+/// Removes every record modified strictly between `after` and `before`.
+fn remove_between<C: Chain>(
+    chain: &mut C,
+    after: i64,
+    before: i64,
+) -> Result<(), ApplyError<C::Error>> {
+    while let Some(stale) = chain.first_after(after).map_err(ApplyError::Store)? {
+        if stale.modified >= before {
+            break;
+        }
+        chain.remove(stale.id).map_err(ApplyError::Store)?;
+    }
+    Ok(())
 }

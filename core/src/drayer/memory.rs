@@ -7,8 +7,16 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::apply::{Applied, ApplyError, Mender, Repair, apply};
 use super::chain::Chain;
 use super::record::Meta;
+use ed25519_dalek::VerifyingKey;
+
+/// Records per `newRecords` page (spec O4: the original never applied it).
+pub const PAGE: usize = 100;
+
+/// Repairs fetched for one record before giving up.
+pub const MAX_REPAIRS: usize = 16;
 
 /// Key, type and value; the value is `None` in a metadata-only copy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +90,58 @@ impl MemoryChain {
         self.records.get(id).cloned()
     }
 
+    /// Mirrors `source` in memory the way the HTTP client does: pages of
+    /// [`PAGE`] records after the local tip (again while a page is full),
+    /// each record in its own transaction, fetching `crdr` answers when a
+    /// repair is needed. Stops at the first refused record. Returns the
+    /// records inserted and the repairs fetched.
+    pub fn sync_from(
+        &mut self,
+        source: &Self,
+        stream: &VerifyingKey,
+    ) -> Result<(usize, usize), ApplyError<Conflict>> {
+        let (mut inserted, mut fetched) = (0, 0);
+        loop {
+            let tip = self
+                .tip()
+                .map_err(ApplyError::Store)?
+                .map_or(0, |m| m.modified);
+            let page = source.modified_after(tip, PAGE);
+            for (meta, body) in &page {
+                let mut repairs: Vec<Repair> = Vec::new();
+                loop {
+                    let result = self.transaction(|chain| {
+                        apply(
+                            chain,
+                            stream,
+                            meta,
+                            body.clone(),
+                            body.value.as_deref(),
+                            &Mender::Mirror(&repairs),
+                        )
+                    });
+                    match result {
+                        Ok(Applied::Inserted) => inserted += 1,
+                        Ok(Applied::Duplicate) => {}
+                        Err(ApplyError::NeedsRepair { pdest, .. })
+                            if repairs.len() < MAX_REPAIRS =>
+                        {
+                            let answer = source.crdr(pdest).map(|(m, _)| m);
+                            repairs.push(Repair { pdest, answer });
+                            fetched += 1;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    break;
+                }
+            }
+            if page.len() < PAGE {
+                return Ok((inserted, fetched));
+            }
+        }
+    }
+
     /// Runs `f` on a copy and keeps the result only if it succeeds.
     pub fn transaction<T, E>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, E>) -> Result<T, E> {
         let mut draft = self.clone();
@@ -94,10 +154,20 @@ impl MemoryChain {
         id.and_then(|id| self.records.get(id)).map(|(m, _)| *m)
     }
 
+    /// Drops the index entries that name this record (a mirror may
+    /// briefly hold an old copy of a key that a newer record already took).
     fn unlink(&mut self, meta: &Meta, body: &MemoryBody) {
-        self.by_modified.remove(&meta.modified);
-        self.by_prevchange.remove(&meta.prevchange);
-        self.by_key.remove(&(body.key.clone(), body.kind.clone()));
+        let id = meta.id;
+        if self.by_modified.get(&meta.modified) == Some(&id) {
+            self.by_modified.remove(&meta.modified);
+        }
+        if self.by_prevchange.get(&meta.prevchange) == Some(&id) {
+            self.by_prevchange.remove(&meta.prevchange);
+        }
+        let key = (body.key.clone(), body.kind.clone());
+        if self.by_key.get(&key) == Some(&id) {
+            self.by_key.remove(&key);
+        }
     }
 
     fn link(&mut self, meta: &Meta, body: &MemoryBody) -> Result<(), Conflict> {

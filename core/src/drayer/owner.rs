@@ -69,10 +69,7 @@ pub fn set<C: Chain>(
     body: C::Body,
     now: i64,
     timestamp: Option<i64>,
-) -> Result<Meta, WriteError<C::Error>>
-where
-    C::Body: Clone,
-{
+) -> Result<Meta, WriteError<C::Error>> {
     let store = |e| WriteError::Apply(ApplyError::Store(e));
     let tip = chain.tip().map_err(store)?;
     let mtip = tip.map_or(0, |t| t.modified);
@@ -113,10 +110,7 @@ pub fn delete<C: Chain>(
     key: &str,
     kind: &str,
     now: i64,
-) -> Result<Meta, WriteError<C::Error>>
-where
-    C::Body: Clone,
-{
+) -> Result<Meta, WriteError<C::Error>> {
     let store = |e| WriteError::Apply(ApplyError::Store(e));
     let x = chain
         .by_key(key, kind)
@@ -155,10 +149,7 @@ fn commit<C: Chain>(
     owner: &SigningKey,
     meta: &Meta,
     body: C::Body,
-) -> Result<Meta, WriteError<C::Error>>
-where
-    C::Body: Clone,
-{
+) -> Result<Meta, WriteError<C::Error>> {
     match apply(
         chain,
         &owner.verifying_key(),
