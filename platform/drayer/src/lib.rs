@@ -1,0 +1,17 @@
+//! Drayer streams for std: the original's SQLite stream files
+//! (`../shared/specs/drayer.md` §5) driven by the algorithms of
+//! `keyway_core::drayer`.
+//!
+//! - [`Stream`]: open, create or mirror a stream file; get, set, delete,
+//!   list, verify.
+//! - [`sqlite`]: the `Chain` over one SQLite transaction.
+//! - [`keyfile`]: the `<stream>.privatekey` file.
+//! - [`sync`]: pulling a stream from a peer.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod keyfile;
+pub mod sqlite;
+mod stream;
+pub mod sync;
+
+pub use stream::{Entry, Stream, StreamError, VerifyReport, parse_public_key};

@@ -1,0 +1,274 @@
+//! The original stream file (spec §5): tables `attr` and `record`, the
+//! eleven columns in their order, `UNIQUE(chain, modified)` and
+//! `UNIQUE(chain, prevchange)`, and the stream's own rows with `chain` an
+//! empty blob. Every query filters on the chain (the original's O8), and
+//! the indexes the spec recommends make every lookup O(log n).
+
+use keyway_core::drayer::{Chain, Meta, hash};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// The original schema, for new files.
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS attr (key text, value text);
+CREATE TABLE IF NOT EXISTS record (id integer, type text, key text, value blob, hash blob,timestamp integer, modified integer, prev integer, prevchange integer, signature blob, chain blob, UNIQUE(chain,modified),UNIQUE(chain,prevchange));
+";
+
+/// The indexes spec §7.2 recommends; harmless to add to old files.
+pub const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS keyway_record_chain_id ON record(chain, id);
+CREATE INDEX IF NOT EXISTS keyway_record_chain_prev ON record(chain, prev);
+CREATE INDEX IF NOT EXISTS keyway_record_chain_type_key ON record(chain, type, key);
+";
+
+/// The stream's own chain in `chain`'s column.
+const MAIN: &[u8] = &[];
+
+/// A row's key, type and value (`None`: a metadata-only copy, spec §9).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Body {
+    pub key: String,
+    pub kind: String,
+    pub value: Option<Vec<u8>>,
+}
+
+/// A stored row that cannot be a record (wrong lengths or types): files
+/// are input too.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    #[error("record {id}: stored {what} is malformed")]
+    Malformed { id: i64, what: &'static str },
+}
+
+/// The main chain of a stream file, read and written through `conn`
+/// (usually a transaction).
+#[derive(Debug)]
+pub struct SqliteChain<'c> {
+    conn: &'c Connection,
+}
+
+const COLUMNS: &str = "id, type, key, hash, timestamp, modified, prev, prevchange, signature";
+
+impl<'c> SqliteChain<'c> {
+    pub fn new(conn: &'c Connection) -> Self {
+        Self { conn }
+    }
+
+    fn one(&self, condition: &str, arg: i64) -> Result<Option<Meta>, ChainError> {
+        let sql = format!("SELECT {COLUMNS} FROM record WHERE chain = ?1 AND {condition} LIMIT 1");
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let row = statement
+            .query_row(params![MAIN, arg], |row| Ok(meta_parts(row)))
+            .optional()?;
+        row.transpose()
+    }
+
+    /// Rows modified after `t`, oldest first, at most `limit` (newRecords).
+    pub fn modified_after(&self, t: i64, limit: usize) -> Result<Vec<(Meta, Body)>, ChainError> {
+        let sql = format!(
+            "SELECT {COLUMNS}, value FROM record WHERE chain = ?1 AND modified > ?2 ORDER BY modified LIMIT ?3"
+        );
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement.query_map(params![MAIN, t, limit], |row| {
+            Ok((meta_parts(row), body_parts(row)?))
+        })?;
+        rows.map(|r| {
+            let (meta, body) = r?;
+            Ok((meta?, body))
+        })
+        .collect()
+    }
+
+    /// The row with the largest `prevchange` ≤ `pdest` (crdr).
+    pub fn crdr(&self, pdest: i64) -> Result<Option<(Meta, Body)>, ChainError> {
+        let sql = format!(
+            "SELECT {COLUMNS}, value FROM record WHERE chain = ?1 AND prevchange <= ?2 ORDER BY prevchange DESC LIMIT 1"
+        );
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let row = statement
+            .query_row(params![MAIN, pdest], |row| {
+                Ok((meta_parts(row), body_parts(row)?))
+            })
+            .optional()?;
+        row.map(|(meta, body)| Ok((meta?, body))).transpose()
+    }
+
+    /// Every row, by id (for verification and listing).
+    pub fn all(&self, kind: Option<&str>) -> Result<Vec<(Meta, Body)>, ChainError> {
+        let sql = format!(
+            "SELECT {COLUMNS}, value FROM record WHERE chain = ?1 AND (?2 IS NULL OR type = ?2) ORDER BY id"
+        );
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let rows = statement.query_map(params![MAIN, kind], |row| {
+            Ok((meta_parts(row), body_parts(row)?))
+        })?;
+        rows.map(|r| {
+            let (meta, body) = r?;
+            Ok((meta?, body))
+        })
+        .collect()
+    }
+
+    /// Rows of another chain (sibling streams, spec §5.3): counted and
+    /// left alone.
+    pub fn foreign_rows(&self) -> Result<u64, ChainError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM record WHERE chain IS NULL OR chain <> ?1",
+            params![MAIN],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+fn blob<const N: usize>(
+    row: &Row<'_>,
+    index: usize,
+    id: i64,
+    what: &'static str,
+) -> Result<[u8; N], ChainError> {
+    let bytes: Option<Vec<u8>> = row.get(index).map_err(ChainError::Sql)?;
+    bytes
+        .and_then(|b| b.try_into().ok())
+        .ok_or(ChainError::Malformed { id, what })
+}
+
+/// A row's metadata (columns in [`COLUMNS`] order). Inner `Result`: rusqlite
+/// errors out of `query_row` closures, ours after.
+fn meta_parts(row: &Row<'_>) -> Result<Meta, ChainError> {
+    let id: i64 = row.get(0)?;
+    let malformed = |what| ChainError::Malformed { id, what };
+    let kind: String = row.get(1).map_err(|_| malformed("type"))?;
+    let key: String = row.get(2).map_err(|_| malformed("key"))?;
+    let prev: i64 = row.get(6)?;
+    Ok(Meta {
+        id: u64::try_from(id).map_err(|_| malformed("id"))?,
+        timestamp: row.get(4)?,
+        modified: row.get(5)?,
+        prev: u64::try_from(prev).map_err(|_| malformed("prev"))?,
+        prevchange: row.get(7)?,
+        key_hash: hash(key.as_bytes()),
+        value_hash: blob(row, 3, id, "hash")?,
+        type_hash: hash(kind.as_bytes()),
+        signature: blob(row, 8, id, "signature")?,
+    })
+}
+
+fn body_parts(row: &Row<'_>) -> rusqlite::Result<Body> {
+    Ok(Body {
+        kind: row.get(1)?,
+        key: row.get(2)?,
+        value: row.get(9)?,
+    })
+}
+
+fn id_param(id: u64) -> i64 {
+    // Ids are checked ≤ i64::MAX before they reach the store.
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+impl Chain for SqliteChain<'_> {
+    type Error = ChainError;
+    type Body = Body;
+
+    fn tip(&self) -> Result<Option<Meta>, ChainError> {
+        self.one("?2 = ?2 ORDER BY modified DESC", 0)
+    }
+
+    fn id_tip(&self) -> Result<Option<Meta>, ChainError> {
+        self.one("?2 = ?2 ORDER BY id DESC", 0)
+    }
+
+    fn by_id(&self, id: u64) -> Result<Option<Meta>, ChainError> {
+        self.one("id = ?2", id_param(id))
+    }
+
+    fn by_modified(&self, modified: i64) -> Result<Option<Meta>, ChainError> {
+        self.one("modified = ?2", modified)
+    }
+
+    fn by_prevchange(&self, modified: i64) -> Result<Option<Meta>, ChainError> {
+        self.one("prevchange = ?2", modified)
+    }
+
+    fn by_key(&self, key: &str, kind: &str) -> Result<Option<Meta>, ChainError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM record WHERE chain = ?1 AND type = ?2 AND key = ?3 ORDER BY modified DESC LIMIT 1"
+        );
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let row = statement
+            .query_row(params![MAIN, kind, key], |row| Ok(meta_parts(row)))
+            .optional()?;
+        row.transpose()
+    }
+
+    fn last_before(&self, modified: i64) -> Result<Option<Meta>, ChainError> {
+        self.one("modified < ?2 ORDER BY modified DESC", modified)
+    }
+
+    fn first_after(&self, modified: i64) -> Result<Option<Meta>, ChainError> {
+        self.one("modified > ?2 ORDER BY modified", modified)
+    }
+
+    fn first_id_after(&self, id: u64) -> Result<Option<Meta>, ChainError> {
+        self.one("id > ?2 ORDER BY id", id_param(id))
+    }
+
+    fn body(&self, id: u64) -> Result<Option<Body>, ChainError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, type, key, 0, 0, 0, 0, 0, 0, value FROM record WHERE chain = ?1 AND id = ?2",
+        )?;
+        Ok(statement
+            .query_row(params![MAIN, id_param(id)], body_parts)
+            .optional()?)
+    }
+
+    fn put(&mut self, meta: &Meta, body: Body) -> Result<(), ChainError> {
+        self.remove(meta.id)?;
+        let mut statement = self.conn.prepare_cached(
+            "INSERT INTO record VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        statement.execute(params![
+            id_param(meta.id),
+            body.kind,
+            body.key,
+            body.value,
+            meta.value_hash.as_slice(),
+            meta.timestamp,
+            meta.modified,
+            id_param(meta.prev),
+            meta.prevchange,
+            meta.signature.as_slice(),
+            MAIN,
+        ])?;
+        Ok(())
+    }
+
+    fn set_meta(&mut self, meta: &Meta) -> Result<(), ChainError> {
+        let mut statement = self.conn.prepare_cached(
+            "UPDATE record SET hash = ?3, timestamp = ?4, modified = ?5, prev = ?6, prevchange = ?7, signature = ?8
+             WHERE chain = ?1 AND id = ?2",
+        )?;
+        statement.execute(params![
+            MAIN,
+            id_param(meta.id),
+            meta.value_hash.as_slice(),
+            meta.timestamp,
+            meta.modified,
+            id_param(meta.prev),
+            meta.prevchange,
+            meta.signature.as_slice(),
+        ])?;
+        Ok(())
+    }
+
+    fn remove(&mut self, id: u64) -> Result<(), ChainError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("DELETE FROM record WHERE chain = ?1 AND id = ?2")?;
+        statement.execute(params![MAIN, id_param(id)])?;
+        Ok(())
+    }
+}

@@ -1,0 +1,447 @@
+//! A stream file: create, open (owner or mirror), read, write, verify.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use keyway_core::drayer::{
+    Applied, ApplyError, Chain, Mender, Meta, Repair, SigningKey, VerifyingKey, WriteError, apply,
+    delete, hash, set,
+};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::keyfile::{self, KeyFileError};
+use crate::sqlite::{Body, ChainError, INDEXES, SCHEMA, SqliteChain};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("{path}: {source}")]
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    #[error("{path} already exists")]
+    Exists { path: PathBuf },
+    #[error("{path} is not a Drayer stream file (no record table or PublicKey)")]
+    NotAStream { path: PathBuf },
+    #[error("{0:?} is not a base64 Ed25519 public key")]
+    BadPublicKey(String),
+    #[error("{path} holds stream {held}, not {wanted}")]
+    OtherStream {
+        path: PathBuf,
+        held: String,
+        wanted: String,
+    },
+    #[error("this copy has no private key ({}): it is a read-only mirror", .0.display())]
+    NotOwner(PathBuf),
+    #[error(transparent)]
+    Write(#[from] WriteError<ChainError>),
+    #[error(transparent)]
+    Apply(#[from] ApplyError<ChainError>),
+}
+
+impl From<rusqlite::Error> for StreamError {
+    fn from(source: rusqlite::Error) -> Self {
+        Self::Chain(ChainError::Sql(source))
+    }
+}
+
+/// A record as applications see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub id: u64,
+    pub kind: String,
+    pub key: String,
+    pub timestamp: i64,
+    pub modified: i64,
+    /// `None` in a metadata-only mirror.
+    pub value: Option<Vec<u8>>,
+}
+
+/// What [`Stream::verify`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub records: usize,
+    /// Each problem, naming the record.
+    pub problems: Vec<String>,
+}
+
+/// One stream file and, for its owner, the private key.
+#[derive(Debug)]
+pub struct Stream {
+    conn: Connection,
+    path: PathBuf,
+    public: VerifyingKey,
+    owner: Option<SigningKey>,
+}
+
+/// Parses a base64 public key (standard or URL-safe, padded or not).
+pub fn parse_public_key(text: &str) -> Result<VerifyingKey, StreamError> {
+    let bad = || StreamError::BadPublicKey(text.to_owned());
+    let cleaned: String = text
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '+' || *c == '/')
+        .collect();
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(cleaned)
+        .map_err(|_| bad())?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| bad())
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Stream {
+    /// Creates a new stream file with a fresh key pair and its
+    /// `.privatekey` file. Fails if either exists.
+    pub fn create(path: &Path) -> Result<Self, StreamError> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| KeyFileError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+        Self::create_with_key(path, SigningKey::from_bytes(&seed))
+    }
+
+    /// [`Self::create`] with a given key.
+    pub fn create_with_key(path: &Path, key: SigningKey) -> Result<Self, StreamError> {
+        let key_path = keyfile::path_for(path);
+        for p in [path, key_path.as_path()] {
+            if p.exists() {
+                return Err(StreamError::Exists { path: p.to_owned() });
+            }
+        }
+        let conn = Self::connect(path, false)?;
+        conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(INDEXES)?;
+        let public = key.verifying_key();
+        conn.execute(
+            "INSERT INTO attr VALUES ('PublicKey', ?1)",
+            params![STANDARD.encode(public.as_bytes())],
+        )?;
+        keyfile::create(&key_path, &key)?;
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+            public,
+            owner: Some(key),
+        })
+    }
+
+    /// Opens an existing stream file for reading and writing (writing
+    /// needs the `.privatekey` file; syncing does not). Adds the
+    /// recommended indexes.
+    pub fn open(path: &Path) -> Result<Self, StreamError> {
+        let conn = Self::connect(path, false)?;
+        let public = Self::stored_key(&conn, path)?;
+        conn.execute_batch(INDEXES)?;
+        let key_path = keyfile::path_for(path);
+        let owner = key_path
+            .exists()
+            .then(|| keyfile::load(&key_path, &public))
+            .transpose()?;
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+            public,
+            owner,
+        })
+    }
+
+    /// Opens a stream file without ever writing to it.
+    pub fn open_read_only(path: &Path) -> Result<Self, StreamError> {
+        let conn = Self::connect(path, true)?;
+        let public = Self::stored_key(&conn, path)?;
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+            public,
+            owner: None,
+        })
+    }
+
+    /// Opens the mirror of `public` at `path`, creating an empty one if
+    /// the file does not exist.
+    pub fn mirror(path: &Path, public: VerifyingKey) -> Result<Self, StreamError> {
+        if !path.exists() {
+            let conn = Self::connect(path, false)?;
+            conn.execute_batch(SCHEMA)?;
+            conn.execute_batch(INDEXES)?;
+            conn.execute(
+                "INSERT INTO attr VALUES ('PublicKey', ?1)",
+                params![STANDARD.encode(public.as_bytes())],
+            )?;
+            return Ok(Self {
+                conn,
+                path: path.to_owned(),
+                public,
+                owner: None,
+            });
+        }
+        let stream = Self::open(path)?;
+        if stream.public != public {
+            return Err(StreamError::OtherStream {
+                path: path.to_owned(),
+                held: stream.public_key_base64(),
+                wanted: STANDARD.encode(public.as_bytes()),
+            });
+        }
+        Ok(stream)
+    }
+
+    fn connect(path: &Path, read_only: bool) -> Result<Connection, StreamError> {
+        let sql = |source| StreamError::Sql {
+            path: path.to_owned(),
+            source,
+        };
+        let flags = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else if path.exists() {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        Ok(conn)
+    }
+
+    fn stored_key(conn: &Connection, path: &Path) -> Result<VerifyingKey, StreamError> {
+        let not_a_stream = || StreamError::NotAStream {
+            path: path.to_owned(),
+        };
+        let text: Option<String> = conn
+            .query_row(
+                "SELECT value FROM attr WHERE key = 'PublicKey' LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|_| not_a_stream())?;
+        parse_public_key(&text.ok_or_else(not_a_stream)?)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn public_key(&self) -> &VerifyingKey {
+        &self.public
+    }
+
+    /// The public key as the original writes it (standard base64).
+    pub fn public_key_base64(&self) -> String {
+        STANDARD.encode(self.public.as_bytes())
+    }
+
+    /// Whether this copy holds the private key.
+    pub fn is_owner(&self) -> bool {
+        self.owner.is_some()
+    }
+
+    fn owner(&self) -> Result<&SigningKey, StreamError> {
+        self.owner
+            .as_ref()
+            .ok_or_else(|| StreamError::NotOwner(keyfile::path_for(&self.path)))
+    }
+
+    /// The value of (key, kind), checked against its signed hash and the
+    /// signature. Reads change nothing (the original deleted rows on read:
+    /// O15).
+    pub fn get(&self, key: &str, kind: &str) -> Result<Option<Vec<u8>>, StreamError> {
+        let chain = SqliteChain::new(&self.conn);
+        let Some(meta) = chain.by_key(key, kind)? else {
+            return Ok(None);
+        };
+        meta.verify(&self.public)
+            .map_err(ApplyError::<ChainError>::Record)?;
+        let body = chain.body(meta.id)?;
+        let value = body.and_then(|b| b.value);
+        if let Some(value) = &value {
+            meta.check_value(value)
+                .map_err(ApplyError::<ChainError>::Record)?;
+        }
+        Ok(value)
+    }
+
+    /// Sets (key, kind) to `value`, now.
+    pub fn set(&mut self, key: &str, kind: &str, value: &[u8]) -> Result<Meta, StreamError> {
+        self.set_at(key, kind, value, now_micros(), None)
+    }
+
+    /// Sets (key, kind) to `value` with the owner's clock at `now` (µs)
+    /// and an application timestamp (default: the version time).
+    pub fn set_at(
+        &mut self,
+        key: &str,
+        kind: &str,
+        value: &[u8],
+        now: i64,
+        timestamp: Option<i64>,
+    ) -> Result<Meta, StreamError> {
+        let owner = self.owner()?.clone();
+        let tx = self.conn.transaction()?;
+        let body = Body {
+            key: key.to_owned(),
+            kind: kind.to_owned(),
+            value: Some(value.to_vec()),
+        };
+        let meta = set(
+            &mut SqliteChain::new(&tx),
+            &owner,
+            key,
+            kind,
+            hash(value),
+            body,
+            now,
+            timestamp,
+        )?;
+        tx.commit()?;
+        Ok(meta)
+    }
+
+    /// Deletes (key, kind).
+    pub fn delete(&mut self, key: &str, kind: &str) -> Result<(), StreamError> {
+        self.delete_at(key, kind, now_micros())
+    }
+
+    pub fn delete_at(&mut self, key: &str, kind: &str, now: i64) -> Result<(), StreamError> {
+        let owner = self.owner()?.clone();
+        let tx = self.conn.transaction()?;
+        delete(&mut SqliteChain::new(&tx), &owner, key, kind, now)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records, by id, optionally of one type.
+    pub fn list(&self, kind: Option<&str>) -> Result<Vec<Entry>, StreamError> {
+        let rows = SqliteChain::new(&self.conn).all(kind)?;
+        Ok(rows.into_iter().map(entry).collect())
+    }
+
+    /// The `n` most recently modified records, newest first.
+    pub fn newest(&self, kind: Option<&str>, n: usize) -> Result<Vec<Entry>, StreamError> {
+        let mut all = self.list(kind)?;
+        all.sort_by_key(|e| std::cmp::Reverse(e.modified));
+        all.truncate(n);
+        Ok(all)
+    }
+
+    /// The mchain tip's `modified` (0 when empty).
+    pub fn tip(&self) -> Result<i64, StreamError> {
+        Ok(SqliteChain::new(&self.conn)
+            .tip()?
+            .map_or(0, |m| m.modified))
+    }
+
+    /// Records modified after `t`, oldest first (newRecords).
+    pub fn modified_after(&self, t: i64, limit: usize) -> Result<Vec<(Meta, Body)>, StreamError> {
+        Ok(SqliteChain::new(&self.conn).modified_after(t, limit)?)
+    }
+
+    /// The record with the largest `prevchange` ≤ `pdest` (crdr).
+    pub fn crdr(&self, pdest: i64) -> Result<Option<(Meta, Body)>, StreamError> {
+        Ok(SqliteChain::new(&self.conn).crdr(pdest)?)
+    }
+
+    /// Applies a record received from a peer, in one transaction (nothing
+    /// is stored if it is refused).
+    pub fn apply_received(
+        &mut self,
+        meta: &Meta,
+        body: Body,
+        repairs: &[Repair],
+    ) -> Result<Applied, StreamError> {
+        let tx = self.conn.transaction()?;
+        let value = body.value.clone();
+        let applied = apply(
+            &mut SqliteChain::new(&tx),
+            &self.public,
+            meta,
+            body,
+            value.as_deref(),
+            &Mender::Mirror(repairs),
+        )?;
+        tx.commit()?;
+        Ok(applied)
+    }
+
+    /// Checks every record (ranges, value hash, signature) and both
+    /// chains (spec §6.1), naming each problem.
+    pub fn verify(&self) -> Result<VerifyReport, StreamError> {
+        let chain = SqliteChain::new(&self.conn);
+        let mut report = VerifyReport::default();
+        let mut by_id = Vec::new();
+        let rows = chain.all(None)?;
+        for (meta, body) in &rows {
+            report.records += 1;
+            let name = format!("record {} ({} {:?})", meta.id, body.kind, body.key);
+            if let Err(e) = meta.verify(&self.public) {
+                report.problems.push(format!("{name}: {e}"));
+            }
+            // A metadata-only row has no value to check.
+            if let Some(value) = &body.value
+                && let Err(e) = meta.check_value(value)
+            {
+                report.problems.push(format!("{name}: {e}"));
+            }
+            by_id.push(*meta);
+        }
+        let mut previous = 0;
+        for meta in &by_id {
+            if meta.prev != previous {
+                report.problems.push(format!(
+                    "ID chain: record {} points at id {}, expected {previous}",
+                    meta.id, meta.prev
+                ));
+            }
+            previous = meta.id;
+        }
+        let mut by_modified = by_id;
+        by_modified.sort_by_key(|m| m.modified);
+        let mut previous = 0;
+        for meta in &by_modified {
+            if meta.prevchange != previous {
+                report.problems.push(format!(
+                    "modification chain: record {} follows {}, expected {previous}",
+                    meta.id, meta.prevchange
+                ));
+            }
+            previous = meta.modified;
+        }
+        let foreign = chain.foreign_rows()?;
+        if foreign > 0 {
+            tracing::info!(foreign, "rows of sibling chains left unchecked");
+        }
+        Ok(report)
+    }
+}
+
+fn entry((meta, body): (Meta, Body)) -> Entry {
+    Entry {
+        id: meta.id,
+        kind: body.kind,
+        key: body.key,
+        timestamp: meta.timestamp,
+        modified: meta.modified,
+        value: body.value,
+    }
+}
