@@ -7,11 +7,13 @@
 //! - [`sqlite`]: the `Chain` over one SQLite transaction.
 //! - [`keyfile`]: the `<stream>.privatekey` file.
 //! - [`sync`]: pulling a stream from a peer.
+//! - [`wire`]: the msgpack record maps of the HTTP API.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod keyfile;
 pub mod sqlite;
 mod stream;
 pub mod sync;
+pub mod wire;
 
 pub use stream::{Entry, Stream, StreamError, VerifyReport, parse_public_key};

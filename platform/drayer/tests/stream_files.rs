@@ -9,7 +9,7 @@ use std::path::Path;
 use keyway_core::drayer::{Chain, SigningKey};
 use keyway_drayer::sqlite::{Body, SqliteChain};
 use keyway_drayer::sync::{Local, pull};
-use keyway_drayer::{Stream, StreamError};
+use keyway_drayer::{Stream, StreamError, wire};
 use rusqlite::Connection;
 use serde_json::Value;
 
@@ -179,6 +179,20 @@ async fn the_golden_scenario_in_the_original_schema() {
         );
     }
     assert!(repairs >= 2);
+    // The HTTP answers the original server gave after step 8, byte for byte.
+    let stream = *owner.public_key();
+    let records = owner.modified_after(0, 100).unwrap();
+    let page = wire::encode_records(&records, &stream);
+    assert_eq!(
+        hex(&page),
+        scenario["newRecords_0_response_hex"].as_str().unwrap()
+    );
+    let (meta, body) = owner.crdr(0).unwrap().unwrap();
+    let mut one = Vec::new();
+    wire::encode_record(&mut one, &meta, &body, &stream);
+    assert_eq!(hex(&one), scenario["crdr_0_response_hex"].as_str().unwrap());
+    assert_eq!(wire::decode_records(&page, &stream).unwrap(), records);
+    assert_eq!(wire::decode_record(&one, &stream).unwrap(), (meta, body));
     assert_eq!(owner.verify().unwrap().problems, Vec::<String>::new());
     assert_eq!(mirror.verify().unwrap().problems, Vec::<String>::new());
     // The mirror cannot write.
