@@ -6,10 +6,13 @@
 //!   list, verify.
 //! - [`sqlite`]: the `Chain` over one SQLite transaction.
 //! - [`keyfile`]: the `<stream>.privatekey` file.
+//! - [`file_record`]: `file` records, directory import and export.
 //! - [`sync`]: pulling a stream from a peer.
 //! - [`wire`]: the msgpack record maps of the HTTP API.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod file_record;
+pub mod http;
 pub mod keyfile;
 pub mod sqlite;
 mod stream;

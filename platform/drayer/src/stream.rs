@@ -42,6 +42,8 @@ pub enum StreamError {
     Write(#[from] WriteError<ChainError>),
     #[error(transparent)]
     Apply(#[from] ApplyError<ChainError>),
+    #[error(transparent)]
+    File(#[from] crate::file_record::FileRecordError),
 }
 
 impl From<rusqlite::Error> for StreamError {

@@ -1,0 +1,397 @@
+//! The HTTP sync API (spec §8), server and client.
+//!
+//! Routes are `/<PK>/<operation>/<rest…>` with the public key
+//! percent-encoded inside its segment (`%2F` stays in the segment) and
+//! read leniently (padded or not, standard or URL-safe). Unknown streams
+//! and an empty `crdr` are 404, not the original's 500 (O14). `newRecords`
+//! pages at [`PAGE`] records (O4). Reads never modify a stream (O15).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body as HttpBody;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use keyway_core::drayer::{Meta, VerifyingKey};
+
+use crate::file_record;
+use crate::sqlite::Body;
+use crate::stream::{Stream, StreamError, parse_public_key};
+use crate::sync::{PAGE, Source};
+use crate::wire;
+
+/// Largest response the client reads (a page of large values).
+pub const MAX_RESPONSE: usize = 256 * 1024 * 1024;
+
+/// Records per JSON listing (the original's limit).
+const LIST_LIMIT: usize = 250;
+
+type Streams = Arc<HashMap<[u8; 32], Arc<Mutex<Stream>>>>;
+
+/// The API over `streams`, keyed by their public keys.
+pub fn router(streams: Vec<Stream>) -> Router {
+    let map: HashMap<[u8; 32], Arc<Mutex<Stream>>> = streams
+        .into_iter()
+        .map(|s| (*s.public_key().as_bytes(), Arc::new(Mutex::new(s))))
+        .collect();
+    Router::new()
+        .route("/", get(|| async { "Hello World!" }))
+        .route("/{pk}/newRecords/{t}", get(new_records))
+        .route("/{pk}/crdr/{t}", get(crdr))
+        .route("/{pk}/newestRecordsJSON/{kind}", get(newest_json))
+        .route("/{pk}/listRecordsJSON/{kind}", get(list_json))
+        .route("/{pk}/webAccess/{*path}", get(web_access))
+        .with_state(Arc::new(map))
+}
+
+fn not_found(what: &str) -> Response {
+    (StatusCode::NOT_FOUND, format!("{what}\n")).into_response()
+}
+
+fn server_error(e: impl std::fmt::Display) -> Response {
+    tracing::warn!(error = %e, "drayer request failed");
+    (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+}
+
+/// Runs `f` on the stream named by `pk`, off the async threads.
+async fn with_stream<T: Send + 'static>(
+    streams: &Streams,
+    pk: &str,
+    f: impl FnOnce(&Stream) -> Result<T, StreamError> + Send + 'static,
+) -> Result<T, Response> {
+    let key = parse_public_key(pk).map_err(|_| not_found("no such stream"))?;
+    let stream = streams
+        .get(key.as_bytes())
+        .cloned()
+        .ok_or_else(|| not_found("no such stream"))?;
+    tokio::task::spawn_blocking(move || {
+        let stream = stream.lock().unwrap_or_else(|e| e.into_inner());
+        f(&stream)
+    })
+    .await
+    .map_err(server_error)?
+    .map_err(server_error)
+}
+
+fn octets(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Values {
+    /// `values=0`: leave values out (metadata-only mirrors, spec §9).
+    values: Option<u8>,
+}
+
+async fn new_records(
+    State(streams): State<Streams>,
+    Path((pk, t)): Path<(String, i64)>,
+    Query(q): Query<Values>,
+) -> Response {
+    let with_values = q.values != Some(0);
+    match with_stream(&streams, &pk, move |s| {
+        let mut records = s.modified_after(t, PAGE)?;
+        if !with_values {
+            records.iter_mut().for_each(|(_, b)| b.value = None);
+        }
+        Ok(wire::encode_records(&records, s.public_key()))
+    })
+    .await
+    {
+        Ok(bytes) => octets(bytes),
+        Err(response) => response,
+    }
+}
+
+async fn crdr(State(streams): State<Streams>, Path((pk, t)): Path<(String, i64)>) -> Response {
+    match with_stream(&streams, &pk, move |s| {
+        Ok(s.crdr(t)?.map(|(meta, body)| {
+            let mut out = Vec::new();
+            wire::encode_record(&mut out, &meta, &body, s.public_key());
+            out
+        }))
+    })
+    .await
+    {
+        Ok(Some(bytes)) => octets(bytes),
+        Ok(None) => not_found("nothing to repair"),
+        Err(response) => response,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Bounds {
+    after: Option<i64>,
+    before: Option<i64>,
+}
+
+/// A JSON string as Python's `json.dumps` writes it (ASCII only).
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `[[key, n], …]` with Python's default separators.
+fn json_pairs(pairs: &[(String, i64)]) -> Response {
+    let items: Vec<String> = pairs
+        .iter()
+        .map(|(k, n)| format!("[{}, {n}]", json_string(k)))
+        .collect();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("[{}]", items.join(", ")),
+    )
+        .into_response()
+}
+
+/// Up to 250 `[key, modified]`, by id descending, ids strictly between
+/// `after` and `before` (the README says `[key, id]`; the code sent the
+/// modified time, and so do we).
+async fn newest_json(
+    State(streams): State<Streams>,
+    Path((pk, kind)): Path<(String, String)>,
+    Query(b): Query<Bounds>,
+) -> Response {
+    let (after, before) = (b.after.unwrap_or(0), b.before.unwrap_or(1 << 62));
+    match with_stream(&streams, &pk, move |s| {
+        let mut entries = s.list(Some(&kind))?;
+        entries.retain(|e| (e.id as i64) > after && (e.id as i64) < before);
+        entries.sort_by_key(|e| std::cmp::Reverse(e.id));
+        entries.truncate(LIST_LIMIT);
+        Ok(entries
+            .into_iter()
+            .map(|e| (e.key, e.modified))
+            .collect::<Vec<_>>())
+    })
+    .await
+    {
+        Ok(pairs) => json_pairs(&pairs),
+        Err(response) => response,
+    }
+}
+
+/// Up to 250 `[key, id]`, by modified descending, ids strictly between
+/// `after` and `before`.
+async fn list_json(
+    State(streams): State<Streams>,
+    Path((pk, kind)): Path<(String, String)>,
+    Query(b): Query<Bounds>,
+) -> Response {
+    let (after, before) = (b.after.unwrap_or(0), b.before.unwrap_or(1 << 60));
+    match with_stream(&streams, &pk, move |s| {
+        let mut entries = s.list(Some(&kind))?;
+        entries.retain(|e| (e.id as i64) > after && (e.id as i64) < before);
+        entries.sort_by_key(|e| std::cmp::Reverse(e.modified));
+        entries.truncate(LIST_LIMIT);
+        Ok(entries
+            .into_iter()
+            .map(|e| (e.key, e.id as i64))
+            .collect::<Vec<_>>())
+    })
+    .await
+    {
+        Ok(pairs) => json_pairs(&pairs),
+        Err(response) => response,
+    }
+}
+
+/// A `file` record: gzip passed through to clients that accept it,
+/// inflated for the others; the Content-Type guessed from the name (the
+/// original always said gzip and text/html: O16).
+async fn web_access(
+    State(streams): State<Streams>,
+    Path((pk, path)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let key = path.clone();
+    let value = match with_stream(&streams, &pk, move |s| s.get(&key, "file")).await {
+        Ok(Some(value)) => value,
+        Ok(None) => return not_found("no such file"),
+        Err(response) => return response,
+    };
+    let Ok(record) = file_record::decode(&value) else {
+        return server_error("malformed file record");
+    };
+    let mime = mime_guess::from_path(&path).first_or_octet_stream();
+    let content_type = HeaderValue::from_str(mime.as_ref())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let gzip_ok = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|e| e.trim().split(';').next() == Some("gzip"));
+    let mut response = if gzip_ok {
+        let mut r = Response::new(HttpBody::from(record.gzip.to_vec()));
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        r
+    } else {
+        match file_record::inflate(&record, file_record::MAX_FILE) {
+            Ok(bytes) => Response::new(HttpBody::from(bytes)),
+            Err(e) => return server_error(e),
+        }
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    response
+}
+
+/// A peer's stream over HTTP, as a [`Source`].
+#[derive(Debug, Clone)]
+pub struct HttpSource {
+    client: reqwest::Client,
+    /// `<url>/<quote_plus(base64 pk)>/`
+    base: String,
+    stream: VerifyingKey,
+    with_values: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{url}: {source}")]
+    Http { url: String, source: reqwest::Error },
+    #[error("{url}: HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("{url}: response over {MAX_RESPONSE} bytes")]
+    TooLarge { url: String },
+    #[error("{url}: {source}")]
+    Wire {
+        url: String,
+        source: wire::WireError,
+    },
+}
+
+/// Percent-encodes base64 as Python's `quote_plus` does.
+fn quote_plus(text: &str) -> String {
+    text.replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
+
+impl HttpSource {
+    /// The stream `stream` at the server `url` (e.g. `http://host:33125/`).
+    pub fn new(url: &str, stream: VerifyingKey) -> Self {
+        let b64 = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            stream.as_bytes(),
+        );
+        let url = url.trim_end_matches('/');
+        Self {
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .unwrap_or_default(),
+            base: format!("{url}/{}/", quote_plus(&b64)),
+            stream,
+            with_values: true,
+        }
+    }
+
+    /// Ask for records without their values (metadata-only mirrors).
+    #[must_use]
+    pub fn without_values(mut self) -> Self {
+        self.with_values = false;
+        self
+    }
+
+    /// GET `path` under the stream; `None` on 404.
+    async fn fetch(&self, path: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let http = |source| ClientError::Http {
+            url: url.clone(),
+            source,
+        };
+        let mut response = self.client.get(&url).send().await.map_err(http)?;
+        match response.status().as_u16() {
+            200 => {}
+            404 => return Ok(None),
+            status => return Err(ClientError::Status { url, status }),
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(http)? {
+            if body.len() + chunk.len() > MAX_RESPONSE {
+                return Err(ClientError::TooLarge { url });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Some(body))
+    }
+}
+
+impl Source for HttpSource {
+    type Error = ClientError;
+
+    async fn modified_after(&mut self, t: i64) -> Result<Vec<(Meta, Body)>, ClientError> {
+        let query = if self.with_values { "" } else { "?values=0" };
+        let path = format!("newRecords/{t}{query}");
+        let Some(bytes) = self.fetch(&path).await? else {
+            return Err(ClientError::Status {
+                url: format!("{}{path}", self.base),
+                status: 404,
+            });
+        };
+        let mut records =
+            wire::decode_records(&bytes, &self.stream).map_err(|source| ClientError::Wire {
+                url: format!("{}{path}", self.base),
+                source,
+            })?;
+        if !self.with_values {
+            // An original server ignores `values=0`: drop them here.
+            records.iter_mut().for_each(|(_, b)| b.value = None);
+        }
+        Ok(records)
+    }
+
+    async fn crdr(&mut self, pdest: i64) -> Result<Option<Meta>, ClientError> {
+        let path = format!("crdr/{pdest}");
+        let Some(bytes) = self.fetch(&path).await? else {
+            return Ok(None);
+        };
+        let (meta, _) =
+            wire::decode_record(&bytes, &self.stream).map_err(|source| ClientError::Wire {
+                url: format!("{}{path}", self.base),
+                source,
+            })?;
+        Ok(Some(meta))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_pythons() {
+        assert_eq!(json_string("a\"b"), "\"a\\\"b\"");
+        assert_eq!(json_string("Grüß😀"), "\"Gr\\u00fc\\u00df\\ud83d\\ude00\"");
+        assert_eq!(quote_plus("A+/="), "A%2B%2F%3D");
+    }
+}
