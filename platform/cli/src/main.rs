@@ -1,6 +1,7 @@
 //! `keyway`: one binary for every Keyway tool.
 
 mod demo;
+mod drayer;
 mod keyfile;
 mod namebump;
 mod sidewire;
@@ -44,6 +45,9 @@ enum Command {
     /// sidewire signalling: signed messages to a public key over MQTT brokers.
     #[command(subcommand)]
     Sidewire(sidewire::Command),
+    /// Drayer streams: signed, mutable record chains in SQLite files, synced over HTTP.
+    #[command(subcommand)]
+    Drayer(drayer::Command),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::Demo => demo::run(&mut std::io::stdout().lock()),
         Command::Namebump(command) => return namebump::run(command),
         Command::Sidewire(command) => return sidewire::run(command),
+        Command::Drayer(command) => return drayer::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,314 @@
+//! `keyway drayer …`: Drayer stream files — create, read, write, verify,
+//! serve over HTTP and mirror from a peer.
+//!
+//! Values of type `obj` (the default) follow the original's dict API: the
+//! value is the msgpack of the string given (so the original reads it
+//! back as a str); `--raw` stores and prints bytes as given. `get` exits 2
+//! when the record is absent, 1 on any other failure.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use keyway_drayer::http::{HttpSource, router};
+use keyway_drayer::sync::pull;
+use keyway_drayer::{Stream, file_record, parse_public_key};
+use serde_json::json;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a stream file and its .privatekey; print the public key (base64).
+    New { path: PathBuf },
+    /// Set KEY to VALUE.
+    Set {
+        path: PathBuf,
+        key: String,
+        value: String,
+        #[arg(long = "type", default_value = "obj")]
+        kind: String,
+        /// Store VALUE's bytes as given instead of as a msgpack string.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Print KEY's value (exit 2 if absent).
+    Get {
+        path: PathBuf,
+        key: String,
+        #[arg(long = "type", default_value = "obj")]
+        kind: String,
+        /// Print the stored bytes, without decoding an `obj` value.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Delete KEY.
+    Del {
+        path: PathBuf,
+        key: String,
+        #[arg(long = "type", default_value = "obj")]
+        kind: String,
+    },
+    /// List records (by id).
+    Ls {
+        path: PathBuf,
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// One JSON object per record: id, type, key, modified, value_hex.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every record's signature and hash and both chains.
+    Verify { path: PathBuf },
+    /// Serve streams over HTTP (the original's sync API).
+    Serve {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:33125")]
+        listen: SocketAddr,
+    },
+    /// Clone (PATH absent, with --pubkey) or update a mirror from a server.
+    Sync {
+        path: PathBuf,
+        /// The server's base URL, e.g. http://host:33125/
+        #[arg(long)]
+        from: String,
+        /// The stream's public key (base64); needed to clone.
+        #[arg(long)]
+        pubkey: Option<String>,
+        /// Keep record metadata only (values are left out; signatures
+        /// still verify from the hashes).
+        #[arg(long)]
+        metadata_only: bool,
+    },
+    /// Import every file under DIR as `file` records (unchanged files skipped).
+    ImportDir { path: PathBuf, dir: PathBuf },
+    /// Write every `file` record into DIR (unchanged files skipped).
+    ExportDir { path: PathBuf, dir: PathBuf },
+}
+
+/// The msgpack of a string, as msgpack ≥ 1.0 with bin types writes it.
+fn msgpack_str(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 5);
+    let len = text.len();
+    if len < 32 {
+        out.push(0xa0 | len as u8);
+    } else if len < 256 {
+        out.extend_from_slice(&[0xd9, len as u8]);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.push(0xda);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.push(0xdb);
+        out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    }
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// A msgpack str or bin's bytes, if the value is exactly one.
+fn msgpack_bytes(value: &[u8]) -> Option<&[u8]> {
+    let (len, at) = match *value.first()? {
+        m @ 0xa0..=0xbf => (usize::from(m & 0x1f), 1),
+        0xd9 | 0xc4 => (usize::from(*value.get(1)?), 2),
+        0xda | 0xc5 => (
+            usize::from(u16::from_be_bytes([*value.get(1)?, *value.get(2)?])),
+            3,
+        ),
+        0xdb | 0xc6 => (
+            u32::from_be_bytes([
+                *value.get(1)?,
+                *value.get(2)?,
+                *value.get(3)?,
+                *value.get(4)?,
+            ]) as usize,
+            5,
+        ),
+        _ => return None,
+    };
+    (value.len() == at + len).then(|| &value[at..])
+}
+
+pub(crate) fn run(command: Command) -> ExitCode {
+    match dispatch(command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("keyway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open(path: &Path) -> Result<Stream> {
+    if !path.exists() {
+        bail!("{} does not exist", path.display());
+    }
+    Ok(Stream::open(path)?)
+}
+
+fn open_read_only(path: &Path) -> Result<Stream> {
+    if !path.exists() {
+        bail!("{} does not exist", path.display());
+    }
+    Ok(Stream::open_read_only(path)?)
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::New { path } => {
+            let stream = Stream::create(&path)?;
+            println!("{}", stream.public_key_base64());
+        }
+        Command::Set {
+            path,
+            key,
+            value,
+            kind,
+            raw,
+        } => {
+            let bytes = if raw || kind != "obj" {
+                value.into_bytes()
+            } else {
+                msgpack_str(&value)
+            };
+            open(&path)?.set(&key, &kind, &bytes)?;
+        }
+        Command::Get {
+            path,
+            key,
+            kind,
+            raw,
+        } => {
+            let Some(value) = open_read_only(&path)?.get(&key, &kind)? else {
+                eprintln!("keyway: no {kind} record {key:?}");
+                return Ok(ExitCode::from(2));
+            };
+            let shown = if !raw && kind == "obj" {
+                msgpack_bytes(&value).unwrap_or(&value)
+            } else {
+                &value
+            };
+            let mut out = std::io::stdout().lock();
+            out.write_all(shown)?;
+            out.flush()?;
+        }
+        Command::Del { path, key, kind } => open(&path)?.delete(&key, &kind)?,
+        Command::Ls { path, kind, json } => {
+            let stream = open_read_only(&path)?;
+            let mut out = std::io::stdout().lock();
+            for e in stream.list(kind.as_deref())? {
+                if json {
+                    let value_hex = e.value.as_deref().map(base16ct::lower::encode_string);
+                    let line = json!({
+                        "id": e.id, "type": e.kind, "key": e.key,
+                        "modified": e.modified, "value_hex": value_hex,
+                    });
+                    writeln!(out, "{line}")?;
+                } else {
+                    let size = e
+                        .value
+                        .as_ref()
+                        .map_or("-".to_owned(), |v| v.len().to_string());
+                    writeln!(
+                        out,
+                        "{}\t{}\t{}\t{}\t{size}",
+                        e.id, e.kind, e.key, e.modified
+                    )?;
+                }
+            }
+        }
+        Command::Verify { path } => {
+            let report = open_read_only(&path)?.verify()?;
+            println!("{} records", report.records);
+            if !report.problems.is_empty() {
+                for problem in &report.problems {
+                    eprintln!("{problem}");
+                }
+                bail!("{} problems in {}", report.problems.len(), path.display());
+            }
+        }
+        Command::Serve { paths, listen } => {
+            let streams = paths
+                .iter()
+                .map(|p| open(p).with_context(|| p.display().to_string()))
+                .collect::<Result<Vec<_>>>()?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("listening on {listen}"))?;
+                println!("listening={}", listener.local_addr()?);
+                std::io::stdout().flush()?;
+                axum::serve(listener, router(streams))
+                    .with_graceful_shutdown(async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await?;
+                anyhow::Ok(())
+            })?;
+        }
+        Command::Sync {
+            path,
+            from,
+            pubkey,
+            metadata_only,
+        } => {
+            let mut stream = match (&pubkey, path.exists()) {
+                (Some(pk), _) => Stream::mirror(&path, parse_public_key(pk)?)?,
+                (None, true) => Stream::open(&path)?,
+                (None, false) => bail!(
+                    "{} does not exist: give --pubkey to clone the stream",
+                    path.display()
+                ),
+            };
+            let mut source = HttpSource::new(&from, *stream.public_key());
+            if metadata_only {
+                source = source.without_values();
+            }
+            let runtime = tokio::runtime::Runtime::new()?;
+            let pulled = runtime.block_on(pull(&mut stream, &mut source))?;
+            println!(
+                "{} new records, {} repairs, {} records held",
+                pulled.inserted,
+                pulled.repairs,
+                stream.list(None)?.len()
+            );
+        }
+        Command::ImportDir { path, dir } => {
+            let report = file_record::import_dir(&mut open(&path)?, &dir)?;
+            println!(
+                "{} added, {} updated, {} unchanged",
+                report.added, report.updated, report.unchanged
+            );
+            for skipped in report.skipped {
+                eprintln!("skipped {skipped}");
+            }
+        }
+        Command::ExportDir { path, dir } => {
+            let report = file_record::export_dir(&open_read_only(&path)?, &dir)?;
+            println!("{} written, {} unchanged", report.added, report.unchanged);
+            for skipped in report.skipped {
+                eprintln!("skipped unsafe key {skipped:?}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn obj_values_are_msgpack_strings() {
+        // Spec §10.1: "world" is a5 77 6f 72 6c 64.
+        assert_eq!(msgpack_str("world"), b"\xa5world");
+        assert_eq!(msgpack_str(&"x".repeat(40))[..2], [0xd9, 40]);
+        assert_eq!(msgpack_bytes(b"\xa5world"), Some(&b"world"[..]));
+        assert_eq!(msgpack_bytes(b"\xc4\x02hi"), Some(&b"hi"[..]));
+        assert_eq!(msgpack_bytes(b"\x01"), None);
+        assert_eq!(msgpack_bytes(b"\xa5wor"), None);
+    }
+}
