@@ -141,7 +141,43 @@ pub fn apply<C: Chain>(
     value: Option<&[u8]>,
     mender: &Mender<'_>,
 ) -> Result<Applied, ApplyError<C::Error>> {
-    meta.verify(stream)?;
+    let record = Verified::check(meta, stream)?;
+    apply_verified(chain, stream, &record, body, value, mender)
+}
+
+/// A record whose signature has been checked under the stream's key (or
+/// that the owner has just signed): checks can run ahead, in parallel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verified(Meta);
+
+impl Verified {
+    /// Checks `meta`'s ranges and signature.
+    pub fn check(meta: &Meta, stream: &VerifyingKey) -> Result<Self, RecordError> {
+        meta.verify(stream)?;
+        Ok(Self(*meta))
+    }
+
+    /// A record the owner signed a moment ago.
+    pub(crate) fn signed_here(meta: &Meta) -> Result<Self, RecordError> {
+        meta.check_ranges()?;
+        Ok(Self(*meta))
+    }
+
+    pub fn meta(&self) -> &Meta {
+        &self.0
+    }
+}
+
+/// [`apply`] for a record already verified.
+pub fn apply_verified<C: Chain>(
+    chain: &mut C,
+    stream: &VerifyingKey,
+    record: &Verified,
+    body: C::Body,
+    value: Option<&[u8]>,
+    mender: &Mender<'_>,
+) -> Result<Applied, ApplyError<C::Error>> {
+    let meta = &record.0;
     if let Some(value) = value {
         meta.check_value(value)?;
     }

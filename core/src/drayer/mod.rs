@@ -17,7 +17,7 @@ pub mod memory;
 pub mod owner;
 pub mod record;
 
-pub use apply::{Applied, ApplyError, Mender, Repair, apply};
+pub use apply::{Applied, ApplyError, Mender, Repair, Verified, apply, apply_verified};
 pub use chain::Chain;
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use owner::{WriteError, delete, set};

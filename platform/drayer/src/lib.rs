@@ -19,4 +19,4 @@ mod stream;
 pub mod sync;
 pub mod wire;
 
-pub use stream::{Entry, Stream, StreamError, VerifyReport, parse_public_key};
+pub use stream::{Batch, Entry, Stream, StreamError, VerifyReport, parse_public_key};

@@ -195,7 +195,10 @@ impl Chain for SqliteChain<'_> {
 
     fn by_key(&self, key: &str, kind: &str) -> Result<Option<Meta>, ChainError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM record WHERE chain = ?1 AND type = ?2 AND key = ?3 ORDER BY modified DESC LIMIT 1"
+            // `+modified`: sort the few matches, so the planner seeks
+            // the (chain, type, key) index instead of walking every row
+            // in `modified` order.
+            "SELECT {COLUMNS} FROM record WHERE chain = ?1 AND type = ?2 AND key = ?3 ORDER BY +modified DESC LIMIT 1"
         );
         let mut statement = self.conn.prepare_cached(&sql)?;
         let row = statement

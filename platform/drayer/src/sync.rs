@@ -4,7 +4,7 @@
 //! record orphans a local one; the first refused record stops the pull
 //! and is reported.
 
-use keyway_core::drayer::{Applied, ApplyError, Meta, Repair};
+use keyway_core::drayer::{ApplyError, Meta, RecordError, Repair, Verified, VerifyingKey};
 
 use crate::sqlite::Body;
 use crate::stream::{Stream, StreamError};
@@ -65,34 +65,87 @@ pub async fn pull<S: Source>(
             .await
             .map_err(SyncError::Source)?;
         let full = page.len() >= PAGE;
-        for (meta, body) in page {
-            let mut repairs: Vec<Repair> = Vec::new();
-            loop {
-                match stream.apply_received(&meta, body.clone(), &repairs) {
-                    Ok(Applied::Inserted) => pulled.inserted += 1,
-                    Ok(Applied::Duplicate) => {}
-                    Err(StreamError::Apply(ApplyError::NeedsRepair { pdest, .. }))
-                        if repairs.len() < MAX_REPAIRS =>
-                    {
-                        let answer = source.crdr(pdest).await.map_err(SyncError::Source)?;
-                        repairs.push(Repair { pdest, answer });
-                        pulled.repairs += 1;
-                        continue;
-                    }
-                    Err(source) => {
-                        return Err(SyncError::Refused {
-                            id: meta.id,
-                            source,
-                        });
-                    }
-                }
-                break;
+        // Signatures first, on every core; the first bad one ends the page.
+        let checked = verify_all(&page, stream.public_key());
+        let good = checked.iter().take_while(|r| r.is_ok()).count();
+        let records: Vec<(Verified, Body)> = checked
+            .into_iter()
+            .take(good)
+            .filter_map(Result::ok)
+            .zip(page.iter().map(|(_, b)| b.clone()))
+            .collect();
+        let mut at = 0;
+        let mut repairs: Vec<Repair> = Vec::new();
+        while at < records.len() {
+            let batch = stream
+                .apply_batch(&records[at..], &repairs)
+                .map_err(|source| SyncError::Refused { id: 0, source })?;
+            if batch.done > 0 {
+                repairs.clear();
             }
+            at += batch.done;
+            pulled.inserted += batch.inserted;
+            match batch.stopped {
+                None => {}
+                Some(StreamError::Apply(ApplyError::NeedsRepair { pdest, .. }))
+                    if repairs.len() < MAX_REPAIRS =>
+                {
+                    let answer = source.crdr(pdest).await.map_err(SyncError::Source)?;
+                    repairs.push(Repair { pdest, answer });
+                    pulled.repairs += 1;
+                }
+                Some(e) => {
+                    return Err(SyncError::Refused {
+                        id: records[at].0.meta().id,
+                        source: e,
+                    });
+                }
+            }
+        }
+        if good < page.len() {
+            let (meta, _) = &page[good];
+            let e = meta
+                .verify(stream.public_key())
+                .err()
+                .map(ApplyError::Record);
+            return Err(SyncError::Refused {
+                id: meta.id,
+                source: StreamError::Apply(e.unwrap_or(ApplyError::Record(RecordError::Signature))),
+            });
         }
         if !full {
             return Ok(pulled);
         }
     }
+}
+
+/// Checks every record's signature, spread over the machine's cores.
+fn verify_all(page: &[(Meta, Body)], stream: &VerifyingKey) -> Vec<Result<Verified, RecordError>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = page.len().div_ceil(threads).max(16);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = page
+            .chunks(chunk)
+            .map(|part| {
+                let worker = scope.spawn(move || {
+                    part.iter()
+                        .map(|(meta, _)| Verified::check(meta, stream))
+                        .collect::<Vec<_>>()
+                });
+                (part, worker)
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|(part, worker)| {
+                // A worker cannot panic on any input; if one did, its
+                // records count as unverified.
+                worker
+                    .join()
+                    .unwrap_or_else(|_| vec![Err(RecordError::Signature); part.len()])
+            })
+            .collect()
+    })
 }
 
 /// Another stream file in this process as a source (borrowed mutably so
