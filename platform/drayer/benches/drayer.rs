@@ -1,7 +1,7 @@
 //! Drayer on this machine: owner inserts/s (one transaction each), records
 //! verified/s, and a full sync of N records between two nodes over
 //! loopback HTTP. Not a test:
-//! `cargo bench -p keyway-drayer --bench drayer [-- RECORDS]`.
+//! `cargo bench -p keyway-drayer --bench drayer [-- RECORDS] [--inserts-only]`.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;
@@ -30,6 +30,25 @@ fn main() {
             .unwrap();
     }
     let inserts = records as f64 / started.elapsed().as_secs_f64();
+    // The same writes in batches of 1,000 (one transaction each).
+    let batched_path = dir.path().join("batched.stream");
+    let mut batched = Stream::create(&batched_path).unwrap();
+    let keys: Vec<(String, String)> = (0..records)
+        .map(|i| (format!("key{i}"), format!("value number {i}")))
+        .collect();
+    let started = Instant::now();
+    for chunk in keys.chunks(1000) {
+        batched
+            .set_many(chunk.iter().map(|(k, v)| (k.as_str(), "obj", v.as_bytes())))
+            .unwrap();
+    }
+    let batched_inserts = records as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(batched.verify().unwrap().problems.len(), 0);
+    // For profiling the owner's path alone.
+    if std::env::args().any(|a| a == "--inserts-only") {
+        println!("{inserts:.0} inserts/s, {batched_inserts:.0} in batches");
+        return;
+    }
 
     let started = Instant::now();
     let report = owner.verify().unwrap();

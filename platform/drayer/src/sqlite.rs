@@ -13,10 +13,12 @@ CREATE TABLE IF NOT EXISTS attr (key text, value text);
 CREATE TABLE IF NOT EXISTS record (id integer, type text, key text, value blob, hash blob,timestamp integer, modified integer, prev integer, prevchange integer, signature blob, chain blob, UNIQUE(chain,modified),UNIQUE(chain,prevchange));
 ";
 
-/// The indexes spec §7.2 recommends; harmless to add to old files.
+/// The indexes our lookups need (spec §7.2); harmless to add to old
+/// files. The spec also suggests (chain, prev): no lookup here goes by
+/// `prev` (the next id is found through (chain, id)), and every index
+/// costs each write a page.
 pub const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS keyway_record_chain_id ON record(chain, id);
-CREATE INDEX IF NOT EXISTS keyway_record_chain_prev ON record(chain, prev);
 CREATE INDEX IF NOT EXISTS keyway_record_chain_type_key ON record(chain, type, key);
 ";
 

@@ -342,6 +342,40 @@ impl Stream {
         Ok(meta)
     }
 
+    /// Sets many (key, kind, value) in one transaction: each is signed and
+    /// chained in order as if set one by one, but the file is written
+    /// once (each single `set` commits, which dominates its cost). All or
+    /// nothing.
+    pub fn set_many<'v>(
+        &mut self,
+        entries: impl IntoIterator<Item = (&'v str, &'v str, &'v [u8])>,
+    ) -> Result<usize, StreamError> {
+        let owner = self.owner()?.clone();
+        let tx = self.conn.transaction()?;
+        let mut chain = SqliteChain::new(&tx);
+        let mut count = 0;
+        for (key, kind, value) in entries {
+            let body = Body {
+                key: key.to_owned(),
+                kind: kind.to_owned(),
+                value: Some(value.to_vec()),
+            };
+            set(
+                &mut chain,
+                &owner,
+                key,
+                kind,
+                hash(value),
+                body,
+                now_micros(),
+                None,
+            )?;
+            count += 1;
+        }
+        tx.commit()?;
+        Ok(count)
+    }
+
     /// Deletes (key, kind).
     pub fn delete(&mut self, key: &str, kind: &str) -> Result<(), StreamError> {
         self.delete_at(key, kind, now_micros())
