@@ -9,8 +9,10 @@
 //! - [`file_record`]: `file` records, directory import and export.
 //! - [`sync`]: pulling a stream from a peer.
 //! - [`wire`]: the msgpack record maps of the HTTP API.
+//! - [`discovery`]: DrayerUDP LAN discovery.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod discovery;
 pub mod file_record;
 pub mod http;
 pub mod keyfile;

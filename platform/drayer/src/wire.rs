@@ -46,7 +46,7 @@ pub enum WireError {
 }
 
 /// Appends a string or byte field the way msgpack 0.6 did.
-fn write_raw(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn write_raw(out: &mut Vec<u8>, bytes: &[u8]) {
     let len = bytes.len();
     if len < 32 {
         out.push(0xa0 | len as u8);
@@ -62,7 +62,7 @@ fn write_raw(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// Appends an integer in its smallest form (unsigned when not negative,
 /// as Python's msgpack does).
-fn write_int(out: &mut Vec<u8>, value: i64) {
+pub(crate) fn write_int(out: &mut Vec<u8>, value: i64) {
     // Writing to a Vec cannot fail.
     let _ = match u64::try_from(value) {
         Ok(unsigned) => rmp::encode::write_uint(out, unsigned).map(|_| ()),
@@ -111,8 +111,8 @@ pub fn encode_records(records: &[(Meta, Body)], stream: &VerifyingKey) -> Vec<u8
 }
 
 /// A cursor over msgpack bytes.
-struct Reader<'a> {
-    buf: &'a [u8],
+pub(crate) struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
@@ -137,7 +137,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A str or bin of any width.
-    fn bytes(&mut self, field: &'static str) -> Result<&'a [u8], WireError> {
+    pub(crate) fn bytes(&mut self, field: &'static str) -> Result<&'a [u8], WireError> {
         let len = match self.marker()? {
             Marker::FixStr(n) => usize::from(n),
             Marker::Str8 | Marker::Bin8 => self.be(1)? as usize,
@@ -156,7 +156,7 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(bytes).map_err(|_| WireError::Utf8(field))
     }
 
-    fn int(&mut self, field: &'static str) -> Result<i64, WireError> {
+    pub(crate) fn int(&mut self, field: &'static str) -> Result<i64, WireError> {
         let range = || WireError::Range(field);
         Ok(match self.marker()? {
             Marker::FixPos(n) => i64::from(n),
@@ -174,7 +174,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips one value of any type (unknown keys), refusing deep nesting.
-    fn skip(&mut self, depth: usize) -> Result<(), WireError> {
+    pub(crate) fn skip(&mut self, depth: usize) -> Result<(), WireError> {
         if depth > 8 {
             return Err(WireError::Type("nested value"));
         }
@@ -219,7 +219,7 @@ impl<'a> Reader<'a> {
         (0..items).try_for_each(|_| self.skip(depth + 1))
     }
 
-    fn map_len(&mut self) -> Result<usize, WireError> {
+    pub(crate) fn map_len(&mut self) -> Result<usize, WireError> {
         match self.marker()? {
             Marker::FixMap(n) => Ok(usize::from(n)),
             Marker::Map16 => Ok(self.be(2)? as usize),
@@ -298,7 +298,7 @@ impl<'a> Reader<'a> {
         Ok((meta, Body { key, kind, value }))
     }
 
-    fn end(&self) -> Result<(), WireError> {
+    pub(crate) fn end(&self) -> Result<(), WireError> {
         match self.buf.len() {
             0 => Ok(()),
             n => Err(WireError::Trailing(n)),
