@@ -116,7 +116,7 @@ async fn a_mirror_finds_its_owner_on_loopback_multicast() {
         min_interval: Duration::from_millis(100),
         ..DiscoveryConfig::default()
     };
-    let owner_node = Discovery::bind(config(http_port), &[owner_path.clone()]).unwrap();
+    let owner_node = Discovery::bind(config(http_port), std::slice::from_ref(&owner_path)).unwrap();
     tokio::spawn(owner_node.run());
     // A node holding another stream ignores all of this.
     let stranger_path = dir.path().join("stranger.stream");
@@ -124,7 +124,7 @@ async fn a_mirror_finds_its_owner_on_loopback_multicast() {
     let stranger = Discovery::bind(config(1), &[stranger_path]).unwrap();
     tokio::spawn(stranger.run());
 
-    let mirror_node = Discovery::bind(config(1), &[mirror_path.clone()]).unwrap();
+    let mirror_node = Discovery::bind(config(1), std::slice::from_ref(&mirror_path)).unwrap();
     mirror_node.announce().await.unwrap();
     tokio::spawn(mirror_node.run());
 
