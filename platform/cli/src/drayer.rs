@@ -68,13 +68,19 @@ pub(crate) enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:33125")]
         listen: SocketAddr,
+        /// Also take part in DrayerUDP LAN discovery (224.7.130.8:15723):
+        /// answer peers asking for these streams, and pull from peers that
+        /// announce newer records.
+        #[arg(long)]
+        lan: bool,
     },
     /// Clone (PATH absent, with --pubkey) or update a mirror from a server.
     Sync {
         path: PathBuf,
-        /// The server's base URL, e.g. http://host:33125/
+        /// The server's base URL, e.g. http://host:33125/ (default: the
+        /// stream's primary servers, in turn, until one answers).
         #[arg(long)]
-        from: String,
+        from: Option<String>,
         /// The stream's public key (base64); needed to clone.
         #[arg(long)]
         pubkey: Option<String>,
@@ -83,6 +89,8 @@ pub(crate) enum Command {
         #[arg(long)]
         metadata_only: bool,
     },
+    /// Print the stream's primary servers, or set them to URL….
+    Primary { path: PathBuf, urls: Vec<String> },
     /// Import every file under DIR as `file` records (unchanged files skipped).
     ImportDir { path: PathBuf, dir: PathBuf },
     /// Write every `file` record into DIR (unchanged files skipped).
@@ -229,7 +237,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 bail!("{} problems in {}", report.problems.len(), path.display());
             }
         }
-        Command::Serve { paths, listen } => {
+        Command::Serve { paths, listen, lan } => {
             let streams = paths
                 .iter()
                 .map(|p| open(p).with_context(|| p.display().to_string()))
@@ -239,8 +247,19 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("listening on {listen}"))?;
-                println!("listening={}", listener.local_addr()?);
+                let bound = listener.local_addr()?;
+                println!("listening={bound}");
                 std::io::stdout().flush()?;
+                if lan {
+                    let config = keyway_drayer::discovery::DiscoveryConfig {
+                        http_port: bound.port(),
+                        ..Default::default()
+                    };
+                    let node = keyway_drayer::discovery::Discovery::bind(config, &paths)
+                        .context("joining the DrayerUDP group")?;
+                    node.announce().await.context("announcing on the LAN")?;
+                    tokio::spawn(node.run());
+                }
                 axum::serve(listener, router(streams))
                     .with_graceful_shutdown(async {
                         let _ = tokio::signal::ctrl_c().await;
@@ -263,18 +282,68 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     path.display()
                 ),
             };
-            let mut source = HttpSource::new(&from, *stream.public_key());
-            if metadata_only {
-                source = source.without_values();
-            }
+            let urls = match from {
+                Some(url) => vec![url],
+                None => {
+                    let urls: Vec<String> = stream
+                        .primary_servers()?
+                        .into_iter()
+                        .filter(|s| s.kind == "http")
+                        .map(|s| s.url)
+                        .collect();
+                    if urls.is_empty() {
+                        bail!("no --from given and the stream names no http primary server");
+                    }
+                    urls
+                }
+            };
             let runtime = tokio::runtime::Runtime::new()?;
-            let pulled = runtime.block_on(pull(&mut stream, &mut source))?;
-            println!(
-                "{} new records, {} repairs, {} records held",
-                pulled.inserted,
-                pulled.repairs,
-                stream.list(None)?.len()
-            );
+            let mut last_error = None;
+            for url in &urls {
+                let mut source = HttpSource::new(url, *stream.public_key());
+                if metadata_only {
+                    source = source.without_values();
+                }
+                match runtime.block_on(pull(&mut stream, &mut source)) {
+                    Ok(pulled) => {
+                        println!(
+                            "{} new records, {} repairs, {} records held",
+                            pulled.inserted,
+                            pulled.repairs,
+                            stream.list(None)?.len()
+                        );
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    Err(e) => {
+                        eprintln!("keyway: {url}: {e}");
+                        last_error = Some(e);
+                    }
+                }
+            }
+            if let Some(e) = last_error {
+                return Err(e.into());
+            }
+        }
+        Command::Primary { path, urls } => {
+            if urls.is_empty() {
+                for server in open_read_only(&path)?.primary_servers()? {
+                    println!("{}\t{}", server.kind, server.url);
+                }
+            } else {
+                let servers: Vec<_> = urls
+                    .into_iter()
+                    .map(|url| keyway_drayer::primary_servers::PrimaryServer {
+                        kind: "http".into(),
+                        url: if url.ends_with('/') {
+                            url
+                        } else {
+                            format!("{url}/")
+                        },
+                        udp: None,
+                    })
+                    .collect();
+                open(&path)?.set_primary_servers(&servers)?;
+            }
         }
         Command::ImportDir { path, dir } => {
             let report = file_record::import_dir(&mut open(&path)?, &dir)?;

@@ -127,19 +127,28 @@ fn create_write_serve_and_mirror_between_processes() {
         "a mirror cannot write"
     );
 
-    // The owner changes things; the mirror catches up.
+    // The owner names its server in the stream and changes things; the
+    // mirror catches up, then syncs from the primary server it learnt.
+    ok(keyway(&["primary", "{}", &url], &[&owner]));
     ok(keyway(&["set", "{}", "hello", "again"], &[&owner]));
     ok(keyway(
         &["del", "{}", "greeting", "--type", "publicSocialPost"],
         &[&owner],
     ));
     ok(keyway(&["sync", "{}", "--from", &url], &[&mirror]));
+    assert_eq!(
+        ok(keyway(&["primary", "{}"], &[&mirror])).trim(),
+        format!("http\t{url}")
+    );
+    ok(keyway(&["set", "{}", "later", "too"], &[&owner]));
+    let said = ok(keyway(&["sync", "{}"], &[&mirror]));
+    assert!(said.starts_with("1 new records"), "{said}");
     assert_eq!(ok(keyway(&["get", "{}", "hello"], &[&mirror])), "again");
     assert_eq!(
         ok(keyway(&["ls", "{}", "--json"], &[&mirror])),
         ok(keyway(&["ls", "{}", "--json"], &[&owner]))
     );
-    assert!(ok(keyway(&["verify", "{}"], &[&mirror])).starts_with("3 records"));
+    assert!(ok(keyway(&["verify", "{}"], &[&mirror])).starts_with("5 records"));
 
     // Damage is named and fails verification.
     let conn = rusqlite::Connection::open(&mirror).unwrap();

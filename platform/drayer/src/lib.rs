@@ -10,12 +10,14 @@
 //! - [`sync`]: pulling a stream from a peer.
 //! - [`wire`]: the msgpack record maps of the HTTP API.
 //! - [`discovery`]: DrayerUDP LAN discovery.
+//! - [`primary_servers`]: the `primaryServers` record.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod discovery;
 pub mod file_record;
 pub mod http;
 pub mod keyfile;
+pub mod primary_servers;
 pub mod sqlite;
 mod stream;
 pub mod sync;

@@ -44,6 +44,8 @@ pub enum StreamError {
     Apply(#[from] ApplyError<ChainError>),
     #[error(transparent)]
     File(#[from] crate::file_record::FileRecordError),
+    #[error("malformed record value: {0}")]
+    Record(String),
 }
 
 impl From<rusqlite::Error> for StreamError {

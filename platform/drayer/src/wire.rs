@@ -228,7 +228,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn array_len(&mut self) -> Result<usize, WireError> {
+    pub(crate) fn array_len(&mut self) -> Result<usize, WireError> {
         match self.marker()? {
             Marker::FixArray(n) => Ok(usize::from(n)),
             Marker::Array16 => Ok(self.be(2)? as usize),
