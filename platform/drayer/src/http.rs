@@ -265,8 +265,18 @@ async fn web_access(
 }
 
 /// A peer's stream over HTTP, as a [`Source`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HttpSource {
+    fetcher: Fetcher,
+    /// The next page, already requested: (after which time, the request).
+    prefetched: Option<(i64, tokio::task::JoinHandle<Result<Page, ClientError>>)>,
+}
+
+type Page = Vec<(Meta, Body)>;
+
+/// What a request needs; cloned into prefetching tasks.
+#[derive(Debug, Clone)]
+struct Fetcher {
     client: reqwest::Client,
     /// `<url>/<quote_plus(base64 pk)>/`
     base: String,
@@ -299,6 +309,22 @@ fn quote_plus(text: &str) -> String {
 impl HttpSource {
     /// The stream `stream` at the server `url` (e.g. `http://host:33125/`).
     pub fn new(url: &str, stream: VerifyingKey) -> Self {
+        Self {
+            fetcher: Fetcher::new(url, stream),
+            prefetched: None,
+        }
+    }
+
+    /// Ask for records without their values (metadata-only mirrors).
+    #[must_use]
+    pub fn without_values(mut self) -> Self {
+        self.fetcher.with_values = false;
+        self
+    }
+}
+
+impl Fetcher {
+    fn new(url: &str, stream: VerifyingKey) -> Self {
         let b64 = base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
             stream.as_bytes(),
@@ -313,13 +339,6 @@ impl HttpSource {
             stream,
             with_values: true,
         }
-    }
-
-    /// Ask for records without their values (metadata-only mirrors).
-    #[must_use]
-    pub fn without_values(mut self) -> Self {
-        self.with_values = false;
-        self
     }
 
     /// GET `path` under the stream; `None` on 404.
@@ -346,10 +365,8 @@ impl HttpSource {
     }
 }
 
-impl Source for HttpSource {
-    type Error = ClientError;
-
-    async fn modified_after(&mut self, t: i64) -> Result<Vec<(Meta, Body)>, ClientError> {
+impl Fetcher {
+    async fn page(&self, t: i64) -> Result<Page, ClientError> {
         let query = if self.with_values { "" } else { "?values=0" };
         let path = format!("newRecords/{t}{query}");
         let Some(bytes) = self.fetch(&path).await? else {
@@ -369,17 +386,48 @@ impl Source for HttpSource {
         }
         Ok(records)
     }
+}
+
+impl Source for HttpSource {
+    type Error = ClientError;
+
+    async fn modified_after(&mut self, t: i64) -> Result<Page, ClientError> {
+        match self.prefetched.take() {
+            Some((at, request)) if at == t => match request.await {
+                Ok(page) => page,
+                // The task was cancelled or failed: ask again.
+                Err(_) => self.fetcher.page(t).await,
+            },
+            other => {
+                if let Some((_, request)) = other {
+                    request.abort();
+                }
+                self.fetcher.page(t).await
+            }
+        }
+    }
+
+    fn prefetch(&mut self, t: i64) {
+        let fetcher = self.fetcher.clone();
+        if let Some((_, stale)) = self
+            .prefetched
+            .replace((t, tokio::spawn(async move { fetcher.page(t).await })))
+        {
+            stale.abort();
+        }
+    }
 
     async fn crdr(&mut self, pdest: i64) -> Result<Option<Meta>, ClientError> {
         let path = format!("crdr/{pdest}");
-        let Some(bytes) = self.fetch(&path).await? else {
+        let Some(bytes) = self.fetcher.fetch(&path).await? else {
             return Ok(None);
         };
-        let (meta, _) =
-            wire::decode_record(&bytes, &self.stream).map_err(|source| ClientError::Wire {
-                url: format!("{}{path}", self.base),
+        let (meta, _) = wire::decode_record(&bytes, &self.fetcher.stream).map_err(|source| {
+            ClientError::Wire {
+                url: format!("{}{path}", self.fetcher.base),
                 source,
-            })?;
+            }
+        })?;
         Ok(Some(meta))
     }
 }

@@ -496,20 +496,40 @@ impl Stream {
         let mut report = VerifyReport::default();
         let mut by_id = Vec::new();
         let rows = chain.all(None)?;
-        for (meta, body) in &rows {
-            report.records += 1;
+        // Each record on its own: spread over the machine's cores.
+        let public = self.public;
+        let check = move |(meta, body): &(Meta, Body)| -> Vec<String> {
             let name = format!("record {} ({} {:?})", meta.id, body.kind, body.key);
-            if let Err(e) = meta.verify(&self.public) {
-                report.problems.push(format!("{name}: {e}"));
+            let mut problems = Vec::new();
+            if let Err(e) = meta.verify(&public) {
+                problems.push(format!("{name}: {e}"));
             }
             // A metadata-only row has no value to check.
             if let Some(value) = &body.value
                 && let Err(e) = meta.check_value(value)
             {
-                report.problems.push(format!("{name}: {e}"));
+                problems.push(format!("{name}: {e}"));
             }
-            by_id.push(*meta);
-        }
+            problems
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = rows.len().div_ceil(threads).max(64);
+        let found: Vec<Vec<String>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = rows
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().flat_map(check).collect()))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or_else(|_| vec!["a verification thread failed".to_owned()])
+                })
+                .collect()
+        });
+        report.problems.extend(found.into_iter().flatten());
+        report.records = rows.len();
+        by_id.extend(rows.iter().map(|(meta, _)| *meta));
         let mut previous = 0;
         for meta in &by_id {
             if meta.prev != previous {

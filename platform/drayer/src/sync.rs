@@ -24,6 +24,9 @@ pub trait Source {
         &mut self,
         t: i64,
     ) -> impl Future<Output = Result<Vec<(Meta, Body)>, Self::Error>> + Send;
+    /// Starts fetching the page after `t` in the background, so the peer
+    /// and the network work while this node applies the current page.
+    fn prefetch(&mut self, _t: i64) {}
     /// The record with the largest `prevchange` ≤ `pdest`, if any.
     fn crdr(
         &mut self,
@@ -65,6 +68,10 @@ pub async fn pull<S: Source>(
             .await
             .map_err(SyncError::Source)?;
         let full = page.len() >= PAGE;
+        if full && let Some((last, _)) = page.last() {
+            // Applying the page moves the tip to its last record.
+            source.prefetch(last.modified);
+        }
         // Signatures first, on every core; the first bad one ends the page.
         let checked = verify_all(&page, stream.public_key());
         let good = checked.iter().take_while(|r| r.is_ok()).count();
