@@ -1,7 +1,15 @@
-//! Drayer on this machine: owner inserts/s (one transaction each), records
-//! verified/s, and a full sync of N records between two nodes over
-//! loopback HTTP. Not a test:
-//! `cargo bench -p keyway-drayer --bench drayer [-- RECORDS] [--inserts-only]`.
+//! Drayer on this machine: owner inserts/s (one transaction each, and in
+//! transactions of 1,000), records verified/s, and a full sync of N
+//! records between two nodes over loopback HTTP. Not a test:
+//!
+//!     cargo bench -p keyway-drayer --bench drayer [-- RECORDS] [--inserts-only]
+//!
+//! With `DRAYER_REFERENCE=<clone of EternityForest/drayer>` and
+//! `DRAYER_REFERENCE_PYTHON=<python with libnacl, msgpack==0.6.2, requests,
+//! cherrypy>`, the original runs the same operations in the same run
+//! (`tests/interop/drayer_ref_bench.py`; the clone is never committed) on
+//! `DRAYER_REFERENCE_RECORDS` records (default 2,000: its lookups scan the
+//! table, so it slows as the stream grows), and Keyway again on as many.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;
@@ -10,11 +18,14 @@ use keyway_drayer::Stream;
 use keyway_drayer::http::{HttpSource, router};
 use keyway_drayer::sync::pull;
 
-fn main() {
-    let records: usize = std::env::args()
-        .filter_map(|a| a.parse().ok())
-        .next()
-        .unwrap_or(100_000);
+struct Row {
+    inserts: f64,
+    batched: f64,
+    verified: f64,
+    synced: f64,
+}
+
+fn measure(records: usize, inserts_only: bool) -> Row {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("owner.stream");
     let mut owner = Stream::create(&path).unwrap();
@@ -30,24 +41,25 @@ fn main() {
             .unwrap();
     }
     let inserts = records as f64 / started.elapsed().as_secs_f64();
-    // The same writes in batches of 1,000 (one transaction each).
-    let batched_path = dir.path().join("batched.stream");
-    let mut batched = Stream::create(&batched_path).unwrap();
+
+    let mut batched_stream = Stream::create(&dir.path().join("batched.stream")).unwrap();
     let keys: Vec<(String, String)> = (0..records)
         .map(|i| (format!("key{i}"), format!("value number {i}")))
         .collect();
     let started = Instant::now();
     for chunk in keys.chunks(1000) {
-        batched
+        batched_stream
             .set_many(chunk.iter().map(|(k, v)| (k.as_str(), "obj", v.as_bytes())))
             .unwrap();
     }
-    let batched_inserts = records as f64 / started.elapsed().as_secs_f64();
-    assert_eq!(batched.verify().unwrap().problems.len(), 0);
-    // For profiling the owner's path alone.
-    if std::env::args().any(|a| a == "--inserts-only") {
-        println!("{inserts:.0} inserts/s, {batched_inserts:.0} in batches");
-        return;
+    let batched = records as f64 / started.elapsed().as_secs_f64();
+    if inserts_only {
+        return Row {
+            inserts,
+            batched,
+            verified: 0.0,
+            synced: 0.0,
+        };
     }
 
     let started = Instant::now();
@@ -69,6 +81,78 @@ fn main() {
         assert_eq!(pulled.inserted, records);
         records as f64 / started.elapsed().as_secs_f64()
     });
+    Row {
+        inserts,
+        batched,
+        verified,
+        synced,
+    }
+}
+
+fn row(name: &str, records: usize, r: &Row) {
+    let batched = if r.batched > 0.0 {
+        format!("{:.0}", r.batched)
+    } else {
+        "—".to_owned()
+    };
+    println!(
+        "| {name} | {records} | {:.0} | {batched} | {:.0} | {:.0} |",
+        r.inserts, r.verified, r.synced
+    );
+}
+
+/// The original, if a clone and a Python for it were given.
+fn reference(records: usize) -> Option<Row> {
+    let checkout = std::env::var("DRAYER_REFERENCE").ok()?;
+    let python = std::env::var("DRAYER_REFERENCE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/interop/drayer_ref_bench.py"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let out = std::process::Command::new(python)
+        .args([script, &checkout, &records.to_string(), &port.to_string()])
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
+        eprintln!(
+            "reference did not complete: {}{}",
+            line,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    };
+    assert_eq!(v["mirror_holds"].as_u64(), Some(records as u64));
+    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    Some(Row {
+        inserts: f("inserts"),
+        batched: 0.0,
+        verified: f("verified"),
+        synced: f("synced"),
+    })
+}
+
+fn main() {
+    let records: usize = std::env::args()
+        .filter_map(|a| a.parse().ok())
+        .next()
+        .unwrap_or(100_000);
+    if std::env::args().any(|a| a == "--inserts-only") {
+        let r = measure(records, true);
+        println!("{:.0} inserts/s, {:.0} in batches", r.inserts, r.batched);
+        return;
+    }
+    let main_row = measure(records, false);
+    let ref_records: usize = std::env::var("DRAYER_REFERENCE_RECORDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2_000);
+    let original = reference(ref_records);
+    let small = original.as_ref().map(|_| measure(ref_records, false));
 
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -79,11 +163,20 @@ fn main() {
         })
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("Machine: {cpu}, {cores} cores; {records} records, SQLite stream files on local disk");
+    println!(
+        "Machine: {cpu}, {cores} cores; SQLite stream files on local disk, sync over loopback HTTP"
+    );
     println!();
     println!(
-        "| implementation | owner inserts/s, a transaction each | in transactions of 1,000 | records verified/s | full sync over loopback HTTP, records/s |"
+        "| implementation | records | owner inserts/s (a transaction each) | in transactions of 1,000 | records verified/s | full sync, records/s |"
     );
-    println!("|---|---:|---:|---:|---:|");
-    println!("| Keyway | {inserts:.0} | {batched_inserts:.0} | {verified:.0} | {synced:.0} |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    row("Keyway", records, &main_row);
+    match (&original, &small) {
+        (Some(original), Some(small)) => {
+            row("Keyway", ref_records, small);
+            row("original Drayer (2019)", ref_records, original);
+        }
+        _ => println!("| original Drayer | (not run: set DRAYER_REFERENCE) | | | | |"),
+    }
 }
