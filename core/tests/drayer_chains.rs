@@ -188,6 +188,9 @@ fn random_sequences_leave_every_mirror_equal_to_the_owner() {
         let every = 2 + rng.below(6) as usize; // the batched mirror's period
         let (mut owner, mut stepwise, mut batched) =
             (MemoryChain::new(), MemoryChain::new(), MemoryChain::new());
+        // A partial mirror keeping the newest few (spec D8), synced every step.
+        let keep = 3 + rng.below(4) as usize;
+        let mut partial = MemoryChain::new();
         let mut now = T0;
         for step in 0..60 {
             // Mostly forward, sometimes stepping back (spec D1).
@@ -209,6 +212,23 @@ fn random_sequences_leave_every_mirror_equal_to_the_owner() {
             assert_consistent(&owner);
             repairs += stepwise.sync_from(&owner, &stream).unwrap().1;
             assert_eq!(stepwise, owner, "seed {seed} step {step}: stepwise mirror");
+            if let Err(e) = partial.sync_newest_from(&owner, &stream, keep) {
+                panic!(
+                    "seed {seed} step {step}: partial: {e:?}\nowner {:#?}\npartial {:#?}",
+                    show(&owner),
+                    show(&partial)
+                );
+            }
+            // It holds exactly the owner's records after its back pointer,
+            // and no more than it keeps.
+            let back = partial.back_pointer();
+            let expected: Vec<_> = owner
+                .in_mchain_order()
+                .filter(|(m, _)| m.modified > back)
+                .collect();
+            let held: Vec<_> = partial.in_mchain_order().collect();
+            assert_eq!(held, expected, "seed {seed} step {step}: partial mirror");
+            assert!(partial.len() <= keep.max(1));
             if step % every == every - 1 {
                 let before = batched.clone();
                 if let Err(e) = batched.sync_from(&owner, &stream) {

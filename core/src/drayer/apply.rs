@@ -200,8 +200,11 @@ pub fn apply_verified<C: Chain>(
             }),
         };
     }
+    let back = chain.back().map_err(store)?;
     let anchored = |chain: &C| -> Result<bool, C::Error> {
-        Ok(meta.prevchange == 0 || chain.by_modified(meta.prevchange)?.is_some())
+        Ok(meta.prevchange == 0
+            || meta.prevchange == back
+            || chain.by_modified(meta.prevchange)?.is_some())
     };
     if !anchored(chain).map_err(store)? {
         return Err(ApplyError::Gap {
@@ -260,13 +263,15 @@ fn mend<C: Chain>(
     mender: &Mender<'_>,
 ) -> Result<(), ApplyError<C::Error>> {
     let store = ApplyError::Store;
+    // A partial mirror's oldest record follows its back pointer.
+    let back = chain.back().map_err(store)?;
     loop {
         let mut below = orphan.modified;
         let pdest = loop {
             match chain.last_before(below).map_err(store)? {
                 Some(m) if pending(&m) => below = m.modified,
                 Some(m) => break m.modified,
-                None => break 0,
+                None => break back,
             }
         };
         let repairs = match mender {
@@ -305,6 +310,11 @@ fn mend<C: Chain>(
                 // range delete). Those records' successors are in the range
                 // or the orphan, so nothing else is left dangling.
                 remove_between(chain, patch.prevchange, orphan.modified)?;
+                if back != 0 && patch.prevchange < back {
+                    // The owner has nothing between the new pointer and
+                    // the old back pointer either.
+                    chain.set_back(patch.prevchange).map_err(store)?;
+                }
                 return chain.set_meta(&patch).map_err(store);
             }
         }

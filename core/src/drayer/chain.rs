@@ -40,4 +40,18 @@ pub trait Chain {
     /// re-signed pointer).
     fn set_meta(&mut self, meta: &Meta) -> Result<(), Self::Error>;
     fn remove(&mut self, id: u64) -> Result<(), Self::Error>;
+
+    /// A partial mirror's declared back pointer (spec D8): the `modified`
+    /// its oldest record follows. Records before it are not held, so a
+    /// `prevchange` equal to it is anchored. 0 for a whole chain.
+    fn back(&self) -> Result<i64, Self::Error> {
+        Ok(0)
+    }
+
+    /// Moves the back pointer (a partial mirror's oldest record was
+    /// repointed further back, or older records were let go). Whole
+    /// chains keep 0.
+    fn set_back(&mut self, _back: i64) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }

@@ -50,6 +50,8 @@ pub struct MemoryChain {
     by_modified: BTreeMap<i64, u64>,
     by_prevchange: BTreeMap<i64, u64>,
     by_key: BTreeMap<(String, String), u64>,
+    /// A partial mirror's back pointer (0: the whole chain).
+    back: i64,
 }
 
 impl MemoryChain {
@@ -66,7 +68,7 @@ impl MemoryChain {
     }
 
     /// Records in mchain order (oldest `modified` first).
-    pub fn in_mchain_order(&self) -> impl Iterator<Item = (&Meta, &MemoryBody)> + '_ {
+    pub fn in_mchain_order(&self) -> impl DoubleEndedIterator<Item = (&Meta, &MemoryBody)> + '_ {
         self.by_modified.values().filter_map(|id| {
             let (meta, body) = self.records.get(id)?;
             Some((meta, body))
@@ -140,6 +142,94 @@ impl MemoryChain {
                 return Ok((inserted, fetched));
             }
         }
+    }
+
+    /// A partial mirror of `source` (spec D8): on first use it starts from
+    /// `source`'s newest `keep` records (its back pointer is the oldest
+    /// one's predecessor), then syncs like any mirror and lets go of its
+    /// oldest records beyond `keep`.
+    pub fn sync_newest_from(
+        &mut self,
+        source: &Self,
+        stream: &VerifyingKey,
+        keep: usize,
+    ) -> Result<(usize, usize), ApplyError<Conflict>> {
+        if self.is_empty() && keep > 0 {
+            let newest: Vec<(Meta, MemoryBody)> = source
+                .in_mchain_order()
+                .rev()
+                .take(keep)
+                .map(|(m, b)| (*m, b.clone()))
+                .collect();
+            if let Some((oldest, _)) = newest.last() {
+                self.back = oldest.prevchange;
+            }
+            for (meta, body) in newest.into_iter().rev() {
+                let value = body.value.clone();
+                self.transaction(|c| {
+                    apply(
+                        c,
+                        stream,
+                        &meta,
+                        body,
+                        value.as_deref(),
+                        &Mender::Mirror(&[]),
+                    )
+                })?;
+            }
+        }
+        let pulled = self.sync_from(source, stream)?;
+        self.keep_newest(keep);
+        // A silent patch of the oldest record held (its predecessor, not
+        // held, was deleted or moved) shows no orphan here: ask for it.
+        let oldest = self.in_mchain_order().next().map(|(m, _)| *m);
+        if let Some(oldest) = oldest
+            && let Some((patch, _)) = source.crdr(self.back)
+        {
+            self.refresh_oldest(&oldest, &patch, stream)?;
+        }
+        Ok(pulled)
+    }
+
+    /// Takes `patch` (the owner's answer to `crdr/<back>`) if it is the
+    /// oldest record held, re-pointed further back.
+    fn refresh_oldest(
+        &mut self,
+        oldest: &Meta,
+        patch: &Meta,
+        stream: &VerifyingKey,
+    ) -> Result<(), ApplyError<Conflict>> {
+        let same = patch.id == oldest.id
+            && patch.modified == oldest.modified
+            && patch.prevchange < oldest.prevchange
+            && patch.value_hash == oldest.value_hash;
+        if !same {
+            return Ok(());
+        }
+        patch.verify(stream)?;
+        self.set_meta(patch).map_err(ApplyError::Store)?;
+        self.back = patch.prevchange;
+        Ok(())
+    }
+
+    /// Lets go of all but the `keep` most recently modified records,
+    /// moving the back pointer up.
+    pub fn keep_newest(&mut self, keep: usize) {
+        while self.len() > keep.max(1) {
+            let Some((_, &id)) = self.by_modified.iter().next() else {
+                return;
+            };
+            let Some((meta, body)) = self.records.remove(&id) else {
+                return;
+            };
+            self.unlink(&meta, &body);
+            self.back = meta.modified;
+        }
+    }
+
+    /// The back pointer: 0 for a whole mirror.
+    pub fn back_pointer(&self) -> i64 {
+        self.back
     }
 
     /// Runs `f` on a copy and keeps the result only if it succeeds.
@@ -266,6 +356,15 @@ impl Chain for MemoryChain {
         if let Some((meta, body)) = self.records.remove(&id) {
             self.unlink(&meta, &body);
         }
+        Ok(())
+    }
+
+    fn back(&self) -> Result<i64, Conflict> {
+        Ok(self.back)
+    }
+
+    fn set_back(&mut self, back: i64) -> Result<(), Conflict> {
+        self.back = back;
         Ok(())
     }
 }
