@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use keyway_drayer::http::{HttpSource, router};
-use keyway_drayer::sync::pull;
+use keyway_drayer::sync::{pull, pull_newest};
 use keyway_drayer::{Stream, file_record, parse_public_key};
 use serde_json::json;
 
@@ -88,6 +88,10 @@ pub(crate) enum Command {
         /// still verify from the hashes).
         #[arg(long)]
         metadata_only: bool,
+        /// Mirror only the N most recent records (needs a Keyway server
+        /// for the first sync).
+        #[arg(long, value_name = "N")]
+        newest: Option<usize>,
     },
     /// Print the stream's primary servers, or set them to URL….
     Primary { path: PathBuf, urls: Vec<String> },
@@ -273,6 +277,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             from,
             pubkey,
             metadata_only,
+            newest,
         } => {
             let mut stream = match (&pubkey, path.exists()) {
                 (Some(pk), _) => Stream::mirror(&path, parse_public_key(pk)?)?,
@@ -304,7 +309,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 if metadata_only {
                     source = source.without_values();
                 }
-                match runtime.block_on(pull(&mut stream, &mut source)) {
+                let pulled = match newest {
+                    Some(keep) => runtime.block_on(pull_newest(&mut stream, &mut source, keep)),
+                    None => runtime.block_on(pull(&mut stream, &mut source)),
+                };
+                match pulled {
                     Ok(pulled) => {
                         println!(
                             "{} new records, {} repairs, {} records held",

@@ -150,6 +150,18 @@ fn create_write_serve_and_mirror_between_processes() {
     );
     assert!(ok(keyway(&["verify", "{}"], &[&mirror])).starts_with("5 records"));
 
+    // A partial mirror keeps the newest two.
+    let recent = dir.path().join("recent.stream");
+    ok(keyway(
+        &[
+            "sync", "{}", "--from", &url, "--pubkey", &pk, "--newest", "2",
+        ],
+        &[&recent],
+    ));
+    let held = ok(keyway(&["ls", "{}", "--json"], &[&recent]));
+    assert_eq!(held.lines().count(), 2, "{held}");
+    assert!(ok(keyway(&["verify", "{}"], &[&recent])).starts_with("2 records"));
+
     // Damage is named and fails verification.
     let conn = rusqlite::Connection::open(&mirror).unwrap();
     conn.execute("UPDATE record SET value = x'a1' WHERE key = 'last'", [])

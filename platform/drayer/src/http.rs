@@ -41,6 +41,7 @@ pub fn router(streams: Vec<Stream>) -> Router {
         .route("/", get(|| async { "Hello World!" }))
         .route("/{pk}/newRecords/{t}", get(new_records))
         .route("/{pk}/crdr/{t}", get(crdr))
+        .route("/{pk}/newest/{n}", get(newest))
         .route("/{pk}/newestRecordsJSON/{kind}", get(newest_json))
         .route("/{pk}/listRecordsJSON/{kind}", get(list_json))
         .route("/{pk}/webAccess/{*path}", get(web_access))
@@ -118,6 +119,23 @@ async fn crdr(State(streams): State<Streams>, Path((pk, t)): Path<(String, i64)>
     {
         Ok(Some(bytes)) => octets(bytes),
         Ok(None) => not_found("nothing to repair"),
+        Err(response) => response,
+    }
+}
+
+/// Most records `newest` returns at once.
+pub const MAX_NEWEST: usize = 10_000;
+
+/// Keyway's addition: the `n` most recently modified records, oldest
+/// first, for partial mirrors (spec D8). The original has no equivalent.
+async fn newest(State(streams): State<Streams>, Path((pk, n)): Path<(String, usize)>) -> Response {
+    let n = n.min(MAX_NEWEST);
+    match with_stream(&streams, &pk, move |s| {
+        Ok(wire::encode_records(&s.newest_records(n)?, s.public_key()))
+    })
+    .await
+    {
+        Ok(bytes) => octets(bytes),
         Err(response) => response,
     }
 }
@@ -405,6 +423,23 @@ impl Source for HttpSource {
                 self.fetcher.page(t).await
             }
         }
+    }
+
+    async fn newest(&mut self, n: usize) -> Result<Option<Page>, ClientError> {
+        let path = format!("newest/{}", n.min(MAX_NEWEST));
+        let Some(bytes) = self.fetcher.fetch(&path).await? else {
+            return Ok(None);
+        };
+        let mut records = wire::decode_records(&bytes, &self.fetcher.stream).map_err(|source| {
+            ClientError::Wire {
+                url: format!("{}{path}", self.fetcher.base),
+                source,
+            }
+        })?;
+        if !self.fetcher.with_values {
+            records.iter_mut().for_each(|(_, b)| b.value = None);
+        }
+        Ok(Some(records))
     }
 
     fn prefetch(&mut self, t: i64) {

@@ -97,6 +97,27 @@ impl<'c> SqliteChain<'c> {
         row.map(|(meta, body)| Ok((meta?, body))).transpose()
     }
 
+    /// The `n` most recently modified rows, oldest first (a partial
+    /// mirror's start).
+    pub fn newest(&self, n: usize) -> Result<Vec<(Meta, Body)>, ChainError> {
+        let sql = format!(
+            "SELECT {COLUMNS}, value FROM record WHERE chain = ?1 ORDER BY modified DESC LIMIT ?2"
+        );
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        let rows = statement.query_map(params![MAIN, limit], |row| {
+            Ok((meta_parts(row), body_parts(row)?))
+        })?;
+        let mut rows = rows
+            .map(|r| {
+                let (meta, body) = r?;
+                Ok((meta?, body))
+            })
+            .collect::<Result<Vec<_>, ChainError>>()?;
+        rows.reverse();
+        Ok(rows)
+    }
+
     /// Every row, by id (for verification and listing).
     pub fn all(&self, kind: Option<&str>) -> Result<Vec<(Meta, Body)>, ChainError> {
         let sql = format!(
@@ -276,4 +297,32 @@ impl Chain for SqliteChain<'_> {
         statement.execute(params![MAIN, id_param(id)])?;
         Ok(())
     }
+
+    fn back(&self) -> Result<i64, ChainError> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM attr WHERE key = ?1 LIMIT 1",
+                params![BACK_POINTER],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(text.and_then(|t| t.parse().ok()).unwrap_or(0))
+    }
+
+    fn set_back(&mut self, back: i64) -> Result<(), ChainError> {
+        self.conn
+            .execute("DELETE FROM attr WHERE key = ?1", params![BACK_POINTER])?;
+        if back != 0 {
+            self.conn.execute(
+                "INSERT INTO attr VALUES (?1, ?2)",
+                params![BACK_POINTER, back.to_string()],
+            )?;
+        }
+        Ok(())
+    }
 }
+
+/// Where a partial mirror keeps its back pointer: `attr` is local and
+/// never synced, and the original ignores keys it does not know.
+const BACK_POINTER: &str = "KeywayBackPointer";

@@ -489,6 +489,87 @@ impl Stream {
         })
     }
 
+    /// The back pointer of a partial mirror (0 for a whole copy).
+    pub fn back_pointer(&self) -> Result<i64, StreamError> {
+        Ok(SqliteChain::new(&self.conn).back()?)
+    }
+
+    /// The `n` most recently modified records, oldest first.
+    pub fn newest_records(&self, n: usize) -> Result<Vec<(Meta, Body)>, StreamError> {
+        Ok(SqliteChain::new(&self.conn).newest(n)?)
+    }
+
+    /// Starts an empty partial mirror from a peer's newest records
+    /// (oldest first): the oldest one's predecessor becomes the back
+    /// pointer. One transaction.
+    pub fn start_partial(&mut self, newest: &[(Meta, Body)]) -> Result<(), StreamError> {
+        let tx = self.conn.transaction()?;
+        let mut chain = SqliteChain::new(&tx);
+        if chain.tip()?.is_some() {
+            return Err(StreamError::Record("the mirror is not empty".into()));
+        }
+        if let Some((oldest, _)) = newest.first() {
+            chain.set_back(oldest.prevchange)?;
+        }
+        for (meta, body) in newest {
+            apply(
+                &mut chain,
+                &self.public,
+                meta,
+                body.clone(),
+                body.value.as_deref(),
+                &Mender::Mirror(&[]),
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Lets go of all but the `keep` most recently modified records,
+    /// moving the back pointer up (a partial mirror). One transaction.
+    pub fn keep_newest(&mut self, keep: usize) -> Result<usize, StreamError> {
+        let tx = self.conn.transaction()?;
+        let mut chain = SqliteChain::new(&tx);
+        let held = chain.all(None)?.len();
+        let mut dropped = 0;
+        for _ in keep.max(1)..held {
+            let Some(oldest) = chain.first_after(i64::MIN)? else {
+                break;
+            };
+            chain.remove(oldest.id)?;
+            chain.set_back(oldest.modified)?;
+            dropped += 1;
+        }
+        tx.commit()?;
+        Ok(dropped)
+    }
+
+    /// Takes the owner's answer to `crdr/<back>` if it is this partial
+    /// mirror's oldest record re-pointed further back (a silent patch no
+    /// orphan here reveals).
+    pub fn refresh_oldest(&mut self, patch: &Meta) -> Result<bool, StreamError> {
+        let tx = self.conn.transaction()?;
+        let mut chain = SqliteChain::new(&tx);
+        let Some(oldest) = chain.first_after(i64::MIN)? else {
+            return Ok(false);
+        };
+        let same = patch.id == oldest.id
+            && patch.modified == oldest.modified
+            && patch.prevchange < oldest.prevchange
+            && patch.value_hash == oldest.value_hash
+            && patch.key_hash == oldest.key_hash;
+        if !same {
+            return Ok(false);
+        }
+        patch
+            .verify(&self.public)
+            .map_err(ApplyError::<ChainError>::Record)?;
+        chain.set_meta(patch)?;
+        chain.set_back(patch.prevchange)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
     /// Checks every record (ranges, value hash, signature) and both
     /// chains (spec §6.1), naming each problem.
     pub fn verify(&self) -> Result<VerifyReport, StreamError> {
@@ -530,8 +611,11 @@ impl Stream {
         report.problems.extend(found.into_iter().flatten());
         report.records = rows.len();
         by_id.extend(rows.iter().map(|(meta, _)| *meta));
+        let back = chain.back()?;
         let mut previous = 0;
-        for meta in &by_id {
+        // A partial mirror holds an arbitrary set of ids: only its
+        // modification chain, from the back pointer, can be checked.
+        for meta in by_id.iter().filter(|_| back == 0) {
             if meta.prev != previous {
                 report.problems.push(format!(
                     "ID chain: record {} points at id {}, expected {previous}",
@@ -542,7 +626,7 @@ impl Stream {
         }
         let mut by_modified = by_id;
         by_modified.sort_by_key(|m| m.modified);
-        let mut previous = 0;
+        let mut previous = back;
         for meta in &by_modified {
             if meta.prevchange != previous {
                 report.problems.push(format!(

@@ -27,6 +27,14 @@ pub trait Source {
     /// Starts fetching the page after `t` in the background, so the peer
     /// and the network work while this node applies the current page.
     fn prefetch(&mut self, _t: i64) {}
+    /// The `n` most recently modified records, oldest first; `None` if the
+    /// peer cannot say (the original's API has no such request).
+    fn newest(
+        &mut self,
+        _n: usize,
+    ) -> impl Future<Output = Result<Option<Vec<(Meta, Body)>>, Self::Error>> + Send {
+        async { Ok(None) }
+    }
     /// The record with the largest `prevchange` ≤ `pdest`, if any.
     fn crdr(
         &mut self,
@@ -38,6 +46,10 @@ pub trait Source {
 pub enum SyncError<E: std::error::Error + 'static> {
     #[error("peer: {0}")]
     Source(#[source] E),
+    #[error("the peer cannot list its newest records (a partial mirror needs a Keyway server)")]
+    Unsupported,
+    #[error("{0}")]
+    Local(#[source] StreamError),
     #[error("record {id} refused: {source}")]
     Refused {
         id: u64,
@@ -126,6 +138,39 @@ pub async fn pull<S: Source>(
     }
 }
 
+/// Keeps `stream` as a partial mirror of `source` holding its `keep` most
+/// recent records (spec D8): starts from the peer's newest records when
+/// empty, pulls what is new, lets go of the oldest, and takes a silent
+/// patch of the oldest record held.
+pub async fn pull_newest<S: Source>(
+    stream: &mut Stream,
+    source: &mut S,
+    keep: usize,
+) -> Result<Pulled, SyncError<S::Error>> {
+    let keep = keep.max(1);
+    let local = SyncError::Local;
+    let mut started = 0;
+    if stream.tip().map_err(local)? == 0 {
+        let newest = source
+            .newest(keep)
+            .await
+            .map_err(SyncError::Source)?
+            .ok_or(SyncError::Unsupported)?;
+        started = newest.len();
+        stream.start_partial(&newest).map_err(local)?;
+    }
+    let mut pulled = pull(stream, source).await?;
+    pulled.inserted += started;
+    stream.keep_newest(keep).map_err(local)?;
+    let back = stream.back_pointer().map_err(local)?;
+    if back != 0
+        && let Some(patch) = source.crdr(back).await.map_err(SyncError::Source)?
+    {
+        stream.refresh_oldest(&patch).map_err(local)?;
+    }
+    Ok(pulled)
+}
+
 /// Checks every record's signature, spread over the machine's cores.
 fn verify_all(page: &[(Meta, Body)], stream: &VerifyingKey) -> Vec<Result<Verified, RecordError>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -162,6 +207,10 @@ pub struct Local<'a>(pub &'a mut Stream);
 
 impl Source for Local<'_> {
     type Error = StreamError;
+
+    async fn newest(&mut self, n: usize) -> Result<Option<Vec<(Meta, Body)>>, StreamError> {
+        self.0.newest_records(n).map(Some)
+    }
 
     async fn modified_after(&mut self, t: i64) -> Result<Vec<(Meta, Body)>, StreamError> {
         self.0.modified_after(t, PAGE)

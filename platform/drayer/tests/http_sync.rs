@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use keyway_drayer::http::{HttpSource, router};
-use keyway_drayer::sync::pull;
+use keyway_drayer::sync::{pull, pull_newest};
 use keyway_drayer::{Stream, file_record};
 use rusqlite::Connection;
 
@@ -78,6 +78,34 @@ async fn a_mirror_follows_its_owner_over_http() {
     assert_eq!(mirror.verify().unwrap().problems, Vec::<String>::new());
     assert_eq!(mirror.get("k10", "obj").unwrap().unwrap(), b"changed");
     assert_eq!(mirror.get("k20", "obj").unwrap(), None);
+
+    // A partial mirror of the newest 50 (spec D8), through changes.
+    let partial_path = dir.path().join("partial.stream");
+    let mut partial = Stream::mirror(&partial_path, public).unwrap();
+    let mut recent = HttpSource::new(&url, public);
+    pull_newest(&mut partial, &mut recent, 50).await.unwrap();
+    for round in 0..3 {
+        for i in 0..40 {
+            owner
+                .set(
+                    &format!("k{}", (i * 7 + round * 13) % 260),
+                    "obj",
+                    format!("r{round}").as_bytes(),
+                )
+                .unwrap();
+        }
+        owner.delete(&format!("k{}", 100 + round), "obj").unwrap();
+        pull_newest(&mut partial, &mut recent, 50).await.unwrap();
+        let back = partial.back_pointer().unwrap();
+        assert!(back > 0);
+        let expected: Vec<Row> = rows(&owner_path)
+            .into_iter()
+            .filter(|r| r.3 > back)
+            .collect();
+        assert_eq!(rows(&partial_path), expected, "round {round}");
+        assert!(expected.len() <= 50);
+        assert_eq!(partial.verify().unwrap().problems, Vec::<String>::new());
+    }
 
     // A metadata-only mirror: every record, no values, all verifying.
     let meta_path = dir.path().join("meta.stream");
