@@ -48,13 +48,18 @@ pub enum ChainError {
 #[derive(Debug)]
 pub struct SqliteChain<'c> {
     conn: &'c Connection,
+    /// The back pointer, once read: it is asked for on every record.
+    back: std::cell::Cell<Option<i64>>,
 }
 
 const COLUMNS: &str = "id, type, key, hash, timestamp, modified, prev, prevchange, signature";
 
 impl<'c> SqliteChain<'c> {
     pub fn new(conn: &'c Connection) -> Self {
-        Self { conn }
+        Self {
+            conn,
+            back: std::cell::Cell::new(None),
+        }
     }
 
     fn one(&self, condition: &str, arg: i64) -> Result<Option<Meta>, ChainError> {
@@ -299,6 +304,9 @@ impl Chain for SqliteChain<'_> {
     }
 
     fn back(&self) -> Result<i64, ChainError> {
+        if let Some(back) = self.back.get() {
+            return Ok(back);
+        }
         let text: Option<String> = self
             .conn
             .query_row(
@@ -307,10 +315,13 @@ impl Chain for SqliteChain<'_> {
                 |r| r.get(0),
             )
             .optional()?;
-        Ok(text.and_then(|t| t.parse().ok()).unwrap_or(0))
+        let back = text.and_then(|t| t.parse().ok()).unwrap_or(0);
+        self.back.set(Some(back));
+        Ok(back)
     }
 
     fn set_back(&mut self, back: i64) -> Result<(), ChainError> {
+        self.back.set(Some(back));
         self.conn
             .execute("DELETE FROM attr WHERE key = ?1", params![BACK_POINTER])?;
         if back != 0 {

@@ -236,6 +236,8 @@ impl Stream {
         let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
+        // Every lookup of the chain algorithms stays prepared.
+        conn.set_prepared_statement_cache_capacity(64);
         if !read_only {
             // Every write is its own transaction: with a rollback journal
             // each would wait for an fsync (about 400 writes/s here). WAL
