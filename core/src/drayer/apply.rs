@@ -219,8 +219,10 @@ pub fn apply_verified<C: Chain>(
 
     // Skip rule: whatever was modified after the predecessor goes, and
     // with it every record that could point at it.
+    let mut removed_any = false;
     while let Some(gone) = chain.first_after(meta.prevchange).map_err(store)? {
         chain.remove(gone.id).map_err(store)?;
+        removed_any = true;
     }
     // Overshoot rule, then repair the successors of what it removed.
     let mut cursor = meta.prev;
@@ -230,6 +232,7 @@ pub fn apply_verified<C: Chain>(
         }
         cursor = gone.id;
         chain.remove(gone.id).map_err(store)?;
+        removed_any = true;
         // Ids in (cursor, id] are still to go: neither mended nor pointed at.
         let pending = |m: &Meta| m.id > cursor && m.id <= meta.id;
         if let Some(orphan) = chain.by_prevchange(gone.modified).map_err(store)?
@@ -239,7 +242,7 @@ pub fn apply_verified<C: Chain>(
         }
     }
     // The predecessor itself may not have been among the removed.
-    if !anchored(chain).map_err(store)? {
+    if removed_any && !anchored(chain).map_err(store)? {
         return Err(ApplyError::Gap {
             prevchange: meta.prevchange,
         });

@@ -2,7 +2,7 @@
 //! transactions of 1,000), records verified/s, and a full sync of N
 //! records between two nodes over loopback HTTP. Not a test:
 //!
-//!     cargo bench -p keyway-drayer --bench drayer [-- RECORDS] [--inserts-only]
+//!     cargo bench -p keyway-drayer --bench drayer [-- RECORDS] [--inserts-only | --sync-only]
 //!
 //! With `DRAYER_REFERENCE=<clone of EternityForest/drayer>` and
 //! `DRAYER_REFERENCE_PYTHON=<python with libnacl, msgpack==0.6.2, requests,
@@ -89,6 +89,33 @@ fn measure(records: usize, inserts_only: bool) -> Row {
     }
 }
 
+/// For profiling the sync alone: the owner is filled in batches first.
+fn sync_only(records: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("owner.stream");
+    let mut owner = Stream::create(&path).unwrap();
+    let keys: Vec<(String, String)> = (0..records)
+        .map(|i| (format!("key{i}"), format!("value number {i}")))
+        .collect();
+    for chunk in keys.chunks(1000) {
+        owner
+            .set_many(chunk.iter().map(|(k, v)| (k.as_str(), "obj", v.as_bytes())))
+            .unwrap();
+    }
+    let public = *owner.public_key();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(vec![owner])).await });
+        let mut mirror = Stream::mirror(&dir.path().join("mirror.stream"), public).unwrap();
+        let mut source = HttpSource::new(&format!("http://{addr}/"), public);
+        let started = Instant::now();
+        pull(&mut mirror, &mut source).await.unwrap();
+        records as f64 / started.elapsed().as_secs_f64()
+    })
+}
+
 fn row(name: &str, records: usize, r: &Row) {
     let batched = if r.batched > 0.0 {
         format!("{:.0}", r.batched)
@@ -141,6 +168,10 @@ fn main() {
         .filter_map(|a| a.parse().ok())
         .next()
         .unwrap_or(100_000);
+    if std::env::args().any(|a| a == "--sync-only") {
+        println!("{:.0} records/s synced", sync_only(records));
+        return;
+    }
     if std::env::args().any(|a| a == "--inserts-only") {
         let r = measure(records, true);
         println!("{:.0} inserts/s, {:.0} in batches", r.inserts, r.batched);

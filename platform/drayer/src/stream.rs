@@ -446,9 +446,9 @@ impl Stream {
         Ok(applied)
     }
 
-    /// Applies received records in order, in one transaction with a
-    /// savepoint per record: stops at the first refused one (which leaves
-    /// nothing behind) and keeps the ones before it. Returns how many were
+    /// Applies received records in order, in one transaction: stops at
+    /// the first refused one (which leaves nothing behind) and keeps the
+    /// ones before it. Returns how many were
     /// applied (or already held), how many of those were new, and the
     /// error that stopped it.
     pub fn apply_batch(
@@ -456,39 +456,60 @@ impl Stream {
         records: &[(Verified, Body)],
         repairs: &[Repair],
     ) -> Result<Batch, StreamError> {
-        let mut tx = self.conn.transaction()?;
+        // One transaction, no savepoints (each costs two parsed
+        // statements): on a refusal, roll back and apply again the records
+        // before it, which succeeded once and will again.
+        let (done, inserted, stopped) = self.apply_prefix(records, repairs, records.len())?;
+        if let Some(stopped) = stopped {
+            let (again, inserted, failed) = self.apply_prefix(records, repairs, done)?;
+            debug_assert!(failed.is_none() && again == done);
+            return Ok(Batch {
+                done: again,
+                inserted,
+                stopped: Some(failed.unwrap_or(stopped)),
+            });
+        }
+        Ok(Batch {
+            done,
+            inserted,
+            stopped: None,
+        })
+    }
+
+    /// Applies up to `limit` records in one transaction; commits only if
+    /// all of them applied.
+    fn apply_prefix(
+        &mut self,
+        records: &[(Verified, Body)],
+        repairs: &[Repair],
+        limit: usize,
+    ) -> Result<(usize, usize, Option<StreamError>), StreamError> {
+        let tx = self.conn.transaction()?;
+        let mut chain = SqliteChain::new(&tx);
         let (mut done, mut inserted) = (0, 0);
-        let mut stopped = None;
-        for (record, body) in records {
-            let savepoint = tx.savepoint()?;
-            let result = apply_verified(
-                &mut SqliteChain::new(&savepoint),
+        for (record, body) in records.iter().take(limit) {
+            match apply_verified(
+                &mut chain,
                 &self.public,
                 record,
                 body.clone(),
                 body.value.as_deref(),
                 &Mender::Mirror(repairs),
-            );
-            match result {
+            ) {
                 Ok(applied) => {
-                    savepoint.commit()?;
                     done += 1;
                     inserted += usize::from(applied == Applied::Inserted);
                 }
                 Err(e) => {
-                    // Dropping the savepoint rolls this record back.
-                    drop(savepoint);
-                    stopped = Some(StreamError::Apply(e));
-                    break;
+                    drop(chain);
+                    tx.rollback()?;
+                    return Ok((done, inserted, Some(StreamError::Apply(e))));
                 }
             }
         }
+        drop(chain);
         tx.commit()?;
-        Ok(Batch {
-            done,
-            inserted,
-            stopped,
-        })
+        Ok((done, inserted, None))
     }
 
     /// The back pointer of a partial mirror (0 for a whole copy).

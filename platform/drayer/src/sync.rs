@@ -71,21 +71,31 @@ pub async fn pull<S: Source>(
     source: &mut S,
 ) -> Result<Pulled, SyncError<S::Error>> {
     let mut pulled = Pulled::default();
-    loop {
-        let tip = stream
-            .tip()
-            .map_err(|source| SyncError::Refused { id: 0, source })?;
-        let page = source
-            .modified_after(tip)
-            .await
-            .map_err(SyncError::Source)?;
-        let full = page.len() >= PAGE;
-        if full && let Some((last, _)) = page.last() {
+    let key = *stream.public_key();
+    let tip = stream
+        .tip()
+        .map_err(|source| SyncError::Refused { id: 0, source })?;
+    let first = source
+        .modified_after(tip)
+        .await
+        .map_err(SyncError::Source)?;
+    // A pipeline: while this thread applies page k, page k+1 is being
+    // fetched and then verified on the other cores.
+    let mut next = Some(Checking::start(first, key));
+    while let Some(current) = next.take() {
+        let full = current.page.len() >= PAGE;
+        if full && let Some((last, _)) = current.page.last() {
             // Applying the page moves the tip to its last record.
             source.prefetch(last.modified);
         }
-        // Signatures first, on every core; the first bad one ends the page.
-        let checked = verify_all(&page, stream.public_key());
+        let (page, checked) = current.finish();
+        if full && let Some((last, _)) = page.last() {
+            let following = source
+                .modified_after(last.modified)
+                .await
+                .map_err(SyncError::Source)?;
+            next = Some(Checking::start(following, key));
+        }
         let good = checked.iter().take_while(|r| r.is_ok()).count();
         let records: Vec<(Verified, Body)> = checked
             .into_iter()
@@ -123,18 +133,38 @@ pub async fn pull<S: Source>(
         }
         if good < page.len() {
             let (meta, _) = &page[good];
-            let e = meta
-                .verify(stream.public_key())
-                .err()
-                .map(ApplyError::Record);
+            let e = meta.verify(&key).err().map(ApplyError::Record);
             return Err(SyncError::Refused {
                 id: meta.id,
                 source: StreamError::Apply(e.unwrap_or(ApplyError::Record(RecordError::Signature))),
             });
         }
-        if !full {
-            return Ok(pulled);
-        }
+    }
+    Ok(pulled)
+}
+
+/// A page whose signatures are being checked on other threads.
+struct Checking {
+    page: Vec<(Meta, Body)>,
+    worker: std::thread::JoinHandle<Vec<Result<Verified, RecordError>>>,
+}
+
+impl Checking {
+    fn start(page: Vec<(Meta, Body)>, key: VerifyingKey) -> Self {
+        let metas: Vec<Meta> = page.iter().map(|(m, _)| *m).collect();
+        let worker = std::thread::spawn(move || verify_all(&metas, &key));
+        Self { page, worker }
+    }
+
+    /// The page and, per record, its check (a worker that died counts as
+    /// every record unverified).
+    fn finish(self) -> (Vec<(Meta, Body)>, Vec<Result<Verified, RecordError>>) {
+        let n = self.page.len();
+        let checked = self
+            .worker
+            .join()
+            .unwrap_or_else(|_| vec![Err(RecordError::Signature); n]);
+        (self.page, checked)
     }
 }
 
@@ -172,16 +202,16 @@ pub async fn pull_newest<S: Source>(
 }
 
 /// Checks every record's signature, spread over the machine's cores.
-fn verify_all(page: &[(Meta, Body)], stream: &VerifyingKey) -> Vec<Result<Verified, RecordError>> {
+fn verify_all(metas: &[Meta], stream: &VerifyingKey) -> Vec<Result<Verified, RecordError>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = page.len().div_ceil(threads).max(16);
+    let chunk = metas.len().div_ceil(threads).max(16);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = page
+        let workers: Vec<_> = metas
             .chunks(chunk)
             .map(|part| {
                 let worker = scope.spawn(move || {
                     part.iter()
-                        .map(|(meta, _)| Verified::check(meta, stream))
+                        .map(|meta| Verified::check(meta, stream))
                         .collect::<Vec<_>>()
                 });
                 (part, worker)
