@@ -501,13 +501,11 @@ impl Stream {
                     inserted += usize::from(applied == Applied::Inserted);
                 }
                 Err(e) => {
-                    drop(chain);
                     tx.rollback()?;
                     return Ok((done, inserted, Some(StreamError::Apply(e))));
                 }
             }
         }
-        drop(chain);
         tx.commit()?;
         Ok((done, inserted, None))
     }
