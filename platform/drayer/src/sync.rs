@@ -143,14 +143,20 @@ pub async fn pull<S: Source>(
     Ok(pulled)
 }
 
+/// Records as a peer sent them.
+type Page = Vec<(Meta, Body)>;
+
+/// Per record of a page, its signature check.
+type Checks = Vec<Result<Verified, RecordError>>;
+
 /// A page whose signatures are being checked on other threads.
 struct Checking {
-    page: Vec<(Meta, Body)>,
-    worker: std::thread::JoinHandle<Vec<Result<Verified, RecordError>>>,
+    page: Page,
+    worker: std::thread::JoinHandle<Checks>,
 }
 
 impl Checking {
-    fn start(page: Vec<(Meta, Body)>, key: VerifyingKey) -> Self {
+    fn start(page: Page, key: VerifyingKey) -> Self {
         let metas: Vec<Meta> = page.iter().map(|(m, _)| *m).collect();
         let worker = std::thread::spawn(move || verify_all(&metas, &key));
         Self { page, worker }
@@ -158,7 +164,7 @@ impl Checking {
 
     /// The page and, per record, its check (a worker that died counts as
     /// every record unverified).
-    fn finish(self) -> (Vec<(Meta, Body)>, Vec<Result<Verified, RecordError>>) {
+    fn finish(self) -> (Page, Checks) {
         let n = self.page.len();
         let checked = self
             .worker
@@ -202,7 +208,7 @@ pub async fn pull_newest<S: Source>(
 }
 
 /// Checks every record's signature, spread over the machine's cores.
-fn verify_all(metas: &[Meta], stream: &VerifyingKey) -> Vec<Result<Verified, RecordError>> {
+fn verify_all(metas: &[Meta], stream: &VerifyingKey) -> Checks {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = metas.len().div_ceil(threads).max(16);
     std::thread::scope(|scope| {
