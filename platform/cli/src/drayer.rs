@@ -101,48 +101,6 @@ pub(crate) enum Command {
     ExportDir { path: PathBuf, dir: PathBuf },
 }
 
-/// The msgpack of a string, as msgpack ≥ 1.0 with bin types writes it.
-fn msgpack_str(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + 5);
-    let len = text.len();
-    if len < 32 {
-        out.push(0xa0 | len as u8);
-    } else if len < 256 {
-        out.extend_from_slice(&[0xd9, len as u8]);
-    } else if let Ok(len) = u16::try_from(len) {
-        out.push(0xda);
-        out.extend_from_slice(&len.to_be_bytes());
-    } else {
-        out.push(0xdb);
-        out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
-    }
-    out.extend_from_slice(text.as_bytes());
-    out
-}
-
-/// A msgpack str or bin's bytes, if the value is exactly one.
-fn msgpack_bytes(value: &[u8]) -> Option<&[u8]> {
-    let (len, at) = match *value.first()? {
-        m @ 0xa0..=0xbf => (usize::from(m & 0x1f), 1),
-        0xd9 | 0xc4 => (usize::from(*value.get(1)?), 2),
-        0xda | 0xc5 => (
-            usize::from(u16::from_be_bytes([*value.get(1)?, *value.get(2)?])),
-            3,
-        ),
-        0xdb | 0xc6 => (
-            u32::from_be_bytes([
-                *value.get(1)?,
-                *value.get(2)?,
-                *value.get(3)?,
-                *value.get(4)?,
-            ]) as usize,
-            5,
-        ),
-        _ => return None,
-    };
-    (value.len() == at + len).then(|| &value[at..])
-}
-
 pub(crate) fn run(command: Command) -> ExitCode {
     match dispatch(command) {
         Ok(code) => code,
@@ -183,7 +141,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let bytes = if raw || kind != "obj" {
                 value.into_bytes()
             } else {
-                msgpack_str(&value)
+                keyway_drayer::obj::encode_str(&value)
             };
             open(&path)?.set(&key, &kind, &bytes)?;
         }
@@ -198,7 +156,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             };
             let shown = if !raw && kind == "obj" {
-                msgpack_bytes(&value).unwrap_or(&value)
+                keyway_drayer::obj::decode_bytes(&value).unwrap_or(&value)
             } else {
                 &value
             };
@@ -373,20 +331,4 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn obj_values_are_msgpack_strings() {
-        // Spec §10.1: "world" is a5 77 6f 72 6c 64.
-        assert_eq!(msgpack_str("world"), b"\xa5world");
-        assert_eq!(msgpack_str(&"x".repeat(40))[..2], [0xd9, 40]);
-        assert_eq!(msgpack_bytes(b"\xa5world"), Some(&b"world"[..]));
-        assert_eq!(msgpack_bytes(b"\xc4\x02hi"), Some(&b"hi"[..]));
-        assert_eq!(msgpack_bytes(b"\x01"), None);
-        assert_eq!(msgpack_bytes(b"\xa5wor"), None);
-    }
 }

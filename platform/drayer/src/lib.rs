@@ -11,12 +11,14 @@
 //! - [`wire`]: the msgpack record maps of the HTTP API.
 //! - [`discovery`]: DrayerUDP LAN discovery.
 //! - [`primary_servers`]: the `primaryServers` record.
+//! - [`obj`]: the dict API's msgpack values.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod discovery;
 pub mod file_record;
 pub mod http;
 pub mod keyfile;
+pub mod obj;
 pub mod primary_servers;
 pub mod sqlite;
 mod stream;

@@ -71,16 +71,16 @@ impl<'c> SqliteChain<'c> {
         row.transpose()
     }
 
-    /// Rows modified after `t`, oldest first, at most `limit` (newRecords).
-    pub fn modified_after(&self, t: i64, limit: usize) -> Result<Vec<(Meta, Body)>, ChainError> {
-        let sql = format!(
-            "SELECT {COLUMNS}, value FROM record WHERE chain = ?1 AND modified > ?2 ORDER BY modified LIMIT ?3"
-        );
+    /// Whole rows (metadata and body) for `condition` (after `chain = ?1`)
+    /// with the parameters that follow.
+    fn records(
+        &self,
+        condition: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<(Meta, Body)>, ChainError> {
+        let sql = format!("SELECT {COLUMNS}, value FROM record WHERE chain = ?1 AND {condition}");
         let mut statement = self.conn.prepare_cached(&sql)?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = statement.query_map(params![MAIN, t, limit], |row| {
-            Ok((meta_parts(row), body_parts(row)?))
-        })?;
+        let rows = statement.query_map(args, |row| Ok((meta_parts(row), body_parts(row)?)))?;
         rows.map(|r| {
             let (meta, body) = r?;
             Ok((meta?, body))
@@ -88,55 +88,39 @@ impl<'c> SqliteChain<'c> {
         .collect()
     }
 
+    /// Rows modified after `t`, oldest first, at most `limit` (newRecords).
+    pub fn modified_after(&self, t: i64, limit: usize) -> Result<Vec<(Meta, Body)>, ChainError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.records(
+            "modified > ?2 ORDER BY modified LIMIT ?3",
+            params![MAIN, t, limit],
+        )
+    }
+
     /// The row with the largest `prevchange` ≤ `pdest` (crdr).
     pub fn crdr(&self, pdest: i64) -> Result<Option<(Meta, Body)>, ChainError> {
-        let sql = format!(
-            "SELECT {COLUMNS}, value FROM record WHERE chain = ?1 AND prevchange <= ?2 ORDER BY prevchange DESC LIMIT 1"
-        );
-        let mut statement = self.conn.prepare_cached(&sql)?;
-        let row = statement
-            .query_row(params![MAIN, pdest], |row| {
-                Ok((meta_parts(row), body_parts(row)?))
-            })
-            .optional()?;
-        row.map(|(meta, body)| Ok((meta?, body))).transpose()
+        let mut rows = self.records(
+            "prevchange <= ?2 ORDER BY prevchange DESC LIMIT 1",
+            params![MAIN, pdest],
+        )?;
+        Ok(rows.pop())
     }
 
     /// The `n` most recently modified rows, oldest first (a partial
     /// mirror's start).
     pub fn newest(&self, n: usize) -> Result<Vec<(Meta, Body)>, ChainError> {
-        let sql = format!(
-            "SELECT {COLUMNS}, value FROM record WHERE chain = ?1 ORDER BY modified DESC LIMIT ?2"
-        );
-        let mut statement = self.conn.prepare_cached(&sql)?;
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
-        let rows = statement.query_map(params![MAIN, limit], |row| {
-            Ok((meta_parts(row), body_parts(row)?))
-        })?;
-        let mut rows = rows
-            .map(|r| {
-                let (meta, body) = r?;
-                Ok((meta?, body))
-            })
-            .collect::<Result<Vec<_>, ChainError>>()?;
+        let mut rows = self.records(
+            "?2 = ?2 ORDER BY modified DESC LIMIT ?2",
+            params![MAIN, limit],
+        )?;
         rows.reverse();
         Ok(rows)
     }
 
     /// Every row, by id (for verification and listing).
     pub fn all(&self, kind: Option<&str>) -> Result<Vec<(Meta, Body)>, ChainError> {
-        let sql = format!(
-            "SELECT {COLUMNS}, value FROM record WHERE chain = ?1 AND (?2 IS NULL OR type = ?2) ORDER BY id"
-        );
-        let mut statement = self.conn.prepare_cached(&sql)?;
-        let rows = statement.query_map(params![MAIN, kind], |row| {
-            Ok((meta_parts(row), body_parts(row)?))
-        })?;
-        rows.map(|r| {
-            let (meta, body) = r?;
-            Ok((meta?, body))
-        })
-        .collect()
+        self.records("(?2 IS NULL OR type = ?2) ORDER BY id", params![MAIN, kind])
     }
 
     /// Rows of another chain (sibling streams, spec §5.3): counted and
