@@ -182,7 +182,11 @@ pub fn apply_verified<C: Chain>(
         meta.check_value(value)?;
     }
     let store = ApplyError::Store;
-    if let Some(tip) = chain.tip().map_err(store)?
+    let tip = chain.tip().map_err(store)?;
+    // The common case in a sync: the record follows the tip, so it is
+    // anchored and nothing lies after its predecessor.
+    let extends_tip = tip.is_some_and(|t| t.modified == meta.prevchange);
+    if let Some(tip) = tip
         && meta.modified <= tip.modified
     {
         return match chain.by_modified(meta.modified).map_err(store)? {
@@ -206,7 +210,7 @@ pub fn apply_verified<C: Chain>(
             || meta.prevchange == back
             || chain.by_modified(meta.prevchange)?.is_some())
     };
-    if !anchored(chain).map_err(store)? {
+    if !extends_tip && !anchored(chain).map_err(store)? {
         return Err(ApplyError::Gap {
             prevchange: meta.prevchange,
         });
@@ -220,10 +224,11 @@ pub fn apply_verified<C: Chain>(
     // Skip rule: whatever was modified after the predecessor goes, and
     // with it every record that could point at it.
     let mut removed_any = false;
-    while let Some(gone) = chain.first_after(meta.prevchange).map_err(store)? {
+    while !extends_tip && let Some(gone) = chain.first_after(meta.prevchange).map_err(store)? {
         chain.remove(gone.id).map_err(store)?;
         removed_any = true;
     }
+
     // Overshoot rule, then repair the successors of what it removed.
     let mut cursor = meta.prev;
     while let Some(gone) = chain.first_id_after(cursor).map_err(store)? {
@@ -247,7 +252,8 @@ pub fn apply_verified<C: Chain>(
             prevchange: meta.prevchange,
         });
     }
-    chain.put(meta, body).map_err(store)?;
+    // Any old version of this id was in (prev, id] and is gone.
+    chain.insert(meta, body).map_err(store)?;
     Ok(Applied::Inserted)
 }
 

@@ -36,6 +36,11 @@ pub trait Chain {
     fn body(&self, id: u64) -> Result<Option<Self::Body>, Self::Error>;
     /// Stores a record, replacing any record with its id.
     fn put(&mut self, meta: &Meta, body: Self::Body) -> Result<(), Self::Error>;
+    /// Stores a record whose id is not held (the algorithms have just
+    /// removed any old version): a store may skip looking for one.
+    fn insert(&mut self, meta: &Meta, body: Self::Body) -> Result<(), Self::Error> {
+        self.put(meta, body)
+    }
     /// Replaces the metadata of record `meta.id`, keeping its body (a
     /// re-signed pointer).
     fn set_meta(&mut self, meta: &Meta) -> Result<(), Self::Error>;

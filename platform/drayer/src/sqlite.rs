@@ -242,6 +242,10 @@ impl Chain for SqliteChain<'_> {
 
     fn put(&mut self, meta: &Meta, body: Body) -> Result<(), ChainError> {
         self.remove(meta.id)?;
+        self.insert(meta, body)
+    }
+
+    fn insert(&mut self, meta: &Meta, body: Body) -> Result<(), ChainError> {
         let mut statement = self.conn.prepare_cached(
             "INSERT INTO record VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;

@@ -79,21 +79,27 @@ pub async fn pull<S: Source>(
         .modified_after(tip)
         .await
         .map_err(SyncError::Source)?;
-    // A pipeline: while this thread applies page k, page k+1 is being
-    // fetched and then verified on the other cores.
+    // A pipeline: while this thread applies page k, page k+1 is verified
+    // on the other cores and page k+2 is on its way. Applying a page moves
+    // the tip to its last record, so the next request is known early.
+    let prefetch = |source: &mut S, page: &Page| {
+        if page.len() >= PAGE
+            && let Some((last, _)) = page.last()
+        {
+            source.prefetch(last.modified);
+        }
+    };
+    prefetch(source, &first);
     let mut next = Some(Checking::start(first, key));
     while let Some(current) = next.take() {
         let full = current.page.len() >= PAGE;
-        if full && let Some((last, _)) = current.page.last() {
-            // Applying the page moves the tip to its last record.
-            source.prefetch(last.modified);
-        }
         let (page, checked) = current.finish();
         if full && let Some((last, _)) = page.last() {
             let following = source
                 .modified_after(last.modified)
                 .await
                 .map_err(SyncError::Source)?;
+            prefetch(source, &following);
             next = Some(Checking::start(following, key));
         }
         let good = checked.iter().take_while(|r| r.is_ok()).count();
