@@ -26,6 +26,9 @@ use crate::wire;
 /// Largest response the client reads (a page of large values).
 pub const MAX_RESPONSE: usize = 256 * 1024 * 1024;
 
+/// Most value bytes in one `newRecords` page.
+pub const PAGE_BYTES: usize = 32 * 1024 * 1024;
+
 /// Records per JSON listing (the original's limit).
 const LIST_LIMIT: usize = 250;
 
@@ -98,6 +101,20 @@ async fn new_records(
         if !with_values {
             records.iter_mut().for_each(|(_, b)| b.value = None);
         }
+        // At most PAGE_BYTES of values (always one record): a page of
+        // large files must not be gigabytes. Keyway clients ask again until
+        // a page is empty; an original client stops at a short page and
+        // gets the rest at its next sync.
+        let mut bytes = 0usize;
+        let keep = records
+            .iter()
+            .take_while(|(_, b)| {
+                let before = bytes;
+                bytes += b.value.as_ref().map_or(0, Vec::len);
+                before == 0 || bytes <= PAGE_BYTES
+            })
+            .count();
+        records.truncate(keep.max(1).min(records.len()));
         Ok(wire::encode_records(&records, s.public_key()))
     })
     .await

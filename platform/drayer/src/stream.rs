@@ -46,6 +46,8 @@ pub enum StreamError {
     File(#[from] crate::file_record::FileRecordError),
     #[error("malformed record value: {0}")]
     Record(String),
+    #[error("a value of {len} bytes is over the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
 }
 
 impl From<rusqlite::Error> for StreamError {
@@ -112,6 +114,17 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, StreamError> {
         .map_err(|_| bad())?;
     let bytes: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
     VerifyingKey::from_bytes(&bytes).map_err(|_| bad())
+}
+
+/// Values a peer would refuse are refused here first.
+fn check_size(value: &[u8]) -> Result<(), StreamError> {
+    if value.len() > crate::wire::MAX_VALUE {
+        return Err(StreamError::TooLarge {
+            len: value.len(),
+            max: crate::wire::MAX_VALUE,
+        });
+    }
+    Ok(())
 }
 
 fn now_micros() -> i64 {
@@ -326,6 +339,7 @@ impl Stream {
         timestamp: Option<i64>,
     ) -> Result<Meta, StreamError> {
         let owner = self.owner()?.clone();
+        check_size(value)?;
         let tx = self.conn.transaction()?;
         let body = Body {
             key: key.to_owned(),
@@ -359,6 +373,7 @@ impl Stream {
         let mut chain = SqliteChain::new(&tx);
         let mut count = 0;
         for (key, kind, value) in entries {
+            check_size(value)?;
             let body = Body {
                 key: key.to_owned(),
                 kind: kind.to_owned(),

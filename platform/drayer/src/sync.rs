@@ -1,6 +1,7 @@
 //! Pulling a stream from a peer (spec §8.4, fixed): pages of records after
-//! the local tip, again while a page is full (the original never paged:
-//! O4); each record in its own transaction; `crdr` answers fetched when a
+//! the local tip, asking again until a page comes back empty (the original
+//! never paged, O4; its client's rule, again while a page holds ≥ 100,
+//! would stop early at a page a server cut short by size); each record in its own transaction; `crdr` answers fetched when a
 //! record orphans a local one; the first refused record stops the pull
 //! and is reported.
 
@@ -83,18 +84,15 @@ pub async fn pull<S: Source>(
     // on the other cores and page k+2 is on its way. Applying a page moves
     // the tip to its last record, so the next request is known early.
     let prefetch = |source: &mut S, page: &Page| {
-        if page.len() >= PAGE
-            && let Some((last, _)) = page.last()
-        {
+        if let Some((last, _)) = page.last() {
             source.prefetch(last.modified);
         }
     };
     prefetch(source, &first);
     let mut next = Some(Checking::start(first, key));
     while let Some(current) = next.take() {
-        let full = current.page.len() >= PAGE;
         let (page, checked) = current.finish();
-        if full && let Some((last, _)) = page.last() {
+        if let Some((last, _)) = page.last() {
             let following = source
                 .modified_after(last.modified)
                 .await

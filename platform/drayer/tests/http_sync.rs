@@ -212,3 +212,47 @@ async fn files_404s_and_json_listings() {
     // Newest change first, Python's separators.
     assert_eq!(listed, "[[\"css/a.css\", 2], [\"index.html\", 1]]");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_values_come_in_pages_cut_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.stream");
+    let mut owner = Stream::create(&path).unwrap();
+    let megabyte = vec![0x5a; 1 << 20];
+    let keys: Vec<String> = (0..40).map(|i| format!("f{i}")).collect();
+    owner
+        .set_many(
+            keys.iter()
+                .map(|k| (k.as_str(), "blob", megabyte.as_slice())),
+        )
+        .unwrap();
+    let public = *owner.public_key();
+    let addr = serve(Stream::open(&path).unwrap()).await;
+    let b64 = owner.public_key_base64();
+    let quoted = b64
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let first = reqwest::get(format!("http://{addr}/{quoted}/newRecords/0"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let page = keyway_drayer::wire::decode_records(&first, &public).unwrap();
+    assert_eq!(page.len(), 32, "32 MiB of values per page");
+    let mut mirror = Stream::mirror(&dir.path().join("m.stream"), public).unwrap();
+    let pulled = pull(
+        &mut mirror,
+        &mut HttpSource::new(&format!("http://{addr}/"), public),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pulled.inserted, 40, "the short page did not end the sync");
+    // Over the value limit: refused before anything is written.
+    let huge = vec![0u8; keyway_drayer::wire::MAX_VALUE + 1];
+    assert!(matches!(
+        owner.set("huge", "blob", &huge),
+        Err(keyway_drayer::StreamError::TooLarge { .. })
+    ));
+}
