@@ -5,6 +5,9 @@
 //! record orphans a local one; the first refused record stops the pull
 //! and is reported.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
 use keyway_core::drayer::{ApplyError, Meta, RecordError, Repair, Verified, VerifyingKey};
 
 use crate::sqlite::Body;
@@ -153,27 +156,79 @@ type Page = Vec<(Meta, Body)>;
 /// Per record of a page, its signature check.
 type Checks = Vec<Result<Verified, RecordError>>;
 
-/// A page whose signatures are being checked on other threads.
+/// A page whose signatures are being checked on other threads; whoever
+/// finishes first (the applying thread too) takes the next unchecked
+/// record, so every core stays busy.
 struct Checking {
     page: Page,
-    worker: std::thread::JoinHandle<Checks>,
+    shared: Arc<Shared>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// The records to check, the next one to take, and the results.
+struct Shared {
+    metas: Vec<Meta>,
+    key: VerifyingKey,
+    next: AtomicUsize,
+    results: Mutex<Vec<Option<Result<Verified, RecordError>>>>,
+}
+
+impl Shared {
+    /// Checks records until none is left.
+    fn work(&self) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(meta) = self.metas.get(i) else {
+                return;
+            };
+            let checked = Verified::check(meta, &self.key);
+            let mut results = self.results.lock().unwrap_or_else(|e| e.into_inner());
+            results[i] = Some(checked);
+        }
+    }
 }
 
 impl Checking {
     fn start(page: Page, key: VerifyingKey) -> Self {
         let metas: Vec<Meta> = page.iter().map(|(m, _)| *m).collect();
-        let worker = std::thread::spawn(move || verify_all(&metas, &key));
-        Self { page, worker }
+        let shared = Arc::new(Shared {
+            results: Mutex::new(vec![None; metas.len()]),
+            metas,
+            key,
+            next: AtomicUsize::new(0),
+        });
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = (0..threads)
+            .map(|_| {
+                let shared = shared.clone();
+                std::thread::spawn(move || shared.work())
+            })
+            .collect();
+        Self {
+            page,
+            shared,
+            workers,
+        }
     }
 
-    /// The page and, per record, its check (a worker that died counts as
-    /// every record unverified).
+    /// The page and, per record, its check; this thread helps with what
+    /// is left. A record no thread could check counts as unverified.
     fn finish(self) -> (Page, Checks) {
-        let n = self.page.len();
-        let checked = self
-            .worker
-            .join()
-            .unwrap_or_else(|_| vec![Err(RecordError::Signature); n]);
+        self.shared.work();
+        for worker in self.workers {
+            let _ = worker.join();
+        }
+        let results = std::mem::take(
+            &mut *self
+                .shared
+                .results
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let checked = results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(RecordError::Signature)))
+            .collect();
         (self.page, checked)
     }
 }
@@ -209,35 +264,6 @@ pub async fn pull_newest<S: Source>(
         stream.refresh_oldest(&patch).map_err(local)?;
     }
     Ok(pulled)
-}
-
-/// Checks every record's signature, spread over the machine's cores.
-fn verify_all(metas: &[Meta], stream: &VerifyingKey) -> Checks {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = metas.len().div_ceil(threads).max(16);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = metas
-            .chunks(chunk)
-            .map(|part| {
-                let worker = scope.spawn(move || {
-                    part.iter()
-                        .map(|meta| Verified::check(meta, stream))
-                        .collect::<Vec<_>>()
-                });
-                (part, worker)
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|(part, worker)| {
-                // A worker cannot panic on any input; if one did, its
-                // records count as unverified.
-                worker
-                    .join()
-                    .unwrap_or_else(|_| vec![Err(RecordError::Signature); part.len()])
-            })
-            .collect()
-    })
 }
 
 /// Another stream file in this process as a source (borrowed mutably so
