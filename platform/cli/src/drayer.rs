@@ -277,7 +277,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                             "{} new records, {} repairs, {} records held",
                             pulled.inserted,
                             pulled.repairs,
-                            stream.list(None)?.len()
+                            stream.count()?
                         );
                         return Ok(ExitCode::SUCCESS);
                     }

@@ -227,7 +227,7 @@ impl Discovery {
 
     fn tip_announcement(&self, stream: &Stream) -> std::io::Result<Option<Vec<u8>>> {
         let Some((tip, body)) = stream
-            .modified_after(stream.tip().map_err(std::io::Error::other)? - 1, 1)
+            .newest_records(1)
             .map_err(std::io::Error::other)?
             .pop()
         else {

@@ -18,7 +18,7 @@ use axum::routing::get;
 use keyway_core::drayer::{Meta, VerifyingKey};
 
 use crate::file_record;
-use crate::sqlite::Body;
+use crate::sqlite::{Body, Listing};
 use crate::stream::{Stream, StreamError, parse_public_key};
 use crate::sync::{PAGE, Source};
 use crate::wire;
@@ -210,22 +210,8 @@ async fn newest_json(
     Path((pk, kind)): Path<(String, String)>,
     Query(b): Query<Bounds>,
 ) -> Response {
-    let (after, before) = (b.after.unwrap_or(0), b.before.unwrap_or(1 << 62));
-    match with_stream(&streams, &pk, move |s| {
-        let mut entries = s.list(Some(&kind))?;
-        entries.retain(|e| (e.id as i64) > after && (e.id as i64) < before);
-        entries.sort_by_key(|e| std::cmp::Reverse(e.id));
-        entries.truncate(LIST_LIMIT);
-        Ok(entries
-            .into_iter()
-            .map(|e| (e.key, e.modified))
-            .collect::<Vec<_>>())
-    })
-    .await
-    {
-        Ok(pairs) => json_pairs(&pairs),
-        Err(response) => response,
-    }
+    let bounds = (b.after.unwrap_or(0), b.before.unwrap_or(1 << 62));
+    listing(&streams, &pk, kind, bounds, Listing::NewestId).await
 }
 
 /// Up to 250 `[key, id]`, by modified descending, ids strictly between
@@ -235,20 +221,34 @@ async fn list_json(
     Path((pk, kind)): Path<(String, String)>,
     Query(b): Query<Bounds>,
 ) -> Response {
-    let (after, before) = (b.after.unwrap_or(0), b.before.unwrap_or(1 << 60));
-    match with_stream(&streams, &pk, move |s| {
-        let mut entries = s.list(Some(&kind))?;
-        entries.retain(|e| (e.id as i64) > after && (e.id as i64) < before);
-        entries.sort_by_key(|e| std::cmp::Reverse(e.modified));
-        entries.truncate(LIST_LIMIT);
-        Ok(entries
-            .into_iter()
-            .map(|e| (e.key, e.id as i64))
-            .collect::<Vec<_>>())
+    let bounds = (b.after.unwrap_or(0), b.before.unwrap_or(1 << 60));
+    listing(&streams, &pk, kind, bounds, Listing::NewestModified).await
+}
+
+/// Either JSON listing: the second column is the modified time when
+/// ordered by id, and the id when ordered by modified time.
+async fn listing(
+    streams: &Streams,
+    pk: &str,
+    kind: String,
+    bounds: (i64, i64),
+    order: Listing,
+) -> Response {
+    match with_stream(streams, pk, move |s| {
+        s.listing(&kind, bounds, order, LIST_LIMIT)
     })
     .await
     {
-        Ok(pairs) => json_pairs(&pairs),
+        Ok(rows) => {
+            let pairs: Vec<(String, i64)> = rows
+                .into_iter()
+                .map(|(key, id, modified)| match order {
+                    Listing::NewestId => (key, modified),
+                    Listing::NewestModified => (key, id),
+                })
+                .collect();
+            json_pairs(&pairs)
+        }
         Err(response) => response,
     }
 }

@@ -25,6 +25,13 @@ CREATE INDEX IF NOT EXISTS keyway_record_chain_type_key ON record(chain, type, k
 /// The stream's own chain in `chain`'s column.
 const MAIN: &[u8] = &[];
 
+/// The order of [`SqliteChain::listing`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listing {
+    NewestId,
+    NewestModified,
+}
+
 /// A row's key, type and value (`None`: a metadata-only copy, spec §9).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Body {
@@ -106,16 +113,53 @@ impl<'c> SqliteChain<'c> {
         Ok(rows.pop())
     }
 
-    /// The `n` most recently modified rows, oldest first (a partial
-    /// mirror's start).
-    pub fn newest(&self, n: usize) -> Result<Vec<(Meta, Body)>, ChainError> {
+    /// The `n` most recently modified rows (of one type, if given),
+    /// oldest first (a partial mirror's start).
+    pub fn newest(&self, kind: Option<&str>, n: usize) -> Result<Vec<(Meta, Body)>, ChainError> {
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
         let mut rows = self.records(
-            "?2 = ?2 ORDER BY modified DESC LIMIT ?2",
-            params![MAIN, limit],
+            "(?2 IS NULL OR type = ?2) ORDER BY modified DESC LIMIT ?3",
+            params![MAIN, kind, limit],
         )?;
         rows.reverse();
         Ok(rows)
+    }
+
+    /// Rows held.
+    pub fn count(&self) -> Result<usize, ChainError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM record WHERE chain = ?1",
+            params![MAIN],
+            |r| r.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// (key, id, modified) of up to `limit` rows of type `kind` with ids
+    /// strictly between `after` and `before`, newest id or newest
+    /// modification first: the original's JSON listings, without reading
+    /// values.
+    pub fn listing(
+        &self,
+        kind: &str,
+        (after, before): (i64, i64),
+        order: Listing,
+        limit: usize,
+    ) -> Result<Vec<(String, i64, i64)>, ChainError> {
+        let column = match order {
+            Listing::NewestId => "id",
+            Listing::NewestModified => "modified",
+        };
+        let sql = format!(
+            "SELECT key, id, modified FROM record WHERE chain = ?1 AND type = ?2 AND id > ?3 AND id < ?4
+             ORDER BY {column} DESC LIMIT ?5"
+        );
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement.query_map(params![MAIN, kind, after, before, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every row, by id (for verification and listing).

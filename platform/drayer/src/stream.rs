@@ -11,7 +11,7 @@ use keyway_core::drayer::{
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::keyfile::{self, KeyFileError};
-use crate::sqlite::{Body, ChainError, INDEXES, SCHEMA, SqliteChain};
+use crate::sqlite::{Body, ChainError, INDEXES, Listing, SCHEMA, SqliteChain};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -416,10 +416,26 @@ impl Stream {
 
     /// The `n` most recently modified records, newest first.
     pub fn newest(&self, kind: Option<&str>, n: usize) -> Result<Vec<Entry>, StreamError> {
-        let mut all = self.list(kind)?;
-        all.sort_by_key(|e| std::cmp::Reverse(e.modified));
-        all.truncate(n);
-        Ok(all)
+        let mut rows = SqliteChain::new(&self.conn).newest(kind, n)?;
+        rows.reverse();
+        Ok(rows.into_iter().map(entry).collect())
+    }
+
+    /// Records held.
+    pub fn count(&self) -> Result<usize, StreamError> {
+        Ok(SqliteChain::new(&self.conn).count()?)
+    }
+
+    /// The original's JSON listings: (key, id, modified) of up to `limit`
+    /// records of type `kind` with ids strictly between the bounds.
+    pub fn listing(
+        &self,
+        kind: &str,
+        bounds: (i64, i64),
+        order: Listing,
+        limit: usize,
+    ) -> Result<Vec<(String, i64, i64)>, StreamError> {
+        Ok(SqliteChain::new(&self.conn).listing(kind, bounds, order, limit)?)
     }
 
     /// The mchain tip's `modified` (0 when empty).
@@ -532,7 +548,7 @@ impl Stream {
 
     /// The `n` most recently modified records, oldest first.
     pub fn newest_records(&self, n: usize) -> Result<Vec<(Meta, Body)>, StreamError> {
-        Ok(SqliteChain::new(&self.conn).newest(n)?)
+        Ok(SqliteChain::new(&self.conn).newest(None, n)?)
     }
 
     /// Starts an empty partial mirror from a peer's newest records
@@ -566,7 +582,7 @@ impl Stream {
     pub fn keep_newest(&mut self, keep: usize) -> Result<usize, StreamError> {
         let tx = self.conn.transaction()?;
         let mut chain = SqliteChain::new(&tx);
-        let held = chain.all(None)?.len();
+        let held = chain.count()?;
         let mut dropped = 0;
         for _ in keep.max(1)..held {
             let Some(oldest) = chain.first_after(i64::MIN)? else {

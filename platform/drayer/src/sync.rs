@@ -103,13 +103,19 @@ pub async fn pull<S: Source>(
             prefetch(source, &following);
             next = Some(Checking::start(following, key));
         }
-        let good = checked.iter().take_while(|r| r.is_ok()).count();
-        let records: Vec<(Verified, Body)> = checked
-            .into_iter()
-            .take(good)
-            .filter_map(Result::ok)
-            .zip(page.iter().map(|(_, b)| b.clone()))
-            .collect();
+        // The records up to the first bad signature, which ends the pull
+        // once they are applied.
+        let mut records: Vec<(Verified, Body)> = Vec::with_capacity(page.len());
+        let mut refused = None;
+        for ((meta, body), check) in page.into_iter().zip(checked) {
+            match check {
+                Ok(verified) => records.push((verified, body)),
+                Err(e) => {
+                    refused = Some((meta.id, e));
+                    break;
+                }
+            }
+        }
         let mut at = 0;
         let mut repairs: Vec<Repair> = Vec::new();
         while at < records.len() {
@@ -138,12 +144,10 @@ pub async fn pull<S: Source>(
                 }
             }
         }
-        if good < page.len() {
-            let (meta, _) = &page[good];
-            let e = meta.verify(&key).err().map(ApplyError::Record);
+        if let Some((id, e)) = refused {
             return Err(SyncError::Refused {
-                id: meta.id,
-                source: StreamError::Apply(e.unwrap_or(ApplyError::Record(RecordError::Signature))),
+                id,
+                source: StreamError::Apply(ApplyError::Record(e)),
             });
         }
     }
