@@ -178,6 +178,14 @@ mod tests {
     }
 
     #[test]
+    fn only_plain_relative_keys_are_safe_to_write() {
+        assert!(safe_relative("css/a.css"));
+        for key in ["", "/etc/passwd", "../x", "a/../b", "a//b", "./a", "a\\b"] {
+            assert!(!safe_relative(key), "{key:?}");
+        }
+    }
+
+    #[test]
     fn keys_use_slashes() {
         let root = Path::new("/site");
         assert_eq!(

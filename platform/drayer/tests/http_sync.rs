@@ -211,6 +211,26 @@ async fn files_404s_and_json_listings() {
         .unwrap();
     // Newest change first, Python's separators.
     assert_eq!(listed, "[[\"css/a.css\", 2], [\"index.html\", 1]]");
+
+    // Export writes the files back, skips equal ones and refuses keys
+    // that would leave the directory (records come from peers).
+    owner
+        .set(
+            "../escape.txt",
+            "file",
+            &file_record::encode(b"no", 0).unwrap(),
+        )
+        .unwrap();
+    let out = dir.path().join("out");
+    let exported = file_record::export_dir(&owner, &out).unwrap();
+    assert_eq!(exported.added, 2);
+    assert_eq!(exported.skipped, ["../escape.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("css/a.css")).unwrap(),
+        "body { color: blue }"
+    );
+    assert!(!dir.path().join("escape.txt").exists());
+    assert_eq!(file_record::export_dir(&owner, &out).unwrap().unchanged, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

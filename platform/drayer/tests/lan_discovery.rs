@@ -121,7 +121,7 @@ async fn a_mirror_finds_its_owner_on_loopback_multicast() {
     // A node holding another stream ignores all of this.
     let stranger_path = dir.path().join("stranger.stream");
     drop(Stream::create(&stranger_path).unwrap());
-    let stranger = Discovery::bind(config(1), &[stranger_path]).unwrap();
+    let stranger = Discovery::bind(config(1), std::slice::from_ref(&stranger_path)).unwrap();
     tokio::spawn(stranger.run());
 
     let mirror_node = Discovery::bind(config(1), std::slice::from_ref(&mirror_path)).unwrap();
@@ -143,5 +143,13 @@ async fn a_mirror_finds_its_owner_on_loopback_multicast() {
     }
     let mirror = Stream::open_read_only(&mirror_path).unwrap();
     assert_eq!(mirror.verify().unwrap().problems, Vec::<String>::new());
+    // The node holding another stream took nothing from the exchange.
+    assert_eq!(
+        Stream::open_read_only(&stranger_path)
+            .unwrap()
+            .count()
+            .unwrap(),
+        0
+    );
     assert_eq!(mirror.tip().unwrap(), owner.tip().unwrap());
 }

@@ -249,3 +249,38 @@ fn a_refused_record_stores_nothing_and_verify_names_damage() {
     // The chain is still readable through the trait.
     assert!(SqliteChain::new(&conn).tip().unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_pull_stops_at_a_bad_signature_keeping_what_came_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.stream");
+    let mut owner = Stream::create(&path).unwrap();
+    for k in ["a", "b", "c", "d"] {
+        owner.set(k, "obj", b"\xa1v").unwrap();
+    }
+    // Someone with write access to the owner's file damages record 3.
+    Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE record SET signature = zeroblob(64) WHERE id = 3",
+            [],
+        )
+        .unwrap();
+    let mirror_path = dir.path().join("m.stream");
+    let mut mirror = Stream::mirror(&mirror_path, *owner.public_key()).unwrap();
+    let refused = pull(&mut mirror, &mut Local(&mut owner)).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            keyway_drayer::sync::SyncError::Refused { id: 3, .. }
+        ),
+        "{refused}"
+    );
+    let held: Vec<String> = mirror
+        .list(None)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(held, ["a", "b"]);
+}
