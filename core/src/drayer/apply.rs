@@ -305,12 +305,7 @@ fn mend<C: Chain>(
             }
             if patch.id == orphan.id && patch.modified == orphan.modified {
                 patch.verify(stream)?;
-                let same_record = Meta {
-                    prevchange: orphan.prevchange,
-                    signature: orphan.signature,
-                    ..patch
-                } == orphan;
-                if !same_record || patch.prevchange >= orphan.prevchange {
+                if !patch.repoints(&orphan) {
                     return Err(ApplyError::BadRepair { id: patch.id });
                 }
                 // The owner has nothing between the patch's pointer and

@@ -199,11 +199,7 @@ impl MemoryChain {
         patch: &Meta,
         stream: &VerifyingKey,
     ) -> Result<(), ApplyError<Conflict>> {
-        let same = patch.id == oldest.id
-            && patch.modified == oldest.modified
-            && patch.prevchange < oldest.prevchange
-            && patch.value_hash == oldest.value_hash;
-        if !same {
+        if !patch.repoints(oldest) {
             return Ok(());
         }
         patch.verify(stream)?;

@@ -157,6 +157,18 @@ impl Meta {
         }
     }
 
+    /// Whether `self` is `held` re-pointed further back: the same record
+    /// (id, times, hashes) with a smaller `prevchange` — what a silent
+    /// patch looks like. The signature is not checked here.
+    pub fn repoints(&self, held: &Meta) -> bool {
+        let aligned = Meta {
+            prevchange: held.prevchange,
+            signature: held.signature,
+            ..*self
+        };
+        aligned == *held && self.prevchange < held.prevchange
+    }
+
     /// The same record pointing at another mchain predecessor, re-signed:
     /// the owner's "silent patch" (spec §1), `modified` unchanged.
     pub fn repointed(&self, prevchange: i64, key: &SigningKey) -> Self {
@@ -176,6 +188,43 @@ mod tests {
         assert_eq!(
             hash(b""),
             *b"\x0e\x57\x51\xc0\x26\xe5\x43\xb2\xe8\xab\x2e\xb0\x60\x99\xda\xa1\xd1\xe5\xdf\x47\x77\x8f\x77\x87\xfa\xab\x45\xcd\xf1\x2f\xe3\xa8"
+        );
+    }
+
+    #[test]
+    fn a_patch_changes_only_the_pointer_and_moves_it_back() {
+        let held = Meta::new(2, 0, 10, 1, 5, "k", "obj", [0; 32]);
+        assert!(
+            Meta {
+                prevchange: 3,
+                signature: [1; 64],
+                ..held
+            }
+            .repoints(&held)
+        );
+        assert!(
+            !Meta {
+                prevchange: 6,
+                ..held
+            }
+            .repoints(&held),
+            "forward"
+        );
+        assert!(
+            !Meta {
+                prevchange: 3,
+                modified: 11,
+                ..held
+            }
+            .repoints(&held)
+        );
+        assert!(
+            !Meta {
+                prevchange: 3,
+                value_hash: [1; 32],
+                ..held
+            }
+            .repoints(&held)
         );
     }
 

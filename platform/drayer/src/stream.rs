@@ -605,12 +605,7 @@ impl Stream {
         let Some(oldest) = chain.first_after(i64::MIN)? else {
             return Ok(false);
         };
-        let same = patch.id == oldest.id
-            && patch.modified == oldest.modified
-            && patch.prevchange < oldest.prevchange
-            && patch.value_hash == oldest.value_hash
-            && patch.key_hash == oldest.key_hash;
-        if !same {
+        if !patch.repoints(&oldest) {
             return Ok(false);
         }
         patch
