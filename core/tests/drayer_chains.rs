@@ -6,7 +6,8 @@
 
 use keyway_core::drayer::memory::{Conflict, MemoryBody, MemoryChain};
 use keyway_core::drayer::{
-    ApplyError, Chain, Mender, Meta, RecordError, SigningKey, WriteError, apply, delete, hash, set,
+    ApplyError, Chain, Mender, Meta, RecordError, SigningKey, WriteError, apply, delete, hash,
+    seal, set, set_unsigned,
 };
 
 const T0: i64 = 1_550_000_000_000_000;
@@ -254,6 +255,99 @@ fn random_sequences_leave_every_mirror_equal_to_the_owner() {
             "{deletes} deletes, {repairs} repairs"
         );
     }
+}
+
+#[test]
+fn deferred_signing_makes_the_same_chain_as_signing_each_write() {
+    // `set_many` writes records unsigned and seals them as signatures come
+    // back from another thread, in any order and possibly after later
+    // writes of the batch touched the same record. Ed25519 is
+    // deterministic, so the result must equal signing each write.
+    let mut sealed_late = 0;
+    for seed in 0..200u64 {
+        let mut rng = Rng(seed);
+        let (mut signed, mut deferred) = (MemoryChain::new(), MemoryChain::new());
+        let mut now = T0;
+        let mut step = 0;
+        while step < 60 {
+            let batch = 1 + rng.below(12) as usize;
+            let mut ops = Vec::new();
+            for _ in 0..batch {
+                now += rng.below(2_000) as i64 - 300;
+                let key = format!("k{}", rng.below(6));
+                let value = (rng.below(10) >= 2).then(|| rng.next().to_le_bytes());
+                ops.push((now, key, value));
+                step += 1;
+            }
+            for (now, key, value) in &ops {
+                match value {
+                    Some(v) => drop(put(&mut signed, key, v, *now)),
+                    None => drop(del(&mut signed, key, *now)),
+                }
+            }
+            deferred
+                .transaction(|c| {
+                    let mut unsealed = Vec::new();
+                    for (now, key, value) in &ops {
+                        match value {
+                            Some(v) => unsealed.push(
+                                set_unsigned(
+                                    c,
+                                    &owner_key(),
+                                    key,
+                                    "obj",
+                                    hash(v),
+                                    body(key, v),
+                                    *now,
+                                    None,
+                                )
+                                .unwrap(),
+                            ),
+                            None => drop(delete(c, &owner_key(), key, "obj", *now)),
+                        }
+                        // Some signatures come back at once, others later.
+                        while !unsealed.is_empty() && rng.below(3) == 0 {
+                            let i = rng.below(unsealed.len() as u64) as usize;
+                            let mut meta = unsealed.swap_remove(i);
+                            meta.sign(&owner_key());
+                            seal(c, &meta).unwrap();
+                        }
+                    }
+                    sealed_late += unsealed.len();
+                    while !unsealed.is_empty() {
+                        let i = rng.below(unsealed.len() as u64) as usize;
+                        let mut meta = unsealed.swap_remove(i);
+                        meta.sign(&owner_key());
+                        seal(c, &meta).unwrap();
+                    }
+                    Ok::<_, ()>(())
+                })
+                .unwrap();
+            assert_eq!(deferred, signed, "seed {seed} step {step}");
+            assert_consistent(&deferred);
+        }
+    }
+    assert!(sealed_late > 1000, "{sealed_late}");
+
+    // A record left unsealed does not verify: the property above would see it.
+    let mut chain = MemoryChain::new();
+    chain
+        .transaction(|c| {
+            set_unsigned(
+                c,
+                &owner_key(),
+                "a",
+                "obj",
+                hash(b"1"),
+                body("a", b"1"),
+                T0,
+                None,
+            )
+        })
+        .unwrap();
+    let stream = owner_key().verifying_key();
+    let (meta, _) = chain.in_mchain_order().next().unwrap();
+    assert_eq!(meta.verify(&stream), Err(RecordError::Signature));
 }
 
 /// Applies `meta` to a copy of `mirror`, asserting the error and that

@@ -56,11 +56,8 @@ fn next_modified(now: i64, tip: Option<&Meta>) -> i64 {
         .max(1)
 }
 
-/// Sets (key, kind) to a value with hash `value_hash` (the body holds the
-/// value), inserting or updating. `now` is the owner's clock in µs;
-/// `timestamp` defaults to the record's `modified`.
 #[allow(clippy::too_many_arguments)]
-pub fn set<C: Chain>(
+fn write<C: Chain>(
     chain: &mut C,
     owner: &SigningKey,
     key: &str,
@@ -69,6 +66,7 @@ pub fn set<C: Chain>(
     body: C::Body,
     now: i64,
     timestamp: Option<i64>,
+    sign: bool,
 ) -> Result<Meta, WriteError<C::Error>> {
     let store = |e| WriteError::Apply(ApplyError::Store(e));
     let tip = chain.tip().map_err(store)?;
@@ -99,8 +97,71 @@ pub fn set<C: Chain>(
         kind,
         value_hash,
     );
-    meta.sign(owner);
+    if sign {
+        meta.sign(owner);
+    }
     commit(chain, owner, &meta, body)
+}
+
+/// Sets (key, kind) to a value with hash `value_hash` (the body holds the
+/// value), inserting or updating. `now` is the owner's clock in µs;
+/// `timestamp` defaults to the record's `modified`.
+#[allow(clippy::too_many_arguments)]
+pub fn set<C: Chain>(
+    chain: &mut C,
+    owner: &SigningKey,
+    key: &str,
+    kind: &str,
+    value_hash: Hash,
+    body: C::Body,
+    now: i64,
+    timestamp: Option<i64>,
+) -> Result<Meta, WriteError<C::Error>> {
+    write(
+        chain, owner, key, kind, value_hash, body, now, timestamp, true,
+    )
+}
+
+/// [`set`], storing the record with an all-zero signature and returning
+/// its unsigned metadata, so that a batch of writes can be signed on
+/// other threads while the store works (signing is half of an insert's
+/// cost). No decision of the owner's algorithms reads the new record's
+/// signature, so the chain evolves exactly as under [`set`]. The caller
+/// must sign each returned `Meta` and pass it to [`seal`] before the
+/// transaction commits: an unsealed record does not verify.
+#[allow(clippy::too_many_arguments)]
+pub fn set_unsigned<C: Chain>(
+    chain: &mut C,
+    owner: &SigningKey,
+    key: &str,
+    kind: &str,
+    value_hash: Hash,
+    body: C::Body,
+    now: i64,
+    timestamp: Option<i64>,
+) -> Result<Meta, WriteError<C::Error>> {
+    write(
+        chain, owner, key, kind, value_hash, body, now, timestamp, false,
+    )
+}
+
+/// Stores the signature of a record written by [`set_unsigned`], if the
+/// record is still held as it was written. A later write of the same batch
+/// may have replaced it (same id, its own seal follows), removed it, or
+/// re-signed it while repairing the modification chain (a real signature
+/// already): those are left alone. Returns whether it was stored.
+pub fn seal<C: Chain>(chain: &mut C, signed: &Meta) -> Result<bool, C::Error> {
+    let unsigned = Meta {
+        signature: [0; 64],
+        ..*signed
+    };
+    match chain.by_id(signed.id)? {
+        Some(held) if held == unsigned => {
+            chain.set_meta(signed)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// Deletes (key, kind).

@@ -303,9 +303,13 @@ async fn web_access(
 #[derive(Debug)]
 pub struct HttpSource {
     fetcher: Fetcher,
-    /// The next page, already requested: (after which time, the request).
-    prefetched: Option<(i64, tokio::task::JoinHandle<Result<Page, ClientError>>)>,
+    /// Pages read ahead, in order: (after which time, the page).
+    ahead: Option<tokio::sync::mpsc::Receiver<(i64, Result<Page, ClientError>)>>,
 }
+
+/// Pages a read-ahead holds before waiting for the reader: enough that the
+/// serving peer keeps working while this node verifies and applies.
+const READ_AHEAD: usize = 2;
 
 type Page = Vec<(Meta, Body)>;
 
@@ -346,7 +350,7 @@ impl HttpSource {
     pub fn new(url: &str, stream: VerifyingKey) -> Self {
         Self {
             fetcher: Fetcher::new(url, stream),
-            prefetched: None,
+            ahead: None,
         }
     }
 
@@ -427,19 +431,15 @@ impl Source for HttpSource {
     type Error = ClientError;
 
     async fn modified_after(&mut self, t: i64) -> Result<Page, ClientError> {
-        match self.prefetched.take() {
-            Some((at, request)) if at == t => match request.await {
-                Ok(page) => page,
-                // The task was cancelled or failed: ask again.
-                Err(_) => self.fetcher.page(t).await,
-            },
-            other => {
-                if let Some((_, request)) = other {
-                    request.abort();
-                }
-                self.fetcher.page(t).await
+        if let Some(ahead) = &mut self.ahead {
+            match ahead.recv().await {
+                Some((at, page)) if at == t => return page,
+                // Not the page asked for (or the read-ahead ended): stop
+                // reading ahead and ask directly.
+                _ => self.ahead = None,
             }
         }
+        self.fetcher.page(t).await
     }
 
     async fn newest(&mut self, n: usize) -> Result<Option<Page>, ClientError> {
@@ -459,14 +459,36 @@ impl Source for HttpSource {
         Ok(Some(records))
     }
 
+    /// Reads ahead from `t`: each page's last record says where the next
+    /// starts, so a background task fetches page after page (at most
+    /// [`READ_AHEAD`] waiting) until an empty page or an error. A reader
+    /// that asks for something else drops it.
     fn prefetch(&mut self, t: i64) {
-        let fetcher = self.fetcher.clone();
-        if let Some((_, stale)) = self
-            .prefetched
-            .replace((t, tokio::spawn(async move { fetcher.page(t).await })))
-        {
-            stale.abort();
+        if self.ahead.is_some() {
+            return;
         }
+        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let fetcher = self.fetcher.clone();
+        tokio::spawn(async move {
+            let mut t = t;
+            loop {
+                let page = fetcher.page(t).await;
+                // As the reader: on until an empty page (a page cut by
+                // size is short but not the last).
+                let next = match &page {
+                    Ok(records) => records.last().map(|(m, _)| m.modified),
+                    Err(_) => None,
+                };
+                if tx.send((t, page)).await.is_err() {
+                    return;
+                }
+                match next {
+                    Some(n) => t = n,
+                    None => return,
+                }
+            }
+        });
+        self.ahead = Some(rx);
     }
 
     async fn crdr(&mut self, pdest: i64) -> Result<Option<Meta>, ClientError> {

@@ -57,6 +57,14 @@ pub struct SqliteChain<'c> {
     conn: &'c Connection,
     /// The back pointer, once read: it is asked for on every record.
     back: std::cell::Cell<Option<i64>>,
+    /// The tip, once read (`Some(None)`: the chain is empty). Every
+    /// record applied asks for it, and a chain lives for one transaction,
+    /// so no other writer can move it; kept up to date by this chain's
+    /// own writes.
+    tip: std::cell::Cell<Option<Option<Meta>>>,
+    /// The largest id, once read (`Some(0)`: none), kept the same way:
+    /// a record appended past it needs no look for later ids.
+    last_id: std::cell::Cell<Option<u64>>,
 }
 
 const COLUMNS: &str = "id, type, key, hash, timestamp, modified, prev, prevchange, signature";
@@ -66,6 +74,8 @@ impl<'c> SqliteChain<'c> {
         Self {
             conn,
             back: std::cell::Cell::new(None),
+            tip: std::cell::Cell::new(None),
+            last_id: std::cell::Cell::new(None),
         }
     }
 
@@ -127,12 +137,14 @@ impl<'c> SqliteChain<'c> {
 
     /// Rows held.
     pub fn count(&self) -> Result<usize, ChainError> {
-        let n: i64 = self.conn.query_row(
-            "SELECT count(*) FROM record WHERE chain = ?1",
-            params![MAIN],
-            |r| r.get(0),
-        )?;
+        let n = self.count_where("chain = ?1")?;
         Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Rows matching `condition` (over the main chain's `?1`).
+    fn count_where(&self, condition: &str) -> Result<i64, ChainError> {
+        let sql = format!("SELECT count(*) FROM record WHERE {condition}");
+        Ok(self.conn.query_row(&sql, params![MAIN], |r| r.get(0))?)
     }
 
     /// (key, id, modified) of up to `limit` rows of type `kind` with ids
@@ -170,11 +182,7 @@ impl<'c> SqliteChain<'c> {
     /// Rows of another chain (sibling streams, spec §5.3): counted and
     /// left alone.
     pub fn foreign_rows(&self) -> Result<u64, ChainError> {
-        let n: i64 = self.conn.query_row(
-            "SELECT count(*) FROM record WHERE chain IS NULL OR chain <> ?1",
-            params![MAIN],
-            |r| r.get(0),
-        )?;
+        let n = self.count_where("chain IS NULL OR chain <> ?1")?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 }
@@ -230,7 +238,12 @@ impl Chain for SqliteChain<'_> {
     type Body = Body;
 
     fn tip(&self) -> Result<Option<Meta>, ChainError> {
-        self.one("?2 = ?2 ORDER BY modified DESC", 0)
+        if let Some(tip) = self.tip.get() {
+            return Ok(tip);
+        }
+        let tip = self.one("?2 = ?2 ORDER BY modified DESC", 0)?;
+        self.tip.set(Some(tip));
+        Ok(tip)
     }
 
     fn id_tip(&self) -> Result<Option<Meta>, ChainError> {
@@ -272,6 +285,17 @@ impl Chain for SqliteChain<'_> {
     }
 
     fn first_id_after(&self, id: u64) -> Result<Option<Meta>, ChainError> {
+        let last = match self.last_id.get() {
+            Some(last) => last,
+            None => {
+                let last = self.id_tip()?.map_or(0, |m| m.id);
+                self.last_id.set(Some(last));
+                last
+            }
+        };
+        if id >= last {
+            return Ok(None);
+        }
         self.one("id > ?2 ORDER BY id", id_param(id))
     }
 
@@ -306,10 +330,25 @@ impl Chain for SqliteChain<'_> {
             meta.signature.as_slice(),
             MAIN,
         ])?;
+        if let Some(tip) = self.tip.get()
+            && tip.is_none_or(|t| meta.modified > t.modified)
+        {
+            self.tip.set(Some(Some(*meta)));
+        }
+        if let Some(last) = self.last_id.get()
+            && meta.id > last
+        {
+            self.last_id.set(Some(meta.id));
+        }
         Ok(())
     }
 
     fn set_meta(&mut self, meta: &Meta) -> Result<(), ChainError> {
+        if let Some(Some(tip)) = self.tip.get()
+            && (tip.id == meta.id || meta.modified > tip.modified)
+        {
+            self.tip.set(None);
+        }
         let mut statement = self.conn.prepare_cached(
             "UPDATE record SET hash = ?3, timestamp = ?4, modified = ?5, prev = ?6, prevchange = ?7, signature = ?8
              WHERE chain = ?1 AND id = ?2",
@@ -328,6 +367,14 @@ impl Chain for SqliteChain<'_> {
     }
 
     fn remove(&mut self, id: u64) -> Result<(), ChainError> {
+        if self.last_id.get() == Some(id) {
+            self.last_id.set(None);
+        }
+        if let Some(Some(tip)) = self.tip.get()
+            && tip.id == id
+        {
+            self.tip.set(None);
+        }
         let mut statement = self
             .conn
             .prepare_cached("DELETE FROM record WHERE chain = ?1 AND id = ?2")?;

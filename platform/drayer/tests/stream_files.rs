@@ -18,14 +18,11 @@ fn vectors() -> Value {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    base16ct::lower::encode_string(bytes)
 }
 
 fn unhex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-        .collect()
+    base16ct::mixed::decode_vec(text).unwrap()
 }
 
 fn clocktower() -> &'static Path {
@@ -283,4 +280,127 @@ async fn a_pull_stops_at_a_bad_signature_keeping_what_came_before() {
         .map(|e| e.key)
         .collect();
     assert_eq!(held, ["a", "b"]);
+}
+
+#[test]
+fn set_many_signs_off_thread_and_matches_writing_one_by_one() {
+    // Batches larger than the signer's chunk, writing the same few keys
+    // again and again (so later writes replace records still waiting for
+    // their signatures), with deletions between batches.
+    let dir = tempfile::tempdir().unwrap();
+    let mut stream = Stream::create(&dir.path().join("many.stream")).unwrap();
+    let mut expected = std::collections::BTreeMap::new();
+    for round in 0..4u32 {
+        let entries: Vec<(String, Vec<u8>)> = (0..300u32)
+            .map(|i| {
+                let key = format!("k{}", (i * 7 + round) % 11);
+                (key, format!("round {round} write {i}").into_bytes())
+            })
+            .collect();
+        let written = stream
+            .set_many(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), "obj", v.as_slice())),
+            )
+            .unwrap();
+        assert_eq!(written, 300);
+        for (k, v) in &entries {
+            expected.insert(k.clone(), v.clone());
+        }
+        let victim = format!("k{round}");
+        if stream.delete(&victim, "obj").is_ok() {
+            expected.remove(&victim);
+        }
+        let report = stream.verify().unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.records, expected.len());
+        for (k, v) in &expected {
+            assert_eq!(stream.get(k, "obj").unwrap().as_ref(), Some(v), "{k}");
+        }
+    }
+
+    // All or nothing: a value over the limit late in a batch leaves no
+    // record of the batch behind.
+    let before = stream.count().unwrap();
+    let huge = vec![0u8; wire::MAX_VALUE + 1];
+    let mut batch: Vec<(String, &[u8])> = (0..200)
+        .map(|i| (format!("new{i}"), b"small".as_slice()))
+        .collect();
+    batch.push(("huge".into(), &huge));
+    let err = stream
+        .set_many(batch.iter().map(|(k, v)| (k.as_str(), "obj", *v)))
+        .unwrap_err();
+    assert!(matches!(err, StreamError::TooLarge { .. }), "{err}");
+    assert_eq!(stream.count().unwrap(), before);
+    assert_eq!(stream.get("new0", "obj").unwrap(), None);
+}
+
+/// The SQLite store against the in-memory one, which the core's property
+/// tests check: the same random writes with the same key and clock leave
+/// the same records, and a file mirror pulling every few steps equals
+/// the owner.
+#[tokio::test]
+async fn sqlite_streams_follow_the_in_memory_chain() {
+    use keyway_core::drayer::memory::{MemoryBody, MemoryChain};
+    use keyway_core::drayer::{Meta, delete, hash, set};
+
+    fn metas(stream: &Stream) -> Vec<Meta> {
+        let mut all = stream.modified_after(0, usize::MAX).unwrap();
+        all.sort_by_key(|(m, _)| m.modified);
+        all.into_iter().map(|(m, _)| m).collect()
+    }
+    let mut state = 0x5eed_u64;
+    let mut below = |n: u64| {
+        // splitmix64
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % n
+    };
+    let key = SigningKey::from_bytes(&[7u8; 32]);
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut owner = Stream::create_with_key(&dir.path().join("o"), key.clone()).unwrap();
+        let mut mirror = Stream::mirror(&dir.path().join("m"), key.verifying_key()).unwrap();
+        let mut memory = MemoryChain::new();
+        let mut now = 1_600_000_000_000_000_i64;
+        let every = 1 + below(5);
+        for step in 0..60 {
+            now += below(2_000) as i64 - 300;
+            let k = format!("k{}", below(8));
+            if below(10) < 3 {
+                let in_memory = memory.transaction(|c| delete(c, &key, &k, "obj", now));
+                let on_file = owner.delete_at(&k, "obj", now);
+                assert_eq!(
+                    in_memory.is_ok(),
+                    on_file.is_ok(),
+                    "round {round} step {step}"
+                );
+            } else {
+                let value = below(u64::MAX).to_le_bytes();
+                let body = MemoryBody {
+                    key: k.clone(),
+                    kind: "obj".into(),
+                    value: Some(value.to_vec()),
+                };
+                memory
+                    .transaction(|c| set(c, &key, &k, "obj", hash(&value), body, now, None))
+                    .unwrap();
+                owner.set_at(&k, "obj", &value, now, None).unwrap();
+            }
+            let expected: Vec<Meta> = memory.in_mchain_order().map(|(m, _)| *m).collect();
+            assert_eq!(metas(&owner), expected, "round {round} step {step}");
+            if step % every == 0 {
+                pull(&mut mirror, &mut Local(&mut owner)).await.unwrap();
+                assert_eq!(
+                    metas(&mirror),
+                    expected,
+                    "mirror: round {round} step {step}"
+                );
+            }
+        }
+        assert!(owner.verify().unwrap().problems.is_empty());
+    }
 }
