@@ -322,7 +322,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(addr) = server.metrics_addr() {
         tracing::info!(%addr, "metrics at http://{addr}/metrics");
     }
-    // The one line scripts wait for.
+    // Scripts read the addresses (with --listen …:0, the ports chosen)
+    // and then the public key, the line they wait for.
+    for addr in server.udp_addrs() {
+        println!("listening={addr}");
+    }
     println!("server_pk={}", server.public_key());
     wait_for_signal().await?;
     tracing::info!("shutting down");

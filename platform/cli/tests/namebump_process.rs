@@ -48,10 +48,13 @@ fn serve(dir: &Path, port: u16) -> Served {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // `listening=<addr>` for each address, then `server_pk=<hex>`.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), format!("listening={addr}"));
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
     let server_pk = line
         .trim()
         .strip_prefix("server_pk=")

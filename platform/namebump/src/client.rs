@@ -129,14 +129,16 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// A decoded reply, owned.
-#[derive(Debug)]
-struct Reply {
-    op: Op,
-    updated: f64,
-    name: Vec<u8>,
-    value: Vec<u8>,
-    vkc: Option<[u8; 33]>,
+/// A server's reply, decrypted and matched to its request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reply {
+    pub op: Op,
+    pub pkid: u32,
+    /// For PUT and DEL the request's own time, echoed.
+    pub updated: f64,
+    pub name: Vec<u8>,
+    pub value: Vec<u8>,
+    pub vkc: Option<[u8; 33]>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +178,11 @@ impl Client {
         self
     }
 
+    /// The server's resolved addresses, IPv4 first.
+    pub fn addresses(&self) -> &[SocketAddr] {
+        &self.servers
+    }
+
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -208,6 +215,21 @@ impl Client {
         behavior: Behavior,
         ttl: Option<f64>,
     ) -> Result<(), ClientError> {
+        self.put_reply(name, value, key, behavior, ttl)
+            .await
+            .map(drop)
+    }
+
+    /// [`Self::put`], returning the server's reply (what the reference's
+    /// Python client hands its callers).
+    pub async fn put_reply(
+        &self,
+        name: &[u8],
+        value: &[u8],
+        key: &Keypair,
+        behavior: Behavior,
+        ttl: Option<f64>,
+    ) -> Result<Reply, ClientError> {
         check_name(name)?;
         if value.len() > MAX_VALUE_LEN {
             return Err(EncodeError::ValueTooLong { len: value.len() }.into());
@@ -225,7 +247,7 @@ impl Client {
                 Behavior::Throw => Err(ClientError::WouldBump),
                 _ => Err(ClientError::RejectedAtQuota),
             },
-            Op::Put => Ok(()),
+            Op::Put => Ok(reply),
             Op::Error => Err(self.explain_error(&reply, Some((name, key))).await),
             _ => Err(ClientError::BadReply),
         }
@@ -304,11 +326,6 @@ impl Client {
         })
     }
 
-    fn pkid() -> u32 {
-        // Never 0: the reference replaces it and then fails the signature (bug 27).
-        UnwrapErr(getrandom::SysRng).next_u32().max(1)
-    }
-
     async fn signed_once(
         &self,
         op: Op,
@@ -318,7 +335,7 @@ impl Client {
         behavior: u8,
         ttl: Option<f64>,
     ) -> Result<Reply, ClientError> {
-        let pkid = Self::pkid();
+        let pkid = random_pkid();
         let reply_key = Keypair::generate(&mut UnwrapErr(getrandom::SysRng));
         let mut packet = Packet::new(op, pkid, self.clock.now(), name, value);
         packet.reply_pk = Some(*reply_key.public().as_bytes());
@@ -333,7 +350,7 @@ impl Client {
     }
 
     async fn get_once(&self, name: &[u8]) -> Result<Reply, ClientError> {
-        let pkid = Self::pkid();
+        let pkid = random_pkid();
         let reply_key = Keypair::generate(&mut UnwrapErr(getrandom::SysRng));
         let mut packet = Packet::new(Op::Get, pkid, self.clock.now(), name, b"");
         packet.reply_pk = Some(*reply_key.public().as_bytes());
@@ -511,6 +528,12 @@ impl Client {
     }
 }
 
+/// A fresh request id. Never 0: the reference replaces 0 and then fails
+/// the signature (bug 27).
+pub fn random_pkid() -> u32 {
+    UnwrapErr(getrandom::SysRng).next_u32().max(1)
+}
+
 fn check_name(name: &[u8]) -> Result<(), ClientError> {
     if name.len() > MAX_NAME_LEN {
         return Err(EncodeError::NameTooLong { len: name.len() }.into());
@@ -532,6 +555,7 @@ fn parse_reply(plaintext: &[u8], pkid: u32, op: Op) -> Option<Reply> {
     let reference_error = p.op == Op::Error && p.name == keyway_core::namebump::reply::ERROR_NAME;
     (ours || reference_error).then(|| Reply {
         op: p.op,
+        pkid: p.pkid,
         updated: p.updated,
         name: p.name.to_vec(),
         value: p.value.to_vec(),

@@ -13,7 +13,7 @@ pub mod clock;
 pub mod server;
 pub mod store;
 
-pub use client::{Behavior, Client, ClientConfig, ClientError, Record};
+pub use client::{Behavior, Client, ClientConfig, ClientError, Record, Reply};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use server::{Server, ServerConfig};
 pub use store::{Limits, NameStore, SqlStore};

@@ -1,0 +1,220 @@
+//! The namebump client for Python: Keyway's async client, awaited from
+//! asyncio through pyo3-async-runtimes (one tokio runtime per process).
+
+use std::sync::Arc;
+
+use keyway_core::{Keypair, PublicKey};
+use keyway_namebump::{Behavior, Client, ClientError, Clock};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyConnectionError, PyException, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::bridge::spawn;
+
+create_exception!(
+    _native,
+    Refused,
+    PyException,
+    "The server refused a request: args are (kind, message), kind one of quota, would_bump, not_owner, clock_skew, server_error, bad_reply."
+);
+
+/// A Python clock object (anything with `.time()`), read when a request is
+/// signed.
+struct PyClock(Py<PyAny>);
+
+impl Clock for PyClock {
+    fn now(&self) -> f64 {
+        crate::bridge::with_python(|py| {
+            self.0
+                .call_method0(py, "time")
+                .and_then(|t| t.extract::<f64>(py))
+                // A clock that fails is reported by the request it spoils
+                // (the server refuses a time of 0), not by a panic here.
+                .unwrap_or(0.0)
+        })
+        // The interpreter is exiting: nobody waits for this request.
+        .unwrap_or(0.0)
+    }
+}
+
+fn to_py(e: ClientError) -> PyErr {
+    let kind = match &e {
+        ClientError::Timeout { .. } | ClientError::Network { .. } => {
+            return PyConnectionError::new_err(e.to_string());
+        }
+        ClientError::InvalidInput(_) => return PyValueError::new_err(e.to_string()),
+        ClientError::RejectedAtQuota => "quota",
+        ClientError::WouldBump => "would_bump",
+        ClientError::NotOwner => "not_owner",
+        ClientError::ClockSkew { .. } => "clock_skew",
+        ClientError::ServerError => "server_error",
+        ClientError::BadReply => "bad_reply",
+    };
+    Refused::new_err((kind, e.to_string()))
+}
+
+fn keypair(secret: &[u8]) -> PyResult<Keypair> {
+    Keypair::from_secret_bytes(secret)
+        .map_err(|e| PyValueError::new_err(format!("not a secp256k1 secret key: {e}")))
+}
+
+/// A connected client of one server.
+#[pyclass(module = "keyway._native", frozen)]
+struct NamebumpClient {
+    client: Client,
+}
+
+impl std::fmt::Debug for NamebumpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.client.fmt(f)
+    }
+}
+
+/// Resolves `host:port` and returns a client (awaitable).
+#[pyfunction]
+#[pyo3(signature = (host, port, server_pk, clock=None))]
+fn namebump_connect<'py>(
+    py: Python<'py>,
+    host: String,
+    port: u16,
+    server_pk: &[u8],
+    clock: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let key = PublicKey::from_bytes(server_pk)
+        .map_err(|e| PyValueError::new_err(format!("dest_pk is not a public key: {e}")))?;
+    let address = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    spawn(
+        py,
+        async move {
+            let mut client = Client::new(&address, key).await.map_err(to_py)?;
+            if let Some(clock) = clock {
+                client = client.with_clock(Arc::new(PyClock(clock)));
+            }
+            Ok(NamebumpClient { client })
+        },
+        |py, client| Ok(Py::new(py, client)?.into_any()),
+    )
+}
+
+#[pymethods]
+impl NamebumpClient {
+    /// The IP versions (4, 6) the server resolved to, IPv4 first.
+    fn ip_versions(&self) -> Vec<u8> {
+        let mut versions = Vec::new();
+        for addr in self.client.addresses() {
+            let version = if addr.is_ipv6() { 6 } else { 4 };
+            if !versions.contains(&version) {
+                versions.push(version);
+            }
+        }
+        versions
+    }
+
+    /// Awaitable `(pkid, updated, name, value, vkc)` of the server's reply.
+    #[pyo3(signature = (name, value, secret, behavior, ttl=None))]
+    fn put<'py>(
+        &self,
+        py: Python<'py>,
+        name: Vec<u8>,
+        value: Vec<u8>,
+        secret: &[u8],
+        behavior: u8,
+        ttl: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let key = keypair(secret)?;
+        let behavior = match behavior {
+            0 => Behavior::DontBump,
+            2 => Behavior::Throw,
+            _ => Behavior::Bump,
+        };
+        let client = self.client.clone();
+        spawn(
+            py,
+            async move {
+                client
+                    .put_reply(&name, &value, &key, behavior, ttl)
+                    .await
+                    .map_err(to_py)
+            },
+            |py, reply| {
+                let tuple = (
+                    reply.pkid,
+                    reply.updated,
+                    PyBytes::new(py, &reply.name),
+                    PyBytes::new(py, &reply.value),
+                    reply.vkc.map(|k| PyBytes::new(py, &k)),
+                );
+                Ok(tuple.into_pyobject(py)?.into_any().unbind())
+            },
+        )
+    }
+
+    /// Awaitable `(value, owner_vkc, timestamp)`, or `None` when absent.
+    fn get<'py>(&self, py: Python<'py>, name: Vec<u8>) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client.clone();
+        spawn(
+            py,
+            async move { client.get(&name).await.map_err(to_py) },
+            |py, record| {
+                let tuple = record.map(|r| {
+                    (
+                        PyBytes::new(py, &r.value),
+                        PyBytes::new(py, &r.owner),
+                        r.timestamp,
+                    )
+                });
+                Ok(tuple.into_pyobject(py)?.into_any().unbind())
+            },
+        )
+    }
+
+    /// Awaitable `None` once deleted (a missing name is deleted too).
+    #[pyo3(signature = (name, secret, ttl=None))]
+    fn delete<'py>(
+        &self,
+        py: Python<'py>,
+        name: Vec<u8>,
+        secret: &[u8],
+        ttl: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let key = keypair(secret)?;
+        let client = self.client.clone();
+        spawn(
+            py,
+            async move { client.delete(&name, &key, ttl).await.map_err(to_py) },
+            |py, ()| Ok(py.None()),
+        )
+    }
+
+    /// Awaitable `(af, names_used, name_limit)`.
+    #[pyo3(signature = (secret, ttl=None))]
+    fn usage<'py>(
+        &self,
+        py: Python<'py>,
+        secret: &[u8],
+        ttl: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let key = keypair(secret)?;
+        let client = self.client.clone();
+        spawn(
+            py,
+            async move { client.usage(&key, ttl).await.map_err(to_py) },
+            |py, usage| {
+                let tuple = (usage.af, usage.names_used, usage.name_limit);
+                Ok(tuple.into_pyobject(py)?.into_any().unbind())
+            },
+        )
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<NamebumpClient>()?;
+    m.add_function(wrap_pyfunction!(namebump_connect, m)?)?;
+    m.add("Refused", m.py().get_type::<Refused>())?;
+    Ok(())
+}

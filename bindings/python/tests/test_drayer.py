@@ -1,0 +1,61 @@
+"""The wheel's drayer: the original's dict API on a stream file, served
+with startServer() and mirrored over HTTP by a second stream."""
+
+import base64
+import os
+import stat
+
+import pytest
+
+import drayer
+from drayer import DrayerStream
+
+
+def test_dict_api_server_and_mirror(tmp_path):
+    owner = DrayerStream(str(tmp_path / "owner.drayer"))
+    key_file = tmp_path / "owner.drayer.privatekey"
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    public = owner.getAttr("PublicKey")
+    assert len(base64.b64decode(public)) == 32 and owner.pubkey == base64.b64decode(public)
+
+    owner["greeting"] = "hello"
+    owner["config"] = {"n": 3, "tags": ["a", "b"], "raw": b"\x00\x01"}
+    owner["count"] = 41
+    owner["count"] = 42
+    owner["gone"] = "soon"
+    owner["last"] = "x"  # deleting works by rewriting the next record
+    del owner["gone"]
+    assert owner["greeting"] == "hello"
+    assert owner["config"] == {"n": 3, "tags": ["a", "b"], "raw": b"\x00\x01"}
+    assert owner["count"] == 42
+    assert "gone" not in owner and "greeting" in owner
+    with pytest.raises(KeyError):
+        owner["gone"]
+    with pytest.raises(KeyError):
+        del owner["never"]
+    assert owner.keys() == ["greeting", "config", "count", "last"]
+    owner.rawSetItem("page.html", b"<p>hi</p>", "file")
+    assert owner.rawGetItemByKey("page.html", "file") == b"<p>hi</p>"
+
+    port = drayer.startServer(port=0, host="127.0.0.1")
+    assert drayer.startServer() == port, "one server per process"
+
+    mirror = DrayerStream(str(tmp_path / "mirror.drayer"), pubkey=public, noServe=True)
+    assert mirror.privkey is None
+    inserted = mirror.sync("http://127.0.0.1:{0}/".format(port))
+    assert inserted == 5
+    assert mirror["config"]["tags"] == ["a", "b"] and mirror["count"] == 42
+    assert "gone" not in mirror
+    assert mirror.rawGetItemByKey("page.html", "file") == b"<p>hi</p>"
+
+    # Later changes follow on the next sync; a mirror cannot write.
+    owner["count"] = 43
+    del owner["greeting"]
+    mirror.sync("http://127.0.0.1:{0}/".format(port))
+    assert mirror["count"] == 43 and "greeting" not in mirror
+    with pytest.raises(ValueError):
+        mirror["count"] = 0
+
+    # Reopening checks the key it was asked for.
+    with pytest.raises(ValueError):
+        DrayerStream(str(tmp_path / "mirror.drayer"), pubkey=base64.b64encode(b"\x07" * 32).decode(), noServe=True)
