@@ -28,5 +28,11 @@ cargo build --release --locked --manifest-path tests/no-std-check/Cargo.toml \
 step "fuzz targets compile"
 cargo check --locked --manifest-path fuzz/Cargo.toml --target-dir target/fuzz-check
 
+step "C library (the C examples in ffi/tests link the static library)"
+cargo build --locked -p keyway-ffi
+
 step "tests"
 cargo test --workspace --locked
+
+step "Python wheel: the reference's unit tests, end to end against Keyway and the reference, the README example"
+bash bindings/python/test.sh
