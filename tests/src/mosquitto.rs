@@ -62,7 +62,7 @@ impl Mosquitto {
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        while !answers_mqtt(&addr) {
             if Instant::now() > deadline || broker.child.try_wait()?.is_some() {
                 bail!("mosquitto on {addr} did not start");
             }
@@ -80,6 +80,25 @@ impl Mosquitto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether a broker at `addr` completes an MQTT CONNECT: an accepted TCP
+/// connection alone once proved too early (a test's first connect to a
+/// just-started broker was reset).
+fn answers_mqtt(addr: &SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    const CONNECT: &[u8] = &[
+        0x10, 17, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 5, b'p', b'r', b'o', b'b', b'e',
+    ];
+    let probe = || -> std::io::Result<bool> {
+        let mut stream = TcpStream::connect_timeout(addr, Duration::from_millis(200))?;
+        stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+        stream.write_all(CONNECT)?;
+        let mut connack = [0u8; 4];
+        stream.read_exact(&mut connack)?;
+        Ok(connack == [0x20, 2, 0, 0])
+    };
+    probe().unwrap_or(false)
 }
 
 impl Drop for Mosquitto {

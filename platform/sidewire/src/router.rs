@@ -4,8 +4,8 @@
 //!   ranking in each address family, [`set_size`] brokers, skipping only
 //!   brokers that fail (not "whichever connects first": spec §10 item 10).
 //! - [`SmartPipe::send`] signs one MSG and publishes it on the top of the
-//!   destination's ranking (plus a spare), retransmitting the same packet
-//!   until an ACK arrives or the timeout passes.
+//!   destination's ranking, retransmitting the same packet one broker
+//!   wider per family each time until an ACK arrives or the timeout passes.
 //! - Inbound packets are checked cheapest first: topic, size cap, decode,
 //!   per-source rate limit, then the signature, then the receive rules of
 //!   [`Receiver`]. ACKs go back through the link the MSG arrived on (the
@@ -29,6 +29,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::hint_cache::{self, HintCache};
 use crate::link::{BrokerLink, Inbound, LinkConfig};
+
+/// How far down a ranking a reference node's walk looks: it races its
+/// first 10 candidates and subscribes wherever connects finish (spec
+/// §5.4), so no send needs to go further.
+const REFERENCE_RACE_WIDTH: usize = 10;
 
 /// A broker of the pool.
 #[derive(Clone, Debug, PartialEq)]
@@ -349,7 +354,7 @@ impl Inner {
     async fn links_for(&self, dest: &PublicKey, extra: usize) -> Vec<BrokerLink> {
         let mut chosen = Vec::new();
         for family in self.pool.ranked(dest) {
-            let wanted = set_size(family.len()) + extra;
+            let wanted = (set_size(family.len()) + extra).min(REFERENCE_RACE_WIDTH);
             let mut got = 0;
             for broker in family {
                 if got == wanted {
@@ -880,8 +885,9 @@ impl SmartPipe {
     }
 
     /// Sends `data` and waits for the destination's ACK, publishing on the
-    /// top of its ranking and again every `resend_every` (then with one
-    /// spare broker per family) until acknowledged or `timeout` passes.
+    /// top of its ranking and again every `resend_every`, each time on one
+    /// more broker per family (up to the 10 a reference node may listen
+    /// on), until acknowledged or `timeout` passes.
     pub async fn send(&self, data: &[u8], timeout: Duration) -> Result<(), RouterError> {
         let inner = &self.inner;
         if inner.closed.is_cancelled() {
@@ -913,7 +919,7 @@ impl SmartPipe {
             .insert((queue_id, 0), (*self.dest.as_bytes(), done_tx));
         let topic = self.dest.to_string();
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut first_attempt = true;
+        let mut attempt = 0;
         let result = loop {
             let mut links = Vec::new();
             let remembered = if self.use_cache {
@@ -925,12 +931,18 @@ impl SmartPipe {
             for hint in self.hints.iter().chain(&remembered) {
                 links.extend(inner.link_to(hint, true).await);
             }
-            // The destination's set; from the first resend on, one spare
-            // per family as well (the destination subscribes there too),
-            // in case its set is unreachable from here but not from it.
-            let spare = usize::from(!first_attempt);
-            first_attempt = false;
-            links.extend(inner.links_for(&self.dest, spare).await);
+            // The destination's set, one broker wider per family with
+            // each resend: a Keyway destination also listens on a spare
+            // (in case its set is unreachable from here but not from it),
+            // and a reference destination subscribed wherever its connects
+            // finished first, anywhere in the top it raced (spec §10 item
+            // 10), so only widening is sure to reach it.
+            links.extend(
+                inner
+                    .links_for(&self.dest, attempt.min(REFERENCE_RACE_WIDTH))
+                    .await,
+            );
+            attempt += 1;
             // Once per broker, though a hint may also rank high.
             let mut seen = Vec::with_capacity(links.len());
             links.retain(|l| {
