@@ -25,6 +25,24 @@ from conftest import ROOT, _need
 BROKER_IPS = ["127.0.0.9", "127.0.0.10", "127.0.0.11"]
 
 
+# MQTT 3.1.1 CONNECT (clean session, keep-alive 60 s, client id "probe").
+_CONNECT = bytes([0x10, 17, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 60, 0, 5]) + b"probe"
+
+
+def _answers_mqtt(ip, port):
+    """Whether the broker completes a CONNECT: an accepted TCP connection
+    alone can come before the broker serves it."""
+    with socket.create_connection((ip, port), timeout=0.5) as s:
+        s.sendall(_CONNECT)
+        connack = b""
+        while len(connack) < 4:
+            chunk = s.recv(4 - len(connack))
+            if not chunk:
+                return False
+            connack += chunk
+        return connack == bytes([0x20, 2, 0, 0])
+
+
 def _start_broker(binary, ip, tmp):
     with socket.socket() as s:
         s.bind((ip, 0))
@@ -36,13 +54,14 @@ def _start_broker(binary, ip, tmp):
     deadline = time.monotonic() + 10
     while True:
         try:
-            socket.create_connection((ip, port), timeout=0.2).close()
-            return process, port
+            if _answers_mqtt(ip, port):
+                return process, port
         except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError("mosquitto on {0} did not start".format(ip))
-            time.sleep(0.05)
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("mosquitto on {0} did not start".format(ip))
+        time.sleep(0.05)
 
 
 @pytest.fixture
