@@ -63,6 +63,10 @@ async def main():
                 await asyncio.wait_for(got_all.wait(), req["timeout"])
             except asyncio.TimeoutError:
                 pass
+            # The reference queues each ACK for its dispatcher's next scan
+            # (every 0.5 s) and close() drops what is queued: without this
+            # the last message's sender may never see its ACK.
+            await asyncio.sleep(1.5)
         else:
             await asyncio.sleep(1)
     finally:
