@@ -23,6 +23,7 @@ pub mod primary_servers;
 pub mod sqlite;
 mod stream;
 pub mod sync;
+mod verifiers;
 pub mod wire;
 
 pub use stream::{Batch, Entry, Stream, StreamError, VerifyReport, parse_public_key};

@@ -5,13 +5,11 @@
 //! record orphans a local one; the first refused record stops the pull
 //! and is reported.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-
-use keyway_core::drayer::{ApplyError, Meta, RecordError, Repair, Verified, VerifyingKey};
+use keyway_core::drayer::{ApplyError, Meta, Repair, Verified, VerifyingKey};
 
 use crate::sqlite::Body;
 use crate::stream::{Stream, StreamError};
+use crate::verifiers::{Checking, Verifiers};
 
 /// Records per page: the server's limit L; the client asks again while it
 /// receives ≥ L.
@@ -92,16 +90,17 @@ pub async fn pull<S: Source>(
         }
     };
     prefetch(source, &first);
-    let mut next = Some(Checking::start(first, key));
-    while let Some(current) = next.take() {
-        let (page, checked) = current.finish();
+    let verifiers = Verifiers::new();
+    let mut next = Some(check(&verifiers, first, key));
+    while let Some((page, checking)) = next.take() {
+        let checked = checking.finish();
         if let Some((last, _)) = page.last() {
             let following = source
                 .modified_after(last.modified)
                 .await
                 .map_err(SyncError::Source)?;
             prefetch(source, &following);
-            next = Some(Checking::start(following, key));
+            next = Some(check(&verifiers, following, key));
         }
         // The records up to the first bad signature, which ends the pull
         // once they are applied.
@@ -157,84 +156,11 @@ pub async fn pull<S: Source>(
 /// Records as a peer sent them.
 type Page = Vec<(Meta, Body)>;
 
-/// Per record of a page, its signature check.
-type Checks = Vec<Result<Verified, RecordError>>;
-
-/// A page whose signatures are being checked on other threads; whoever
-/// finishes first (the applying thread too) takes the next unchecked
-/// record, so every core stays busy.
-struct Checking {
-    page: Page,
-    shared: Arc<Shared>,
-    workers: Vec<std::thread::JoinHandle<()>>,
-}
-
-/// The records to check, the next one to take, and the results.
-struct Shared {
-    metas: Vec<Meta>,
-    key: VerifyingKey,
-    next: AtomicUsize,
-    results: Mutex<Vec<Option<Result<Verified, RecordError>>>>,
-}
-
-impl Shared {
-    /// Checks records until none is left.
-    fn work(&self) {
-        loop {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(meta) = self.metas.get(i) else {
-                return;
-            };
-            let checked = Verified::check(meta, &self.key);
-            let mut results = self.results.lock().unwrap_or_else(|e| e.into_inner());
-            results[i] = Some(checked);
-        }
-    }
-}
-
-impl Checking {
-    fn start(page: Page, key: VerifyingKey) -> Self {
-        let metas: Vec<Meta> = page.iter().map(|(m, _)| *m).collect();
-        let shared = Arc::new(Shared {
-            results: Mutex::new(vec![None; metas.len()]),
-            metas,
-            key,
-            next: AtomicUsize::new(0),
-        });
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let workers = (0..threads)
-            .map(|_| {
-                let shared = shared.clone();
-                std::thread::spawn(move || shared.work())
-            })
-            .collect();
-        Self {
-            page,
-            shared,
-            workers,
-        }
-    }
-
-    /// The page and, per record, its check; this thread helps with what
-    /// is left. A record no thread could check counts as unverified.
-    fn finish(self) -> (Page, Checks) {
-        self.shared.work();
-        for worker in self.workers {
-            let _ = worker.join();
-        }
-        let results = std::mem::take(
-            &mut *self
-                .shared
-                .results
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        let checked = results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(RecordError::Signature)))
-            .collect();
-        (self.page, checked)
-    }
+/// Starts checking `page`'s signatures on the verifier threads.
+fn check(verifiers: &Verifiers, page: Page, key: VerifyingKey) -> (Page, Checking) {
+    let metas = page.iter().map(|(m, _)| *m).collect();
+    let checking = verifiers.start(metas, key);
+    (page, checking)
 }
 
 /// Keeps `stream` as a partial mirror of `source` holding its `keep` most
