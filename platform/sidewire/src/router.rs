@@ -4,8 +4,9 @@
 //!   ranking in each address family, [`set_size`] brokers, skipping only
 //!   brokers that fail (not "whichever connects first": spec §10 item 10).
 //! - [`SmartPipe::send`] signs one MSG and publishes it on the top of the
-//!   destination's ranking, retransmitting the same packet one broker
-//!   wider per family each time until an ACK arrives or the timeout passes.
+//!   destination's ranking, retransmitting the same packet on more of the
+//!   ranking each time (1, 3, 7… brokers more per family, to the 10th)
+//!   until an ACK arrives or the timeout passes.
 //! - Inbound packets are checked cheapest first: topic, size cap, decode,
 //!   per-source rate limit, then the signature, then the receive rules of
 //!   [`Receiver`]. ACKs go back through the link the MSG arrived on (the
@@ -885,9 +886,9 @@ impl SmartPipe {
     }
 
     /// Sends `data` and waits for the destination's ACK, publishing on the
-    /// top of its ranking and again every `resend_every`, each time on one
-    /// more broker per family (up to the 10 a reference node may listen
-    /// on), until acknowledged or `timeout` passes.
+    /// top of its ranking and again every `resend_every`, each time further
+    /// down it (1, 3, 7… brokers more per family, up to the 10 a reference
+    /// node may listen on), until acknowledged or `timeout` passes.
     pub async fn send(&self, data: &[u8], timeout: Duration) -> Result<(), RouterError> {
         let inner = &self.inner;
         if inner.closed.is_cancelled() {
@@ -919,7 +920,7 @@ impl SmartPipe {
             .insert((queue_id, 0), (*self.dest.as_bytes(), done_tx));
         let topic = self.dest.to_string();
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut attempt = 0;
+        let mut attempt: u32 = 0;
         let result = loop {
             let mut links = Vec::new();
             let remembered = if self.use_cache {
@@ -931,17 +932,16 @@ impl SmartPipe {
             for hint in self.hints.iter().chain(&remembered) {
                 links.extend(inner.link_to(hint, true).await);
             }
-            // The destination's set, one broker wider per family with
-            // each resend: a Keyway destination also listens on a spare
-            // (in case its set is unreachable from here but not from it),
-            // and a reference destination subscribed wherever its connects
-            // finished first, anywhere in the top it raced (spec §10 item
-            // 10), so only widening is sure to reach it.
-            links.extend(
-                inner
-                    .links_for(&self.dest, attempt.min(REFERENCE_RACE_WIDTH))
-                    .await,
-            );
+            // The destination's set, then 1, 3, 7… brokers more per
+            // family with each resend: a Keyway destination also listens
+            // on a spare (in case its set is unreachable from here but not
+            // from it), and a reference destination subscribed wherever
+            // its connects finished first, anywhere in the top 10 it
+            // raced (spec §10 item 10), so only widening is sure to reach
+            // it; doubling covers the bundled pool's top 10 by the fourth
+            // publish, within the default 4 s timeout.
+            let extra = (1usize << attempt.min(4)) - 1;
+            links.extend(inner.links_for(&self.dest, extra).await);
             attempt += 1;
             // Once per broker, though a hint may also rank high.
             let mut seen = Vec::with_capacity(links.len());
