@@ -13,6 +13,8 @@ command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v curl >/dev/null || need_apt+=(curl ca-certificates)
 # Private MQTT brokers for the sidewire tests.
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || need_apt+=(mosquitto)
+# ip: the Python LAN-discovery test configures a network namespace of its own.
+[ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || command -v ip >/dev/null || need_apt+=(iproute2)
 if ! command -v python3 >/dev/null; then
     need_apt+=(python3 python3-venv python3-dev)
 else
