@@ -21,6 +21,9 @@ cargo fmt --all --check
 step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "docs: every intra-doc link resolves"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 step "no_std proof: keyway-core linked into a #![no_std] staticlib with its own panic handler"
 cargo build --release --locked --manifest-path tests/no-std-check/Cargo.toml \
     --target-dir target/no-std-check

@@ -6,7 +6,7 @@
 //!
 //! - [`record`]: the signed fields and the exact 136-byte signing string.
 //! - [`chain`]: what the algorithms need from a store.
-//! - [`apply`]: the receiver's rules, for mirrors and the owner alike.
+//! - [`apply`](mod@apply): the receiver's rules, for mirrors and the owner alike.
 //! - [`owner`]: set and delete.
 //! - `memory` (feature `alloc`): a chain in memory.
 

@@ -461,7 +461,7 @@ impl Source for HttpSource {
 
     /// Reads ahead from `t`: each page's last record says where the next
     /// starts, so a background task fetches page after page (at most
-    /// [`READ_AHEAD`] waiting) until an empty page or an error. A reader
+    /// two pages waiting) until an empty page or an error. A reader
     /// that asks for something else drops it.
     fn prefetch(&mut self, t: i64) {
         if self.ahead.is_some() {
