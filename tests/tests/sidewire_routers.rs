@@ -438,3 +438,76 @@ async fn resends_widen_until_they_reach_a_destination_listening_low_in_its_ranki
     let delivered: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
     assert_eq!(delivered, vec![b"found you".to_vec()]);
 }
+
+/// The other direction: a sidewire 0.1.9 sender publishes on whichever of
+/// the destination's top 10 brokers connected first, possibly its last.
+/// Modelled by a raw client publishing a signed MSG only at the broker the
+/// receiver's key ranks last of 5 (set size 2): the default configuration
+/// subscribes there (in the background after `start`), one spare does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_reachable_on_every_broker_a_reference_sender_may_pick() {
+    use keyway_core::sidewire::rendezvous::{self, AF_INET, Broker, Ranked};
+    use keyway_core::sidewire::{AppPacket, MsgType};
+    use keyway_sidewire::link::{BrokerLink, LinkConfig};
+
+    let brokers: Vec<Mosquitto> = (30..35)
+        .map(|i| Mosquitto::start(&format!("127.0.0.{i}")).unwrap())
+        .collect();
+    let full = pool(&brokers);
+    let sender = key();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // What reaches `receiver` if it listens at the last broker of its ranking.
+    let reached = |receiver: Keypair, config: RouterConfig| {
+        let full = full.clone();
+        let sender = &sender;
+        async move {
+            let pk = *receiver.public();
+            let hosts: Vec<Broker<'_>> = full
+                .brokers
+                .iter()
+                .map(|e| Broker {
+                    host: &e.host,
+                    weight: e.weight,
+                })
+                .collect();
+            let mut scratch = [Ranked::default(); 5];
+            let last = rendezvous::rank(AF_INET, pk.as_bytes(), &hosts, full.ranking, &mut scratch)
+                [4]
+            .index;
+            let address = format!("{}:{}", full.brokers[last].host, full.brokers[last].port);
+            let router = join(receiver, full.clone(), config).await;
+            let got = inbox(&router);
+            let (tx, _rx) = tokio::sync::mpsc::channel(16);
+            let raw = BrokerLink::connect(&address, b"raw", 0, &LinkConfig::default(), tx)
+                .await
+                .unwrap();
+            let mut packet = AppPacket::new([9; 32], 0, now, MsgType::Msg, b"from the last broker");
+            packet.sign(sender);
+            let mut bytes = vec![0u8; packet.encoded_len()];
+            packet.encode(&mut bytes).unwrap();
+            // As the reference retransmits: every 500 ms for 3 s.
+            for _ in 0..6 {
+                raw.publish(pk.to_string().as_bytes(), &bytes)
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let delivered: Vec<Vec<u8>> =
+                got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
+            router.close(Duration::ZERO).await;
+            delivered
+        }
+    };
+    assert_eq!(
+        reached(key(), RouterConfig::default()).await,
+        vec![b"from the last broker".to_vec()]
+    );
+    let lean = RouterConfig {
+        spare_subscriptions: 1,
+        ..RouterConfig::default()
+    };
+    assert!(reached(key(), lean).await.is_empty());
+}

@@ -94,10 +94,10 @@ def test_messages_both_ways_with_the_reference_router(brokers):
             request = {
                 "secret": ref_key.to_string().hex(),
                 "brokers": [[ip, port] for ip, port in brokers],
-                # Where this Router listens, as a peer would learn it from
-                # its address: the reference's own ranking of a 3-broker
-                # pool may pick a broker this node does not watch.
-                "hints": [[ip, port] for ip, port in brokers],
+                # No hints, as in the seed's example: the reference
+                # publishes on whichever broker of its ranking connected
+                # first, and this Router listens on all of its top 10.
+                "hints": [],
                 "send_to": kp.vkc.hex(),
                 "messages": ["hello from the reference"],
                 "expect": 1,

@@ -127,9 +127,15 @@ pub struct RouterConfig {
     /// How often the node checks its own subscriptions, replacing brokers
     /// that dropped and returning to them when they come back.
     pub resubscribe_every: Duration,
-    /// Brokers per family subscribed beyond the set size: redundancy when
-    /// one fails, and more overlap with reference senders, whose broker
-    /// choice does not converge (spec §10 item 10).
+    /// Brokers per family subscribed beyond the set size, down the node's
+    /// own ranking (at most the top 10 in all). `start` returns once the
+    /// set and one spare are up; the maintenance loop adds the rest.
+    /// The default reaches the top 10, every broker a sidewire 0.1.9
+    /// sender may publish on: it picks whichever of its top 10 connect
+    /// first (spec §10 item 10), so with fewer subscriptions about one
+    /// message in 15 from it was lost even in a 3-broker pool on loopback.
+    /// A pool of Keyway peers only needs 1 (redundancy when a broker
+    /// fails): fewer connections, e.g. on phones.
     pub spare_subscriptions: usize,
     /// After a failed connect a broker is not tried again for this long,
     /// doubling with each further failure up to `backoff_max` (the
@@ -161,7 +167,7 @@ impl Default for RouterConfig {
             },
             replay_slots: 1 << 16,
             resubscribe_every: Duration::from_secs(1),
-            spare_subscriptions: 1,
+            spare_subscriptions: REFERENCE_RACE_WIDTH,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(600),
@@ -712,9 +718,10 @@ impl Router {
     }
 
     /// Joins the pool: subscribes at the top of the node's own ranking
-    /// (kept up for the Router's life) and starts handling inbound
-    /// packets. Fails if no broker of the pool answers. Starting again is
-    /// a no-op.
+    /// (the set and a spare; the further spares follow in the background)
+    /// and starts handling inbound packets; the subscriptions are kept up
+    /// for the Router's life. Fails if no broker of the pool answers.
+    /// Starting again is a no-op.
     pub async fn start(&self) -> Result<(), RouterError> {
         let inner = &self.inner;
         if inner.closed.is_cancelled() {
@@ -730,7 +737,7 @@ impl Router {
         };
         let own = *inner.key.public();
         if inner
-            .links_for(&own, inner.config.spare_subscriptions)
+            .links_for(&own, inner.config.spare_subscriptions.min(1))
             .await
             .is_empty()
         {
@@ -767,12 +774,16 @@ impl Router {
         let closed = inner.closed.clone();
         tokio::spawn(async move {
             loop {
+                // At once the first time: the further spares.
+                if let Some(inner) = weak.upgrade() {
+                    inner.maintain().await;
+                } else {
+                    return;
+                }
                 tokio::select! {
                     () = closed.cancelled() => return,
                     () = tokio::time::sleep(every) => {}
                 }
-                let Some(inner) = weak.upgrade() else { return };
-                inner.maintain().await;
             }
         });
         Ok(())
