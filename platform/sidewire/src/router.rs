@@ -1,8 +1,10 @@
 //! The Router: a node's presence on a pool of brokers (spec §5–§6).
 //!
 //! - It subscribes to its own topic (its key's hex) on the top of its own
-//!   ranking in each address family, [`set_size`] brokers, skipping only
-//!   brokers that fail (not "whichever connects first": spec §10 item 10).
+//!   ranking in each address family, [`set_size`] brokers plus spares (by
+//!   default down to the 10th, where reference senders may publish),
+//!   skipping only brokers that fail (not "whichever connects first":
+//!   spec §10 item 10).
 //! - [`SmartPipe::send`] signs one MSG and publishes it on the top of the
 //!   destination's ranking, retransmitting the same packet on more of the
 //!   ranking each time (1, 3, 7… brokers more per family, to the 10th)
