@@ -38,8 +38,11 @@ async fn two_routers_exchange_messages_both_ways_through_failures() {
     let pool = pool(&brokers);
     let (a, b) = (key(), key());
     let (a_pk, b_pk) = (*a.public(), *b.public());
+    // The lean setting (the set and one spare) is enough among Keyway
+    // peers, through broker failures too.
     let config = RouterConfig {
         resend_every: Duration::from_millis(300),
+        spare_subscriptions: 1,
         ..RouterConfig::default()
     };
     let ra = join(a, pool.clone(), config.clone()).await;
@@ -405,27 +408,14 @@ async fn the_injected_clock_stamps_and_judges_messages_and_close_ends_sends() {
 /// broker further per resend would need 7 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resends_widen_until_they_reach_a_destination_listening_low_in_its_ranking() {
-    use keyway_core::sidewire::rendezvous::{self, AF_INET, Broker, Ranked};
-
     let brokers: Vec<Mosquitto> = (19..30)
         .map(|i| Mosquitto::start(&format!("127.0.0.{i}")).unwrap())
         .collect();
     let full = pool(&brokers);
     let (a, b) = (key(), key());
     let b_pk = *b.public();
-    let hosts: Vec<Broker<'_>> = full
-        .brokers
-        .iter()
-        .map(|e| Broker {
-            host: &e.host,
-            weight: e.weight,
-        })
-        .collect();
-    let mut scratch = [Ranked::default(); 11];
-    let tenth =
-        rendezvous::rank(AF_INET, b_pk.as_bytes(), &hosts, full.ranking, &mut scratch)[9].index;
     let only_tenth = Pool {
-        brokers: vec![full.brokers[tenth].clone()],
+        brokers: vec![full.ranked(&b_pk)[0][9].clone()],
         ..full.clone()
     };
     let ra = join(a, full, RouterConfig::default()).await;
@@ -446,7 +436,6 @@ async fn resends_widen_until_they_reach_a_destination_listening_low_in_its_ranki
 /// subscribes there (in the background after `start`), one spare does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_is_reachable_on_every_broker_a_reference_sender_may_pick() {
-    use keyway_core::sidewire::rendezvous::{self, AF_INET, Broker, Ranked};
     use keyway_core::sidewire::{AppPacket, MsgType};
     use keyway_sidewire::link::{BrokerLink, LinkConfig};
 
@@ -465,19 +454,8 @@ async fn a_node_is_reachable_on_every_broker_a_reference_sender_may_pick() {
         let sender = &sender;
         async move {
             let pk = *receiver.public();
-            let hosts: Vec<Broker<'_>> = full
-                .brokers
-                .iter()
-                .map(|e| Broker {
-                    host: &e.host,
-                    weight: e.weight,
-                })
-                .collect();
-            let mut scratch = [Ranked::default(); 5];
-            let last = rendezvous::rank(AF_INET, pk.as_bytes(), &hosts, full.ranking, &mut scratch)
-                [4]
-            .index;
-            let address = format!("{}:{}", full.brokers[last].host, full.brokers[last].port);
+            let last = full.ranked(&pk)[0][4];
+            let address = format!("{}:{}", last.host, last.port);
             let router = join(receiver, full.clone(), config).await;
             let got = inbox(&router);
             let (tx, _rx) = tokio::sync::mpsc::channel(16);

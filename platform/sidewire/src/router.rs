@@ -88,8 +88,8 @@ pub struct Pool {
 
 impl Pool {
     /// Brokers for `dest`, best first, family by family (IPv4 then IPv6),
-    /// each family's list as ranked.
-    fn ranked(&self, dest: &PublicKey) -> Vec<Vec<&BrokerEntry>> {
+    /// each family's list as ranked: where `dest` listens and is sent to.
+    pub fn ranked(&self, dest: &PublicKey) -> Vec<Vec<&BrokerEntry>> {
         [AF_INET, AF_INET6]
             .into_iter()
             .map(|af| {
