@@ -40,6 +40,10 @@ use crate::link::{BrokerLink, Inbound, LinkConfig};
 /// §5.4), so no send needs to go further.
 const REFERENCE_RACE_WIDTH: usize = 10;
 
+/// Hints (the caller's, then remembered ones) used per send, at most: all
+/// are connected at once, so their number bounds a send's connects.
+const MAX_HINTS: usize = 16;
+
 /// A broker of the pool.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BrokerEntry {
@@ -1006,7 +1010,8 @@ impl std::fmt::Debug for SmartPipe {
 impl SmartPipe {
     /// Publishes on `hints` first: the fast path when the destination's
     /// brokers are known (they need not be in the pool). The destination's
-    /// ranking is still used as well.
+    /// ranking is still used as well. All are connected at once, so only
+    /// the first 16 (with any the hint cache remembers) are used.
     #[must_use]
     pub fn with_hints(mut self, hints: Vec<BrokerEntry>) -> Self {
         self.hints = hints;
@@ -1081,7 +1086,12 @@ impl SmartPipe {
             // fourth publish, within the default 4 s timeout.
             let extra = (1usize << attempt.min(4)) - 1;
             attempt += 1;
-            let hints: Vec<&BrokerEntry> = self.hints.iter().chain(&remembered).collect();
+            let hints: Vec<&BrokerEntry> = self
+                .hints
+                .iter()
+                .chain(&remembered)
+                .take(MAX_HINTS)
+                .collect();
             let mut groups = vec![(hints, usize::MAX)];
             groups.extend(inner.ranked_groups(&self.dest, extra));
             let wait = (tokio::time::Instant::now() + inner.config.resend_every).min(deadline);
