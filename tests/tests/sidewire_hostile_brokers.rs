@@ -323,3 +323,26 @@ async fn hinted_brokers_connect_in_parallel_within_the_deadline_and_back_off() {
     let dialled = accepted.load(Ordering::SeqCst);
     assert!(dialled <= 3, "{dialled} connects to 3 silent hints");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_with_an_endless_timeout_ends_at_its_ack_without_panicking() {
+    let broker = Mosquitto::start("127.0.0.52").unwrap();
+    let ra = join(
+        key(),
+        pool(std::slice::from_ref(&broker)),
+        RouterConfig::default(),
+    )
+    .await;
+    let b = key();
+    let b_pk = *b.public();
+    let rb = join(
+        b,
+        pool(std::slice::from_ref(&broker)),
+        RouterConfig::default(),
+    )
+    .await;
+    let got = inbox(&rb);
+    let sent = tokio::time::timeout(SLACK, ra.pipe(b_pk).send(b"whenever", Duration::MAX)).await;
+    assert!(matches!(sent, Ok(Ok(()))), "{sent:?}");
+    assert_eq!(got.lock().unwrap().len(), 1);
+}

@@ -1067,7 +1067,12 @@ impl SmartPipe {
             .unwrap_or_else(|e| e.into_inner())
             .insert((queue_id, 0), (*self.dest.as_bytes(), done_tx));
         let topic = self.dest.to_string();
-        let deadline = tokio::time::Instant::now() + timeout;
+        let now = tokio::time::Instant::now();
+        // A timeout too long to add (Duration::MAX) waits for the ACK
+        // alone, rather than panic.
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
         let mut attempt: u32 = 0;
         let result = loop {
             let remembered = if self.use_cache {
@@ -1094,7 +1099,9 @@ impl SmartPipe {
                 .collect();
             let mut groups = vec![(hints, usize::MAX)];
             groups.extend(inner.ranked_groups(&self.dest, extra));
-            let wait = (tokio::time::Instant::now() + inner.config.resend_every).min(deadline);
+            let wait = tokio::time::Instant::now()
+                .checked_add(inner.config.resend_every)
+                .map_or(deadline, |t| t.min(deadline));
             // All connected in parallel, each link given the packet as soon
             // as it is up and never waited on (a full queue skips it until
             // the next resend): no broker delays the others or this send
