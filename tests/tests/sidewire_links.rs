@@ -83,3 +83,36 @@ async fn a_dead_broker_costs_one_short_connect_attempt() {
     assert!(matches!(err, LinkError::Connect { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_secs(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_stops_reading_closes_the_link_at_the_write_deadline() {
+    let wedged = keyway_tests::wedged::WedgedBroker::start("127.0.0.40").unwrap();
+    let config = LinkConfig {
+        write_timeout: Duration::from_millis(300),
+        ..LinkConfig::default()
+    };
+    let (tx, _rx) = mpsc::channel(16);
+    let link = BrokerLink::connect(&wedged.addr().to_string(), b"t", 0, &config, tx)
+        .await
+        .unwrap();
+    // Far more than the socket buffers and the link's queue hold.
+    let publisher = link.clone();
+    let publishing = tokio::spawn(async move {
+        for _ in 0..2000 {
+            if publisher.publish(b"t", &[7u8; 60_000]).await.is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while link.is_alive() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    publishing.abort();
+    assert!(!link.is_alive(), "the wedged link is still open");
+    assert!(link.stalled(), "closed for its stalled write");
+    assert!(matches!(
+        link.publish(b"t", b"x").await,
+        Err(LinkError::Closed { .. })
+    ));
+}

@@ -7,7 +7,14 @@
 //! PUBLISHes, pings every keep-alive period and closes the link when a
 //! PINGRESP does not come back in time (the reference never noticed a dead
 //! broker: spec §10 item 17). Frames are size-capped (item 8).
+//!
+//! Every write has a deadline ([`LinkConfig::write_timeout`]): a broker
+//! that completes the handshake and then stops reading closes its link
+//! ([`BrokerLink::stalled`]) instead of wedging it, and
+//! [`BrokerLink::try_publish`] never waits for a slow link.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use keyway_core::mqtt::{self, CONNACK_ACCEPTED, MqttError, Packet, QoS};
@@ -27,6 +34,10 @@ pub struct LinkConfig {
     pub connect_timeout: Duration,
     /// Largest MQTT packet accepted from the broker.
     pub max_packet: usize,
+    /// Every write to the socket (a batch of at most 64 KiB) must finish
+    /// within this, or the link is closed as stalled: a broker that stops
+    /// reading must not hold the node's frames (or its sends) for ever.
+    pub write_timeout: Duration,
 }
 
 impl Default for LinkConfig {
@@ -35,6 +46,7 @@ impl Default for LinkConfig {
             keep_alive: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
             max_packet: 64 * 1024,
+            write_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -53,6 +65,8 @@ pub enum LinkError {
     Refused { broker: String, what: String },
     #[error("the link to {broker} is closed")]
     Closed { broker: String },
+    #[error("the link to {broker} has a full queue")]
+    Busy { broker: String },
 }
 
 /// A PUBLISH that arrived on a link.
@@ -72,6 +86,8 @@ pub struct BrokerLink {
     id: usize,
     outbound: mpsc::Sender<Vec<u8>>,
     alive: watch::Receiver<bool>,
+    /// Set when the link closed because a write missed its deadline.
+    stalled: Arc<AtomicBool>,
 }
 
 /// A client id like the reference's: 15 characters (spec §2.1).
@@ -168,6 +184,7 @@ impl BrokerLink {
                 })??;
         let (outbound, commands) = mpsc::channel(256);
         let (alive_tx, alive) = watch::channel(true);
+        let stalled = Arc::new(AtomicBool::new(false));
         tokio::spawn(run(
             read,
             write,
@@ -176,13 +193,14 @@ impl BrokerLink {
             inbound,
             link,
             config.clone(),
-            alive_tx,
+            (alive_tx, stalled.clone()),
         ));
         Ok(Self {
             broker: name,
             id: link,
             outbound,
             alive,
+            stalled,
         })
     }
 
@@ -201,20 +219,49 @@ impl BrokerLink {
         *self.alive.borrow()
     }
 
-    /// Publishes `payload` on `topic` at QoS 1.
-    pub async fn publish(&self, topic: &[u8], payload: &[u8]) -> Result<(), LinkError> {
-        let closed = || LinkError::Closed {
+    /// Whether the link closed because a write to the broker missed
+    /// [`LinkConfig::write_timeout`] (the broker stopped reading).
+    pub fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+
+    fn closed(&self) -> LinkError {
+        LinkError::Closed {
             broker: self.broker.clone(),
-        };
+        }
+    }
+
+    fn frame(&self, topic: &[u8], payload: &[u8]) -> Result<Vec<u8>, LinkError> {
         if !self.is_alive() {
-            return Err(closed());
+            return Err(self.closed());
         }
         let mut frame = vec![0u8; payload.len() + topic.len() + 16];
         // The packet id is filled in by the task, which owns the counter.
         let n = mqtt::encode_publish(topic, QoS::AtLeastOnce, 1, payload, &mut frame)
-            .map_err(|_| closed())?;
+            .map_err(|_| self.closed())?;
         frame.truncate(n);
-        self.outbound.send(frame).await.map_err(|_| closed())
+        Ok(frame)
+    }
+
+    /// Publishes `payload` on `topic` at QoS 1, waiting while the link's
+    /// queue is full (at most until the link closes: a stalled write ends
+    /// it within [`LinkConfig::write_timeout`]).
+    pub async fn publish(&self, topic: &[u8], payload: &[u8]) -> Result<(), LinkError> {
+        let frame = self.frame(topic, payload)?;
+        self.outbound.send(frame).await.map_err(|_| self.closed())
+    }
+
+    /// [`Self::publish`] without waiting: a full queue (a broker far
+    /// behind, or not reading) is [`LinkError::Busy`] and the frame is
+    /// dropped, as a datagram would be; the caller's retransmission covers it.
+    pub fn try_publish(&self, topic: &[u8], payload: &[u8]) -> Result<(), LinkError> {
+        let frame = self.frame(topic, payload)?;
+        self.outbound.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LinkError::Busy {
+                broker: self.broker.clone(),
+            },
+            mpsc::error::TrySendError::Closed(_) => self.closed(),
+        })
     }
 }
 
@@ -247,6 +294,27 @@ async fn read_packet(
 /// Queued outbound frames are gathered into one write up to this size.
 const WRITE_BATCH: usize = 64 * 1024;
 
+/// A write missed its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("write deadline missed")]
+struct WriteStalled;
+
+/// Writes `bytes` within `limit`; missing it is a [`WriteStalled`] error,
+/// which closes the link.
+async fn write_within(
+    write: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    limit: Duration,
+) -> std::io::Result<()> {
+    match timeout(limit, write.write_all(bytes)).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            WriteStalled,
+        )),
+    }
+}
+
 /// Where a PUBLISH frame's packet id sits: after the fixed header and topic.
 fn packet_id_offset(frame: &[u8]) -> Option<usize> {
     let mut i = 1;
@@ -266,7 +334,7 @@ async fn run(
     inbound: mpsc::Sender<Inbound>,
     link: usize,
     config: LinkConfig,
-    alive: watch::Sender<bool>,
+    (alive, stalled): (watch::Sender<bool>, Arc<AtomicBool>),
 ) {
     let mut next_id: u16 = 1;
     // Bytes of an oversize packet still to be thrown away as they arrive.
@@ -339,7 +407,7 @@ async fn run(
             }
             // The PUBACKs of everything read so far, in one write.
             if !out.is_empty() {
-                write.write_all(&out).await?;
+                write_within(&mut write, &out, config.write_timeout).await?;
                 out.clear();
             }
             let pong_deadline = awaiting_pong.map(|t| t + config.keep_alive);
@@ -358,7 +426,7 @@ async fn run(
                         // Every handle is gone: say goodbye.
                         let mut bye = [0u8; 2];
                         let n = mqtt::encode_disconnect(&mut bye).unwrap_or(0);
-                        write.write_all(&bye[..n]).await?;
+                        write_within(&mut write, &bye[..n], config.write_timeout).await?;
                         return Ok(());
                     };
                     // This frame and any others already queued, in one
@@ -377,13 +445,13 @@ async fn run(
                             Err(_) => break,
                         }
                     }
-                    write.write_all(&out).await?;
+                    write_within(&mut write, &out, config.write_timeout).await?;
                     out.clear();
                 }
                 _ = ping.tick() => {
                     let mut req = [0u8; 2];
                     let n = mqtt::encode_pingreq(&mut req).unwrap_or(0);
-                    write.write_all(&req[..n]).await?;
+                    write_within(&mut write, &req[..n], config.write_timeout).await?;
                     awaiting_pong.get_or_insert_with(Instant::now);
                 }
                 () = async {
@@ -399,6 +467,9 @@ async fn run(
     }
     .await;
     if let Err(e) = result {
+        if e.get_ref().is_some_and(|inner| inner.is::<WriteStalled>()) {
+            stalled.store(true, Ordering::Relaxed);
+        }
         tracing::debug!(error = %e, link, "broker link closed");
     }
     let _ = alive.send(false);

@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use keyway_core::rand_core::{Rng, UnwrapErr};
 use keyway_core::rate::{RateLimit, TokenBucket};
 use keyway_core::sidewire::rendezvous::{
@@ -37,6 +39,10 @@ use crate::link::{BrokerLink, Inbound, LinkConfig};
 /// first 10 candidates and subscribes wherever connects finish (spec
 /// §5.4), so no send needs to go further.
 const REFERENCE_RACE_WIDTH: usize = 10;
+
+/// Hints (the caller's, then remembered ones) used per send, at most: all
+/// are connected at once, so their number bounds a send's connects.
+const MAX_HINTS: usize = 16;
 
 /// A broker of the pool.
 #[derive(Clone, Debug, PartialEq)]
@@ -155,6 +161,10 @@ pub struct RouterConfig {
     pub hint_cache: Option<std::path::PathBuf>,
     /// How long a remembered broker stays a hint.
     pub hint_expiry: Duration,
+    /// ACKs being signed and published at once, at most; beyond that an
+    /// inbound MSG's ACK is dropped (its sender retransmits, and every
+    /// copy is acknowledged), so a flood cannot pile up tasks.
+    pub max_ack_tasks: usize,
 }
 
 impl Default for RouterConfig {
@@ -175,6 +185,7 @@ impl Default for RouterConfig {
             idle_timeout: Duration::from_secs(600),
             hint_cache: None,
             hint_expiry: Duration::from_secs(3600),
+            max_ack_tasks: 256,
         }
     }
 }
@@ -242,6 +253,8 @@ struct Inner {
     handlers: Mutex<Vec<Handler>>,
     /// ACKs being published: [`Router::close`] lets them finish.
     acks: TaskTracker,
+    /// One per ACK task, `max_ack_tasks` in all.
+    ack_permits: Arc<Semaphore>,
     /// Signed ACKs by (sender, queue, seq), reused for later copies.
     signed_acks: Mutex<HashMap<AckId, Arc<[u8]>>>,
     /// Brokers that failed: consecutive failures and when to try again.
@@ -285,21 +298,20 @@ impl Inner {
     }
 
     /// An open link to `broker`, connecting (and so subscribing to our own
-    /// topic there) if needed.
-    async fn link(&self, broker: &BrokerEntry) -> Option<BrokerLink> {
-        self.link_to(broker, false).await
-    }
-
-    /// [`Self::link`], optionally ignoring the broker's backoff: hinted
-    /// brokers are always tried.
-    async fn link_to(&self, broker: &BrokerEntry, ignore_backoff: bool) -> Option<BrokerLink> {
+    /// topic there) if needed; `None` while the broker backs off after a
+    /// failure (hinted brokers too: a dead hint must not be dialled on
+    /// every send) or while another connect to it is under way. The
+    /// connect runs in a task of its own, so a caller that stops waiting
+    /// (its deadline passed) does not cancel it: its outcome, a link or a
+    /// backoff, is recorded all the same.
+    async fn link(self: &Arc<Self>, broker: &BrokerEntry) -> Option<BrokerLink> {
         if self.closed.is_cancelled() {
             return None;
         }
         let address = broker.address();
         {
             let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
-            links.retain(|(_, l)| l.is_alive());
+            self.prune(&mut links);
             if let Some((_, l)) = links.iter().find(|(a, _)| *a == address) {
                 self.touch(&address);
                 return Some(l.clone());
@@ -311,14 +323,27 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner())
             .get(&address)
             .is_some_and(|(_, retry_at)| Instant::now() < *retry_at);
-        if in_backoff && !ignore_backoff {
+        if in_backoff {
             return None;
         }
         // One connect per broker at a time: concurrent walks (sends, ACKs,
         // the maintenance loop) skip a broker whose connect is under way,
         // or a silent broker would be dialled once per walk until its
         // first timeout is recorded.
-        let _connecting = Connecting::claim(&self.connecting, &address)?;
+        let claim = Connecting::claim(&self.connecting, &address)?;
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let _claim = claim;
+            inner.connect(address).await
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Opens a link to `address` (bounded by the link's connect timeout)
+    /// and records the outcome.
+    async fn connect(&self, address: String) -> Option<BrokerLink> {
         let id = self.next_link.fetch_add(1, Ordering::Relaxed);
         let connected = BrokerLink::connect(
             &address,
@@ -332,23 +357,25 @@ impl Inner {
             let mut backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
             match connected {
                 Ok(link) => {
-                    backoff.remove(&address);
+                    // Not reset yet: a broker that accepts and then stops
+                    // reading keeps backing off further ([`Self::prune`]).
+                    if let Some((_, retry_at)) = backoff.get_mut(&address) {
+                        *retry_at = Instant::now();
+                    }
                     link
                 }
                 Err(e) => {
-                    let failures = backoff.get(&address).map_or(0, |(n, _)| *n) + 1;
-                    let wait = self
-                        .config
-                        .backoff_base
-                        .saturating_mul(1 << (failures - 1).min(20))
-                        .min(self.config.backoff_max);
+                    let (failures, wait) = self.back_off(&mut backoff, &address);
                     tracing::debug!(error = %e, failures, ?wait, "broker unavailable");
-                    backoff.insert(address, (failures, Instant::now() + wait));
                     return None;
                 }
             }
         };
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.is_cancelled() {
+            // Closed while connecting: the link goes with this handle.
+            return None;
+        }
         if let Some((_, existing)) = links.iter().find(|(a, _)| *a == address) {
             // Lost a race with another connect: keep the first.
             return Some(existing.clone());
@@ -358,23 +385,109 @@ impl Inner {
         Some(link)
     }
 
-    /// The top of `dest`'s ranking in each family that answers, `extra`
-    /// more than the set size, skipping brokers that fail.
-    async fn links_for(&self, dest: &PublicKey, extra: usize) -> Vec<BrokerLink> {
-        let mut chosen = Vec::new();
-        for family in self.pool.ranked(dest) {
-            let wanted = (set_size(family.len()) + extra).min(REFERENCE_RACE_WIDTH);
-            let mut got = 0;
-            for broker in family {
-                if got == wanted {
-                    break;
-                }
-                if let Some(link) = self.link(broker).await {
-                    chosen.push(link);
-                    got += 1;
+    /// Records one more failure of `address`: it is not tried again for
+    /// `backoff_base`, doubling per consecutive failure up to `backoff_max`.
+    fn back_off(
+        &self,
+        backoff: &mut HashMap<String, (u32, Instant)>,
+        address: &str,
+    ) -> (u32, Duration) {
+        let now = Instant::now();
+        // Hints name brokers outside the pool: forget the ones whose wait
+        // is over rather than grow without bound.
+        if backoff.len() >= 4096 {
+            backoff.retain(|_, (_, retry_at)| *retry_at > now);
+        }
+        let failures = backoff
+            .get(address)
+            .map_or(0, |(n, _)| *n)
+            .saturating_add(1);
+        let wait = self
+            .config
+            .backoff_base
+            .saturating_mul(1 << (failures - 1).min(20))
+            .min(self.config.backoff_max);
+        backoff.insert(address.to_owned(), (failures, now + wait));
+        (failures, wait)
+    }
+
+    /// Drops closed links. One closed because a write missed its deadline
+    /// counts as a failure of its broker (it completes handshakes, then
+    /// stops reading: reconnecting at once would only wedge a new link);
+    /// one that closed otherwise had worked, which resets the backoff.
+    fn prune(&self, links: &mut Vec<(String, BrokerLink)>) {
+        links.retain(|(address, l)| {
+            if l.is_alive() {
+                return true;
+            }
+            let mut backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+            if l.stalled() {
+                let (failures, wait) = self.back_off(&mut backoff, address);
+                tracing::debug!(failures, ?wait, "broker stopped reading");
+            } else {
+                backoff.remove(address);
+            }
+            false
+        });
+    }
+
+    /// The top of each family of `dest`'s ranking: the set size plus
+    /// `extra` brokers (at most the 10 a reference node may use).
+    fn ranked_groups(&self, dest: &PublicKey, extra: usize) -> Vec<(Vec<&BrokerEntry>, usize)> {
+        self.pool
+            .ranked(dest)
+            .into_iter()
+            .map(|family| {
+                let wanted = (set_size(family.len()) + extra).min(REFERENCE_RACE_WIDTH);
+                (family, wanted)
+            })
+            .collect()
+    }
+
+    /// Links to the first `wanted` brokers of each group that answer,
+    /// connected in parallel (each one that fails or is backing off is
+    /// replaced by the next of its group), each handed to `found` as soon
+    /// as it is up: one slow or silent broker delays no other.
+    async fn walk(
+        self: &Arc<Self>,
+        groups: Vec<(Vec<&BrokerEntry>, usize)>,
+        mut found: impl FnMut(BrokerLink),
+    ) {
+        let mut rest = Vec::with_capacity(groups.len());
+        let mut connects = FuturesUnordered::new();
+        for (group, (brokers, wanted)) in groups.into_iter().enumerate() {
+            let mut brokers = brokers.into_iter();
+            for broker in brokers.by_ref().take(wanted) {
+                connects.push(self.tagged_link(group, broker));
+            }
+            rest.push(brokers);
+        }
+        while let Some((group, link)) = connects.next().await {
+            match link {
+                Some(link) => found(link),
+                None => {
+                    if let Some(next) = rest.get_mut(group).and_then(Iterator::next) {
+                        connects.push(self.tagged_link(group, next));
+                    }
                 }
             }
         }
+    }
+
+    async fn tagged_link(
+        self: &Arc<Self>,
+        group: usize,
+        broker: &BrokerEntry,
+    ) -> (usize, Option<BrokerLink>) {
+        (group, self.link(broker).await)
+    }
+
+    /// The top of `dest`'s ranking in each family that answers, `extra`
+    /// more than the set size, skipping brokers that fail.
+    async fn links_for(self: &Arc<Self>, dest: &PublicKey, extra: usize) -> Vec<BrokerLink> {
+        let mut chosen = Vec::new();
+        self.walk(self.ranked_groups(dest, extra), |link| chosen.push(link))
+            .await;
         chosen
     }
 
@@ -416,7 +529,7 @@ impl Inner {
 
     /// Keeps the node's own subscriptions up and closes links opened only
     /// to send that have been idle for `idle_timeout`.
-    async fn maintain(&self) {
+    async fn maintain(self: &Arc<Self>) {
         let own_key = *self.key.public();
         let own: Vec<String> = self
             .links_for(&own_key, self.config.spare_subscriptions)
@@ -578,8 +691,16 @@ impl Inner {
         arrived_on: usize,
         first: bool,
     ) {
+        // Bounded work per inbound MSG: with every permit taken (brokers
+        // slow to connect, a flood), this ACK is dropped; the sender
+        // retransmits and the copy is acknowledged again.
+        let Ok(permit) = self.ack_permits.clone().try_acquire_owned() else {
+            tracing::debug!("ACK dropped: too many ACKs under way");
+            return;
+        };
         let inner = self.clone();
         self.acks.spawn(async move {
+            let _permit = permit;
             let id = (*to.as_bytes(), ack.queue_id, ack.seq_no);
             let cached = inner
                 .signed_acks
@@ -613,20 +734,25 @@ impl Inner {
                 .iter()
                 .find(|(_, l)| l.is_alive() && l.id() == arrived_on)
                 .map(|(_, l)| l.clone());
-            let mut links = if first {
-                inner.links_for(&to, 0).await
-            } else {
-                Vec::new()
+            // Never waiting on a link's queue: a full one (a broker not
+            // reading) drops this ACK there, as a datagram would be.
+            let mut sent = Vec::new();
+            let mut publish = |link: BrokerLink| {
+                // Once per broker: the MSG often arrived on the sender's own set.
+                if !sent.contains(&link.id()) {
+                    sent.push(link.id());
+                    let result = link.try_publish(topic.as_bytes(), &bytes);
+                    tracing::debug!(broker = link.broker(), ok = result.is_ok(), "ACK published");
+                }
             };
-            // Once per broker: the MSG often arrived on the sender's own set.
-            if let Some(arrived) = arrived
-                && links.iter().all(|l| l.id() != arrived.id())
-            {
-                links.push(arrived);
+            if let Some(arrived) = arrived {
+                publish(arrived);
             }
-            for link in links {
-                let sent = link.publish(topic.as_bytes(), &bytes).await;
-                tracing::debug!(broker = link.broker(), ok = sent.is_ok(), "ACK published");
+            if first {
+                // Connects are bounded by their own timeout; this bounds
+                // the task whatever the brokers do.
+                let walk = inner.walk(inner.ranked_groups(&to, 0), publish);
+                let _ = tokio::time::timeout(inner.config.link.connect_timeout, walk).await;
             }
         });
     }
@@ -689,6 +815,7 @@ impl Router {
         UnwrapErr(getrandom::SysRng).fill_bytes(&mut seed);
         let hints = HintCache::open(config.hint_cache.clone(), config.hint_expiry);
         let replay_slots = vec![Slot::EMPTY; config.replay_slots].into_boxed_slice();
+        let max_ack_tasks = config.max_ack_tasks;
         let inner = Arc::new(Inner {
             topic: keypair.public().to_string(),
             key: keypair,
@@ -702,6 +829,7 @@ impl Router {
             buckets: Mutex::new(HashMap::new()),
             handlers: Mutex::new(handler.into_iter().collect()),
             acks: TaskTracker::new(),
+            ack_permits: Arc::new(Semaphore::new(max_ack_tasks)),
             backoff: Mutex::new(HashMap::new()),
             connecting: Arc::new(Mutex::new(std::collections::HashSet::new())),
             last_used: Mutex::new(HashMap::new()),
@@ -807,6 +935,12 @@ impl Router {
             .collect()
     }
 
+    /// ACKs being signed or published right now: at most
+    /// [`RouterConfig::max_ack_tasks`].
+    pub fn acks_in_flight(&self) -> usize {
+        self.inner.acks.len()
+    }
+
     /// Calls `handler` for every message delivered from now on.
     pub fn add_msg_handler(&self, handler: impl Fn(&Message) + Send + Sync + 'static) {
         self.inner
@@ -876,7 +1010,8 @@ impl std::fmt::Debug for SmartPipe {
 impl SmartPipe {
     /// Publishes on `hints` first: the fast path when the destination's
     /// brokers are known (they need not be in the pool). The destination's
-    /// ranking is still used as well.
+    /// ranking is still used as well. All are connected at once, so only
+    /// the first 16 (with any the hint cache remembers) are used.
     #[must_use]
     pub fn with_hints(mut self, hints: Vec<BrokerEntry>) -> Self {
         self.hints = hints;
@@ -932,45 +1067,62 @@ impl SmartPipe {
             .unwrap_or_else(|e| e.into_inner())
             .insert((queue_id, 0), (*self.dest.as_bytes(), done_tx));
         let topic = self.dest.to_string();
-        let deadline = tokio::time::Instant::now() + timeout;
+        let now = tokio::time::Instant::now();
+        // A timeout too long to add (Duration::MAX) waits for the ACK
+        // alone, rather than panic.
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
         let mut attempt: u32 = 0;
         let result = loop {
-            let mut links = Vec::new();
             let remembered = if self.use_cache {
                 let hints = inner.hints.lock().unwrap_or_else(|e| e.into_inner());
                 hints.hints(&topic, inner.now(), self.cache_expiry.map(|d| d.as_secs()))
             } else {
                 Vec::new()
             };
-            for hint in self.hints.iter().chain(&remembered) {
-                links.extend(inner.link_to(hint, true).await);
-            }
-            // The destination's set, then 1, 3, 7… brokers more per
-            // family with each resend: a Keyway destination also listens
-            // on a spare (in case its set is unreachable from here but not
-            // from it), and a reference destination subscribed wherever
-            // its connects finished first, anywhere in the top 10 it
-            // raced (spec §10 item 10), so only widening is sure to reach
-            // it; doubling covers the bundled pool's top 10 by the fourth
-            // publish, within the default 4 s timeout.
+            // Every hint, then the destination's set, then 1, 3, 7… brokers
+            // more per family with each resend: a Keyway destination also
+            // listens on a spare (in case its set is unreachable from here
+            // but not from it), and a reference destination subscribed
+            // wherever its connects finished first, anywhere in the top 10
+            // it raced (spec §10 item 10), so only widening is sure to
+            // reach it; doubling covers the bundled pool's top 10 by the
+            // fourth publish, within the default 4 s timeout.
             let extra = (1usize << attempt.min(4)) - 1;
-            links.extend(inner.links_for(&self.dest, extra).await);
             attempt += 1;
-            // Once per broker, though a hint may also rank high.
-            let mut seen = Vec::with_capacity(links.len());
-            links.retain(|l| {
-                let fresh = !seen.contains(&l.id());
-                seen.push(l.id());
-                fresh
+            let hints: Vec<&BrokerEntry> = self
+                .hints
+                .iter()
+                .chain(&remembered)
+                .take(MAX_HINTS)
+                .collect();
+            let mut groups = vec![(hints, usize::MAX)];
+            groups.extend(inner.ranked_groups(&self.dest, extra));
+            let wait = tokio::time::Instant::now()
+                .checked_add(inner.config.resend_every)
+                .map_or(deadline, |t| t.min(deadline));
+            // All connected in parallel, each link given the packet as soon
+            // as it is up and never waited on (a full queue skips it until
+            // the next resend): no broker delays the others or this send
+            // past `wait`. Connects still going on then finish in the
+            // background, for the next attempt.
+            let mut published = Vec::new();
+            let publish = inner.walk(groups, |link| {
+                // Once per broker, though a hint may also rank high.
+                if !published.contains(&link.id()) {
+                    published.push(link.id());
+                    let _ = link.try_publish(topic.as_bytes(), &bytes);
+                }
             });
-            for link in links {
-                let _ = link.publish(topic.as_bytes(), &bytes).await;
-            }
-            let wait = (tokio::time::Instant::now() + inner.config.resend_every).min(deadline);
+            let attempt_over = async {
+                let _ = tokio::time::timeout_at(wait, publish).await;
+                tokio::time::sleep_until(wait).await;
+            };
             tokio::select! {
                 _ = &mut done => break Ok(()),
                 () = inner.closed.cancelled() => break Err(RouterError::Closed),
-                () = tokio::time::sleep_until(wait) => {
+                () = attempt_over => {
                     if tokio::time::Instant::now() >= deadline {
                         break Err(RouterError::Timeout(timeout));
                     }
