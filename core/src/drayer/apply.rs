@@ -205,9 +205,15 @@ pub fn apply_verified<C: Chain>(
         };
     }
     let back = chain.back().map_err(store)?;
+    // A partial mirror holds nothing at or before its back pointer: a
+    // record that follows one there (a delete rewrote it to skip records
+    // the mirror never held) is anchored, and the skip rule below leaves
+    // it the oldest record held.
+    let below_back = back != 0 && meta.prevchange < back;
     let anchored = |chain: &C| -> Result<bool, C::Error> {
         Ok(meta.prevchange == 0
             || meta.prevchange == back
+            || below_back
             || chain.by_modified(meta.prevchange)?.is_some())
     };
     if !extends_tip && !anchored(chain).map_err(store)? {
@@ -227,6 +233,9 @@ pub fn apply_verified<C: Chain>(
     while !extends_tip && let Some(gone) = chain.first_after(meta.prevchange).map_err(store)? {
         chain.remove(gone.id).map_err(store)?;
         removed_any = true;
+    }
+    if below_back {
+        chain.set_back(meta.prevchange).map_err(store)?;
     }
 
     // Overshoot rule, then repair the successors of what it removed.
