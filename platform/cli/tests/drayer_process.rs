@@ -236,3 +236,31 @@ fn del_removes_the_newest_record_and_a_mirror_follows() {
     assert_eq!(ok(keyway(&["ls", "{}", "--json"], &[&owner])), "");
     ok(keyway(&["verify", "{}"], &[&mirror]));
 }
+
+/// With `DRAYER_REFERENCE=<clone of EternityForest/drayer>` and
+/// `DRAYER_REFERENCE_PYTHON=<python with libnacl, msgpack==0.6.2,
+/// requests, cherrypy>`: the original, mirroring `keyway drayer serve`
+/// while the owner deletes its newest record again and again, holds the
+/// owner's rows after every sync (`tests/interop/drayer_ref_tip_delete.py`).
+/// Without them it checks nothing.
+#[test]
+fn the_original_mirrors_deletions_of_the_newest_record() {
+    let Ok(checkout) = std::env::var("DRAYER_REFERENCE") else {
+        return;
+    };
+    let python = std::env::var("DRAYER_REFERENCE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/interop/drayer_ref_tip_delete.py"
+    );
+    let out = Command::new(python)
+        .args([script, &checkout, KEYWAY])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
