@@ -5,7 +5,8 @@
 //!    signature at that time), fork evidence (another id at that time:
 //!    two writers share the key, spec D4; reported, nothing deleted), or
 //!    refused.
-//! 2. Anchor: `prevchange` is 0 or a record held here, else a record is
+//! 2. Anchor: `prevchange` is 0, a record held here, or (a partial
+//!    mirror, spec D8) at or below the back pointer, else a record is
 //!    missing and the batch stops.
 //! 3. Skip rule: records modified after `prevchange` are gone.
 //! 4. Overshoot rule: if the next id already skips this one, the record
