@@ -3,6 +3,9 @@ owner that deletes its newest record (issue 11, item 10): after each step
 the original's `httpSync` from `keyway drayer serve` must leave its file
 with exactly the owner's rows, and its dict API must read the same keys.
 
+A seeded random run follows, with a second original mirror syncing
+every third step.
+
 Usage: python drayer_ref_tip_delete.py CHECKOUT KEYWAY_BINARY
 CHECKOUT is a clone of the original repository (never committed here); run
 in a venv with libnacl, msgpack==0.6.2, requests and cherrypy. Loopback
@@ -100,6 +103,7 @@ try:
     rng = random.Random(11)
     live = {"f"}
     deleted = 0
+    lagging = drayer.DrayerStream(os.path.join(work, "lagging.stream"), pubkey=pk, noServe=True)
     for step in range(len(steps), len(steps) + 60):
         with sqlite3.connect(owner) as c:
             tip = c.execute("SELECT type, key FROM record ORDER BY id DESC LIMIT 1").fetchone()
@@ -112,6 +116,11 @@ try:
             kw("set", owner, key, "v" + key)
             live.add(key)
         check(step, sorted(live))
+        # One more original mirror, syncing every third step only.
+        if step % 3 == 0:
+            lagging.httpSync(url)
+            if rows(lagging.fn) != rows(owner):
+                sys.exit("step %d: the lagging mirror differs" % step)
     print("%d deletions of the newest record in the random run" % deleted)
 finally:
     server.kill()
