@@ -5,7 +5,8 @@
 //!    signature at that time), fork evidence (another id at that time:
 //!    two writers share the key, spec D4; reported, nothing deleted), or
 //!    refused.
-//! 2. Anchor: `prevchange` is 0 or a record held here, else a record is
+//! 2. Anchor: `prevchange` is 0, a record held here, or (a partial
+//!    mirror, spec D8) at or below the back pointer, else a record is
 //!    missing and the batch stops.
 //! 3. Skip rule: records modified after `prevchange` are gone.
 //! 4. Overshoot rule: if the next id already skips this one, the record
@@ -205,9 +206,15 @@ pub fn apply_verified<C: Chain>(
         };
     }
     let back = chain.back().map_err(store)?;
+    // A partial mirror holds nothing at or before its back pointer: a
+    // record that follows one there (a delete rewrote it to skip records
+    // the mirror never held) is anchored, and the skip rule below leaves
+    // it the oldest record held.
+    let below_back = back != 0 && meta.prevchange < back;
     let anchored = |chain: &C| -> Result<bool, C::Error> {
         Ok(meta.prevchange == 0
             || meta.prevchange == back
+            || below_back
             || chain.by_modified(meta.prevchange)?.is_some())
     };
     if !extends_tip && !anchored(chain).map_err(store)? {
@@ -227,6 +234,9 @@ pub fn apply_verified<C: Chain>(
     while !extends_tip && let Some(gone) = chain.first_after(meta.prevchange).map_err(store)? {
         chain.remove(gone.id).map_err(store)?;
         removed_any = true;
+    }
+    if below_back {
+        chain.set_back(meta.prevchange).map_err(store)?;
     }
 
     // Overshoot rule, then repair the successors of what it removed.

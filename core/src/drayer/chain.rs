@@ -32,6 +32,9 @@ pub trait Chain {
     /// The record with the smallest id above `id`.
     fn first_id_after(&self, id: u64) -> Result<Option<Meta>, Self::Error>;
 
+    /// A body holding (key, kind) and `value`, for a record the owner
+    /// makes up (the placeholder of a deleted ID tip).
+    fn body_for(&self, key: &str, kind: &str, value: &[u8]) -> Self::Body;
     /// The body of record `id`.
     fn body(&self, id: u64) -> Result<Option<Self::Body>, Self::Error>;
     /// Stores a record, replacing any record with its id.

@@ -327,6 +327,14 @@ impl Chain for MemoryChain {
         Ok(after.map(|(_, (m, _))| *m))
     }
 
+    fn body_for(&self, key: &str, kind: &str, value: &[u8]) -> MemoryBody {
+        MemoryBody {
+            key: String::from(key),
+            kind: String::from(kind),
+            value: Some(value.to_vec()),
+        }
+    }
+
     fn body(&self, id: u64) -> Result<Option<MemoryBody>, Conflict> {
         Ok(self.records.get(&id).map(|(_, b)| b.clone()))
     }

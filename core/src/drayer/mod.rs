@@ -20,5 +20,8 @@ pub mod record;
 pub use apply::{Applied, ApplyError, Mender, Repair, Verified, apply, apply_verified};
 pub use chain::Chain;
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
-pub use owner::{WriteError, delete, seal, set, set_unsigned};
+pub use owner::{
+    PLACEHOLDER_KEY, PLACEHOLDER_TYPE, WriteError, delete, is_placeholder, is_reserved, seal, set,
+    set_unsigned,
+};
 pub use record::{Hash, Meta, RecordError, hash};

@@ -7,13 +7,21 @@
 //! - Deleting X rewrites its ID successor N with a pointer to the latest
 //!   record other than X and N (the O1 fix: the original could point N at
 //!   its own old version and fail).
+//! - Deleting the ID tip X, which has no successor to rewrite (the
+//!   original refused: spec D5), appends a placeholder in its stead: id
+//!   X.id + 1, `prev` = X.prev, (key, type) = ([`PLACEHOLDER_KEY`],
+//!   [`PLACEHOLDER_TYPE`]), empty value. Receivers remove X by their usual
+//!   rules (skip or overshoot), exactly as if X's successor had been
+//!   rewritten. The next new key takes the placeholder's place (same id
+//!   and `prev`: to a receiver, a new version of that record), so at most
+//!   one placeholder exists and it is always the ID tip.
 //! - The caller's application timestamp is honoured (O18).
 
 use ed25519_dalek::SigningKey;
 
 use super::apply::{Applied, ApplyError, Mender, Verified, apply_verified};
 use super::chain::Chain;
-use super::record::{Hash, MAX_FIELD, Meta, RecordError};
+use super::record::{Hash, MAX_FIELD, Meta, RecordError, hash};
 
 /// Why a write was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,10 +29,9 @@ pub enum WriteError<E> {
     Apply(ApplyError<E>),
     /// No record for this (key, type).
     NotFound,
-    /// The record with the largest id cannot be deleted: deletion works by
-    /// rewriting the next record's `prev` (the original's limit, kept for
-    /// compatibility).
-    IdTip,
+    /// ([`PLACEHOLDER_KEY`], [`PLACEHOLDER_TYPE`]) is the stream's own
+    /// bookkeeping, not an application's to set or delete.
+    Reserved,
     /// The chain has used every id.
     Full,
 }
@@ -34,8 +41,9 @@ impl<E: core::fmt::Display> core::fmt::Display for WriteError<E> {
         match self {
             Self::Apply(e) => e.fmt(f),
             Self::NotFound => f.write_str("no such record"),
-            Self::IdTip => f.write_str(
-                "the most recently added record cannot be deleted (Drayer deletes by rewriting the next record)",
+            Self::Reserved => write!(
+                f,
+                "({PLACEHOLDER_KEY}, {PLACEHOLDER_TYPE}) is reserved for the placeholder of a deleted newest record"
             ),
             Self::Full => f.write_str("the chain has used every id"),
         }
@@ -48,6 +56,24 @@ impl<E> From<ApplyError<E>> for WriteError<E> {
     fn from(e: ApplyError<E>) -> Self {
         Self::Apply(e)
     }
+}
+
+/// Key of the placeholder that stands in for a deleted ID tip.
+pub const PLACEHOLDER_KEY: &str = "placeholder";
+/// Type of the placeholder: `drayer`, the original's type for the
+/// stream's own records, which its readers look up only by the keys they
+/// know (`primaryServers`, `siblings`), so none shows it as data.
+pub const PLACEHOLDER_TYPE: &str = "drayer";
+
+/// Whether (key, kind) names the placeholder.
+pub fn is_reserved(key: &str, kind: &str) -> bool {
+    key == PLACEHOLDER_KEY && kind == PLACEHOLDER_TYPE
+}
+
+/// Whether `meta` is a placeholder (by its signed key and type hashes).
+pub fn is_placeholder(meta: &Meta) -> bool {
+    meta.key_hash == hash(PLACEHOLDER_KEY.as_bytes())
+        && meta.type_hash == hash(PLACEHOLDER_TYPE.as_bytes())
 }
 
 /// The next version time: now, or just after the tip if the clock lags.
@@ -69,23 +95,32 @@ fn write<C: Chain>(
     sign: bool,
 ) -> Result<Meta, WriteError<C::Error>> {
     let store = |e| WriteError::Apply(ApplyError::Store(e));
+    if is_reserved(key, kind) {
+        return Err(WriteError::Reserved);
+    }
     let tip = chain.tip().map_err(store)?;
     let mtip = tip.map_or(0, |t| t.modified);
     let modified = next_modified(now, tip.as_ref());
+    // A version must not point at its own old version.
+    let new_version = |current: Meta| {
+        let is_tip = tip.is_some_and(|t| t.id == current.id);
+        let prevchange = if is_tip { current.prevchange } else { mtip };
+        (current.id, current.prev, prevchange)
+    };
     let (id, prev, prevchange) = match chain.by_key(key, kind).map_err(store)? {
-        Some(current) => {
-            // A version must not point at its own old version.
-            let is_tip = tip.is_some_and(|t| t.id == current.id);
-            let prevchange = if is_tip { current.prevchange } else { mtip };
-            (current.id, current.prev, prevchange)
-        }
-        None => {
-            let last = chain.id_tip().map_err(store)?.map_or(0, |m| m.id);
-            if last >= MAX_FIELD {
-                return Err(WriteError::Full);
+        Some(current) => new_version(current),
+        None => match chain.id_tip().map_err(store)? {
+            // A new key takes the placeholder's place: a new version of
+            // it, so receivers drop it as they drop any old version.
+            Some(last) if is_placeholder(&last) => new_version(last),
+            last => {
+                let last = last.map_or(0, |m| m.id);
+                if last >= MAX_FIELD {
+                    return Err(WriteError::Full);
+                }
+                (last + 1, last, mtip)
             }
-            (last + 1, last, mtip)
-        }
+        },
     };
     let mut meta = Meta::new(
         id,
@@ -164,7 +199,8 @@ pub fn seal<C: Chain>(chain: &mut C, signed: &Meta) -> Result<bool, C::Error> {
     }
 }
 
-/// Deletes (key, kind).
+/// Deletes (key, kind): rewrites its ID successor to skip it, or, when it
+/// has none (it is the ID tip), appends a placeholder that skips it.
 pub fn delete<C: Chain>(
     chain: &mut C,
     owner: &SigningKey,
@@ -173,35 +209,62 @@ pub fn delete<C: Chain>(
     now: i64,
 ) -> Result<Meta, WriteError<C::Error>> {
     let store = |e| WriteError::Apply(ApplyError::Store(e));
+    if is_reserved(key, kind) {
+        return Err(WriteError::Reserved);
+    }
     let x = chain
         .by_key(key, kind)
         .map_err(store)?
         .ok_or(WriteError::NotFound)?;
-    let n = match chain.first_id_after(x.id).map_err(store)? {
-        Some(n) if n.prev == x.id => n,
-        _ => return Err(WriteError::IdTip),
-    };
+    let next = chain.first_id_after(x.id).map_err(store)?;
     let tip = chain.tip().map_err(store)?;
-    // The latest record other than X and N.
+    let modified = next_modified(now, tip.as_ref());
+    // The latest record other than X and N (the O1 fix); for the ID tip,
+    // other than X.
+    let skip = next.map_or(x.id, |n| n.id);
     let mut below = i64::MAX;
     let prevchange = loop {
         match chain.last_before(below).map_err(store)? {
-            Some(m) if m.id == x.id || m.id == n.id => below = m.modified,
+            Some(m) if m.id == x.id || m.id == skip => below = m.modified,
             Some(m) => break m.modified,
             None => break 0,
         }
     };
-    let mut rewritten = Meta {
-        prev: x.prev,
-        modified: next_modified(now, tip.as_ref()),
-        prevchange,
-        ..n
+    let (mut rewritten, body) = match next {
+        Some(n) if n.prev == x.id => {
+            let body = chain
+                .body(n.id)
+                .map_err(store)?
+                .ok_or(WriteError::NotFound)?;
+            let rewritten = Meta {
+                prev: x.prev,
+                modified,
+                prevchange,
+                ..n
+            };
+            (rewritten, body)
+        }
+        // Only a chain that is not whole has a later id that skips X.
+        Some(_) => return Err(WriteError::Apply(ApplyError::AlreadyDeleted { id: x.id })),
+        None => {
+            if x.id >= MAX_FIELD {
+                return Err(WriteError::Full);
+            }
+            let placeholder = Meta::new(
+                x.id + 1,
+                modified,
+                modified,
+                x.prev,
+                prevchange,
+                PLACEHOLDER_KEY,
+                PLACEHOLDER_TYPE,
+                hash(&[]),
+            );
+            let body = chain.body_for(PLACEHOLDER_KEY, PLACEHOLDER_TYPE, &[]);
+            (placeholder, body)
+        }
     };
     rewritten.sign(owner);
-    let body = chain
-        .body(n.id)
-        .map_err(store)?
-        .ok_or(WriteError::NotFound)?;
     commit(chain, owner, &rewritten, body)
 }
 

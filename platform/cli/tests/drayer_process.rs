@@ -170,3 +170,97 @@ fn create_write_serve_and_mirror_between_processes() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"last\""));
 }
+
+#[test]
+fn del_removes_the_newest_record_and_a_mirror_follows() {
+    // The original refused this ("cannot delete the very most recently
+    // added item", spec D5).
+    let dir = tempfile::tempdir().unwrap();
+    let owner = dir.path().join("notes.stream");
+    let pk = ok(keyway(&["new", "{}"], &[&owner])).trim().to_owned();
+    ok(keyway(&["set", "{}", "first", "1"], &[&owner]));
+    ok(keyway(&["set", "{}", "newest", "2"], &[&owner]));
+
+    let mut server = Command::new(KEYWAY)
+        .args(["drayer", "serve", "--listen", "127.0.0.1:0"])
+        .arg(&owner)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _server = Server(server);
+    let addr = first.trim().strip_prefix("listening=").unwrap().to_owned();
+    let url = format!("http://{addr}/");
+    let mirror = dir.path().join("mirror.stream");
+    ok(keyway(
+        &["sync", "{}", "--from", &url, "--pubkey", &pk],
+        &[&mirror],
+    ));
+    assert_eq!(ok(keyway(&["get", "{}", "newest"], &[&mirror])), "2");
+
+    ok(keyway(&["del", "{}", "newest"], &[&owner]));
+    ok(keyway(&["sync", "{}", "--from", &url], &[&mirror]));
+    for path in [&owner, &mirror] {
+        assert_eq!(
+            keyway(&["get", "{}", "newest"], &[path]).status.code(),
+            Some(2)
+        );
+        assert_eq!(ok(keyway(&["get", "{}", "first"], &[path])), "1");
+        ok(keyway(&["verify", "{}"], &[path]));
+    }
+    // The placeholder standing in for it is not listed as data.
+    let listed = ok(keyway(&["ls", "{}", "--json"], &[&mirror]));
+    assert_eq!(listed, ok(keyway(&["ls", "{}", "--json"], &[&owner])));
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        !keyway(
+            &["set", "{}", "placeholder", "x", "--type", "drayer"],
+            &[&owner]
+        )
+        .status
+        .success(),
+        "reserved"
+    );
+
+    // The next record takes the placeholder's place; the last one goes too.
+    ok(keyway(&["set", "{}", "next", "3"], &[&owner]));
+    ok(keyway(&["sync", "{}", "--from", &url], &[&mirror]));
+    assert_eq!(ok(keyway(&["get", "{}", "next"], &[&mirror])), "3");
+    ok(keyway(&["del", "{}", "next"], &[&owner]));
+    ok(keyway(&["del", "{}", "first"], &[&owner]));
+    ok(keyway(&["sync", "{}", "--from", &url], &[&mirror]));
+    assert_eq!(ok(keyway(&["ls", "{}", "--json"], &[&mirror])), "");
+    assert_eq!(ok(keyway(&["ls", "{}", "--json"], &[&owner])), "");
+    ok(keyway(&["verify", "{}"], &[&mirror]));
+}
+
+/// With `DRAYER_REFERENCE=<clone of EternityForest/drayer>` and
+/// `DRAYER_REFERENCE_PYTHON=<python with libnacl, msgpack==0.6.2,
+/// requests, cherrypy>`: the original, mirroring `keyway drayer serve`
+/// while the owner deletes its newest record again and again, holds the
+/// owner's rows after every sync (`tests/interop/drayer_ref_tip_delete.py`).
+/// Without them it checks nothing.
+#[test]
+fn the_original_mirrors_deletions_of_the_newest_record() {
+    let Ok(checkout) = std::env::var("DRAYER_REFERENCE") else {
+        return;
+    };
+    let python = std::env::var("DRAYER_REFERENCE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/interop/drayer_ref_tip_delete.py"
+    );
+    let out = Command::new(python)
+        .args([script, &checkout, KEYWAY])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -299,6 +299,14 @@ impl Chain for SqliteChain<'_> {
         self.one("id > ?2 ORDER BY id", id_param(id))
     }
 
+    fn body_for(&self, key: &str, kind: &str, value: &[u8]) -> Body {
+        Body {
+            key: key.to_owned(),
+            kind: kind.to_owned(),
+            value: Some(value.to_vec()),
+        }
+    }
+
     fn body(&self, id: u64) -> Result<Option<Body>, ChainError> {
         let mut statement = self.conn.prepare_cached(
             "SELECT id, type, key, 0, 0, 0, 0, 0, 0, value FROM record WHERE chain = ?1 AND id = ?2",

@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use keyway_core::drayer::{
     Applied, ApplyError, Chain, Mender, Meta, Repair, SigningKey, Verified, VerifyingKey,
-    WriteError, apply, apply_verified, delete, hash, seal, set, set_unsigned,
+    WriteError, apply, apply_verified, delete, hash, is_reserved, seal, set, set_unsigned,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
@@ -312,8 +312,11 @@ impl Stream {
 
     /// The value of (key, kind), checked against its signed hash and the
     /// signature. Reads change nothing (the original deleted rows on read:
-    /// O15).
+    /// O15). The placeholder of a deleted newest record is not data: absent.
     pub fn get(&self, key: &str, kind: &str) -> Result<Option<Vec<u8>>, StreamError> {
+        if is_reserved(key, kind) {
+            return Ok(None);
+        }
         let chain = SqliteChain::new(&self.conn);
         let Some(meta) = chain.by_key(key, kind)? else {
             return Ok(None);
@@ -464,16 +467,21 @@ impl Stream {
         Ok(())
     }
 
-    /// Records, by id, optionally of one type.
+    /// Records, by id, optionally of one type (without the placeholder of
+    /// a deleted newest record: it is not data).
     pub fn list(&self, kind: Option<&str>) -> Result<Vec<Entry>, StreamError> {
         let rows = SqliteChain::new(&self.conn).all(kind)?;
-        Ok(rows.into_iter().map(entry).collect())
+        Ok(rows.into_iter().filter(is_data).map(entry).collect())
     }
 
-    /// The `n` most recently modified records, newest first.
+    /// The `n` most recently modified records, newest first (without the
+    /// placeholder).
     pub fn newest(&self, kind: Option<&str>, n: usize) -> Result<Vec<Entry>, StreamError> {
-        let mut rows = SqliteChain::new(&self.conn).newest(kind, n)?;
+        // One more: the placeholder may be among them.
+        let mut rows = SqliteChain::new(&self.conn).newest(kind, n.saturating_add(1))?;
+        rows.retain(is_data);
         rows.reverse();
+        rows.truncate(n);
         Ok(rows.into_iter().map(entry).collect())
     }
 
@@ -745,6 +753,11 @@ impl Stream {
         }
         Ok(report)
     }
+}
+
+/// Not the placeholder of a deleted newest record (at most one exists).
+fn is_data((_, body): &(Meta, Body)) -> bool {
+    !is_reserved(&body.key, &body.kind)
 }
 
 fn entry((meta, body): (Meta, Body)) -> Entry {

@@ -336,6 +336,56 @@ fn set_many_signs_off_thread_and_matches_writing_one_by_one() {
     assert_eq!(stream.get("new0", "obj").unwrap(), None);
 }
 
+/// The original could not delete the most recently added record (spec
+/// D5): here it goes, a placeholder stands in for it (hidden from reads),
+/// and a mirror that held it lets it go.
+#[tokio::test]
+async fn the_newest_record_is_deleted_and_a_file_mirror_follows() {
+    use keyway_core::drayer::{PLACEHOLDER_KEY, PLACEHOLDER_TYPE, WriteError};
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[9u8; 32]);
+    let mut owner = Stream::create_with_key(&dir.path().join("o"), key.clone()).unwrap();
+    let mut mirror = Stream::mirror(&dir.path().join("m"), key.verifying_key()).unwrap();
+    owner.set("a", "obj", b"1").unwrap();
+    owner.set("b", "obj", b"2").unwrap();
+    pull(&mut mirror, &mut Local(&mut owner)).await.unwrap();
+    assert_eq!(mirror.get("b", "obj").unwrap().as_deref(), Some(&b"2"[..]));
+
+    owner.delete("b", "obj").unwrap();
+    pull(&mut mirror, &mut Local(&mut owner)).await.unwrap();
+    for stream in [&owner, &mirror] {
+        assert_eq!(stream.get("b", "obj").unwrap(), None);
+        assert_eq!(stream.get("a", "obj").unwrap().as_deref(), Some(&b"1"[..]));
+        let keys: Vec<String> = stream
+            .list(None)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        assert_eq!(keys, ["a"]);
+        assert_eq!(stream.newest(None, 5).unwrap().len(), 1);
+        assert_eq!(stream.get(PLACEHOLDER_KEY, PLACEHOLDER_TYPE).unwrap(), None);
+        assert!(stream.verify().unwrap().problems.is_empty());
+    }
+    assert!(matches!(
+        owner.set(PLACEHOLDER_KEY, PLACEHOLDER_TYPE, b""),
+        Err(StreamError::Write(WriteError::Reserved))
+    ));
+
+    // The next record takes the placeholder's id; then everything goes.
+    let c = owner.set("c", "obj", b"3").unwrap();
+    assert_eq!(c.id, 3);
+    owner.delete("c", "obj").unwrap();
+    owner.delete("a", "obj").unwrap();
+    pull(&mut mirror, &mut Local(&mut owner)).await.unwrap();
+    assert!(mirror.list(None).unwrap().is_empty());
+    assert_eq!(
+        mirror.modified_after(0, 10).unwrap(),
+        owner.modified_after(0, 10).unwrap()
+    );
+}
+
 /// The SQLite store against the in-memory one, which the core's property
 /// tests check: the same random writes with the same key and clock leave
 /// the same records, and a file mirror pulling every few steps equals
@@ -343,7 +393,8 @@ fn set_many_signs_off_thread_and_matches_writing_one_by_one() {
 #[tokio::test]
 async fn sqlite_streams_follow_the_in_memory_chain() {
     use keyway_core::drayer::memory::{MemoryBody, MemoryChain};
-    use keyway_core::drayer::{Meta, delete, hash, set};
+    use keyway_core::drayer::{Meta, delete, hash, is_placeholder, set};
+    use keyway_drayer::sync::pull_newest;
 
     fn metas(stream: &Stream) -> Vec<Meta> {
         let mut all = stream.modified_after(0, usize::MAX).unwrap();
@@ -364,13 +415,28 @@ async fn sqlite_streams_follow_the_in_memory_chain() {
         let dir = tempfile::tempdir().unwrap();
         let mut owner = Stream::create_with_key(&dir.path().join("o"), key.clone()).unwrap();
         let mut mirror = Stream::mirror(&dir.path().join("m"), key.verifying_key()).unwrap();
+        let mut partial = Stream::mirror(&dir.path().join("p"), key.verifying_key()).unwrap();
         let mut memory = MemoryChain::new();
         let mut now = 1_600_000_000_000_000_i64;
         let every = 1 + below(5);
+        let keep = 3 + below(4) as usize;
         for step in 0..60 {
             now += below(2_000) as i64 - 300;
-            let k = format!("k{}", below(8));
-            if below(10) < 3 {
+            let mut k = format!("k{}", below(8));
+            let roll = below(20);
+            if roll < 5 {
+                // One op in four deletes the newest record (the ID tip, or
+                // the one before its placeholder).
+                let newest = memory
+                    .in_mchain_order()
+                    .filter(|(m, _)| !is_placeholder(m))
+                    .max_by_key(|(m, _)| m.id)
+                    .map(|(_, b)| b.key.clone());
+                if let Some(newest) = newest {
+                    k = newest;
+                }
+            }
+            if roll < 8 {
                 let in_memory = memory.transaction(|c| delete(c, &key, &k, "obj", now));
                 let on_file = owner.delete_at(&k, "obj", now);
                 assert_eq!(
@@ -392,6 +458,14 @@ async fn sqlite_streams_follow_the_in_memory_chain() {
             }
             let expected: Vec<Meta> = memory.in_mchain_order().map(|(m, _)| *m).collect();
             assert_eq!(metas(&owner), expected, "round {round} step {step}");
+            assert_eq!(
+                owner.list(None).unwrap().len(),
+                memory
+                    .in_mchain_order()
+                    .filter(|(m, _)| !is_placeholder(m))
+                    .count(),
+                "round {round} step {step}: listed"
+            );
             if step % every == 0 {
                 pull(&mut mirror, &mut Local(&mut owner)).await.unwrap();
                 assert_eq!(
@@ -400,7 +474,28 @@ async fn sqlite_streams_follow_the_in_memory_chain() {
                     "mirror: round {round} step {step}"
                 );
             }
+            // A partial mirror holds exactly the owner's records after
+            // its back pointer.
+            pull_newest(&mut partial, &mut Local(&mut owner), keep)
+                .await
+                .unwrap_or_else(|e| panic!("partial: round {round} step {step}: {e}"));
+            let back = partial.back_pointer().unwrap();
+            let after_back: Vec<Meta> = expected
+                .iter()
+                .filter(|m| m.modified > back)
+                .copied()
+                .collect();
+            assert_eq!(
+                metas(&partial),
+                after_back,
+                "partial: round {round} step {step}"
+            );
+            assert!(partial.count().unwrap() <= keep);
         }
         assert!(owner.verify().unwrap().problems.is_empty());
+        assert!(mirror.verify().unwrap().problems.is_empty());
+        let mut fresh = Stream::mirror(&dir.path().join("f"), key.verifying_key()).unwrap();
+        pull(&mut fresh, &mut Local(&mut owner)).await.unwrap();
+        assert_eq!(metas(&fresh), metas(&owner), "fresh: round {round}");
     }
 }
