@@ -242,12 +242,13 @@ fn del_removes_the_newest_record_and_a_mirror_follows() {
 /// requests, cherrypy>`: the original, mirroring `keyway drayer serve`
 /// while the owner deletes its newest record again and again, holds the
 /// owner's rows after every sync (`tests/interop/drayer_ref_tip_delete.py`).
-/// Without them it checks nothing.
+/// The original cannot be installed from a package registry, so the test
+/// command reports this test as ignored; run it with `--ignored`.
 #[test]
+#[ignore = "needs a clone of the original Drayer: set DRAYER_REFERENCE and run with --ignored"]
 fn the_original_mirrors_deletions_of_the_newest_record() {
-    let Ok(checkout) = std::env::var("DRAYER_REFERENCE") else {
-        return;
-    };
+    let checkout = std::env::var("DRAYER_REFERENCE")
+        .expect("DRAYER_REFERENCE must name a clone of EternityForest/drayer");
     let python = std::env::var("DRAYER_REFERENCE_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
