@@ -533,6 +533,21 @@ async fn one_request_on_both_legs_is_answered_twice_and_executed_once() {
 }
 
 #[tokio::test]
+async fn usage_requests_are_not_remembered_as_replays() {
+    // USAGE changes nothing, so the replay cache does not keep it: a flood
+    // of signed USAGE requests cannot crowd out the replies worth keeping.
+    let h = start_v4().await;
+    let raw = Raw::new(&h);
+    let usage = raw.seal(&raw.packet(Op::Usage, b"", b"", SystemClock.now(), Some(&key())));
+    for _ in 0..2 {
+        let replies = raw.udp(&usage, Duration::from_millis(500)).await;
+        assert_eq!(raw.open(&replies[0]).0, Op::Usage);
+    }
+    assert_eq!(requests(&h.server, "usage", "ok"), 2);
+    assert_eq!(requests(&h.server, "usage", "replayed"), 0);
+}
+
+#[tokio::test]
 async fn nan_and_infinite_times_are_refused() {
     let h = start_v4().await;
     let raw = Raw::new(&h);
