@@ -448,6 +448,36 @@ async fn deleted_names_stay_deleted(s: &impl NameStore) {
     );
 }
 
+/// PUTs of "raced" dated t + 1, 3, 5 … (parity 0) or t + 2, 4, 6 …
+/// (parity 1), in order; returns the `n` of those stored.
+async fn race_writes(s: &impl NameStore, t: f64, parity: u32) -> Vec<u32> {
+    let mut stored = Vec::new();
+    for k in 0..40u32 {
+        let n = 2 * k + parity + 1;
+        let value = n.to_string();
+        let r = put("raced", value.as_bytes(), 30, A, t + f64::from(n), false);
+        // A write that lost a race twice fails with nothing committed.
+        if let Ok(PutOutcome::Stored) = s.put(r, t).await {
+            stored.push(n);
+        }
+    }
+    stored
+}
+
+/// Two stores (two servers) on one database, writing one name at once:
+/// the rule "only a newer write has effect" holds in the database write
+/// itself, so the name never goes back to an older write.
+async fn two_stores_never_revert_a_write(a: &impl NameStore, b: &impl NameStore) {
+    let t = T0 + 5000.0;
+    let first = put("raced", b"0", 30, A, t, false);
+    assert_eq!(a.put(first, t).await.unwrap(), PutOutcome::Stored);
+    let (x, y) = tokio::join!(race_writes(a, t, 0), race_writes(b, t, 1));
+    let newest = x.into_iter().chain(y).max().unwrap();
+    let got = a.get(b"raced", t).await.unwrap().unwrap();
+    assert_eq!(got.value, newest.to_string().into_bytes());
+    assert_eq!(got.updated, t + f64::from(newest));
+}
+
 async fn purge_removes_expired_names_and_unused_addresses(s: &impl NameStore) {
     let late = T0 + 400.0 * DAY;
     let purged = s.purge_expired(late).await.unwrap();
@@ -471,9 +501,11 @@ async fn purge_removes_expired_names_and_unused_addresses(s: &impl NameStore) {
 async fn sqlite_store_passes_the_suite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("names.db").display());
-    suite(&SqlStore::open(&url, limits()).await.unwrap()).await;
+    let store = SqlStore::open(&url, limits()).await.unwrap();
+    suite(&store).await;
     // Reopening runs the migrations again without harm and keeps the data.
     let again = SqlStore::open(&url, limits()).await.unwrap();
+    two_stores_never_revert_a_write(&store, &again).await;
     assert!(
         again
             .get(b"again", T0 + 400.0 * DAY)
@@ -498,6 +530,9 @@ async fn on_server(admin_url: &str, url_for: impl Fn(&str) -> String) {
         .unwrap();
     let store = SqlStore::open(&url_for(&db), limits()).await.unwrap();
     suite(&store).await;
+    let second = SqlStore::open(&url_for(&db), limits()).await.unwrap();
+    two_stores_never_revert_a_write(&store, &second).await;
+    second.close().await;
     store.close().await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}")))
         .execute(&mut admin)
