@@ -1,6 +1,7 @@
 //! Per-source rate limiting, before any cryptography. A source is an IPv4
 //! address or an IPv6 /64 (`source_key.rs`); IPv6 /48s also share an
-//! aggregate budget, so one site cannot multiply its budget by its /64s.
+//! aggregate budget, so one site (an ISP typically delegates a /48 to one
+//! customer) cannot multiply its budget by its 65,536 /64s.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -9,7 +10,15 @@ use std::sync::Mutex;
 
 use keyway_core::rate::{RateLimit, TokenBucket};
 
-use super::source_key::SourceKey;
+use super::source_key::source_key;
+
+/// The /48 (top 48 bits) of an IPv6 source key; IPv4 has none.
+fn net48(key: IpAddr) -> Option<u64> {
+    match key {
+        IpAddr::V4(_) => None,
+        IpAddr::V6(v6) => Some((v6.to_bits() >> 80) as u64),
+    }
+}
 
 /// One token bucket per source, and one per IPv6 /48 if an aggregate limit
 /// is set, with a bound on how many of each are tracked: idle (refilled)
@@ -25,7 +34,7 @@ pub(crate) struct SourceLimiter {
 
 #[derive(Debug, Default)]
 struct Buckets {
-    sources: HashMap<SourceKey, TokenBucket>,
+    sources: HashMap<IpAddr, TokenBucket>,
     subnets: HashMap<u64, TokenBucket>,
 }
 
@@ -70,7 +79,7 @@ impl SourceLimiter {
     /// A request takes a token from its source's bucket and its /48's, or
     /// from neither.
     pub(crate) fn allow(&self, ip: IpAddr, now: f64) -> bool {
-        let key = SourceKey::of(ip);
+        let key = source_key(ip);
         let mut guard = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let buckets = &mut *guard;
         let Some(mut source) = bucket(
@@ -85,7 +94,7 @@ impl SourceLimiter {
         if !source.try_take(&self.limit, now) {
             return false;
         }
-        if let (Some(net48), Some(limit)) = (key.net48(), &self.subnet_limit) {
+        if let (Some(net48), Some(limit)) = (net48(key), &self.subnet_limit) {
             let Some(mut subnet) =
                 bucket(&mut buckets.subnets, &net48, limit, self.max_sources, now)
             else {
@@ -168,5 +177,18 @@ mod tests {
         assert!(limiter.allow(IpAddr::from([192, 0, 2, 1]), 0.0), "IPv4");
         // The aggregate refills like any bucket.
         assert!(limiter.allow(v6("2001:db8:1:6::1"), 1.0));
+    }
+
+    #[test]
+    fn net48_is_the_top_48_bits() {
+        assert_eq!(
+            net48(source_key(v6("2001:db8:1:ffff::1"))),
+            Some(0x2001_0db8_0001)
+        );
+        assert_eq!(
+            net48(source_key(v6("::ffff:192.0.2.7"))),
+            None,
+            "IPv4-mapped is IPv4"
+        );
     }
 }
