@@ -84,10 +84,11 @@ pub(crate) struct ServeArgs {
     /// Serve Prometheus metrics on http://ADDR/metrics.
     #[arg(long)]
     metrics: Option<SocketAddr>,
-    /// Requests per second allowed per source address (0 = unlimited).
+    /// Requests per second allowed per source: an IPv4 address or an IPv6
+    /// /64; all /64s of an IPv6 /48 share 10 times this (0 = unlimited).
     #[arg(long, default_value_t = 20.0)]
     rate_limit: f64,
-    /// Burst allowed per source address.
+    /// Burst allowed per source (10 times this per IPv6 /48).
     #[arg(long, default_value_t = 40.0)]
     rate_burst: f64,
 }
@@ -315,6 +316,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let config = ServerConfig {
         listen: args.listen,
         rate_limit,
+        rate_limit_per_48: rate_limit.map(|l| RateLimit {
+            rate: l.rate * 10.0,
+            burst: l.burst * 10.0,
+        }),
         metrics_listen: args.metrics,
         ..ServerConfig::default()
     };

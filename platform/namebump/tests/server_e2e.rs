@@ -28,22 +28,30 @@ struct Harness {
 
 async fn start(clock: Arc<dyn Clock>, listen: Vec<SocketAddr>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", dir.path().join("nb.db").display());
+    let server = serve_db(dir.path(), key(), clock.clone(), listen).await;
+    Harness {
+        server,
+        clock,
+        _dir: dir,
+    }
+}
+
+/// A server on the database `nb.db` in `dir`, with the given key: calling
+/// it again after a shutdown is a restart.
+async fn serve_db(
+    dir: &std::path::Path,
+    key: Keypair,
+    clock: Arc<dyn Clock>,
+    listen: Vec<SocketAddr>,
+) -> Server {
+    let url = format!("sqlite:{}", dir.join("nb.db").display());
     let store = SqlStore::open(&url, Default::default()).await.unwrap();
     let config = ServerConfig {
         listen,
         rate_limit: None,
         ..ServerConfig::default()
     };
-    let key = Keypair::generate(&mut UnwrapErr(getrandom::SysRng));
-    let server = Server::start(config, key, store, clock.clone())
-        .await
-        .unwrap();
-    Harness {
-        server,
-        clock,
-        _dir: dir,
-    }
+    Server::start(config, key, store, clock).await.unwrap()
 }
 
 async fn start_v4() -> Harness {
@@ -278,7 +286,20 @@ impl Raw {
         updated: f64,
         signer: Option<&Keypair>,
     ) -> Vec<u8> {
+        self.packet_ttl(op, name, value, updated, signer, 10.0)
+    }
+
+    fn packet_ttl<'a>(
+        &self,
+        op: Op,
+        name: &'a [u8],
+        value: &'a [u8],
+        updated: f64,
+        signer: Option<&Keypair>,
+        ttl: f64,
+    ) -> Vec<u8> {
         let mut p = Packet::new(op, 4242, updated, name, value);
+        p.ttl = ttl;
         p.reply_pk = Some(*self.reply.public().as_bytes());
         p.behavior = DO_BUMP;
         match signer {
@@ -315,6 +336,25 @@ impl Raw {
         got
     }
 
+    /// Sends one request on a new TCP connection and returns its reply's op.
+    async fn tcp(&self, sealed: &[u8]) -> Op {
+        let mut stream = TcpStream::connect(self.server).await.unwrap();
+        stream.write_all(sealed).await.unwrap();
+        let mut framer = keyway_core::namebump::stream::SealedStream::new();
+        let mut out = vec![0u8; 2048];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(framer.spare()))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "server closed without a reply");
+            framer.filled(n);
+            if let Some(p) = framer.next_message(&self.reply, &mut out).unwrap() {
+                return Packet::decode(p).unwrap().op;
+            }
+        }
+    }
+
     fn open(&self, sealed: &[u8]) -> (Op, f64, Vec<u8>) {
         let mut buf = vec![0u8; sealed.len()];
         let p = Packet::decode(ecies::open(&self.reply, sealed, &mut buf).unwrap()).unwrap();
@@ -342,10 +382,11 @@ async fn a_replayed_request_is_not_executed_again() {
     let h = start_v4().await;
     let raw = Raw::new(&h);
     let k = key();
-    let now = SystemClock.now();
-    let first = raw.seal(&raw.packet(Op::Put, b"rp", b"v1", now, Some(&k)));
+    // Dated in the past, so that the client's requests below are newer.
+    let then = SystemClock.now() - 5.0;
+    let first = raw.seal(&raw.packet_ttl(Op::Put, b"rp", b"v1", then, Some(&k), 60.0));
     assert_eq!(raw.udp(&first, Duration::from_millis(300)).await.len(), 1);
-    let second = raw.seal(&raw.packet(Op::Put, b"rp", b"v2", now + 0.5, Some(&k)));
+    let second = raw.seal(&raw.packet_ttl(Op::Put, b"rp", b"v2", then + 0.5, Some(&k), 60.0));
     assert_eq!(raw.udp(&second, Duration::from_millis(300)).await.len(), 1);
     // The exact bytes of the first PUT again: answered, not executed.
     let replay = raw.udp(&first, Duration::from_millis(300)).await;
@@ -353,13 +394,14 @@ async fn a_replayed_request_is_not_executed_again() {
     let c = h.client_from("127.0.0.1").await;
     assert_eq!(c.get(b"rp").await.unwrap().unwrap().value, b"v2");
     // A replayed DEL cannot delete the name once it is claimed again.
-    let del = raw.seal(&raw.packet(Op::Del, b"rp", b"", now + 1.0, Some(&k)));
+    let del = raw.seal(&raw.packet_ttl(Op::Del, b"rp", b"", then + 1.0, Some(&k), 60.0));
     raw.udp(&del, Duration::from_millis(300)).await;
     c.put(b"rp", b"v3", &k, Behavior::Bump, None).await.unwrap();
     raw.udp(&del, Duration::from_millis(300)).await;
     assert_eq!(c.get(b"rp").await.unwrap().unwrap().value, b"v3");
-    // Once the owner deletes the name, the store holds nothing to compare a
-    // replayed PUT against: only the replay cache keeps it from coming back.
+    // Once the owner deletes the name, a replayed PUT is answered from the
+    // replay cache and, had the cache forgotten it, refused by the
+    // deletion's tombstone: the name stays deleted.
     c.delete(b"rp", &k, None).await.unwrap();
     assert_eq!(
         raw.open(&raw.udp(&second, Duration::from_millis(300)).await[0])
@@ -368,6 +410,141 @@ async fn a_replayed_request_is_not_executed_again() {
     );
     assert_eq!(c.get(b"rp").await.unwrap(), None);
     assert!(h.server.metrics().encode().contains("result=\"replayed\""));
+}
+
+/// How many requests of `op` ended in `result`, from the metrics.
+fn requests(server: &Server, op: &str, result: &str) -> u64 {
+    let labels = format!("op=\"{op}\",result=\"{result}\"");
+    server
+        .metrics()
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("keyway_namebump_requests") && l.contains(&labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[tokio::test]
+async fn a_put_replayed_after_delete_and_restart_leaves_the_name_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let listen = vec!["127.0.0.1:0".parse().unwrap()];
+    let server_key = key();
+    let secret = server_key.secret_bytes();
+    let server = serve_db(dir.path(), server_key, clock.clone(), listen.clone()).await;
+    let raw = Raw {
+        server: server.udp_addrs()[0],
+        server_pk: *server.public_key(),
+        reply: key(),
+    };
+    let owner = key();
+    let now = SystemClock.now();
+    // An eavesdropper captures the sealed PUT (valid for 60 s) ...
+    let capture =
+        raw.seal(&raw.packet_ttl(Op::Put, b"phoenix", b"v", now - 1.0, Some(&owner), 60.0));
+    let replies = raw.udp(&capture, Duration::from_millis(500)).await;
+    assert_eq!(raw.open(&replies[0]).0, Op::Put);
+    // ... the owner deletes the name ...
+    let del = raw.seal(&raw.packet(Op::Del, b"phoenix", b"", now, Some(&owner)));
+    let replies = raw.udp(&del, Duration::from_millis(500)).await;
+    assert_eq!(raw.open(&replies[0]).0, Op::Del);
+    // ... the server restarts on the same database (its replay cache is
+    // empty) ...
+    server.shutdown(Duration::from_secs(5)).await;
+    let server_key = Keypair::from_secret_bytes(&secret).unwrap();
+    let server = serve_db(dir.path(), server_key, clock.clone(), listen).await;
+    let raw = Raw {
+        server: server.udp_addrs()[0],
+        ..raw
+    };
+    // ... and the capture is replayed, over UDP and over TCP.
+    let replies = raw.udp(&capture, Duration::from_millis(500)).await;
+    let tcp = raw.tcp(&capture).await;
+    let h = Harness {
+        server,
+        clock,
+        _dir: dir,
+    };
+    let c = h.client_from("127.0.0.1").await;
+    assert_eq!(
+        c.get(b"phoenix").await.unwrap(),
+        None,
+        "the name stays deleted"
+    );
+    assert_eq!(raw.open(&replies[0]).0, Op::Error, "the replay is refused");
+    assert_eq!(tcp, Op::Error);
+    // The owner (or anyone, first come) can still claim it with a new request.
+    c.put(b"phoenix", b"again", &owner, Behavior::Bump, None)
+        .await
+        .unwrap();
+    assert_eq!(c.get(b"phoenix").await.unwrap().unwrap().value, b"again");
+}
+
+#[tokio::test]
+async fn one_request_on_both_legs_is_answered_twice_and_executed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let listen = vec!["127.0.0.1:0".parse().unwrap()];
+    let server_key = key();
+    let secret = server_key.secret_bytes();
+    let server = serve_db(dir.path(), server_key, clock.clone(), listen.clone()).await;
+    let raw = Raw {
+        server: server.udp_addrs()[0],
+        server_pk: *server.public_key(),
+        reply: key(),
+    };
+    let owner = key();
+    let now = SystemClock.now();
+    // As the Keyway client does: one sealed packet, sent on UDP and TCP at once.
+    let put = raw.seal(&raw.packet_ttl(Op::Put, b"twice", b"v", now - 2.0, Some(&owner), 60.0));
+    let (udp, tcp) = tokio::join!(raw.udp(&put, Duration::from_millis(500)), raw.tcp(&put));
+    assert_eq!((raw.open(&udp[0]).0, tcp), (Op::Put, Op::Put));
+    assert_eq!(requests(&server, "put", "stored"), 1, "executed once");
+    let del = raw.seal(&raw.packet_ttl(Op::Del, b"twice", b"", now - 1.0, Some(&owner), 60.0));
+    let (udp, tcp) = tokio::join!(raw.udp(&del, Duration::from_millis(500)), raw.tcp(&del));
+    assert_eq!((raw.open(&udp[0]).0, tcp), (Op::Del, Op::Del));
+    assert_eq!(requests(&server, "del", "deleted"), 1, "executed once");
+    // After a restart (no replay cache), a late leg is still a success
+    // and still changes nothing.
+    server.shutdown(Duration::from_secs(5)).await;
+    let server_key = Keypair::from_secret_bytes(&secret).unwrap();
+    let server = serve_db(dir.path(), server_key, clock.clone(), listen).await;
+    let raw = Raw {
+        server: server.udp_addrs()[0],
+        ..raw
+    };
+    assert_eq!(raw.tcp(&del).await, Op::Del);
+    assert_eq!(requests(&server, "del", "deleted"), 0);
+    let h = Harness {
+        server,
+        clock,
+        _dir: dir,
+    };
+    let c = h.client_from("127.0.0.1").await;
+    assert_eq!(c.get(b"twice").await.unwrap(), None);
+    // A PUT leg arriving late, after the owner's newer write, is answered
+    // once more as it was (success) only while the replay cache holds it;
+    // either way it never reverts the newer write.
+    c.put(b"twice", b"newer", &owner, Behavior::Bump, None)
+        .await
+        .unwrap();
+    raw.tcp(&put).await;
+    assert_eq!(c.get(b"twice").await.unwrap().unwrap().value, b"newer");
+}
+
+#[tokio::test]
+async fn usage_requests_are_not_remembered_as_replays() {
+    // USAGE changes nothing, so the replay cache does not keep it: a flood
+    // of signed USAGE requests cannot crowd out the replies worth keeping.
+    let h = start_v4().await;
+    let raw = Raw::new(&h);
+    let usage = raw.seal(&raw.packet(Op::Usage, b"", b"", SystemClock.now(), Some(&key())));
+    for _ in 0..2 {
+        let replies = raw.udp(&usage, Duration::from_millis(500)).await;
+        assert_eq!(raw.open(&replies[0]).0, Op::Usage);
+    }
+    assert_eq!(requests(&h.server, "usage", "ok"), 2);
+    assert_eq!(requests(&h.server, "usage", "replayed"), 0);
 }
 
 #[tokio::test]

@@ -62,6 +62,7 @@ async fn suite(s: &impl NameStore) {
     ipv6_quotas(s).await;
     delete_rules(s).await;
     values_and_names_are_bytes(s).await;
+    deleted_names_stay_deleted(s).await;
     purge_removes_expired_names_and_unused_addresses(s).await;
 }
 
@@ -187,6 +188,15 @@ async fn ipv4_quota_bump_and_expiry(s: &impl NameStore) {
         None,
         "oldest claim bumped"
     );
+    // The bumped owner's last refresh, replayed (from anywhere), does not
+    // bring the name back: the bump left a tombstone.
+    assert_eq!(
+        s.put(put("q0", b"r", 3, B, day29, false), day31)
+            .await
+            .unwrap(),
+        PutOutcome::Stale
+    );
+    assert_eq!(s.get(b"q0", day31).await.unwrap(), None);
     assert!(s.get(b"q1", day31).await.unwrap().is_some());
     assert!(s.get(b"n2", day31).await.unwrap().is_some());
     // n1 and n2 are young and immune: bumping continues with q1.
@@ -349,6 +359,125 @@ async fn values_and_names_are_bytes(s: &impl NameStore) {
     );
 }
 
+/// Item 11 of the hardening issue: a deletion leaves a tombstone, and only
+/// a request newer than the name's last write, tombstones included, has
+/// any effect.
+async fn deleted_names_stay_deleted(s: &impl NameStore) {
+    let t = T0 + 1000.0;
+    // A PUT an eavesdropper captured, then the owner's DEL.
+    let captured = put("gone", b"v", 11, A, t, true);
+    assert_eq!(
+        s.put(captured.clone(), t).await.unwrap(),
+        PutOutcome::Stored
+    );
+    assert_eq!(
+        s.delete(del("gone", 11, t + 1.0), t + 1.0).await.unwrap(),
+        DelOutcome::Deleted
+    );
+    // Replayed, from the owner's address or any other: refused.
+    for ip in [A, B] {
+        let replay = PutRequest {
+            ip,
+            ..captured.clone()
+        };
+        assert_eq!(s.put(replay, t + 2.0).await.unwrap(), PutOutcome::Stale);
+    }
+    assert_eq!(s.get(b"gone", t + 2.0).await.unwrap(), None);
+    // The DEL again (its other leg), or an older one: success, no effect.
+    for updated in [t + 1.0, t + 0.5] {
+        assert_eq!(
+            s.delete(del("gone", 11, updated), t + 2.0).await.unwrap(),
+            DelOutcome::Absent
+        );
+    }
+    // First come: another key may claim the deleted name, with a request
+    // newer than the deletion.
+    assert_eq!(
+        s.put(put("gone", b"w", 12, B, t + 0.9, true), t + 2.0)
+            .await
+            .unwrap(),
+        PutOutcome::Stale
+    );
+    assert_eq!(
+        s.put(put("gone", b"w", 12, B, t + 3.0, true), t + 3.0)
+            .await
+            .unwrap(),
+        PutOutcome::Stored
+    );
+    let got = s.get(b"gone", t + 3.0).await.unwrap().unwrap();
+    assert_eq!((got.value.as_slice(), got.owner), (&b"w"[..], owner(12)));
+    // The old owner's requests are now a stranger's.
+    assert_eq!(
+        s.put(captured.clone(), t + 3.0).await.unwrap(),
+        PutOutcome::NotOwner
+    );
+    assert_eq!(
+        s.delete(del("gone", 11, t + 5.0), t + 3.0).await.unwrap(),
+        DelOutcome::NotOwner
+    );
+    // A DEL must be newer than the write it deletes, not merely as new: a
+    // DEL dated like a later re-claim would otherwise undo it on replay.
+    assert_eq!(
+        s.delete(del("gone", 12, t + 3.0), t + 3.0).await.unwrap(),
+        DelOutcome::Stale
+    );
+    assert_eq!(
+        s.delete(del("gone", 12, t + 4.0), t + 4.0).await.unwrap(),
+        DelOutcome::Deleted
+    );
+    // Tombstones outlive any request they could be compared with (ttl +
+    // clock skew) and are then collected.
+    let kept = Limits::default().tombstone_lifetime as f64;
+    assert!(kept >= 65.0, "{kept}");
+    s.purge_expired(t + 4.0 + 65.0).await.unwrap();
+    assert_eq!(
+        s.put(put("gone", b"x", 13, B, t + 3.5, true), t + 70.0)
+            .await
+            .unwrap(),
+        PutOutcome::Stale
+    );
+    let late = t + 4.0 + kept + 1.0;
+    let purged = s.purge_expired(late).await.unwrap();
+    assert!(purged.names >= 1, "{purged:?}");
+    assert_eq!(
+        s.put(put("gone", b"x", 13, B, t + 3.5, true), late)
+            .await
+            .unwrap(),
+        PutOutcome::Stored,
+        "the tombstone was collected"
+    );
+}
+
+/// PUTs of "raced" dated t + 1, 3, 5 … (parity 0) or t + 2, 4, 6 …
+/// (parity 1), in order; returns the `n` of those stored.
+async fn race_writes(s: &impl NameStore, t: f64, parity: u32) -> Vec<u32> {
+    let mut stored = Vec::new();
+    for k in 0..40u32 {
+        let n = 2 * k + parity + 1;
+        let value = n.to_string();
+        let r = put("raced", value.as_bytes(), 30, A, t + f64::from(n), false);
+        // A write that lost a race twice fails with nothing committed.
+        if let Ok(PutOutcome::Stored) = s.put(r, t).await {
+            stored.push(n);
+        }
+    }
+    stored
+}
+
+/// Two stores (two servers) on one database, writing one name at once:
+/// the rule "only a newer write has effect" holds in the database write
+/// itself, so the name never goes back to an older write.
+async fn two_stores_never_revert_a_write(a: &impl NameStore, b: &impl NameStore) {
+    let t = T0 + 5000.0;
+    let first = put("raced", b"0", 30, A, t, false);
+    assert_eq!(a.put(first, t).await.unwrap(), PutOutcome::Stored);
+    let (x, y) = tokio::join!(race_writes(a, t, 0), race_writes(b, t, 1));
+    let newest = x.into_iter().chain(y).max().unwrap();
+    let got = a.get(b"raced", t).await.unwrap().unwrap();
+    assert_eq!(got.value, newest.to_string().into_bytes());
+    assert_eq!(got.updated, t + f64::from(newest));
+}
+
 async fn purge_removes_expired_names_and_unused_addresses(s: &impl NameStore) {
     let late = T0 + 400.0 * DAY;
     let purged = s.purge_expired(late).await.unwrap();
@@ -372,9 +501,11 @@ async fn purge_removes_expired_names_and_unused_addresses(s: &impl NameStore) {
 async fn sqlite_store_passes_the_suite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("names.db").display());
-    suite(&SqlStore::open(&url, limits()).await.unwrap()).await;
+    let store = SqlStore::open(&url, limits()).await.unwrap();
+    suite(&store).await;
     // Reopening runs the migrations again without harm and keeps the data.
     let again = SqlStore::open(&url, limits()).await.unwrap();
+    two_stores_never_revert_a_write(&store, &again).await;
     assert!(
         again
             .get(b"again", T0 + 400.0 * DAY)
@@ -398,6 +529,108 @@ async fn on_server(admin_url: &str, url_for: impl Fn(&str) -> String) {
         .await
         .unwrap();
     let store = SqlStore::open(&url_for(&db), limits()).await.unwrap();
+    suite(&store).await;
+    let second = SqlStore::open(&url_for(&db), limits()).await.unwrap();
+    two_stores_never_revert_a_write(&store, &second).await;
+    second.close().await;
+    store.close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+/// The reference's DDL (specs/namebump-schema.sql), as a namebump 0.0.16
+/// deployment has it.
+const REFERENCE_SCHEMA: [&str; 3] = [
+    "CREATE TABLE ipv4s (
+      id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, v4_val INT UNSIGNED NOT NULL,
+      timestamp BIGINT UNSIGNED NOT NULL, PRIMARY KEY (id), UNIQUE KEY v4_val (v4_val)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+    "CREATE TABLE ipv6s (
+      id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, v6_glob_main INT UNSIGNED NOT NULL,
+      v6_glob_extra SMALLINT UNSIGNED NOT NULL, v6_lan_id SMALLINT UNSIGNED NOT NULL,
+      v6_iface_id BIGINT UNSIGNED NOT NULL, timestamp BIGINT UNSIGNED NOT NULL,
+      PRIMARY KEY (id), UNIQUE KEY v6_val (v6_glob_main, v6_glob_extra, v6_lan_id, v6_iface_id)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+    "CREATE TABLE names (
+      id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, name VARBINARY(50) NOT NULL,
+      value VARBINARY(500) NOT NULL, owner_pub BINARY(33) NOT NULL,
+      af TINYINT UNSIGNED NOT NULL, ip_id BIGINT UNSIGNED NOT NULL,
+      timestamp BIGINT UNSIGNED NOT NULL, updated BIGINT UNSIGNED NOT NULL,
+      PRIMARY KEY (id), UNIQUE KEY name (name)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+];
+
+/// A database the reference server created and wrote, opened by Keyway:
+/// upgraded in place, its names served, and deletions durable on it too.
+#[tokio::test]
+async fn mysql_reference_database_is_upgraded_in_place() {
+    sqlx::any::install_default_drivers();
+    let base =
+        std::env::var("KEYWAY_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    let db = format!("keyway_test_ref_{}_{}", std::process::id(), rand_suffix());
+    let mut admin = sqlx::AnyConnection::connect(&format!("{base}/mysql"))
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("{base}/{db}");
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    for statement in REFERENCE_SCHEMA {
+        sqlx::raw_sql(statement).execute(&mut conn).await.unwrap();
+    }
+    // What the reference stores for a PUT of "legacy" from 127.0.0.2.
+    sqlx::query("INSERT INTO ipv4s (v4_val, timestamp) VALUES (?, ?)")
+        .bind(0x7f00_0002_i64)
+        .bind(T0 as i64)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO names (name, value, owner_pub, af, ip_id, timestamp, updated) \
+         VALUES (?, ?, ?, 2, 1, ?, ?)",
+    )
+    .bind(b"legacy".to_vec())
+    .bind(b"v".to_vec())
+    .bind(owner(20).to_vec())
+    .bind(T0 as i64)
+    .bind(T0 as i64)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let store = SqlStore::open(&url, limits()).await.unwrap();
+    let got = store.get(b"legacy", T0).await.unwrap().unwrap();
+    assert_eq!((got.value.as_slice(), got.owner), (&b"v"[..], owner(20)));
+    assert_eq!(
+        store
+            .delete(del("legacy", 20, T0 + 1.0), T0 + 1.0)
+            .await
+            .unwrap(),
+        DelOutcome::Deleted
+    );
+    assert_eq!(
+        store
+            .put(put("legacy", b"v", 20, A, T0 + 0.5, false), T0 + 2.0)
+            .await
+            .unwrap(),
+        PutOutcome::Stale
+    );
+    assert_eq!(store.get(b"legacy", T0 + 2.0).await.unwrap(), None);
+    // Reopening (migrations again) keeps the tombstone and the rules.
+    store.close().await;
+    let store = SqlStore::open(&url, limits()).await.unwrap();
+    assert_eq!(
+        store
+            .put(put("legacy", b"v", 20, A, T0 + 0.5, false), T0 + 2.0)
+            .await
+            .unwrap(),
+        PutOutcome::Stale
+    );
     suite(&store).await;
     store.close().await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}")))

@@ -3,7 +3,10 @@
 //! Order of checks: decrypt (undecryptable input gets no reply at all: no
 //! reflection, bug 7), decode, require a reply key (never answer in
 //! plaintext, bug 6), freshness for everything but GET (finite values only,
-//! bug 25), signature, replay cache, then the store.
+//! bug 25), signature, replay cache, then the store. The replay cache only
+//! saves work and repeats answers: whether a PUT or DEL has effect is the
+//! store's rule (only a request newer than the name's last write,
+//! tombstones included), which survives restarts and cache evictions.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -135,7 +138,9 @@ impl<S: NameStore> Handler<S> {
             _ => self.usage(request, source, now).await,
         };
         // Store failures may succeed on a retry; everything else is final.
-        if outcome.result != "store_error" {
+        // USAGE changes nothing and is not kept: signed USAGE floods would
+        // only crowd out the replies worth keeping.
+        if outcome.result != "store_error" && request.op != Op::Usage {
             let expires = request.updated + request.ttl;
             self.replay
                 .insert(digest, expires, outcome.plaintext.clone(), now);

@@ -4,6 +4,7 @@ mod handler;
 mod limiter;
 mod metrics;
 mod replay;
+mod source_key;
 mod tcp;
 mod udp;
 
@@ -33,9 +34,13 @@ pub struct ServerConfig {
     /// TCP and UDP are both bound on each address (port 0: one free port,
     /// the same for both).
     pub listen: Vec<SocketAddr>,
-    /// Requests per second per source address, before any cryptography;
-    /// `None` disables the limit (benchmarks).
+    /// Requests per second per source (an IPv4 address or an IPv6 /64),
+    /// before any cryptography; `None` disables every rate limit
+    /// (benchmarks).
     pub rate_limit: Option<RateLimit>,
+    /// Requests per second of all the /64s of one IPv6 /48 together, on top
+    /// of `rate_limit`; `None`: no aggregate.
+    pub rate_limit_per_48: Option<RateLimit>,
     /// Source addresses tracked by the rate limiter at most.
     pub max_sources: usize,
     /// UDP requests being worked on at once; more are dropped.
@@ -63,6 +68,12 @@ impl Default for ServerConfig {
             rate_limit: Some(RateLimit {
                 rate: 20.0,
                 burst: 40.0,
+            }),
+            // Ten busy /64s' worth: a site's hosts are not starved by one
+            // another, and a /48 cannot spend 65,536 budgets.
+            rate_limit_per_48: Some(RateLimit {
+                rate: 200.0,
+                burst: 400.0,
             }),
             max_sources: 100_000,
             max_in_flight: 1024,
@@ -151,9 +162,10 @@ impl Server {
                 replay: ReplayCache::new(config.replay_capacity),
                 metrics: metrics.clone(),
             },
-            limiter: config
-                .rate_limit
-                .map(|l| SourceLimiter::new(l, config.max_sources)),
+            limiter: config.rate_limit.map(|l| {
+                SourceLimiter::new(l, config.max_sources)
+                    .with_subnet_limit(config.rate_limit_per_48)
+            }),
             config: config.clone(),
             started: Instant::now(),
         });

@@ -1,11 +1,14 @@
-//! Signed requests already answered, with their replies (spec §10 item 24).
+//! Signed PUT and DEL requests already answered, with their replies (spec
+//! §10 item 24).
 //!
 //! A signed request seen again within its ttl is not executed a second
 //! time: the original reply is sent again. That makes a client's retransmit
-//! of one packet (same pkid) idempotent, and an eavesdropper's replay a
-//! no-op. Keyed by the SHA-1 of the signed bytes. Bounded: when full, the
-//! oldest entry goes first (the store's monotonic `updated` rule still
-//! refuses an evicted replay that would change anything).
+//! of one packet (same pkid) get the same answer, and saves the store a
+//! write. Keyed by the SHA-1 of the signed bytes. Bounded and lost on
+//! restart, so it is not what keeps a replay from having effect: the
+//! store's rule is (a write must be newer than the name's last one,
+//! deletions' tombstones included), and it answers an evicted retransmit as
+//! a success too (`Unchanged`, or `Absent` for a DEL).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -9,6 +9,12 @@
 //! and add a trailing `created` column (the claim time that decides when a
 //! name becomes bumpable). The reference reads rows positionally up to
 //! column 7, so a trailing column does not disturb it.
+//!
+//! Tombstones (deleted names, see `rules.rs`) need no schema change: they
+//! are `names` rows with `af` 0, an empty value and `timestamp` 0. Keeping
+//! them in the name's own row means one row, under the unique key, orders
+//! every write to a name. A reference server on the same database would
+//! read one as an expired empty name and prune it at its next DO_BUMP PUT.
 
 use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 
@@ -243,7 +249,7 @@ impl Migration {
 pub(crate) struct Queries {
     pub(crate) get_live: SqlStr,
     pub(crate) name_row: SqlStr,
-    pub(crate) delete_name: SqlStr,
+    pub(crate) delete_expired: SqlStr,
     pub(crate) v4_id: SqlStr,
     pub(crate) v4_insert: SqlStr,
     pub(crate) v6_id: SqlStr,
@@ -253,7 +259,10 @@ pub(crate) struct Queries {
     pub(crate) row_used: SqlStr,
     pub(crate) bump_victim: SqlStr,
     pub(crate) update_name: SqlStr,
+    pub(crate) claim_tombstone: SqlStr,
     pub(crate) insert_name: SqlStr,
+    pub(crate) tombstone: SqlStr,
+    pub(crate) bury: SqlStr,
     pub(crate) usage_v4: SqlStr,
     pub(crate) usage_v6: SqlStr,
     pub(crate) purge_names: SqlStr,
@@ -267,7 +276,8 @@ impl Queries {
         let u64p = b.u64_param();
         Self {
             get_live: b.sql(&format!(
-                "SELECT value, owner_pub, {}, updated FROM names WHERE name = ? AND timestamp > ?",
+                "SELECT value, owner_pub, {}, updated FROM names \
+                 WHERE name = ? AND timestamp > ? AND af <> 0",
                 b.int("timestamp")
             )),
             name_row: b.sql(&format!(
@@ -276,7 +286,7 @@ impl Queries {
                 b.int("ip_id"),
                 b.int("timestamp")
             )),
-            delete_name: b.sql("DELETE FROM names WHERE id = ?"),
+            delete_expired: b.sql("DELETE FROM names WHERE id = ? AND af <> 0 AND timestamp <= ?"),
             v4_id: b.sql(&format!("SELECT {id} FROM ipv4s WHERE v4_val = ?")),
             v4_insert: b.sql("INSERT INTO ipv4s (v4_val, timestamp) VALUES (?, ?)"),
             v6_id: b.sql(&format!(
@@ -303,13 +313,27 @@ impl Queries {
                  AND COALESCE(created, timestamp) <= ? ORDER BY COALESCE(created, timestamp), id \
                  LIMIT 1"
             )),
+            // The guards repeat, in the write itself, what the rules checked:
+            // a tombstone or an older write of the same owner.
             update_name: b.sql(
                 "UPDATE names SET value = ?, af = ?, ip_id = ?, timestamp = ?, updated = ? \
-                 WHERE id = ?",
+                 WHERE id = ? AND owner_pub = ? AND af <> 0 AND updated < ?",
+            ),
+            claim_tombstone: b.sql(
+                "UPDATE names SET value = ?, owner_pub = ?, af = ?, ip_id = ?, timestamp = ?, \
+                 updated = ?, created = ? WHERE id = ? AND af = 0 AND updated < ?",
             ),
             insert_name: b.sql(
                 "INSERT INTO names (name, value, owner_pub, af, ip_id, timestamp, updated, created) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ),
+            tombstone: b.sql(
+                "UPDATE names SET value = ?, af = 0, ip_id = 0, timestamp = 0, updated = ? \
+                 WHERE id = ? AND owner_pub = ? AND af <> 0 AND updated < ?",
+            ),
+            bury: b.sql(
+                "UPDATE names SET value = ?, af = 0, ip_id = 0, timestamp = 0 \
+                 WHERE id = ? AND af <> 0",
             ),
             usage_v4: b.sql(
                 "SELECT COUNT(*) FROM names n JOIN ipv4s i ON n.ip_id = i.id \
@@ -320,7 +344,9 @@ impl Queries {
                  WHERE n.af = 10 AND i.v6_glob_main = ? AND i.v6_glob_extra = ? \
                  AND i.v6_lan_id = ? AND i.v6_iface_id = {u64p} AND n.timestamp > ?"
             )),
-            purge_names: b.sql("DELETE FROM names WHERE timestamp <= ?"),
+            purge_names: b.sql(
+                "DELETE FROM names WHERE timestamp <= ? AND (af <> 0 OR updated < ?)",
+            ),
             purge_v4: b.sql("DELETE FROM ipv4s WHERE id NOT IN (SELECT ip_id FROM names WHERE af = 2)"),
             purge_v6: b.sql(
                 "DELETE FROM ipv6s WHERE id NOT IN (SELECT ip_id FROM names WHERE af = 10)",

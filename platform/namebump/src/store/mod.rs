@@ -12,7 +12,11 @@
 //! - a refresh from another address moves the name's quota accounting there;
 //! - `updated` only moves forward: an older request never reverts a newer
 //!   write (replays, reordered legs), while re-sending the current value is
-//!   an idempotent success (the reference client's TCP/UDP race, bug 12/14).
+//!   an idempotent success (the reference client's TCP/UDP race, bug 12/14);
+//! - deleting or bumping a name leaves a tombstone with the name's last
+//!   `updated`, kept at least as long as any signed request stays fresh, so
+//!   a replayed PUT cannot bring a deleted name back; anyone may claim the
+//!   name with a newer request.
 
 mod dialect;
 mod rules;
@@ -24,6 +28,7 @@ use std::future::Future;
 use std::net::IpAddr;
 
 use keyway_core::namebump::address::{AF_INET, AF_INET6, Ipv6Parts, ipv4_to_u32};
+use keyway_core::namebump::freshness::{CLOCK_SKEW_SLACK, MAX_REQUEST_TTL};
 use keyway_core::namebump::{
     MIN_NAME_DURATION, V4_NAME_LIMIT, V6_IFACE_LIMIT, V6_NAME_LIMIT, V6_SUBNET_LIMIT,
 };
@@ -66,7 +71,17 @@ pub struct Limits {
     /// Seconds without refresh after which a name expires, and the age from
     /// first claim after which it becomes bumpable.
     pub name_lifetime: i64,
+    /// Seconds a deleted or bumped name's tombstone is kept past its
+    /// `updated`, raised to at least [`MIN_TOMBSTONE_LIFETIME`]. Longer
+    /// than the minimum covers a server clock stepped back; tombstones are
+    /// few and small.
+    pub tombstone_lifetime: i64,
 }
+
+/// The longest a signed request stays fresh after its `updated` (its ttl)
+/// plus the skew allowed ahead of the server clock: a tombstone kept this
+/// long outlives every request it must refuse.
+pub const MIN_TOMBSTONE_LIFETIME: i64 = (MAX_REQUEST_TTL + CLOCK_SKEW_SLACK) as i64;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -76,11 +91,16 @@ impl Default for Limits {
             v6_ifaces_per_64: V6_IFACE_LIMIT,
             v6_subnets_per_48: V6_SUBNET_LIMIT,
             name_lifetime: MIN_NAME_DURATION as i64,
+            tombstone_lifetime: 3600,
         }
     }
 }
 
 impl Limits {
+    pub(crate) fn tombstone_lifetime(&self) -> i64 {
+        self.tombstone_lifetime.max(MIN_TOMBSTONE_LIFETIME)
+    }
+
     pub fn names_for(&self, ip: &IpKey) -> u32 {
         match ip {
             IpKey::V4(_) => self.v4_names,
@@ -125,8 +145,9 @@ pub enum PutOutcome {
     AtQuota,
     /// The name belongs to another key.
     NotOwner,
-    /// Older than what is stored, with a different value: refused so that a
-    /// replayed or delayed request cannot revert a newer write.
+    /// Older than what is stored, with a different value, or not newer
+    /// than the name's deletion: refused so that a replayed or delayed
+    /// request cannot revert a newer write or bring a deleted name back.
     Stale,
 }
 
@@ -140,12 +161,14 @@ pub struct DelRequest {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DelOutcome {
+    /// Deleted; a tombstone keeps the DEL's `updated`.
     Deleted,
-    /// Nothing (live) to delete: success, as in the reference.
+    /// Nothing (live) to delete, or already deleted: success, as in the
+    /// reference, and no effect.
     Absent,
     NotOwner,
-    /// Older than the stored write: a replayed DEL must not delete a name
-    /// claimed again since.
+    /// Not newer than the stored write: a replayed DEL must not delete a
+    /// name claimed again since.
     Stale,
 }
 

@@ -6,6 +6,15 @@
 //! nothing behind, not even the address row it would have created (bug 34),
 //! and batches need no savepoints. The one early change is clearing an
 //! expired row, which only makes visible what already holds: it is gone.
+//!
+//! A deleted or bumped name leaves a tombstone in its row (`af` 0, no
+//! value, never live) carrying the last `updated` the name saw, so that
+//! "only a newer request has effect" holds across deletions too (hardening
+//! item 11). Every write that depends on what was read is guarded in its
+//! own statement (`… WHERE id = ? AND updated < ?`): the rule lives in the
+//! database write, not only in this check. If a guard finds the row
+//! changed under it (another writer on the same database), the write fails
+//! as a lost race, the batch rolls back and each write is decided again.
 
 use keyway_core::namebump::address::Ipv6Parts;
 
@@ -23,12 +32,20 @@ pub(crate) struct Existing {
     pub(crate) updated: f64,
 }
 
+/// `af` of a tombstone row: neither AF_INET (2) nor AF_INET6 (10), so no
+/// quota row, USAGE or address purge ever counts it.
+pub(crate) const AF_TOMBSTONE: i64 = 0;
+
 /// The statements of the write rules, inside one open transaction. IPv6
-/// interface ids are u64 on the wire and i64 (same bits) here.
+/// interface ids are u64 on the wire and i64 (same bits) here. Guarded
+/// writes return the rows they changed (1, or 0 if the guard failed).
 pub(crate) trait WriteTx {
     type Error;
+    /// The error a failed guard turns into: the batch is rolled back.
+    fn lost_race(rows: u64) -> Self::Error;
     async fn name_row(&mut self, name: &[u8]) -> Result<Option<Existing>, Self::Error>;
-    async fn delete_name(&mut self, id: i64) -> Result<(), Self::Error>;
+    /// Deletes the row if it is still an expired name.
+    async fn delete_expired(&mut self, id: i64, cutoff: i64) -> Result<u64, Self::Error>;
     async fn v4_id(&mut self, v4: u32) -> Result<Option<i64>, Self::Error>;
     async fn v6_id(&mut self, p: &Ipv6Parts) -> Result<Option<i64>, Self::Error>;
     /// Address rows in the address's /64.
@@ -48,10 +65,39 @@ pub(crate) trait WriteTx {
         cutoff: i64,
         claimed_before: i64,
     ) -> Result<Option<i64>, Self::Error>;
-    async fn update_name(&mut self, id: i64, row: &NameWrite<'_>) -> Result<(), Self::Error>;
+    /// Rewrites a name of `row.owner` whose `updated` is older than `row`'s.
+    async fn update_name(&mut self, id: i64, row: &NameWrite<'_>) -> Result<u64, Self::Error>;
+    /// Claims a tombstone whose `updated` is older than `row`'s.
+    async fn claim_tombstone(
+        &mut self,
+        id: i64,
+        row: &NameWrite<'_>,
+        created: i64,
+    ) -> Result<u64, Self::Error>;
+    /// A name no row holds (the unique key refuses a concurrent claim).
     async fn insert_name(&mut self, row: &NameWrite<'_>, created: i64) -> Result<(), Self::Error>;
-    /// Deletes names at or below `cutoff`, then addresses no name refers to.
-    async fn purge(&mut self, cutoff: i64) -> Result<Purged, Self::Error>;
+    /// Turns a name of `owner` older than `updated` into a tombstone
+    /// dated `updated`.
+    async fn tombstone(
+        &mut self,
+        id: i64,
+        owner: &[u8; 33],
+        updated: f64,
+    ) -> Result<u64, Self::Error>;
+    /// Turns a bumped name into a tombstone keeping its `updated`.
+    async fn bury(&mut self, id: i64) -> Result<u64, Self::Error>;
+    /// Deletes names at or below `cutoff` and tombstones older than
+    /// `tombstone_cutoff`, then addresses no name refers to.
+    async fn purge(&mut self, cutoff: i64, tombstone_cutoff: f64) -> Result<Purged, Self::Error>;
+}
+
+/// A guarded write must have changed exactly its one row.
+fn guarded<T: WriteTx>(rows: u64) -> Result<(), T::Error> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(T::lost_race(rows))
+    }
 }
 
 /// The columns a PUT writes.
@@ -71,20 +117,30 @@ pub(crate) fn cutoff(limits: &Limits, now: f64) -> i64 {
     (now - limits.name_lifetime as f64).floor() as i64
 }
 
-/// Live names only: an expired row is cleared on sight.
-async fn live_row<T: WriteTx>(
-    tx: &mut T,
-    name: &[u8],
-    cutoff: i64,
-) -> Result<Option<Existing>, T::Error> {
+/// What a name's row holds.
+enum Row {
+    Absent,
+    /// Deleted or bumped: nothing to read, but its `updated` still orders
+    /// requests.
+    Tombstone(Existing),
+    Live(Existing),
+}
+
+/// The name's row; an expired one is cleared on sight. An expired name
+/// needs no tombstone: its last write is 30 days old, far outside any
+/// request's freshness window.
+async fn current_row<T: WriteTx>(tx: &mut T, name: &[u8], cutoff: i64) -> Result<Row, T::Error> {
     let Some(existing) = tx.name_row(name).await? else {
-        return Ok(None);
+        return Ok(Row::Absent);
     };
-    if existing.timestamp > cutoff {
-        return Ok(Some(existing));
+    if existing.af == AF_TOMBSTONE {
+        return Ok(Row::Tombstone(existing));
     }
-    tx.delete_name(existing.id).await?;
-    Ok(None)
+    if existing.timestamp > cutoff {
+        return Ok(Row::Live(existing));
+    }
+    guarded::<T>(tx.delete_expired(existing.id, cutoff).await?)?;
+    Ok(Row::Absent)
 }
 
 /// Where a request's quota row stands.
@@ -127,12 +183,14 @@ pub(crate) async fn put<T: WriteTx>(
     now: f64,
 ) -> Result<PutOutcome, T::Error> {
     let cutoff = cutoff(limits, now);
-    let existing = live_row(tx, &r.name, cutoff).await?;
-    if let Some(e) = &existing {
+    let row = current_row(tx, &r.name, cutoff).await?;
+    if let Row::Live(e) = &row {
         if e.owner != r.owner {
             return Ok(PutOutcome::NotOwner);
         }
         if r.updated <= e.updated {
+            // The other leg of the same request, or an older one that
+            // would change nothing: an idempotent success.
             return Ok(if r.value == e.value {
                 PutOutcome::Unchanged
             } else {
@@ -140,15 +198,25 @@ pub(crate) async fn put<T: WriteTx>(
             });
         }
     }
+    // Anyone may claim a deleted name (first come, first served), but only
+    // with a request newer than its deletion: a replayed PUT of the old
+    // owner is exactly as old as that.
+    if let Row::Tombstone(t) = &row
+        && r.updated <= t.updated
+    {
+        return Ok(PutOutcome::Stale);
+    }
+    let existing = match &row {
+        Row::Live(e) => Some(e),
+        Row::Absent | Row::Tombstone(_) => None,
+    };
     let af = i64::from(r.ip.af());
     let existing_ip = match find_ip_row(tx, limits, &r.ip).await? {
         IpRow::Forbidden => return Ok(PutOutcome::AtQuota),
         IpRow::Exists(id) => Some(id),
         IpRow::Creatable => None,
     };
-    let in_place = existing
-        .as_ref()
-        .is_some_and(|e| e.af == af && Some(e.ip_id) == existing_ip);
+    let in_place = existing.is_some_and(|e| e.af == af && Some(e.ip_id) == existing_ip);
     let mut victim = None;
     if !in_place {
         let used = match existing_ip {
@@ -173,9 +241,9 @@ pub(crate) async fn put<T: WriteTx>(
         None => tx.insert_ip(&r.ip, now.floor() as i64).await?,
     };
     if let Some(victim) = victim {
-        tx.delete_name(victim).await?;
+        guarded::<T>(tx.bury(victim).await?)?;
     }
-    let row = NameWrite {
+    let write = NameWrite {
         name: &r.name,
         value: &r.value,
         owner: &r.owner,
@@ -186,9 +254,11 @@ pub(crate) async fn put<T: WriteTx>(
         timestamp: r.updated.round() as i64,
         updated: r.updated,
     };
-    match existing {
-        Some(e) => tx.update_name(e.id, &row).await?,
-        None => tx.insert_name(&row, now.floor() as i64).await?,
+    let created = now.floor() as i64;
+    match &row {
+        Row::Live(e) => guarded::<T>(tx.update_name(e.id, &write).await?)?,
+        Row::Tombstone(t) => guarded::<T>(tx.claim_tombstone(t.id, &write, created).await?)?,
+        Row::Absent => tx.insert_name(&write, created).await?,
     }
     Ok(if victim.is_some() {
         PutOutcome::StoredAfterBump
@@ -203,16 +273,20 @@ pub(crate) async fn delete<T: WriteTx>(
     r: &DelRequest,
     now: f64,
 ) -> Result<DelOutcome, T::Error> {
-    let Some(e) = live_row(tx, &r.name, cutoff(limits, now)).await? else {
+    // A tombstone reads as absent: the other leg of the DEL that made it,
+    // or an older DEL, succeeds and changes nothing (spec §6.3).
+    let Row::Live(e) = current_row(tx, &r.name, cutoff(limits, now)).await? else {
         return Ok(DelOutcome::Absent);
     };
     if e.owner != r.owner {
         return Ok(DelOutcome::NotOwner);
     }
-    if r.updated < e.updated {
+    // Strictly newer: a DEL dated like the write it follows could be the
+    // replay of a DEL that preceded a re-claim at the same instant.
+    if r.updated <= e.updated {
         return Ok(DelOutcome::Stale);
     }
-    tx.delete_name(e.id).await?;
+    guarded::<T>(tx.tombstone(e.id, &r.owner, r.updated).await?)?;
     Ok(DelOutcome::Deleted)
 }
 
@@ -221,5 +295,9 @@ pub(crate) async fn purge<T: WriteTx>(
     limits: &Limits,
     now: f64,
 ) -> Result<Purged, T::Error> {
-    tx.purge(cutoff(limits, now)).await
+    tx.purge(
+        cutoff(limits, now),
+        now - limits.tombstone_lifetime() as f64,
+    )
+    .await
 }

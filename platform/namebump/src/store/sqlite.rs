@@ -250,6 +250,10 @@ struct SqliteTx<'a> {
 impl WriteTx for SqliteTx<'_> {
     type Error = rusqlite::Error;
 
+    fn lost_race(rows: u64) -> rusqlite::Error {
+        rusqlite::Error::StatementChangedRows(usize::try_from(rows).unwrap_or(usize::MAX))
+    }
+
     async fn name_row(&mut self, name: &[u8]) -> Result<Option<Existing>, rusqlite::Error> {
         self.tx
             .prepare_cached(self.q.name_row.as_str())?
@@ -267,11 +271,12 @@ impl WriteTx for SqliteTx<'_> {
             .optional()
     }
 
-    async fn delete_name(&mut self, id: i64) -> Result<(), rusqlite::Error> {
-        self.tx
-            .prepare_cached(self.q.delete_name.as_str())?
-            .execute(params![id])?;
-        Ok(())
+    async fn delete_expired(&mut self, id: i64, cutoff: i64) -> Result<u64, rusqlite::Error> {
+        let rows = self
+            .tx
+            .prepare_cached(self.q.delete_expired.as_str())?
+            .execute(params![id, cutoff])?;
+        Ok(rows as u64)
     }
 
     async fn v4_id(&mut self, v4: u32) -> Result<Option<i64>, rusqlite::Error> {
@@ -339,8 +344,9 @@ impl WriteTx for SqliteTx<'_> {
             .optional()
     }
 
-    async fn update_name(&mut self, id: i64, row: &NameWrite<'_>) -> Result<(), rusqlite::Error> {
-        self.tx
+    async fn update_name(&mut self, id: i64, row: &NameWrite<'_>) -> Result<u64, rusqlite::Error> {
+        let rows = self
+            .tx
             .prepare_cached(self.q.update_name.as_str())?
             .execute(params![
                 row.value,
@@ -348,9 +354,55 @@ impl WriteTx for SqliteTx<'_> {
                 row.ip_id,
                 row.timestamp,
                 row.updated,
-                id
+                id,
+                &row.owner[..],
+                row.updated
             ])?;
-        Ok(())
+        Ok(rows as u64)
+    }
+
+    async fn claim_tombstone(
+        &mut self,
+        id: i64,
+        row: &NameWrite<'_>,
+        created: i64,
+    ) -> Result<u64, rusqlite::Error> {
+        let rows = self
+            .tx
+            .prepare_cached(self.q.claim_tombstone.as_str())?
+            .execute(params![
+                row.value,
+                &row.owner[..],
+                row.af,
+                row.ip_id,
+                row.timestamp,
+                row.updated,
+                created,
+                id,
+                row.updated
+            ])?;
+        Ok(rows as u64)
+    }
+
+    async fn tombstone(
+        &mut self,
+        id: i64,
+        owner: &[u8; 33],
+        updated: f64,
+    ) -> Result<u64, rusqlite::Error> {
+        let rows = self
+            .tx
+            .prepare_cached(self.q.tombstone.as_str())?
+            .execute(params![&b""[..], updated, id, &owner[..], updated])?;
+        Ok(rows as u64)
+    }
+
+    async fn bury(&mut self, id: i64) -> Result<u64, rusqlite::Error> {
+        let rows = self
+            .tx
+            .prepare_cached(self.q.bury.as_str())?
+            .execute(params![&b""[..], id])?;
+        Ok(rows as u64)
     }
 
     async fn insert_name(
@@ -373,11 +425,15 @@ impl WriteTx for SqliteTx<'_> {
         Ok(())
     }
 
-    async fn purge(&mut self, cutoff: i64) -> Result<Purged, rusqlite::Error> {
+    async fn purge(
+        &mut self,
+        cutoff: i64,
+        tombstone_cutoff: f64,
+    ) -> Result<Purged, rusqlite::Error> {
         let names = self
             .tx
             .prepare_cached(self.q.purge_names.as_str())?
-            .execute(params![cutoff])?;
+            .execute(params![cutoff, tombstone_cutoff])?;
         let v4 = self
             .tx
             .prepare_cached(self.q.purge_v4.as_str())?

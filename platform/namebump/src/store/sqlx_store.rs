@@ -177,10 +177,22 @@ impl SqlxTx<'_> {
     async fn count(&mut self, query: AnyQuery) -> Result<i64, sqlx::Error> {
         query.fetch_one(&mut *self.c).await?.try_get(0)
     }
+
+    /// Rows a write changed. MySQL reports changed, not matched, rows:
+    /// every guarded write changes `updated` or `af`, so the two agree.
+    async fn changed(&mut self, query: AnyQuery) -> Result<u64, sqlx::Error> {
+        Ok(query.execute(&mut *self.c).await?.rows_affected())
+    }
 }
 
 impl WriteTx for SqlxTx<'_> {
     type Error = sqlx::Error;
+
+    fn lost_race(rows: u64) -> sqlx::Error {
+        sqlx::Error::Protocol(format!(
+            "a guarded write changed {rows} rows: another writer changed the name first"
+        ))
+    }
 
     async fn name_row(&mut self, name: &[u8]) -> Result<Option<Existing>, sqlx::Error> {
         let row = sqlx::query(self.q.name_row.clone())
@@ -199,12 +211,11 @@ impl WriteTx for SqlxTx<'_> {
         }))
     }
 
-    async fn delete_name(&mut self, id: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(self.q.delete_name.clone())
+    async fn delete_expired(&mut self, id: i64, cutoff: i64) -> Result<u64, sqlx::Error> {
+        let query = sqlx::query(self.q.delete_expired.clone())
             .bind(id)
-            .execute(&mut *self.c)
-            .await?;
-        Ok(())
+            .bind(cutoff);
+        self.changed(query).await
     }
 
     async fn v4_id(&mut self, v4: u32) -> Result<Option<i64>, sqlx::Error> {
@@ -272,17 +283,58 @@ impl WriteTx for SqlxTx<'_> {
         self.optional_id(query).await
     }
 
-    async fn update_name(&mut self, id: i64, row: &NameWrite<'_>) -> Result<(), sqlx::Error> {
-        sqlx::query(self.q.update_name.clone())
+    async fn update_name(&mut self, id: i64, row: &NameWrite<'_>) -> Result<u64, sqlx::Error> {
+        let query = sqlx::query(self.q.update_name.clone())
             .bind(row.value.to_vec())
             .bind(row.af)
             .bind(row.ip_id)
             .bind(row.timestamp)
             .bind(row.updated)
             .bind(id)
-            .execute(&mut *self.c)
-            .await?;
-        Ok(())
+            .bind(row.owner.to_vec())
+            .bind(row.updated);
+        self.changed(query).await
+    }
+
+    async fn claim_tombstone(
+        &mut self,
+        id: i64,
+        row: &NameWrite<'_>,
+        created: i64,
+    ) -> Result<u64, sqlx::Error> {
+        let query = sqlx::query(self.q.claim_tombstone.clone())
+            .bind(row.value.to_vec())
+            .bind(row.owner.to_vec())
+            .bind(row.af)
+            .bind(row.ip_id)
+            .bind(row.timestamp)
+            .bind(row.updated)
+            .bind(created)
+            .bind(id)
+            .bind(row.updated);
+        self.changed(query).await
+    }
+
+    async fn tombstone(
+        &mut self,
+        id: i64,
+        owner: &[u8; 33],
+        updated: f64,
+    ) -> Result<u64, sqlx::Error> {
+        let query = sqlx::query(self.q.tombstone.clone())
+            .bind(Vec::<u8>::new())
+            .bind(updated)
+            .bind(id)
+            .bind(owner.to_vec())
+            .bind(updated);
+        self.changed(query).await
+    }
+
+    async fn bury(&mut self, id: i64) -> Result<u64, sqlx::Error> {
+        let query = sqlx::query(self.q.bury.clone())
+            .bind(Vec::<u8>::new())
+            .bind(id);
+        self.changed(query).await
     }
 
     async fn insert_name(&mut self, row: &NameWrite<'_>, created: i64) -> Result<(), sqlx::Error> {
@@ -300,9 +352,10 @@ impl WriteTx for SqlxTx<'_> {
         Ok(())
     }
 
-    async fn purge(&mut self, cutoff: i64) -> Result<Purged, sqlx::Error> {
+    async fn purge(&mut self, cutoff: i64, tombstone_cutoff: f64) -> Result<Purged, sqlx::Error> {
         let names = sqlx::query(self.q.purge_names.clone())
             .bind(cutoff)
+            .bind(tombstone_cutoff)
             .execute(&mut *self.c)
             .await?
             .rows_affected();
