@@ -127,13 +127,21 @@
 // A bug in Keyway (a panic was caught at the boundary).
 #define KEYWAY_ERR_INTERNAL 14
 
+// A blocking call was made from a thread inside a tokio runtime (a worker,
+// a `block_on`, a `spawn_blocking` thread or under `Runtime::enter`):
+// blocking there could stall or deadlock that runtime, so nothing was
+// done. Call from a plain thread instead.
+#define KEYWAY_ERR_IN_ASYNC_CONTEXT 15
+
 // A secp256k1 keypair (opaque). Immutable once made: any number of
 // threads may use one at a time; free it once, when none does.
 typedef struct KeywayKeypair KeywayKeypair;
 
 // A client of one namebump server (opaque). Thread-safe: any number of
 // threads may call it at once (each call blocks its own thread); free it
-// once, when no call is running.
+// once, when no call is running. Its calls block, so a thread inside a
+// tokio runtime gets `KEYWAY_ERR_IN_ASYNC_CONTEXT` from every one of them
+// (`keyway_namebump_client_new` included) and nothing is done.
 typedef struct KeywayNamebumpClient KeywayNamebumpClient;
 
 // The signed fields of a record. `key`, `type` and `value` are hashed;
@@ -383,7 +391,8 @@ int keyway_namebump_usage(const struct KeywayNamebumpClient *client,
                           uint8_t *af);
 
 // Releases a client (its runtime's thread ends). Null is ignored. Not
-// while a call on it is running.
+// while a call on it is running. Safe to call from a thread inside a tokio
+// runtime: the client's runtime then shuts down without waiting.
 //
 // # Safety
 // `client` null or a handle from `keyway_namebump_client_new`, not yet

@@ -14,7 +14,17 @@
 //! - A null pointer where one is required is `KEYWAY_ERR_NULL`; a null
 //!   input pointer with length 0 is an empty input.
 //! - No panic crosses the boundary: one would be `KEYWAY_ERR_INTERNAL`.
+//!   Nothing aborts the process: the blocking client called from a thread
+//!   inside a tokio runtime (where `block_on` panics) returns
+//!   `KEYWAY_ERR_IN_ASYNC_CONTEXT` without trying.
 //! - Thread safety is stated on each function.
+
+// The boundary turns panics into `KEYWAY_ERR_INTERNAL` by unwinding to
+// `catch_unwind`; with panic = "abort" a bug would end the C program.
+#[cfg(panic = "abort")]
+compile_error!(
+    "keyway-ffi must be built with panic = \"unwind\": its boundary catches panics and returns KEYWAY_ERR_INTERNAL"
+);
 
 mod boundary;
 pub mod drayer;

@@ -1,28 +1,56 @@
 //! A blocking namebump client: Keyway's async client on a small runtime of
 //! its own, so C programs need no event loop.
+//!
+//! Every call first checks that the calling thread is not inside a tokio
+//! runtime: `block_on` there panics (tokio forbids blocking a runtime's
+//! thread), and that panic, even caught at the boundary, would leave the
+//! caller with a bare `KEYWAY_ERR_INTERNAL`. Such a call returns
+//! `KEYWAY_ERR_IN_ASYNC_CONTEXT` instead, having done nothing.
 
 use core::ffi::{c_char, c_int};
 use std::ffi::CStr;
+use std::future::Future;
 
 use keyway_core::PublicKey;
 use keyway_namebump::{Behavior, Client, ClientError};
-use tokio::runtime::Runtime;
+use tokio::runtime::{Handle, Runtime};
 
 use crate::boundary::{Fail, guard, input, input_array, object, output, put};
 use crate::keypair::{KEYWAY_PUBLIC_KEY_LEN, KeywayKeypair};
 use crate::status::{
-    KEYWAY_ERR_CLOCK_SKEW, KEYWAY_ERR_INTERNAL, KEYWAY_ERR_INVALID_INPUT, KEYWAY_ERR_INVALID_KEY,
-    KEYWAY_ERR_MALFORMED, KEYWAY_ERR_NETWORK, KEYWAY_ERR_NOT_OWNER, KEYWAY_ERR_NULL,
-    KEYWAY_ERR_QUOTA, KEYWAY_ERR_SERVER, KEYWAY_ERR_WOULD_BUMP,
+    KEYWAY_ERR_CLOCK_SKEW, KEYWAY_ERR_IN_ASYNC_CONTEXT, KEYWAY_ERR_INTERNAL,
+    KEYWAY_ERR_INVALID_INPUT, KEYWAY_ERR_INVALID_KEY, KEYWAY_ERR_MALFORMED, KEYWAY_ERR_NETWORK,
+    KEYWAY_ERR_NOT_OWNER, KEYWAY_ERR_NULL, KEYWAY_ERR_QUOTA, KEYWAY_ERR_SERVER,
+    KEYWAY_ERR_WOULD_BUMP,
 };
 
 /// A client of one namebump server (opaque). Thread-safe: any number of
 /// threads may call it at once (each call blocks its own thread); free it
-/// once, when no call is running.
+/// once, when no call is running. Its calls block, so a thread inside a
+/// tokio runtime gets `KEYWAY_ERR_IN_ASYNC_CONTEXT` from every one of them
+/// (`keyway_namebump_client_new` included) and nothing is done.
 #[derive(Debug)]
 pub struct KeywayNamebumpClient {
     runtime: Runtime,
     client: Client,
+}
+
+/// Refuses a thread that is inside a tokio runtime, where blocking is
+/// forbidden (`block_on` panics) or would stall the caller's runtime.
+/// `spawn_blocking` threads are refused too: tokio gives no way to tell
+/// them apart, and a plain thread costs the caller little.
+fn outside_runtime() -> Result<(), Fail> {
+    match Handle::try_current() {
+        Ok(_) => Err(KEYWAY_ERR_IN_ASYNC_CONTEXT),
+        Err(_) => Ok(()),
+    }
+}
+
+impl KeywayNamebumpClient {
+    fn block_on<F: Future>(&self, future: F) -> Result<F::Output, Fail> {
+        outside_runtime()?;
+        Ok(self.runtime.block_on(future))
+    }
 }
 
 fn client_error(e: ClientError) -> Fail {
@@ -63,6 +91,7 @@ pub unsafe extern "C" fn keyway_namebump_client_new(
         let key: [u8; KEYWAY_PUBLIC_KEY_LEN] =
             unsafe { input_array(server_pk, server_pk_len, KEYWAY_ERR_INVALID_KEY) }?;
         let key = PublicKey::from_bytes(&key).map_err(|_| KEYWAY_ERR_INVALID_KEY)?;
+        outside_runtime()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("keyway-namebump")
@@ -110,8 +139,7 @@ pub unsafe extern "C" fn keyway_namebump_put(
         let (name, value) = unsafe { (input(name, name_len)?, input(value, value_len)?) };
         let behavior = behavior(behavior_flag)?;
         client
-            .runtime
-            .block_on(client.client.put(name, value, &owner.0, behavior, None))
+            .block_on(client.client.put(name, value, &owner.0, behavior, None))?
             .map_err(client_error)
     })
 }
@@ -144,8 +172,7 @@ pub unsafe extern "C" fn keyway_namebump_get(
             return Err(KEYWAY_ERR_NULL);
         }
         let record = client
-            .runtime
-            .block_on(client.client.get(name))
+            .block_on(client.client.get(name))?
             .map_err(client_error)?;
         // SAFETY: checked non-null; the caller vouches they are writable.
         unsafe { put(found, record.is_some()) }?;
@@ -180,8 +207,7 @@ pub unsafe extern "C" fn keyway_namebump_delete(
         // SAFETY: as above.
         let name = unsafe { input(name, name_len) }?;
         client
-            .runtime
-            .block_on(client.client.delete(name, &owner.0, None))
+            .block_on(client.client.delete(name, &owner.0, None))?
             .map_err(client_error)
     })
 }
@@ -206,8 +232,7 @@ pub unsafe extern "C" fn keyway_namebump_usage(
             return Err(KEYWAY_ERR_NULL);
         }
         let usage = client
-            .runtime
-            .block_on(client.client.usage(&key.0, None))
+            .block_on(client.client.usage(&key.0, None))?
             .map_err(client_error)?;
         // SAFETY: checked non-null; the caller vouches they are writable.
         unsafe {
@@ -219,7 +244,8 @@ pub unsafe extern "C" fn keyway_namebump_usage(
 }
 
 /// Releases a client (its runtime's thread ends). Null is ignored. Not
-/// while a call on it is running.
+/// while a call on it is running. Safe to call from a thread inside a tokio
+/// runtime: the client's runtime then shuts down without waiting.
 ///
 /// # Safety
 /// `client` null or a handle from `keyway_namebump_client_new`, not yet
@@ -228,10 +254,20 @@ pub unsafe extern "C" fn keyway_namebump_usage(
 pub unsafe extern "C" fn keyway_namebump_client_free(client: *mut KeywayNamebumpClient) {
     if !client.is_null() {
         // SAFETY: made by Box::into_raw in keyway_namebump_client_new and
-        // freed once, as the caller vouches. Dropping a runtime cannot
-        // panic outside a runtime (C threads are never inside one).
+        // freed once, as the caller vouches.
         let client = unsafe { Box::from_raw(client) };
         // A panic must not unwind into C; there is nothing else to do.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(client)));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let KeywayNamebumpClient { runtime, client } = *client;
+            drop(client);
+            // Dropping a runtime waits for its threads, which tokio
+            // forbids (with a panic) inside another runtime; no call is
+            // running, so nothing is lost by not waiting.
+            if outside_runtime().is_ok() {
+                drop(runtime);
+            } else {
+                runtime.shutdown_background();
+            }
+        }));
     }
 }

@@ -33,6 +33,11 @@ pub const KEYWAY_ERR_SERVER: c_int = 12;
 pub const KEYWAY_ERR_WOULD_BUMP: c_int = 13;
 /// A bug in Keyway (a panic was caught at the boundary).
 pub const KEYWAY_ERR_INTERNAL: c_int = 14;
+/// A blocking call was made from a thread inside a tokio runtime (a worker,
+/// a `block_on`, a `spawn_blocking` thread or under `Runtime::enter`):
+/// blocking there could stall or deadlock that runtime, so nothing was
+/// done. Call from a plain thread instead.
+pub const KEYWAY_ERR_IN_ASYNC_CONTEXT: c_int = 15;
 
 /// A static, NUL-terminated English description of `status`. Never null;
 /// unknown codes get "unknown status". Thread-safe.
@@ -56,6 +61,9 @@ pub extern "C" fn keyway_error_message(status: c_int) -> *const c_char {
         KEYWAY_ERR_SERVER => c"the server refused the request",
         KEYWAY_ERR_WOULD_BUMP => c"storing this would bump another name (THROW_BUMP)",
         KEYWAY_ERR_INTERNAL => c"internal error in Keyway (a bug: please report it)",
+        KEYWAY_ERR_IN_ASYNC_CONTEXT => {
+            c"a blocking call from a thread inside a tokio runtime: call it from a plain thread"
+        }
         _ => c"unknown status",
     };
     text.as_ptr()

@@ -43,7 +43,7 @@ fn signed_put(kp: *const KeywayKeypair) -> Vec<u8> {
 
 #[test]
 fn every_status_has_a_message() {
-    for status in 0..=KEYWAY_ERR_INTERNAL {
+    for status in 0..=KEYWAY_ERR_IN_ASYNC_CONTEXT {
         // SAFETY: the function returns a static NUL-terminated string.
         let text = unsafe { CStr::from_ptr(keyway_error_message(status)) };
         assert_ne!(text.to_str().unwrap_or(""), "unknown status", "{status}");

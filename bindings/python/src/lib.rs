@@ -10,6 +10,7 @@ mod bridge;
 mod drayer_stream;
 mod namebump_client;
 mod namebump_packet;
+mod seconds;
 mod sidewire_router;
 
 #[pymodule]

@@ -11,6 +11,14 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::bridge::{spawn, with_python};
+use crate::seconds::{clock_reading, read_clock, span};
+
+/// The longest wait a `send` may ask for (a longer timeout waits this long).
+const MAX_SEND_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The longest broker-cache expiry.
+const MAX_CACHE_EXPIRY: Duration = Duration::from_secs(1_000_000_000);
+/// The longest grace `close` gives ACKs in flight.
+const MAX_CLOSE_GRACE: Duration = Duration::from_secs(60);
 
 fn to_py(e: RouterError) -> PyErr {
     match e {
@@ -44,10 +52,11 @@ struct SidewirePipe {
 /// `deliver(msg: bytes, src_pk: bytes, queue_id: bytes)` is called on
 /// `loop` (with `call_soon_threadsafe`) for every inbound message.
 /// `get_time`: None for the system clock, else a callable returning Unix
-/// seconds.
+/// seconds (read once here: `ValueError` unless finite and non-negative).
 #[pyfunction]
 #[pyo3(signature = (secret, brokers, event_loop, deliver, get_time=None))]
 fn sidewire_router(
+    py: Python<'_>,
     secret: &[u8],
     brokers: Vec<(String, u16)>,
     event_loop: Py<PyAny>,
@@ -56,6 +65,9 @@ fn sidewire_router(
 ) -> PyResult<SidewireRouter> {
     let key = Keypair::from_secret_bytes(secret)
         .map_err(|e| PyValueError::new_err(format!("not a secp256k1 secret key: {e}")))?;
+    if let Some(clock) = &get_time {
+        read_clock("get_time", clock.bind(py).call0())?;
+    }
     let pool = if brokers.is_empty() {
         Pool::public()
     } else {
@@ -89,8 +101,10 @@ fn sidewire_router(
                     clock
                         .call0(py)
                         .and_then(|t| t.extract::<f64>(py))
-                        .map(|t| t.max(0.0) as u64)
-                        // A failing clock stamps 0: peers refuse the
+                        .and_then(|t| clock_reading("get_time", t))
+                        .map(|t| t as u64)
+                        // A failing clock (an exception, NaN, a negative
+                        // or infinite time) stamps 0: peers refuse the
                         // message as stale, which the sender sees.
                         .unwrap_or(0)
                 })
@@ -119,7 +133,7 @@ impl SidewireRouter {
     #[pyo3(signature = (grace=1.0))]
     fn close<'py>(&self, py: Python<'py>, grace: f64) -> PyResult<Bound<'py, PyAny>> {
         let router = self.router.clone();
-        let grace = Duration::from_secs_f64(grace.clamp(0.0, 60.0));
+        let grace = span("grace", grace, MAX_CLOSE_GRACE)?;
         spawn(
             py,
             async move {
@@ -156,7 +170,7 @@ impl SidewireRouter {
             .pipe(dest)
             .with_hints(hints)
             .use_cache(use_cache)
-            .cache_expiry(Duration::from_secs_f64(expiry.clamp(0.0, 1e9)));
+            .cache_expiry(span("expiry", expiry, MAX_CACHE_EXPIRY)?);
         Ok(SidewirePipe { pipe })
     }
 }
@@ -164,7 +178,8 @@ impl SidewireRouter {
 #[pymethods]
 impl SidewirePipe {
     /// Awaitable: sends and waits for the destination's ACK; `TimeoutError`
-    /// when none came within `timeout` seconds.
+    /// when none came within `timeout` seconds (`ValueError` for a NaN,
+    /// infinite or negative one). Cancelling it stops the sending.
     fn send<'py>(
         &self,
         py: Python<'py>,
@@ -172,7 +187,7 @@ impl SidewirePipe {
         timeout: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let pipe = self.pipe.clone();
-        let timeout = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
+        let timeout = span("timeout", timeout, MAX_SEND_TIMEOUT)?;
         spawn(
             py,
             async move { pipe.send(&data, timeout).await.map_err(to_py) },

@@ -59,3 +59,36 @@ def test_dict_api_server_and_mirror(tmp_path):
     # Reopening checks the key it was asked for.
     with pytest.raises(ValueError):
         DrayerStream(str(tmp_path / "mirror.drayer"), pubkey=base64.b64encode(b"\x07" * 32).decode(), noServe=True)
+
+
+def test_cancelling_a_sync_stops_the_pull_and_frees_the_stream(tmp_path):
+    """A sync from a server that accepts and never answers is cancelled by
+    asyncio.wait_for: the Rust pull is aborted and gives the stream back
+    (a pull still holding it would block every later call)."""
+    import asyncio
+    import socket
+
+    from keyway import _native
+
+    owner = DrayerStream(str(tmp_path / "owner.drayer"), noServe=True)
+    mirror = DrayerStream(str(tmp_path / "mirror.drayer"), pubkey=owner.getAttr("PublicKey"), noServe=True)
+
+    async def main():
+        with socket.socket() as hole:
+            hole.bind(("127.0.0.1", 0))
+            hole.listen(16)
+            url = "http://127.0.0.1:{0}".format(hole.getsockname()[1])
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 30
+            while _native._live_tasks() > 0 and loop.time() < end:
+                await asyncio.sleep(0.05)
+            assert _native._live_tasks() == 0, "a task of an earlier test still runs"
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(mirror.sync_async(url), 1)
+            end = loop.time() + 30
+            while _native._live_tasks() > 0 and loop.time() < end:
+                await asyncio.sleep(0.05)
+            return _native._live_tasks()
+
+    assert asyncio.run(main()) == 0, "the cancelled pull still runs"
+    assert mirror.keys() == []

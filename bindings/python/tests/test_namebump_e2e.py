@@ -150,3 +150,119 @@ def test_quota_rejections(kind, tmp_path):
         run(main())
     finally:
         served.stop()
+
+
+async def live_tasks_down_to_zero(deadline_s=30):
+    """Whether the native module's count of running awaitable tasks falls
+    to zero within the deadline."""
+    from keyway import _native
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while _native._live_tasks() > 0 and loop.time() < end:
+        await asyncio.sleep(0.05)
+    return _native._live_tasks() == 0
+
+
+class _BlackHole:
+    """A UDP socket and a TCP listener on one loopback port that never
+    answer: requests to it wait for their reply timeout."""
+
+    def __enter__(self):
+        self.tcp = socket.socket()
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen(16)
+        self.port = self.tcp.getsockname()[1]
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", self.port))
+        return self
+
+    def __exit__(self, *exc):
+        self.tcp.close()
+        self.udp.close()
+
+
+BAD_SECONDS = [float("nan"), float("inf"), float("-inf"), -1.0]
+
+
+@pytest.mark.parametrize("bad", BAD_SECONDS + [0.0, 61.0])
+def test_a_ttl_the_servers_would_refuse_is_a_value_error(keyway_server, bad):
+    """A NaN ttl passes the reference server's freshness checks (spec bug
+    25: a request replayable for ever); none leaves the client."""
+    kp = Keypair.generate()
+
+    async def main():
+        client = await Client(keyway_server.dest, keyway_server.pk)
+        name = fresh_name()
+        with pytest.raises(ValueError):
+            await client.put(name, b"v", kp, ttl=bad)
+        with pytest.raises(ValueError):
+            await client.delete(name, kp, ttl=bad)
+        with pytest.raises(ValueError):
+            await client.usage(kp, ttl=bad)
+        assert (await client.get(name)).value is None
+
+    run(main())
+
+
+@pytest.mark.parametrize("bad", BAD_SECONDS)
+def test_nan_infinite_or_negative_client_seconds_are_a_value_error(bad):
+    pk = Keypair.generate().vkc
+
+    async def main():
+        for option in ("timeout", "retry_pause"):
+            with pytest.raises(ValueError):
+                await Client(("127.0.0.1", 1), pk, **{option: bad})
+        for attempts in (0, -1, 2**40):
+            with pytest.raises(ValueError):
+                await Client(("127.0.0.1", 1), pk, attempts=attempts)
+
+    run(main())
+
+
+@pytest.mark.parametrize("bad", BAD_SECONDS)
+def test_a_clock_that_is_not_unix_seconds_is_a_value_error(keyway_server, bad):
+    """Never a NaN (or infinite, or negative) time signed into a request:
+    a clock returning one is refused when the client is made, and when it
+    turns bad later, at the next call."""
+
+    class Clock:
+        reading = bad
+
+        def time(self):
+            return self.reading
+
+    async def main():
+        with pytest.raises(ValueError):
+            await Client(keyway_server.dest, keyway_server.pk, sys_clock=Clock())
+        clock = Clock()
+        clock.reading = time.time()
+        client = await Client(keyway_server.dest, keyway_server.pk, sys_clock=clock)
+        clock.reading = bad
+        with pytest.raises(ValueError):
+            await client.put(fresh_name(), b"v", Keypair.generate())
+        with pytest.raises(ValueError):
+            await client.get(fresh_name())
+
+    run(main())
+
+
+def test_cancelling_a_request_stops_the_rust_task():
+    """A GET to a server that never answers waits (here) an hour per
+    attempt; cancelling the awaitable must abort the Rust task behind it."""
+    from keyway import _native
+
+    async def main():
+        with _BlackHole() as hole:
+            client = await Client(("127.0.0.1", hole.port), Keypair.generate().vkc, timeout=3600)
+            assert await live_tasks_down_to_zero(), "a task of an earlier test still runs"
+            get = asyncio.ensure_future(client.get("nobody"))
+            await asyncio.sleep(0.5)
+            assert not get.done()
+            assert _native._live_tasks() == 1
+            get.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await get
+            assert await live_tasks_down_to_zero(), "the cancelled request's Rust task still runs"
+
+    run(main())

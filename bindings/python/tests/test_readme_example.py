@@ -45,3 +45,14 @@ def test_short_programs_exit_cleanly(keyway_server):
         for _ in range(20)
     ]
     assert codes == [0] * 20
+
+
+def test_exit_waits_for_a_slow_callback_of_a_native_thread(tmp_path):
+    """The exit guard waits until native threads have left Python, on a
+    condition rather than a fixed two seconds: a clock callback that takes
+    three seconds returns, and the program exits cleanly."""
+    script = pathlib.Path(__file__).with_name("slow_clock_at_exit.py")
+    marker = tmp_path / "left"
+    out = subprocess.run([sys.executable, str(script), str(marker)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, (out.returncode, out.stderr)
+    assert marker.read_text() == "left"

@@ -137,3 +137,66 @@ def test_router_requires_get_time_and_checks_destinations():
             await router.pipe("02" * 33)
 
     asyncio.run(main())
+
+
+async def _live_tasks_down_to(at_most, deadline_s=30):
+    """Polls the native module's count of running awaitable tasks until it
+    is at most `at_most`; returns the last count seen."""
+    from keyway import _native
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while _native._live_tasks() > at_most and loop.time() < end:
+        await asyncio.sleep(0.05)
+    return _native._live_tasks()
+
+
+def _one_broker(brokers):
+    ip, port = brokers[0]
+    return {socket.AF_INET: {ip: {"af": 2, "host": ip, "port": port}}}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0])
+def test_nan_infinite_or_negative_seconds_are_a_value_error(brokers, bad):
+    """Timeouts, expiries and graces that are not a finite, non-negative
+    number of seconds raise ValueError (they were a Rust panic, or were
+    silently clamped), and so does a get_time that returns one."""
+    dest = Keypair.generate().vkc.hex()
+
+    async def main():
+        async with Router(Keypair.generate(), get_time=time.time, servers=_one_broker(brokers)) as router:
+            pipe = await router.pipe(dest)
+            with pytest.raises(ValueError):
+                # wait_for: an infinite timeout used to become an hour.
+                await asyncio.wait_for(pipe.send(b"x", timeout=bad), 30)
+            with pytest.raises(ValueError):
+                await router.pipe(dest, expiry=bad)
+            with pytest.raises(ValueError):
+                await router._native.close(bad)
+        with pytest.raises(ValueError):
+            await Router(Keypair.generate(), get_time=lambda: bad, servers=_one_broker(brokers)).start()
+
+    asyncio.run(main())
+
+
+def test_cancelling_a_send_stops_the_rust_task(brokers):
+    """A send to a destination nobody serves waits (here) an hour for its
+    ACK; cancelling the awaitable must abort the Rust task behind it."""
+    from keyway import _native
+
+    dest = Keypair.generate().vkc.hex()
+
+    async def main():
+        async with Router(Keypair.generate(), get_time=time.time, servers=_one_broker(brokers)) as router:
+            pipe = await router.pipe(dest)
+            assert await _live_tasks_down_to(0) == 0, "a task of an earlier test still runs"
+            send = asyncio.ensure_future(pipe.send(b"into the void", timeout=3600))
+            await asyncio.sleep(0.5)
+            assert not send.done()
+            assert _native._live_tasks() == 1
+            send.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await send
+            assert await _live_tasks_down_to(0) == 0, "the cancelled send's Rust task still runs"
+
+    asyncio.run(main())

@@ -91,9 +91,17 @@ class Client:
     ``time`` module). ``nic`` is accepted for compatibility and unused:
     the operating system picks the route. ``proto`` must be TCP or UDP and,
     as in the reference, changes nothing (every call races both).
+
+    Keyway additions, keyword-only: ``timeout`` (seconds one attempt waits
+    for a reply, default 2), ``attempts`` (default DEFAULT_RETRIES, 3) and
+    ``retry_pause`` (seconds, default DEFAULT_RETRY_PAUSE). NaN, infinite
+    or negative seconds raise ValueError, as do a ``ttl`` outside
+    (0, 60] and a clock whose ``time()`` is not a finite, non-negative
+    number. Cancelling a call stops its requests.
     """
 
-    def __init__(self, dest, dest_pk, sys_clock=None, nic=None, proto=TCP):
+    def __init__(self, dest, dest_pk, sys_clock=None, nic=None, proto=TCP, *,
+                 timeout=None, attempts=None, retry_pause=None):
         if not isinstance(dest_pk, bytes) or len(dest_pk) != 33:
             raise ValueError("dest_pk must be a 33-byte compressed public key")
         if proto not in (TCP, UDP):
@@ -109,6 +117,7 @@ class Client:
         self.afs = []
         self.addr = None
         self._native = None
+        self._config = (timeout, attempts, retry_pause)
 
     async def start(self):
         """Resolve the server's address; returns self."""
@@ -116,7 +125,10 @@ class Client:
             self.sys_clock = time
         host, port = self.dest
         clock = None if self.sys_clock is time else self.sys_clock
-        self._native = await _native.namebump_connect(str(host), int(port), self.dest_pk, clock)
+        timeout, attempts, retry_pause = self._config
+        self._native = await _native.namebump_connect(
+            str(host), int(port), self.dest_pk, clock, timeout, attempts, retry_pause
+        )
         # The families the server resolved to (once, in the native client).
         family = {4: socket.AF_INET, 6: socket.AF_INET6}
         self.afs = [family[v] for v in self._native.ip_versions()]

@@ -39,6 +39,10 @@ class Client:
         sys_clock: Optional[_Clock] = ...,
         nic: Any = ...,
         proto: int = ...,
+        *,
+        timeout: Optional[float] = ...,
+        attempts: Optional[int] = ...,
+        retry_pause: Optional[float] = ...,
     ) -> None: ...
     async def start(self) -> "Client": ...
     def __await__(self) -> Any: ...
