@@ -126,6 +126,11 @@ pub struct RouterConfig {
     /// beyond that older copies are refused rather than risk delivering
     /// one twice.
     pub replay_slots: usize,
+    /// Cells of the per-source watermark sketch (8 bytes each): a source
+    /// whose remembered MSGs were evicted has its older copies refused,
+    /// and another source is refused only if flooding keys raised all 8
+    /// of its cells. See DESIGN.md for how many keys that takes.
+    pub replay_watermarks: usize,
     /// How often the node checks its own subscriptions, replacing brokers
     /// that dropped and returning to them when they come back.
     pub resubscribe_every: Duration,
@@ -168,6 +173,7 @@ impl Default for RouterConfig {
                 burst: 400.0,
             },
             replay_slots: 1 << 16,
+            replay_watermarks: 1 << 18,
             resubscribe_every: Duration::from_secs(1),
             spare_subscriptions: REFERENCE_RACE_WIDTH,
             backoff_base: Duration::from_secs(1),
@@ -237,7 +243,7 @@ struct Inner {
     next_link: AtomicUsize,
     inbound: mpsc::Sender<Inbound>,
     pending: Mutex<HashMap<MessageId, PendingSend>>,
-    receiver: Mutex<Receiver<Box<[Slot]>>>,
+    receiver: Mutex<Receiver<Box<[Slot]>, Box<[u64]>>>,
     buckets: Mutex<HashMap<[u8; 33], TokenBucket>>,
     handlers: Mutex<Vec<Handler>>,
     /// ACKs being published: [`Router::close`] lets them finish.
@@ -689,6 +695,7 @@ impl Router {
         UnwrapErr(getrandom::SysRng).fill_bytes(&mut seed);
         let hints = HintCache::open(config.hint_cache.clone(), config.hint_expiry);
         let replay_slots = vec![Slot::EMPTY; config.replay_slots].into_boxed_slice();
+        let watermarks = vec![0u64; config.replay_watermarks].into_boxed_slice();
         let inner = Arc::new(Inner {
             topic: keypair.public().to_string(),
             key: keypair,
@@ -698,7 +705,7 @@ impl Router {
             next_link: AtomicUsize::new(0),
             inbound,
             pending: Mutex::new(HashMap::new()),
-            receiver: Mutex::new(Receiver::new(replay_slots, seed)),
+            receiver: Mutex::new(Receiver::new(replay_slots, watermarks, seed)),
             buckets: Mutex::new(HashMap::new()),
             handlers: Mutex::new(handler.into_iter().collect()),
             acks: TaskTracker::new(),

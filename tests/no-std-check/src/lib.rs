@@ -136,7 +136,7 @@ pub fn sidewire_round_trip(seed: u64, now: u64) -> u8 {
     if received.verify().is_err() {
         return 6;
     }
-    let mut receiver = Receiver::new([Slot::EMPTY; 8], [0x5a; 16]);
+    let mut receiver = Receiver::new([Slot::EMPTY; 8], [0u64; 16], [0x5a; 16]);
     if !matches!(receiver.on_packet(&received, now), Verdict::Deliver { .. }) {
         return 7;
     }
