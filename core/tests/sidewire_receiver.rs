@@ -62,3 +62,46 @@ fn a_flood_from_other_keys_does_not_silence_a_peer() {
         assert_eq!((ack.msg_type, ack.seq_no), (MsgType::Ack, seq));
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+    /// Issue 11 item 4: a sender's timestamp is any u64, and so is the
+    /// receiver's clock; judging the pair never overflows (this runs in
+    /// debug builds, where overflow panics), and the window is exactly
+    /// ±120 s with the age saturated to i64.
+    #[test]
+    fn any_timestamp_is_judged_without_overflow(
+        ts in proptest::prelude::any::<u64>(),
+        now in proptest::prelude::any::<u64>(),
+        near in -130i64..130,
+        edge in proptest::prelude::any::<bool>(),
+    ) {
+        // Half the cases near the clock or at the ends of the range.
+        let ts = if edge { now.saturating_add_signed(near) } else { ts };
+        for (ts, now) in [(ts, now), (u64::MAX, now), (0, now), (ts, u64::MAX), (ts, 0)] {
+            let mut r = Receiver::new([Slot::EMPTY; 8], [0u64; 8], [1; 16]);
+            let p = msg(key(1), [1; 32], 0, ts);
+            let verdict = r.on_packet(&p, now);
+            let exact = i128::from(now) - i128::from(ts);
+            match verdict {
+                Verdict::Stale { age } => {
+                    proptest::prop_assert!(exact.unsigned_abs() > 120);
+                    proptest::prop_assert_eq!(
+                        i128::from(age),
+                        exact.clamp(i128::from(i64::MIN), i128::from(i64::MAX))
+                    );
+                }
+                Verdict::Deliver { ack } => {
+                    proptest::prop_assert!(exact.unsigned_abs() <= 120);
+                    proptest::prop_assert_eq!(ack.timestamp, now);
+                    // A copy is known for as long as it could be fresh.
+                    proptest::prop_assert!(r.known_copy(&p, now).is_some());
+                    let again = r.on_packet(&p, now);
+                    proptest::prop_assert!(matches!(again, Verdict::Duplicate { .. }), "{:?}", again);
+                }
+                other => proptest::prop_assert!(false, "unexpected {:?}", other),
+            }
+        }
+    }
+}
