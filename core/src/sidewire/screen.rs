@@ -155,6 +155,23 @@ impl<P: AsRef<[Peer]> + AsMut<[Peer]>> Screen<P> {
             .then_some(Class::Unverified)
     }
 
+    /// [`Self::admit`] for a packet this node is waiting for (an ACK that
+    /// names a pending send's destination, queue and sequence, which only
+    /// those watching the destination's topic have seen): from a key that
+    /// is no peer it is
+    /// charged to the `claimed` budget, not the `unverified` one, so a
+    /// flood from fresh keys cannot hold up the first answer of a peer
+    /// this node has just written to.
+    pub fn admit_expected(&mut self, src: &[u8; PUBLIC_KEY_LEN], now: f64) -> Option<Class> {
+        if self.find(src, now).is_some() {
+            return self.admit(src, now);
+        }
+        let limits = self.limits;
+        self.claimed
+            .try_take(&limits.claimed, now)
+            .then_some(Class::Claimed)
+    }
+
     /// A signature by `src` verified: it is a (clean) peer from now on,
     /// displacing the least recently verified key of its bucket if need be.
     pub fn verified(&mut self, src: &[u8; PUBLIC_KEY_LEN], now: f64) {
@@ -318,6 +335,19 @@ mod tests {
         assert!(held <= 64, "{held}");
         // The most recent key of each bucket survives.
         assert!(s.is_peer(&key(999), 5000.0));
+    }
+
+    #[test]
+    fn an_expected_answer_does_not_wait_behind_a_flood_of_fresh_keys() {
+        let mut s = screen();
+        for i in 0..10_000 {
+            let _ = s.admit(&key(i), 1.0);
+        }
+        assert_eq!(s.admit(&key(20_000), 1.0), None);
+        assert_eq!(s.admit_expected(&A, 1.0), Some(Class::Claimed));
+        // A peer's expected answer is simply a peer's packet.
+        s.verified(&A, 1.0);
+        assert_eq!(s.admit_expected(&A, 1.0), Some(Class::Peer));
     }
 
     #[test]

@@ -558,7 +558,8 @@ impl Inner {
         };
         // Cheap decisions before the signature check, and before any
         // budget is charged: they cost no signature work.
-        if packet.msg_type == MsgType::Ack {
+        let expected = packet.msg_type == MsgType::Ack;
+        if expected {
             let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let waiting = pending
                 .get(&(packet.queue_id, packet.seq_no))
@@ -579,11 +580,13 @@ impl Inner {
             self.send_ack(ack, from, inbound.link, false);
             return None;
         }
-        let class = self
-            .screen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .admit(&packet.src_pk, self.elapsed())?;
+        let mut screen = self.screen.lock().unwrap_or_else(|e| e.into_inner());
+        let class = if expected {
+            // Only an ACK for a pending send gets this far.
+            screen.admit_expected(&packet.src_pk, self.elapsed())
+        } else {
+            screen.admit(&packet.src_pk, self.elapsed())
+        }?;
         Some((inbound, class))
     }
 
