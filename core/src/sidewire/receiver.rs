@@ -91,7 +91,7 @@ impl Slot {
 }
 
 // The source tag fits in padding: a slot costs what it did before.
-const _: () = assert!(core::mem::size_of::<Slot>() == 48);
+const _: () = assert!(size_of::<Slot>() == 48);
 
 impl Default for Slot {
     fn default() -> Self {
