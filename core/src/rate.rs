@@ -20,6 +20,12 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
+    /// A bucket with no tokens, as a placeholder in fixed tables.
+    pub const EMPTY: Self = Self {
+        tokens: 0.0,
+        last: 0.0,
+    };
+
     pub fn new(limit: &RateLimit, now: f64) -> Self {
         Self {
             tokens: limit.burst,

@@ -8,14 +8,17 @@ use proptest::prelude::*;
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
-    /// Whatever arrives, in any order and however full the table, no MSG
-    /// is delivered twice, and a MSG seen for the first time within its
+    /// Whatever arrives, from one source or several, in any order and
+    /// however full the table or small the watermark sketch, no MSG is
+    /// delivered twice, and a MSG seen for the first time within its
     /// window is delivered unless the table had to forget a later one.
     #[test]
     fn no_message_is_delivered_twice(
         stamps in proptest::collection::vec(0u64..300, 1..40),
         arrivals in proptest::collection::vec((0usize..40, 0u64..20), 1..200),
         slots in 0usize..24,
+        cells in 0usize..12,
+        sources in 1u8..4,
         seed in any::<[u8; 16]>(),
     ) {
         const START: u64 = 1_700_000_000;
@@ -24,12 +27,13 @@ proptest! {
             .enumerate()
             .map(|(i, ts)| {
                 let mut p = AppPacket::new([i as u8; 32], 0, START + ts, MsgType::Msg, b"m");
-                p.src_pk = [2; 33];
+                p.src_pk = [2 + i as u8 % sources; 33];
                 p
             })
             .collect();
         let mut table = vec![Slot::EMPTY; slots];
-        let mut r = Receiver::new(table.as_mut_slice(), seed);
+        let mut cells = vec![0u64; cells];
+        let mut r = Receiver::new(table.as_mut_slice(), cells.as_mut_slice(), seed);
         let mut delivered = vec![false; packets.len()];
         let mut now = START;
         for (which, step) in arrivals {

@@ -3,11 +3,14 @@
 //!
 //! A node's inbound topic is its 66-hex-digit public key; every MQTT
 //! payload is one [`AppPacket`]; brokers are ranked per destination by
-//! [`rendezvous`]; [`receiver`] decides what to deliver and ACK.
+//! [`rendezvous`]; [`screen`] decides which inbound packets earn a
+//! signature check; [`receiver`] decides what to deliver and ACK.
 
 pub mod app_packet;
 pub mod receiver;
 pub mod rendezvous;
+pub mod screen;
 
 pub use app_packet::{AppPacket, MsgType};
 pub use receiver::{Receiver, Slot, Verdict};
+pub use screen::{Class, Peer, Screen, ScreenLimits};

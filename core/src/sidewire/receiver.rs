@@ -14,11 +14,19 @@
 //!   capacity, in the caller's buffer: a set-associative table of
 //!   [`WAYS`]-slot buckets, found by a keyed hash (the caller's random
 //!   seed, so senders cannot aim at one bucket). When a bucket is full the
-//!   entry closest to expiring is evicted, and the receiver remembers the
-//!   latest expiry it has evicted: a MSG that would expire no later than
-//!   that may be a copy of a forgotten one, so it is refused
-//!   ([`Verdict::TooOld`]) rather than delivered twice. A full table thus
-//!   narrows the window (fails closed) instead of opening a replay hole.
+//!   entry closest to expiring is evicted, and the receiver remembers, for
+//!   the evicted entry's *source*, the latest expiry it has evicted: a MSG
+//!   from that source that would expire no later than that may be a copy
+//!   of a forgotten one, so it is refused ([`Verdict::TooOld`]) rather
+//!   than delivered twice. A full table thus narrows the window (fails
+//!   closed) instead of opening a replay hole, but only for the sources
+//!   whose messages it forgot: these per-source watermarks live in a
+//!   fixed-size max-sketch (also the caller's buffer) where each source
+//!   owns [`CELLS_PER_SOURCE`] cells chosen by a keyed hash, and its
+//!   watermark is the lowest of them. Another source can raise one of A's
+//!   cells, but refusing A's fresh messages takes all of them, which needs
+//!   many distinct flooding keys (a single node-wide watermark made one
+//!   overflowing bucket an off-switch for every peer).
 
 use sha2::{Digest, Sha256};
 
@@ -32,6 +40,10 @@ pub const FRESHNESS_WINDOW: u64 = 120;
 
 /// Slots per bucket: a lookup reads at most this many.
 pub const WAYS: usize = 8;
+
+/// Watermark cells per source in the sketch: a source is refused only if
+/// every one of its cells was raised to at least its message's expiry.
+pub const CELLS_PER_SOURCE: usize = 8;
 
 /// What to do with a verified packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +74,9 @@ pub struct Slot {
     id: [u8; 16],
     /// SHA-1 of the signed bytes.
     digest: [u8; DIGEST_LEN],
+    /// Keyed hash of the source key: names the watermark cells to raise
+    /// when this entry is evicted (fits the struct's padding: 48 bytes).
+    source: u32,
     /// Unix seconds after which a copy would be stale anyway; 0: empty.
     expires: u64,
 }
@@ -70,9 +85,13 @@ impl Slot {
     pub const EMPTY: Self = Self {
         id: [0; 16],
         digest: [0; DIGEST_LEN],
+        source: 0,
         expires: 0,
     };
 }
+
+// The source tag fits in padding: a slot costs what it did before.
+const _: () = assert!(size_of::<Slot>() == 48);
 
 impl Default for Slot {
     fn default() -> Self {
@@ -81,21 +100,35 @@ impl Default for Slot {
 }
 
 /// The MSGs a node has delivered recently, in the caller's storage:
-/// `[Slot; N]` on a microcontroller, a boxed slice on a server.
+/// `[Slot; N]` and `[u64; M]` on a microcontroller, boxed slices on a
+/// server.
 #[derive(Debug)]
-pub struct Receiver<S> {
+pub struct Receiver<S, W> {
     slots: S,
+    /// The per-source watermark sketch: the latest expiry evicted, per
+    /// cell (Unix seconds; 0: nothing evicted).
+    watermarks: W,
     seed: [u8; 16],
-    /// The latest expiry of a live entry evicted so far.
+    /// With no watermark cells, the one watermark all sources share.
     evicted_until: u64,
 }
 
-impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Receiver<S> {
+impl<S, W> Receiver<S, W>
+where
+    S: AsRef<[Slot]> + AsMut<[Slot]>,
+    W: AsRef<[u64]> + AsMut<[u64]>,
+{
     /// A receiver remembering up to `slots.len()` MSGs (a multiple of
-    /// [`WAYS`] uses every slot). `seed` must be random and secret.
-    pub fn new(slots: S, seed: [u8; 16]) -> Self {
+    /// [`WAYS`] uses every slot), with `watermarks` as the per-source
+    /// sketch (zeroed; more cells let more flooding keys pass before an
+    /// honest source can be hit: see the crate's DESIGN.md; with none,
+    /// every source shares one watermark). `seed` must be random and
+    /// secret.
+    pub fn new(slots: S, mut watermarks: W, seed: [u8; 16]) -> Self {
+        watermarks.as_mut().fill(0);
         Self {
             slots,
+            watermarks,
             seed,
             evicted_until: 0,
         }
@@ -147,8 +180,10 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Receiver<S> {
     }
 
     fn on_msg(&mut self, packet: &AppPacket<'_>, now: u64) -> Verdict {
-        let age = now as i64 - packet.timestamp as i64;
-        if age.unsigned_abs() > FRESHNESS_WINDOW {
+        // The timestamp is the sender's: any u64, so no signed subtraction.
+        if now.abs_diff(packet.timestamp) > FRESHNESS_WINDOW {
+            let age = i128::from(now) - i128::from(packet.timestamp);
+            let age = i64::try_from(age).unwrap_or(if age < 0 { i64::MIN } else { i64::MAX });
             return Verdict::Stale { age };
         }
         let ack = packet.ack(now);
@@ -167,7 +202,8 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Receiver<S> {
         }
         // After this any copy is stale anyway (|now − ts| > window).
         let expires = packet.timestamp.saturating_add(FRESHNESS_WINDOW);
-        if expires <= self.evicted_until || bucket.is_empty() {
+        let source = self.source(&packet.src_pk);
+        if bucket.is_empty() || expires <= self.watermark(source) {
             return Verdict::TooOld;
         }
         let slots = &mut self.slots.as_mut()[bucket];
@@ -178,15 +214,64 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Receiver<S> {
         else {
             return Verdict::TooOld;
         };
-        if slot.expires >= now {
-            self.evicted_until = self.evicted_until.max(slot.expires);
-        }
+        let evicted = *slot;
         *slot = Slot {
             id,
             digest,
+            source,
             expires,
         };
+        if evicted.expires >= now {
+            self.raise(evicted.source, evicted.expires);
+        }
         Verdict::Deliver { ack }
+    }
+
+    /// The keyed hash naming a source's watermark cells.
+    fn source(&self, src_pk: &[u8; PUBLIC_KEY_LEN]) -> u32 {
+        let hash = Sha256::new()
+            .chain_update(self.seed)
+            .chain_update(b"source")
+            .chain_update(src_pk)
+            .finalize();
+        u32::from_le_bytes([hash[0], hash[1], hash[2], hash[3]])
+    }
+
+    /// Indices of the watermark cells of `source`; none without cells.
+    fn cells(&self, source: u32) -> Option<[usize; CELLS_PER_SOURCE]> {
+        let len = self.watermarks.as_ref().len() as u64;
+        if len == 0 {
+            return None;
+        }
+        let mut key = [0u8; 8];
+        key.copy_from_slice(&self.seed[8..]);
+        let key = u64::from_le_bytes(key) ^ u64::from(source);
+        let mut at = [0; CELLS_PER_SOURCE];
+        for (i, cell) in (0u64..).zip(at.iter_mut()) {
+            *cell = (mix(key ^ (i << 32)) % len) as usize;
+        }
+        Some(at)
+    }
+
+    /// The latest expiry evicted from `source`, as far as the sketch can
+    /// tell (never less than the truth).
+    fn watermark(&self, source: u32) -> u64 {
+        let cells = self.watermarks.as_ref();
+        match self.cells(source) {
+            Some(at) => at.iter().map(|&i| cells[i]).min().unwrap_or(0),
+            None => self.evicted_until,
+        }
+    }
+
+    fn raise(&mut self, source: u32, expires: u64) {
+        let Some(at) = self.cells(source) else {
+            self.evicted_until = self.evicted_until.max(expires);
+            return;
+        };
+        let cells = self.watermarks.as_mut();
+        for i in at {
+            cells[i] = cells[i].max(expires);
+        }
     }
 
     /// The keyed hash naming a message: (source, queue, seq).
@@ -214,6 +299,13 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Receiver<S> {
         let at = (u64::from_le_bytes(low) % buckets as u64) as usize * ways;
         at..at + ways
     }
+}
+
+/// SplitMix64's finaliser: spreads a keyed source hash over the cells.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Whether an ACK completes a send: it must come from the destination the
@@ -249,7 +341,7 @@ mod tests {
     #[test]
     fn first_copy_delivers_later_copies_only_ack() {
         let a = Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
-        let mut r = Receiver::new([Slot::EMPTY; 8], [7; 16]);
+        let mut r = Receiver::new([Slot::EMPTY; 8], [0u64; 64], [7; 16]);
         let p = msg(&a, 1, 0, NOW, b"hi");
         let Verdict::Deliver { ack } = r.on_packet(&p, NOW) else {
             panic!("not delivered")
@@ -289,7 +381,7 @@ mod tests {
     #[test]
     fn freshness_is_two_sided() {
         let a = Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
-        let mut r = Receiver::new([Slot::EMPTY; 8], [7; 16]);
+        let mut r = Receiver::new([Slot::EMPTY; 8], [0u64; 64], [7; 16]);
         assert!(matches!(
             r.on_packet(&msg(&a, 1, 0, NOW - 120, b"x"), NOW),
             Verdict::Deliver { .. }
@@ -311,7 +403,7 @@ mod tests {
     #[test]
     fn capacity_is_fixed_and_the_first_to_expire_goes() {
         let a = Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
-        let mut r = Receiver::new([Slot::EMPTY; 2], [7; 16]);
+        let mut r = Receiver::new([Slot::EMPTY; 2], [0u64; 64], [7; 16]);
         let old = msg(&a, 1, 0, NOW - 100, b"old");
         let mid = msg(&a, 1, 1, NOW - 50, b"mid");
         let new = msg(&a, 1, 2, NOW, b"new");
@@ -336,7 +428,7 @@ mod tests {
     fn a_full_table_never_delivers_a_message_twice() {
         let a = Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
         // 4 buckets of 8: far fewer slots than messages.
-        let mut r = Receiver::new([Slot::EMPTY; 32], [9; 16]);
+        let mut r = Receiver::new([Slot::EMPTY; 32], [0u64; 64], [9; 16]);
         let sent: Vec<_> = (0..200u32)
             .map(|i| msg(&a, 1, i, NOW - 100 + u64::from(i / 2), b"m"))
             .collect();
@@ -369,7 +461,7 @@ mod tests {
         let a = Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
         let sent: Vec<_> = (0..64u32).map(|i| msg(&a, 1, i, NOW, b"m")).collect();
         let buckets = |seed| {
-            let r = Receiver::new([Slot::EMPTY; 64], [seed; 16]);
+            let r = Receiver::new([Slot::EMPTY; 64], [0u64; 64], [seed; 16]);
             sent.iter()
                 .map(|p| r.bucket(&r.id(p)).start / WAYS)
                 .collect::<Vec<_>>()
@@ -383,7 +475,7 @@ mod tests {
     #[test]
     fn an_empty_table_delivers_nothing() {
         let a = Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
-        let mut r = Receiver::new([Slot::EMPTY; 0], [0; 16]);
+        let mut r = Receiver::new([Slot::EMPTY; 0], [0u64; 64], [0; 16]);
         assert_eq!(r.on_packet(&msg(&a, 1, 0, NOW, b"m"), NOW), Verdict::TooOld);
         assert!(r.known_copy(&msg(&a, 1, 0, NOW, b"m"), NOW).is_none());
     }
@@ -403,7 +495,7 @@ mod tests {
             &ack
         ));
         assert!(!ack_completes(&to_b, (&sent.queue_id, 8), &ack));
-        let mut r = Receiver::new([Slot::EMPTY; 2], [7; 16]);
+        let mut r = Receiver::new([Slot::EMPTY; 2], [0u64; 64], [7; 16]);
         assert_eq!(
             r.on_packet(&ack, NOW + 999),
             Verdict::Acked {

@@ -58,8 +58,9 @@ pub fn decode(value: &[u8]) -> Result<FileRecord<'_>, FileRecordError> {
     let malformed = FileRecordError::Malformed;
     let len = value.get(..4).ok_or(malformed("short"))?;
     let len = u32::from_le_bytes(len.try_into().map_err(|_| malformed("short"))?) as usize;
-    let header = value.get(4..4 + len).ok_or(malformed("header length"))?;
-    let gzip = &value[4 + len..];
+    let end = len.checked_add(4).ok_or(malformed("header length"))?;
+    let header = value.get(4..end).ok_or(malformed("header length"))?;
+    let gzip = &value[end..];
     let mut rest = header;
     let fields = match rest.first() {
         Some(m) if m & 0xf0 == 0x80 => usize::from(m & 0x0f),
@@ -91,7 +92,7 @@ pub fn decode(value: &[u8]) -> Result<FileRecord<'_>, FileRecordError> {
 pub fn inflate(record: &FileRecord<'_>, limit: u64) -> Result<Vec<u8>, FileRecordError> {
     let mut out = Vec::new();
     GzDecoder::new(record.gzip)
-        .take(limit + 1)
+        .take(limit.saturating_add(1))
         .read_to_end(&mut out)?;
     if out.len() as u64 > limit {
         return Err(FileRecordError::TooLarge);

@@ -200,8 +200,8 @@ impl<'a> Reader<'a> {
             Marker::Array16 => self.be(2)? as usize,
             Marker::Array32 => self.be(4)? as usize,
             Marker::FixMap(n) => 2 * usize::from(n),
-            Marker::Map16 => 2 * self.be(2)? as usize,
-            Marker::Map32 => 2 * self.be(4)? as usize,
+            Marker::Map16 => (self.be(2)? as usize).saturating_mul(2),
+            Marker::Map32 => (self.be(4)? as usize).saturating_mul(2),
             Marker::FixExt1 => return self.take(2).map(drop),
             Marker::FixExt2 => return self.take(3).map(drop),
             Marker::FixExt4 => return self.take(5).map(drop),
@@ -209,7 +209,12 @@ impl<'a> Reader<'a> {
             Marker::FixExt16 => return self.take(17).map(drop),
             Marker::Ext8 => return self.be(1).and_then(|n| self.take(n as usize + 1)).map(drop),
             Marker::Ext16 => return self.be(2).and_then(|n| self.take(n as usize + 1)).map(drop),
-            Marker::Ext32 => return self.be(4).and_then(|n| self.take(n as usize + 1)).map(drop),
+            Marker::Ext32 => {
+                return self
+                    .be(4)
+                    .and_then(|n| self.take((n as usize).saturating_add(1)))
+                    .map(drop);
+            }
             Marker::Reserved => return Err(WireError::Type("value")),
         };
         // Each item takes at least a byte: a huge count fails as truncated.

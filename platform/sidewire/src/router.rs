@@ -10,11 +10,13 @@
 //!   ranking each time (1, 3, 7… brokers more per family, to the 10th)
 //!   until an ACK arrives or the timeout passes.
 //! - Inbound packets are checked cheapest first: topic, size cap, decode,
-//!   per-source rate limit, then the signature, then the receive rules of
+//!   then [`Screen`] decides whether a packet earns a signature check and
+//!   how urgently (recently verified peers first, a node-wide budget for
+//!   everyone else), then the signature, then the receive rules of
 //!   [`Receiver`]. ACKs go back through the link the MSG arrived on (the
 //!   sender is certainly connected there) and the sender's own top brokers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,10 +24,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use keyway_core::rand_core::{Rng, UnwrapErr};
-use keyway_core::rate::{RateLimit, TokenBucket};
+use keyway_core::rate::RateLimit;
 use keyway_core::sidewire::rendezvous::{
     self, AF_INET, AF_INET6, Broker, Ranked, Ranking, set_size,
 };
+use keyway_core::sidewire::screen::{Class, Peer, Screen, ScreenLimits};
 use keyway_core::sidewire::{AppPacket, MsgType, Receiver, Slot, Verdict};
 use keyway_core::{Keypair, PublicKey};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -43,6 +46,10 @@ const REFERENCE_RACE_WIDTH: usize = 10;
 /// Hints (the caller's, then remembered ones) used per send, at most: all
 /// are connected at once, so their number bounds a send's connects.
 const MAX_HINTS: usize = 16;
+
+/// Screened packets waiting for a signature check, per [`Class`]: beyond
+/// this the newest is dropped, as UDP would.
+const VERIFY_QUEUE: usize = 256;
 
 /// A broker of the pool.
 #[derive(Clone, Debug, PartialEq)]
@@ -125,13 +132,30 @@ pub struct RouterConfig {
     pub max_message: usize,
     /// A pending send publishes its packet again this often.
     pub resend_every: Duration,
-    /// Inbound packets per second per source key, before verification.
+    /// Signature checks per second for each recently verified peer (its
+    /// packets are checked before anyone else's). Junk claiming a peer's
+    /// key cannot spend this: once a check fails under the key, its
+    /// packets are charged to `claimed` until one verifies again.
     pub per_source: RateLimit,
+    /// Node-wide signature checks per second for packets claiming a peer
+    /// that failed a check since (or exceeds `per_source`).
+    pub claimed: RateLimit,
+    /// Node-wide signature checks per second for packets from every other
+    /// key: bounds the work a flood from fresh keys costs, and how many
+    /// new keys per second can reach the replay table (see DESIGN.md).
+    pub unverified: RateLimit,
+    /// Keys remembered as recently verified peers (about 100 bytes each).
+    pub verified_peers: usize,
     /// MSGs remembered against replays (48 bytes each). The ±120 s window
     /// is covered in full up to `replay_slots / 120` messages per second;
     /// beyond that older copies are refused rather than risk delivering
     /// one twice.
     pub replay_slots: usize,
+    /// Cells of the per-source watermark sketch (8 bytes each): a source
+    /// whose remembered MSGs were evicted has its older copies refused,
+    /// and another source is refused only if flooding keys raised all 8
+    /// of its cells. See DESIGN.md for how many keys that takes.
+    pub replay_watermarks: usize,
     /// How often the node checks its own subscriptions, replacing brokers
     /// that dropped and returning to them when they come back.
     pub resubscribe_every: Duration,
@@ -173,11 +197,12 @@ impl Default for RouterConfig {
             link: LinkConfig::default(),
             max_message: 64 * 1024,
             resend_every: Duration::from_millis(1000),
-            per_source: RateLimit {
-                rate: 200.0,
-                burst: 400.0,
-            },
+            per_source: ScreenLimits::default().peer,
+            claimed: ScreenLimits::default().claimed,
+            unverified: ScreenLimits::default().unverified,
+            verified_peers: 4096,
             replay_slots: 1 << 16,
+            replay_watermarks: 1 << 18,
             resubscribe_every: Duration::from_secs(1),
             spare_subscriptions: REFERENCE_RACE_WIDTH,
             backoff_base: Duration::from_secs(1),
@@ -235,6 +260,9 @@ type MessageId = ([u8; 32], u32);
 /// A received MSG: its sender, queue id and sequence number.
 type AckId = ([u8; 33], [u8; 32], u32);
 
+/// The receive rules over the Router's heap buffers (slots, watermarks).
+type ReplayTable = Receiver<Box<[Slot]>, Box<[u64]>>;
+
 /// A send waiting for its ACK: the destination key and who to tell.
 type PendingSend = ([u8; 33], oneshot::Sender<()>);
 
@@ -248,8 +276,11 @@ struct Inner {
     next_link: AtomicUsize,
     inbound: mpsc::Sender<Inbound>,
     pending: Mutex<HashMap<MessageId, PendingSend>>,
-    receiver: Mutex<Receiver<Box<[Slot]>>>,
-    buckets: Mutex<HashMap<[u8; 33], TokenBucket>>,
+    receiver: Mutex<ReplayTable>,
+    /// Which inbound packets earn a signature check.
+    screen: Mutex<Screen<Box<[Peer]>>>,
+    /// Screened packets waiting for their check, most urgent class first.
+    to_verify: Mutex<[VecDeque<Inbound>; 3]>,
     handlers: Mutex<Vec<Handler>>,
     /// ACKs being published: [`Router::close`] lets them finish.
     acks: TaskTracker,
@@ -269,7 +300,7 @@ struct Inner {
     get_time: Clock,
     /// Parsed keys of recent peers.
     keys: Mutex<HashMap<[u8; 33], PublicKey>>,
-    /// Signature checks under way at once (one per core).
+    /// Tasks doing signature checks at once (one per core).
     verifying: Arc<Semaphore>,
     /// Set by [`Router::start`]; the inbound queue's receiving end until then.
     inbound_rx: Mutex<Option<mpsc::Receiver<Inbound>>>,
@@ -555,17 +586,58 @@ impl Inner {
             .retain(|(a, _)| !idle(a));
     }
 
-    fn allow(&self, source: &[u8; 33]) -> bool {
-        let now = self.started.elapsed().as_secs_f64();
-        let limit = self.config.per_source;
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() > 100_000 {
-            buckets.retain(|_, b| !b.is_full(&limit, now));
+    /// Seconds on the screen's monotonic clock.
+    fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Queues a screened packet for its signature check and makes sure a
+    /// verifier runs. Never waits: a full queue drops the packet.
+    fn enqueue(self: &Arc<Self>, inbound: Inbound, class: Class) {
+        {
+            let mut queues = self.to_verify.lock().unwrap_or_else(|e| e.into_inner());
+            let queue = &mut queues[class.rank()];
+            if queue.len() >= VERIFY_QUEUE {
+                return;
+            }
+            queue.push_back(inbound);
         }
-        buckets
-            .entry(*source)
-            .or_insert_with(|| TokenBucket::new(&limit, now))
-            .try_take(&limit, now)
+        if let Ok(permit) = self.verifying.clone().try_acquire_owned() {
+            let inner = self.clone();
+            tokio::spawn(async move { inner.verify_queued(permit).await });
+        }
+    }
+
+    /// The most urgent queued packet.
+    fn next_to_verify(&self) -> Option<Inbound> {
+        let mut queues = self.to_verify.lock().unwrap_or_else(|e| e.into_inner());
+        queues.iter_mut().find_map(VecDeque::pop_front)
+    }
+
+    /// A verifier: checks queued packets, most urgent first, until none is
+    /// left. Releasing its permit and then looking again means a packet
+    /// queued while every permit was held is never stranded.
+    async fn verify_queued(self: Arc<Self>, mut permit: tokio::sync::OwnedSemaphorePermit) {
+        loop {
+            while let Some(inbound) = self.next_to_verify() {
+                if self.closed.is_cancelled() {
+                    return;
+                }
+                self.verify_and_handle(&inbound);
+                tokio::task::yield_now().await;
+            }
+            drop(permit);
+            let waiting = self
+                .to_verify
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .any(|q| !q.is_empty());
+            match self.verifying.clone().try_acquire_owned() {
+                Ok(again) if waiting => permit = again,
+                _ => return,
+            }
+        }
     }
 
     /// `bytes` parsed as a key, from a small cache: peers' keys recur, and
@@ -587,8 +659,9 @@ impl Inner {
     }
 
     /// The checks that cost no signature work, in arrival order. Returns
-    /// the packets that still need [`Self::verify_and_handle`].
-    fn screen(self: &Arc<Self>, inbound: Inbound) -> Option<Inbound> {
+    /// the packets that still need [`Self::verify_and_handle`], with how
+    /// urgently.
+    fn screen(self: &Arc<Self>, inbound: Inbound) -> Option<(Inbound, Class)> {
         if inbound.topic != self.topic.as_bytes() || inbound.payload.len() > self.config.max_message
         {
             return None;
@@ -596,11 +669,10 @@ impl Inner {
         let Ok(packet) = AppPacket::decode(&inbound.payload) else {
             return None;
         };
-        if !self.allow(&packet.src_pk) {
-            return None;
-        }
-        // Cheap decisions before the signature check.
-        if packet.msg_type == MsgType::Ack {
+        // Cheap decisions before the signature check, and before any
+        // budget is charged: they cost no signature work.
+        let expected = packet.msg_type == MsgType::Ack;
+        if expected {
             let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let waiting = pending
                 .get(&(packet.queue_id, packet.seq_no))
@@ -621,7 +693,14 @@ impl Inner {
             self.send_ack(ack, from, inbound.link, false);
             return None;
         }
-        Some(inbound)
+        let mut screen = self.screen.lock().unwrap_or_else(|e| e.into_inner());
+        let class = if expected {
+            // Only an ACK for a pending send gets this far.
+            screen.admit_expected(&packet.src_pk, self.elapsed())
+        } else {
+            screen.admit(&packet.src_pk, self.elapsed())
+        }?;
+        Some((inbound, class))
     }
 
     /// The signature check and what follows; runs concurrently for
@@ -630,12 +709,19 @@ impl Inner {
         let Ok(packet) = AppPacket::decode(&inbound.payload) else {
             return;
         };
-        let Some(from) = self.public_key(&packet.src_pk) else {
+        let valid = self
+            .public_key(&packet.src_pk)
+            .filter(|from| packet.verify_as(from).is_ok());
+        {
+            let mut screen = self.screen.lock().unwrap_or_else(|e| e.into_inner());
+            match valid {
+                Some(_) => screen.verified(&packet.src_pk, self.elapsed()),
+                None => screen.failed(&packet.src_pk, self.elapsed()),
+            }
+        }
+        let Some(from) = valid else {
             return;
         };
-        if packet.verify_as(&from).is_err() {
-            return;
-        }
         let verdict = self
             .receiver
             .lock()
@@ -813,9 +899,23 @@ impl Router {
         let (inbound, rx) = mpsc::channel(1024);
         let mut seed = [0u8; 16];
         UnwrapErr(getrandom::SysRng).fill_bytes(&mut seed);
+        let mut screen_seed = [0u8; 16];
+        UnwrapErr(getrandom::SysRng).fill_bytes(&mut screen_seed);
         let hints = HintCache::open(config.hint_cache.clone(), config.hint_expiry);
         let replay_slots = vec![Slot::EMPTY; config.replay_slots].into_boxed_slice();
         let max_ack_tasks = config.max_ack_tasks;
+        let watermarks = vec![0u64; config.replay_watermarks].into_boxed_slice();
+        let screen = Screen::new(
+            vec![Peer::EMPTY; config.verified_peers].into_boxed_slice(),
+            screen_seed,
+            ScreenLimits {
+                peer: config.per_source,
+                claimed: config.claimed,
+                unverified: config.unverified,
+                ..ScreenLimits::default()
+            },
+            0.0,
+        );
         let inner = Arc::new(Inner {
             topic: keypair.public().to_string(),
             key: keypair,
@@ -825,8 +925,9 @@ impl Router {
             next_link: AtomicUsize::new(0),
             inbound,
             pending: Mutex::new(HashMap::new()),
-            receiver: Mutex::new(Receiver::new(replay_slots, seed)),
-            buckets: Mutex::new(HashMap::new()),
+            receiver: Mutex::new(Receiver::new(replay_slots, watermarks, seed)),
+            screen: Mutex::new(screen),
+            to_verify: Mutex::new(Default::default()),
             handlers: Mutex::new(handler.into_iter().collect()),
             acks: TaskTracker::new(),
             ack_permits: Arc::new(Semaphore::new(max_ack_tasks)),
@@ -885,18 +986,12 @@ impl Router {
                 };
                 let Some(message) = message else { return };
                 let Some(inner) = weak.upgrade() else { return };
-                let Some(message) = inner.screen(message) else {
-                    continue;
-                };
-                // Waiting here when every verifier is busy lets the
-                // bounded inbound queue fill and drop, as UDP would.
-                let Ok(permit) = inner.verifying.clone().acquire_owned().await else {
-                    return;
-                };
-                tokio::spawn(async move {
-                    inner.verify_and_handle(&message);
-                    drop(permit);
-                });
+                // Screening never waits for a verifier: it keeps sorting
+                // arrivals so that a peer's packet is not stuck behind
+                // junk; each class's queue is bounded instead.
+                if let Some((message, class)) = inner.screen(message) {
+                    inner.enqueue(message, class);
+                }
             }
         });
         let weak = Arc::downgrade(inner);

@@ -15,6 +15,7 @@ use keyway_core::namebump::{Op, Packet, reply};
 use keyway_core::rand_core::{TryCryptoRng, TryRng};
 use keyway_core::rate::{RateLimit, TokenBucket};
 use keyway_core::sidewire::rendezvous::{self, Broker, Ranked, Ranking};
+use keyway_core::sidewire::screen::{Peer, Screen, ScreenLimits};
 use keyway_core::sidewire::{AppPacket, MsgType, Receiver, Slot, Verdict};
 
 #[panic_handler]
@@ -133,10 +134,16 @@ pub fn sidewire_round_trip(seed: u64, now: u64) -> u8 {
     let Ok(received) = AppPacket::decode(payload) else {
         return 5;
     };
-    if received.verify().is_err() {
+    let mut screen = Screen::new([Peer::EMPTY; 4], [0x5a; 16], ScreenLimits::default(), 0.0);
+    if screen.admit(&received.src_pk, 0.0).is_none() {
         return 6;
     }
-    let mut receiver = Receiver::new([Slot::EMPTY; 8], [0x5a; 16]);
+    if received.verify().is_err() {
+        screen.failed(&received.src_pk, 0.0);
+        return 6;
+    }
+    screen.verified(&received.src_pk, 0.0);
+    let mut receiver = Receiver::new([Slot::EMPTY; 8], [0u64; 16], [0x5a; 16]);
     if !matches!(receiver.on_packet(&received, now), Verdict::Deliver { .. }) {
         return 7;
     }
