@@ -82,6 +82,13 @@ impl SealedStream {
         self.len
     }
 
+    /// Whether the next [`Self::next_message`] will run the ECDH (a scalar
+    /// multiplication) for the message at the front: a server applies its
+    /// per-source rate limit here, before the work, as it does per datagram.
+    pub fn needs_key_agreement(&self) -> bool {
+        self.opening.is_none() && self.len >= PUBLIC_KEY_LEN
+    }
+
     /// Free space for the next read; call [`Self::filled`] with what was written.
     pub fn spare(&mut self) -> &mut [u8] {
         &mut self.buf[self.len..]
@@ -198,6 +205,28 @@ mod tests {
             }
         }
         assert_eq!(stream.buffered(), 0);
+    }
+
+    #[test]
+    fn the_key_agreement_is_announced_once_per_message() {
+        let server = Keypair::from_secret_bytes(&[4u8; 32]).unwrap();
+        let mut bytes = sealed(&server, b"first", 50);
+        bytes.extend(sealed(&server, b"second", 60));
+        let mut stream = SealedStream::new();
+        let mut out = [0u8; MAX_SEALED_REQUEST];
+        let mut announced = 0;
+        let mut messages = 0;
+        for b in &bytes {
+            stream.push(&[*b]);
+            if stream.needs_key_agreement() {
+                announced += 1;
+            }
+            if stream.next_message(&server, &mut out).unwrap().is_some() {
+                messages += 1;
+            }
+            assert!(!stream.needs_key_agreement());
+        }
+        assert_eq!((announced, messages), (2, 2));
     }
 
     #[test]

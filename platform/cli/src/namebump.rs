@@ -91,6 +91,20 @@ pub(crate) struct ServeArgs {
     /// Burst allowed per source (10 times this per IPv6 /48).
     #[arg(long, default_value_t = 40.0)]
     rate_burst: f64,
+    /// Open TCP connections at most; when all are taken, a new source takes
+    /// the oldest connection of the source holding the most.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Open TCP connections per source address (IPv6: per /64).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_source: u32,
+    /// Seconds a TCP request may take to arrive whole, from the accept or
+    /// the previous reply.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    tcp_request_timeout: u64,
+    /// Seconds a TCP peer has to take a reply before the connection is closed.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    tcp_write_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -321,6 +335,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
             burst: l.burst * 10.0,
         }),
         metrics_listen: args.metrics,
+        max_connections: args.max_connections as usize,
+        max_connections_per_source: args.max_connections_per_source as usize,
+        tcp_request_timeout: Duration::from_secs(args.tcp_request_timeout),
+        tcp_write_timeout: Duration::from_secs(args.tcp_write_timeout),
         ..ServerConfig::default()
     };
     let server = Server::start(config, key, store, Arc::new(SystemClock)).await?;

@@ -8,6 +8,7 @@
 //! - GET: races every address family × {TCP, UDP}. UDP GETs are padded to
 //!   the size of the largest possible reply, because servers (ours) never
 //!   answer a datagram with a bigger one.
+//! - [`ClientConfig::udp`] `= false` leaves UDP out of both races.
 //! - 3 attempts, 0.5 s apart, on network errors and timeouts only.
 //! - Every attempt uses a fresh reply key, and a reply is accepted only if
 //!   it decrypts under that key and carries the request's pkid and op (or
@@ -97,6 +98,9 @@ pub struct ClientConfig {
     pub reply_timeout: Duration,
     /// Bind outgoing sockets to this address (quota tests, multi-homed hosts).
     pub source: Option<IpAddr>,
+    /// Race UDP next to TCP (the default); `false` sends over TCP only, for
+    /// networks that drop UDP.
+    pub udp: bool,
 }
 
 impl Default for ClientConfig {
@@ -106,6 +110,7 @@ impl Default for ClientConfig {
             retry_pause: Duration::from_millis(500),
             reply_timeout: Duration::from_secs(2),
             source: None,
+            udp: true,
         }
     }
 }
@@ -345,8 +350,10 @@ impl Client {
         let plaintext = encode(&packet)?;
         let server = self.servers[0];
         let legs = [Transport::Udp, Transport::Tcp]
+            .into_iter()
+            .filter(|t| self.config.udp || *t == Transport::Tcp)
             .map(|t| self.leg(t, server, &plaintext, &reply_key, pkid, op));
-        self.race(legs.into_iter().collect()).await
+        self.race(legs.collect()).await
     }
 
     async fn get_once(&self, name: &[u8]) -> Result<Reply, ClientError> {
@@ -371,10 +378,10 @@ impl Client {
         let legs: FuturesUnordered<_> = families
             .iter()
             .flat_map(|addr| {
-                [
-                    self.leg(Transport::Udp, *addr, &padded, &reply_key, pkid, Op::Get),
-                    self.leg(Transport::Tcp, *addr, &plain, &reply_key, pkid, Op::Get),
-                ]
+                [(Transport::Udp, &padded), (Transport::Tcp, &plain)]
+                    .into_iter()
+                    .filter(|(t, _)| self.config.udp || *t == Transport::Tcp)
+                    .map(|(t, request)| self.leg(t, *addr, request, &reply_key, pkid, Op::Get))
             })
             .collect();
         self.race(legs).await

@@ -1,4 +1,5 @@
-//! Prometheus metrics: requests by op and result, and request latency.
+//! Prometheus metrics: requests by op and result, request latency, inputs
+//! dropped, key agreements and open TCP connections.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,6 +7,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -32,6 +34,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<OpLabel, Histogram>,
     dropped: Family<ReasonLabel, Counter>,
+    key_agreements: Counter,
+    tcp_connections: Gauge,
 }
 
 impl Default for Metrics {
@@ -64,11 +68,25 @@ impl Metrics {
             "Inputs dropped without a reply, by reason",
             dropped.clone(),
         );
+        let key_agreements = Counter::default();
+        registry.register(
+            "key_agreements",
+            "Requests decrypted: each costs an ECDH (a scalar multiplication)",
+            key_agreements.clone(),
+        );
+        let tcp_connections = Gauge::default();
+        registry.register(
+            "tcp_connections",
+            "TCP connections open",
+            tcp_connections.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
             latency,
             dropped,
+            key_agreements,
+            tcp_connections,
         }
     }
 
@@ -83,6 +101,25 @@ impl Metrics {
 
     pub(crate) fn dropped(&self, reason: &'static str) {
         self.dropped.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub(crate) fn key_agreement(&self) {
+        self.key_agreements.inc();
+    }
+
+    /// Requests decrypted so far (each an ECDH).
+    pub fn key_agreements(&self) -> u64 {
+        self.key_agreements.get()
+    }
+
+    /// A TCP connection task started (+1) or ended (-1).
+    pub(crate) fn tcp_connection(&self, change: i64) {
+        self.tcp_connections.inc_by(change);
+    }
+
+    /// Inputs dropped for `reason` so far (see the `dropped` metric).
+    pub fn dropped_count(&self, reason: &'static str) -> u64 {
+        self.dropped.get_or_create(&ReasonLabel { reason }).get()
     }
 
     /// The Prometheus text exposition.

@@ -1,5 +1,6 @@
 //! The namebump server: TCP and UDP on every configured address.
 
+mod connections;
 mod handler;
 mod limiter;
 mod metrics;
@@ -24,6 +25,7 @@ pub use metrics::Metrics;
 
 use crate::clock::Clock;
 use crate::store::{Limits, NameStore};
+use connections::ConnectionTable;
 use handler::Handler;
 use limiter::SourceLimiter;
 use replay::ReplayCache;
@@ -45,10 +47,20 @@ pub struct ServerConfig {
     pub max_sources: usize,
     /// UDP requests being worked on at once; more are dropped.
     pub max_in_flight: usize,
-    /// Open TCP connections at once; more are closed at accept.
+    /// Open TCP connections at once. When all are taken, a new connection
+    /// replaces the oldest one of the source (address or IPv6 /64) holding
+    /// the most, if that source holds more than the new one's; otherwise it
+    /// is closed at accept.
     pub max_connections: usize,
-    /// A TCP connection with no complete request for this long is closed.
-    pub tcp_idle_timeout: Duration,
+    /// Open TCP connections per source address (IPv6: per /64); more are
+    /// closed at accept.
+    pub max_connections_per_source: usize,
+    /// Each request on a TCP connection must arrive whole within this time
+    /// of the accept or of the previous reply, however the bytes trickle
+    /// in; otherwise the connection is closed.
+    pub tcp_request_timeout: Duration,
+    /// A reply not taken by the peer within this time closes the connection.
+    pub tcp_write_timeout: Duration,
     /// How often expired names and unused addresses are purged.
     pub purge_interval: Duration,
     pub limits: Limits,
@@ -78,7 +90,9 @@ impl Default for ServerConfig {
             max_sources: 100_000,
             max_in_flight: 1024,
             max_connections: 1024,
-            tcp_idle_timeout: Duration::from_secs(10),
+            max_connections_per_source: 16,
+            tcp_request_timeout: Duration::from_secs(10),
+            tcp_write_timeout: Duration::from_secs(5),
             purge_interval: Duration::from_secs(600),
             limits: Limits::default(),
             replay_capacity: 200_000,
@@ -172,7 +186,10 @@ impl Server {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
-        let connections = Arc::new(Semaphore::new(config.max_connections));
+        let connections = Arc::new(ConnectionTable::new(
+            config.max_connections,
+            config.max_connections_per_source,
+        ));
         let (mut tcp_addrs, mut udp_addrs) = (Vec::new(), Vec::new());
         for (tcp, udp) in bound {
             tcp_addrs.push(tcp.local_addr()?);

@@ -48,6 +48,7 @@ pub(crate) async fn serve<S: NameStore>(
             handler.metrics.dropped("overloaded");
             continue;
         };
+        handler.metrics.key_agreement();
         let datagram = buf[..n].to_vec();
         let (socket, shared) = (socket.clone(), shared.clone());
         tracker.spawn(async move {
