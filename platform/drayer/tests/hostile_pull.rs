@@ -252,3 +252,72 @@ fn a_pull_waiting_on_sqlite_leaves_the_runtime_thread_free() {
         "the timer ticked {ticked} times while the pull waited on SQLite"
     );
 }
+
+/// Item 7: a redirect is an error, not a second request elsewhere (LAN
+/// discovery contacts only a datagram's source).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_follows_no_redirect() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, mut mirror) = owner_and_mirror(dir.path(), 1);
+    let public = *owner.public_key();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let elsewhere = serve_elsewhere(Router::new().fallback(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move { encode_records(&[], &public) }
+    }));
+    let redirector = serve_elsewhere(Router::new().fallback(
+        move |uri: axum::http::Uri| async move {
+            (
+                axum::http::StatusCode::FOUND,
+                [(
+                    axum::http::header::LOCATION,
+                    format!("http://{elsewhere}{uri}"),
+                )],
+            )
+        },
+    ));
+    let mut source = HttpSource::new(&format!("http://{redirector}/"), public);
+    let result = tokio::time::timeout(HANG, pull(&mut mirror, &mut source))
+        .await
+        .expect("the pull ends");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the redirect was followed");
+    assert!(
+        matches!(
+            result,
+            Err(SyncError::Source(
+                keyway_drayer::http::ClientError::Status { status: 302, .. }
+            ))
+        ),
+        "{result:?}"
+    );
+}
+
+/// Item 7: a peer that accepts the connection and then says nothing is
+/// given up on after the read timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_answers_is_given_up_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, mut mirror) = owner_and_mirror(dir.path(), 1);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Accepts, reads nothing, writes nothing, and keeps the connections.
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            if held.len() < 16 {
+                held.push(socket);
+            }
+        }
+    });
+    let mut source = HttpSource::new(&format!("http://{addr}/"), *owner.public_key())
+        .with_timeouts(Duration::from_secs(1), Duration::from_secs(1));
+    let result = tokio::time::timeout(HANG, pull(&mut mirror, &mut source))
+        .await
+        .expect("the pull ends");
+    let Err(SyncError::Source(keyway_drayer::http::ClientError::Http { source, .. })) = result
+    else {
+        panic!("{result:?}");
+    };
+    assert!(source.is_timeout(), "{source:?}");
+}
