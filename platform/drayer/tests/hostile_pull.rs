@@ -212,7 +212,8 @@ fn a_pull_waiting_on_sqlite_leaves_the_runtime_thread_free() {
             locked_tx.send(()).unwrap();
             // From the moment the pull has its first page, it is applying
             // it (and waiting for this lock).
-            while !served.load(Ordering::SeqCst) {
+            let deadline = Instant::now() + HANG;
+            while !served.load(Ordering::SeqCst) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
             }
             let start = ticks.load(Ordering::SeqCst);
