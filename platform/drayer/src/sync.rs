@@ -184,10 +184,10 @@ async fn pull_pages<S: Source>(
     while let Some(current) = next.take() {
         let (received, checking) = current?;
         let Some(last) = received.page.last().map(|(m, _)| m.modified) else {
-            return match received.over_budget {
-                true => Err(SyncError::ByteLimit(bytes.max)),
-                false => Ok(pulled),
-            };
+            if received.over_budget {
+                return Err(SyncError::ByteLimit(bytes.max));
+            }
+            return Ok(pulled);
         };
         let page = received.page;
         let (records, refused) =
