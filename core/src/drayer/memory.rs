@@ -138,7 +138,13 @@ impl MemoryChain {
                     break;
                 }
             }
-            if page.len() < PAGE {
+            // Each page of a chain in memory comes after the tip and moves
+            // it; were one ever not to, asking again would never end.
+            let moved = self
+                .tip()
+                .map_err(ApplyError::Store)?
+                .is_some_and(|m| m.modified > tip);
+            if page.len() < PAGE || !moved {
                 return Ok((inserted, fetched));
             }
         }

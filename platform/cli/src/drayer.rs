@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use keyway_drayer::http::{HttpSource, router};
-use keyway_drayer::sync::{pull, pull_newest};
+use keyway_drayer::sync::{PullLimits, pull_newest_with, pull_with};
 use keyway_drayer::{Stream, file_record, parse_public_key};
 use serde_json::json;
 
@@ -92,6 +92,13 @@ pub(crate) enum Command {
         /// for the first sync).
         #[arg(long, value_name = "N")]
         newest: Option<usize>,
+        /// Stop the pull after this many seconds (what it applied is kept;
+        /// the next sync goes on from there).
+        #[arg(long, value_name = "SECONDS", default_value_t = PullLimits::DEFAULT_MAX_TIME.as_secs())]
+        max_seconds: u64,
+        /// Stop the pull after receiving this many MiB of records.
+        #[arg(long, value_name = "MIB", default_value_t = PullLimits::DEFAULT_MAX_BYTES >> 20)]
+        max_mib: u64,
     },
     /// Print the stream's primary servers, or set them to URL….
     Primary { path: PathBuf, urls: Vec<String> },
@@ -236,7 +243,13 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             pubkey,
             metadata_only,
             newest,
+            max_seconds,
+            max_mib,
         } => {
+            let limits = PullLimits {
+                max_time: std::time::Duration::from_secs(max_seconds),
+                max_bytes: max_mib.saturating_mul(1 << 20),
+            };
             let mut stream = match (&pubkey, path.exists()) {
                 (Some(pk), _) => Stream::mirror(&path, parse_public_key(pk)?)?,
                 (None, true) => Stream::open(&path)?,
@@ -268,8 +281,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     source = source.without_values();
                 }
                 let pulled = match newest {
-                    Some(keep) => runtime.block_on(pull_newest(&mut stream, &mut source, keep)),
-                    None => runtime.block_on(pull(&mut stream, &mut source)),
+                    Some(keep) => {
+                        runtime.block_on(pull_newest_with(&mut stream, &mut source, keep, &limits))
+                    }
+                    None => runtime.block_on(pull_with(&mut stream, &mut source, &limits)),
                 };
                 match pulled {
                     Ok(pulled) => {

@@ -2,15 +2,22 @@
 //!
 //! A datagram is the magic `ab c1 61 29` and one msgpack map. A node asks
 //! the group `getRecordsSince {chain, time}`; a node holding that stream
-//! with newer records answers, by unicast to the asker, with a `record`
-//! announcement of its tip and HTTP port; a node hearing of a newer tip
-//! pulls from `http://<the datagram's source IP>:<httpport>/`.
+//! with newer records answers with a `record` announcement of its tip and
+//! HTTP port; a node hearing of a newer tip pulls from
+//! `http://<the datagram's source IP>:<httpport>/`.
 //!
 //! The original would fetch from whatever address a datagram named and
-//! verified nothing (O9). Here: only the datagram's source address is ever
-//! contacted, only for streams this node holds, at most one pull per
-//! stream at a time and one per `min_interval`, and every record pulled is
-//! verified as in any sync. Datagrams are parsed strictly and size-capped.
+//! verified nothing (O9), and answered anyone by unicast with three times
+//! what they sent. Here: only datagrams from loopback or a directly
+//! attached subnet are looked at, each source within a token bucket; an
+//! answer goes by unicast only if it is no larger than the request, else
+//! to the group (where the original asker listens too), at most once a
+//! second per stream. Only the datagram's source address is ever
+//! contacted, with no redirects, only for streams this node holds, at most
+//! one pull per stream at a time and one per `min_interval`, each within
+//! its `PullLimits`, and every record pulled is verified as in any sync.
+//! Datagrams are parsed strictly and size-capped; a failed receive never
+//! ends the service; SQLite work runs on the blocking pool.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -21,9 +28,11 @@ use std::time::{Duration, Instant};
 use keyway_core::drayer::{Meta, VerifyingKey};
 use tokio::net::UdpSocket;
 
+use keyway_core::rate::{RateLimit, TokenBucket};
+
 use crate::http::HttpSource;
 use crate::stream::Stream;
-use crate::sync::pull;
+use crate::sync::{PullLimits, pull_with};
 use crate::wire::{Reader, WireError, write_int, write_raw};
 
 /// The plaintext magic.
@@ -143,6 +152,8 @@ pub struct DiscoveryConfig {
     pub http_port: u16,
     /// At most one pull per stream this often.
     pub min_interval: Duration,
+    /// Bounds on each pull a peer's announcement starts.
+    pub pull_limits: PullLimits,
 }
 
 impl Default for DiscoveryConfig {
@@ -153,9 +164,28 @@ impl Default for DiscoveryConfig {
             interface: Ipv4Addr::UNSPECIFIED,
             http_port: 33125,
             min_interval: Duration::from_secs(10),
+            pull_limits: PullLimits::default(),
         }
     }
 }
+
+/// Datagrams taken from one source address: 16 a second after a burst of
+/// 64 (a node asks about, and announces, every stream it holds at once).
+pub const SOURCE_LIMIT: RateLimit = RateLimit {
+    rate: 16.0,
+    burst: 64.0,
+};
+
+/// Source addresses whose buckets are remembered; a new source is turned
+/// away while all of them are still refilling.
+pub const MAX_SOURCES: usize = 1024;
+
+/// At most one announcement of a stream to the group this often, however
+/// many ask: every node on the LAN hears each one.
+pub const GROUP_REPLY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the interfaces' subnets are read again.
+const SUBNETS_TTL: Duration = Duration::from_secs(60);
 
 /// Discovery for the streams at `paths` (opened per use: a stream file
 /// takes several connections).
@@ -167,6 +197,9 @@ pub struct Discovery {
     streams: HashMap<[u8; 32], PathBuf>,
     /// Per stream: when the last pull started, and whether one is running.
     pulls: Pulls,
+    gate: Gate,
+    /// The subnets this host is attached to, and when they were read.
+    subnets: (Subnets, Instant),
 }
 
 /// Per stream: when its last LAN-triggered pull started, and whether it is
@@ -205,6 +238,8 @@ impl Discovery {
             sender: UdpSocket::from_std(sender)?,
             streams,
             pulls: Arc::default(),
+            gate: Gate::new(Instant::now()),
+            subnets: (Subnets::of_this_host(), Instant::now()),
         })
     }
 
@@ -212,103 +247,135 @@ impl Discovery {
     /// announces this node's tips.
     pub async fn announce(&self) -> std::io::Result<()> {
         let group = SocketAddr::from((self.config.group, self.config.port));
-        for path in self.streams.values() {
-            let stream = Stream::open_read_only(path).map_err(std::io::Error::other)?;
-            let tip = stream.tip().map_err(std::io::Error::other)?;
-            self.sender
-                .send_to(&encode_get_records_since(stream.public_key(), tip), group)
-                .await?;
-            if let Some(datagram) = self.tip_announcement(&stream)? {
-                self.sender.send_to(&datagram, group).await?;
+        let paths: Vec<PathBuf> = self.streams.values().cloned().collect();
+        let http_port = self.config.http_port;
+        let datagrams = blocking(move || {
+            let mut out = Vec::new();
+            for path in paths {
+                let stream = Stream::open_read_only(&path).map_err(std::io::Error::other)?;
+                let tip = stream.tip().map_err(std::io::Error::other)?;
+                out.push(encode_get_records_since(stream.public_key(), tip));
+                out.extend(tip_announcement(&stream, http_port)?);
             }
+            Ok::<_, std::io::Error>(out)
+        })
+        .await??;
+        for datagram in datagrams {
+            self.sender.send_to(&datagram, group).await?;
         }
         Ok(())
     }
 
-    fn tip_announcement(&self, stream: &Stream) -> std::io::Result<Option<Vec<u8>>> {
-        let Some((tip, body)) = stream
-            .newest_records(1)
-            .map_err(std::io::Error::other)?
-            .pop()
-        else {
-            return Ok(None);
-        };
-        Ok(Some(encode_record(
-            &tip,
-            &body.key,
-            self.config.http_port,
-            stream.public_key(),
-        )))
-    }
-
-    /// Serves datagrams until the task is dropped.
-    pub async fn run(self) -> std::io::Result<()> {
+    /// Serves datagrams until the task is dropped. A failed receive (an
+    /// ICMP error a peer provoked, say) is logged and waited out; it never
+    /// ends the task.
+    pub async fn run(mut self) -> std::io::Result<()> {
         let mut group_buf = vec![0u8; MAX_DATAGRAM];
         let mut unicast_buf = vec![0u8; MAX_DATAGRAM];
+        let mut failures = 0u32;
         loop {
             // Unicast answers come back to the sender's ephemeral port.
-            let (datagram, from) = tokio::select! {
+            let received = tokio::select! {
                 r = self.listener.recv_from(&mut group_buf) => {
-                    let (n, from) = r?;
-                    (&group_buf[..n], from)
+                    r.map(|(n, from)| (&group_buf[..n], from))
                 }
                 r = self.sender.recv_from(&mut unicast_buf) => {
-                    let (n, from) = r?;
-                    (&unicast_buf[..n], from)
+                    r.map(|(n, from)| (&unicast_buf[..n], from))
                 }
             };
+            let (datagram, from) = match received {
+                Ok(received) => {
+                    failures = 0;
+                    received
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::debug!(error = %e, failures, "DrayerUDP receive failed");
+                    tokio::time::sleep(retry_after(failures)).await;
+                    continue;
+                }
+            };
+            if !self.admit(from) {
+                continue;
+            }
             match decode(datagram) {
-                Ok(Some(datagram)) => self.handle(datagram, from).await,
+                Ok(Some(decoded)) => {
+                    let size = datagram.len();
+                    self.handle(decoded, size, from).await;
+                }
                 Ok(None) => {}
                 Err(e) => tracing::debug!(%from, error = %e, "bad DrayerUDP datagram"),
             }
         }
     }
 
-    async fn handle(&self, datagram: Datagram, from: SocketAddr) {
+    /// Whether a datagram from `from` is looked at: a source on a
+    /// directly attached subnet (or loopback) with tokens left.
+    fn admit(&mut self, from: SocketAddr) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.subnets.1) >= SUBNETS_TTL {
+            self.subnets = (Subnets::of_this_host(), now);
+        }
+        self.subnets.0.attached(from.ip()) && self.gate.admit(from.ip(), now)
+    }
+
+    async fn handle(&mut self, datagram: Datagram, size: usize, from: SocketAddr) {
         match datagram {
             Datagram::GetRecordsSince { chain, time } => {
-                let Some(path) = self.streams.get(&chain) else {
+                let Some(path) = self.streams.get(&chain).cloned() else {
                     return;
                 };
-                let reply = Stream::open_read_only(path).ok().and_then(|s| {
-                    (s.tip().ok()? > time)
-                        .then(|| self.tip_announcement(&s).ok().flatten())
+                let http_port = self.config.http_port;
+                let reply = blocking(move || {
+                    let stream = Stream::open_read_only(&path).ok()?;
+                    (stream.tip().ok()? > time)
+                        .then(|| tip_announcement(&stream, http_port).ok().flatten())
                         .flatten()
-                });
-                if let Some(reply) = reply {
-                    // Unicast to the asker only.
-                    let _ = self.sender.send_to(&reply, from).await;
-                }
+                })
+                .await
+                .ok()
+                .flatten();
+                let Some(reply) = reply else {
+                    return;
+                };
+                let to = match self.gate.route(chain, reply.len(), size, Instant::now()) {
+                    Route::Unicast => from,
+                    Route::Group => SocketAddr::from((self.config.group, self.config.port)),
+                    Route::Nowhere => return,
+                };
+                let _ = self.sender.send_to(&reply, to).await;
             }
             Datagram::Record {
                 chain,
                 modified,
                 httpport,
             } => {
-                // A LAN protocol: announcements from public addresses are
-                // someone steering this node's fetches from afar.
-                if !is_local(from.ip()) {
-                    return;
-                }
                 let Some(path) = self.streams.get(&chain).cloned() else {
                     return;
                 };
-                let newer = Stream::open_read_only(&path)
-                    .and_then(|s| s.tip())
-                    .is_ok_and(|tip| modified > tip);
+                let held = path.clone();
+                let newer = blocking(move || {
+                    Stream::open_read_only(&held)
+                        .and_then(|s| s.tip())
+                        .is_ok_and(|tip| modified > tip)
+                })
+                .await
+                .unwrap_or(false);
                 if !newer || !self.claim(chain) {
                     return;
                 }
                 // Only the datagram's own source, whatever it claims.
                 let url = format!("http://{}/", SocketAddr::new(from.ip(), httpport));
                 let pulls = self.pulls.clone();
+                let limits = self.config.pull_limits;
                 tokio::spawn(async move {
                     let result = async {
-                        let mut stream = Stream::open(&path).map_err(std::io::Error::other)?;
+                        let mut stream = blocking(move || Stream::open(&path))
+                            .await?
+                            .map_err(std::io::Error::other)?;
                         let key = *stream.public_key();
                         let mut source = HttpSource::new(&url, key);
-                        pull(&mut stream, &mut source)
+                        pull_with(&mut stream, &mut source, &limits)
                             .await
                             .map_err(|e| std::io::Error::other(e.to_string()))
                     }
@@ -355,10 +422,310 @@ impl Discovery {
     }
 }
 
+/// A `record` announcement of `stream`'s tip, if it has records.
+fn tip_announcement(stream: &Stream, http_port: u16) -> std::io::Result<Option<Vec<u8>>> {
+    let Some((tip, body)) = stream
+        .newest_records(1)
+        .map_err(std::io::Error::other)?
+        .pop()
+    else {
+        return Ok(None);
+    };
+    Ok(Some(encode_record(
+        &tip,
+        &body.key,
+        http_port,
+        stream.public_key(),
+    )))
+}
+
+/// Runs SQLite work on the blocking pool, off the runtime's threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)
+}
+
+/// How long to wait after `failures` failed receives in a row: at once
+/// at first, then longer, up to a second (a socket that keeps failing
+/// must not spin).
+fn retry_after(failures: u32) -> Duration {
+    Duration::from_millis(10u64 << failures.saturating_sub(1).min(7)).min(Duration::from_secs(1))
+}
+
+/// Where an answer to `getRecordsSince` goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// To the asker: the reply is no larger than the request.
+    Unicast,
+    /// To the group, which every node on the LAN (the asker included)
+    /// listens to: the reply would be larger than the request.
+    Group,
+    /// Nowhere: the group heard this stream's announcement a moment ago.
+    Nowhere,
+}
+
+/// The decisions that keep DrayerUDP from being a reflector or an
+/// amplifier: per-source token buckets in a bounded table, and the route
+/// of each reply.
+#[derive(Debug)]
+pub struct Gate {
+    origin: Instant,
+    sources: HashMap<IpAddr, TokenBucket>,
+    /// Per stream, when its announcement last went to the group.
+    told_group: HashMap<[u8; 32], Instant>,
+}
+
+impl Gate {
+    pub fn new(now: Instant) -> Self {
+        Self {
+            origin: now,
+            sources: HashMap::new(),
+            told_group: HashMap::new(),
+        }
+    }
+
+    /// Takes a token from `source`'s bucket. A source not yet in the
+    /// table gets a full bucket if there is room (buckets that have
+    /// refilled are forgotten to make some), else it is turned away.
+    pub fn admit(&mut self, source: IpAddr, now: Instant) -> bool {
+        let t = now.duration_since(self.origin).as_secs_f64();
+        if !self.sources.contains_key(&source) && self.sources.len() >= MAX_SOURCES {
+            self.sources
+                .retain(|_, bucket| !bucket.is_full(&SOURCE_LIMIT, t));
+            if self.sources.len() >= MAX_SOURCES {
+                return false;
+            }
+        }
+        self.sources
+            .entry(source)
+            .or_insert_with(|| TokenBucket::new(&SOURCE_LIMIT, t))
+            .try_take(&SOURCE_LIMIT, t)
+    }
+
+    /// Where the `reply`-byte answer to a `request`-byte datagram about
+    /// `chain` goes: never to the asker alone if larger than what it
+    /// sent (spoofed requests must not make this node an amplifier), and
+    /// to the group at most once per [`GROUP_REPLY_INTERVAL`] per stream.
+    /// Nothing is padded and the wire format is the original's.
+    pub fn route(&mut self, chain: [u8; 32], reply: usize, request: usize, now: Instant) -> Route {
+        if reply <= request {
+            return Route::Unicast;
+        }
+        // One entry per stream held: bounded by the streams served.
+        match self.told_group.get(&chain) {
+            Some(at) if now.duration_since(*at) < GROUP_REPLY_INTERVAL => Route::Nowhere,
+            _ => {
+                self.told_group.insert(chain, now);
+                Route::Group
+            }
+        }
+    }
+}
+
+/// The IPv4 subnets this host's interfaces are on (address and netmask).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Subnets(Vec<(Ipv4Addr, Ipv4Addr)>);
+
+impl Subnets {
+    /// Read from the interfaces now; none if they cannot be read (then
+    /// only loopback is answered).
+    pub fn of_this_host() -> Self {
+        match if_addrs::get_if_addrs() {
+            Ok(interfaces) => Self::new(interfaces.into_iter().filter_map(|i| match i.addr {
+                if_addrs::IfAddr::V4(v4) => Some((v4.ip, v4.netmask)),
+                if_addrs::IfAddr::V6(_) => None,
+            })),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list network interfaces: DrayerUDP answers loopback only");
+                Self::default()
+            }
+        }
+    }
+
+    /// From (address, netmask) pairs.
+    pub fn new(nets: impl IntoIterator<Item = (Ipv4Addr, Ipv4Addr)>) -> Self {
+        Self(nets.into_iter().collect())
+    }
+
+    /// Whether `ip` is loopback or on a directly attached subnet. DrayerUDP
+    /// is a LAN protocol: a datagram from anywhere else is someone steering
+    /// this node from afar (O9), or a spoofed source to reflect at.
+    pub fn attached(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4,
+                None => return v6.is_loopback(),
+            },
+        };
+        // 0.0.0.0 and the limited broadcast are no one's address.
+        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+            return false;
+        }
+        ip.is_loopback()
+            || self.0.iter().any(|(addr, mask)| {
+                let (addr, mask, ip) = (u32::from(*addr), u32::from(*mask), u32::from(ip));
+                // A /32 (point-to-point) covers only this host's address.
+                addr & mask == ip & mask
+            })
+    }
+}
+
 /// Whether `ip` is a private, loopback or link-local address.
 pub fn is_local(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
         IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Item 7: an ICMP error that comes back on the sender socket (here:
+    /// connected to a port nobody listens on, so Linux reports it as
+    /// ECONNREFUSED on the next receive) does not end discovery.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_receive_error_does_not_end_discovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owner.stream");
+        let mut owner = Stream::create(&path).unwrap();
+        owner.set("k", "obj", b"\xa1v").unwrap();
+        let config = DiscoveryConfig {
+            port: 0,
+            interface: Ipv4Addr::LOCALHOST,
+            ..DiscoveryConfig::default()
+        };
+        let mut node = Discovery::bind(config, std::slice::from_ref(&path)).unwrap();
+        let port = node.local_port().unwrap();
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let nobody = closed.local_addr().unwrap();
+        drop(closed);
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.connect(nobody).unwrap();
+        sender.set_nonblocking(true).unwrap();
+        node.sender = UdpSocket::from_std(sender).unwrap();
+        node.sender.send(b"anyone?").await.unwrap();
+        let task = tokio::spawn(node.run());
+
+        // A request large enough to be answered by unicast.
+        let mut asked = encode_get_records_since(owner.public_key(), 0);
+        asked[4] = 0x84;
+        asked.extend_from_slice(b"\xa3pad\xda\x02\x00");
+        asked.resize(asked.len() + 512, 0);
+        let asker = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut buf = vec![0u8; 2048];
+        let mut answered = false;
+        // A few tries: the first may be read before the error is.
+        for _ in 0..5 {
+            asker.send_to(&asked, ("127.0.0.1", port)).await.unwrap();
+            if let Ok(r) =
+                tokio::time::timeout(Duration::from_secs(2), asker.recv_from(&mut buf)).await
+            {
+                r.unwrap();
+                answered = true;
+            }
+        }
+        assert!(!task.is_finished(), "the discovery task ended: {task:?}");
+        assert!(answered);
+    }
+
+    #[test]
+    fn only_attached_subnets_and_loopback_are_admitted() {
+        let nets = Subnets::new([
+            (
+                Ipv4Addr::new(192, 168, 1, 10),
+                Ipv4Addr::new(255, 255, 255, 0),
+            ),
+            (Ipv4Addr::new(10, 1, 2, 3), Ipv4Addr::new(255, 0, 0, 0)),
+            (Ipv4Addr::new(100, 64, 0, 1), Ipv4Addr::BROADCAST),
+        ]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for yes in [
+            "192.168.1.77",
+            "192.168.1.10",
+            "10.200.0.1",
+            "100.64.0.1",
+            "127.0.0.1",
+            "127.8.9.10",
+            "::1",
+            "::ffff:192.168.1.5",
+        ] {
+            assert!(nets.attached(ip(yes)), "{yes}");
+        }
+        for no in [
+            "192.168.2.1",
+            "172.16.0.1",
+            "8.8.8.8",
+            "100.64.0.2",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.7.130.8",
+            "fe80::1",
+            "fd00::1",
+            "2001:db8::1",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(!nets.attached(ip(no)), "{no}");
+        }
+        // Interfaces that cannot be read: loopback only.
+        assert!(!Subnets::default().attached(ip("192.168.1.77")));
+        assert!(Subnets::default().attached(ip("127.0.0.1")));
+        // This host's own table holds at least what it reads.
+        assert!(Subnets::of_this_host().attached(ip("127.0.0.1")));
+    }
+
+    #[test]
+    fn each_source_has_its_own_bucket_in_a_bounded_table() {
+        let t0 = Instant::now();
+        let mut gate = Gate::new(t0);
+        let a = IpAddr::from([192, 168, 1, 5]);
+        let burst = SOURCE_LIMIT.burst as usize;
+        assert!((0..burst).all(|_| gate.admit(a, t0)));
+        assert!(!gate.admit(a, t0));
+        // Another source is not held back by the first.
+        assert!(gate.admit(IpAddr::from([192, 168, 1, 6]), t0));
+        let later = t0 + Duration::from_secs(1);
+        let refilled = SOURCE_LIMIT.rate as usize;
+        assert!((0..refilled).all(|_| gate.admit(a, later)));
+        assert!(!gate.admit(a, later));
+        // A flood of new sources fills the table and no more.
+        let admitted = (0..MAX_SOURCES as u32 * 4)
+            .filter(|i| gate.admit(IpAddr::from((10 << 24 | i).to_be_bytes()), later))
+            .count();
+        // (The second source's bucket had refilled: it was forgotten.)
+        assert_eq!(admitted, MAX_SOURCES - 1);
+        assert_eq!(gate.sources.len(), MAX_SOURCES);
+        // A known source keeps its bucket; new ones are let in again once
+        // the flood's buckets have refilled.
+        assert!(!gate.admit(a, later));
+        let idle = later + Duration::from_secs(10);
+        assert!(gate.admit(IpAddr::from([10, 255, 255, 255]), idle));
+        assert!(gate.sources.len() <= MAX_SOURCES);
+    }
+
+    #[test]
+    fn a_reply_larger_than_its_request_goes_to_the_group_once_a_second() {
+        let t0 = Instant::now();
+        let mut gate = Gate::new(t0);
+        let (chain, other) = ([1; 32], [2; 32]);
+        // The original's honest exchange: 74 bytes asked, 227 answered.
+        assert_eq!(gate.route(chain, 227, 74, t0), Route::Group);
+        assert_eq!(gate.route(chain, 227, 600, t0), Route::Unicast);
+        assert_eq!(gate.route(chain, 600, 600, t0), Route::Unicast);
+        let soon = t0 + GROUP_REPLY_INTERVAL / 2;
+        assert_eq!(gate.route(chain, 227, 74, soon), Route::Nowhere);
+        assert_eq!(gate.route(other, 227, 74, soon), Route::Group);
+        let later = t0 + GROUP_REPLY_INTERVAL;
+        assert_eq!(gate.route(chain, 227, 74, later), Route::Group);
+    }
+
+    #[test]
+    fn failing_receives_are_retried_ever_more_slowly_up_to_a_second() {
+        assert_eq!(retry_after(1), Duration::from_millis(10));
+        assert!(retry_after(2) > retry_after(1));
+        assert_eq!(retry_after(u32::MAX), Duration::from_secs(1));
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body as HttpBody;
@@ -316,7 +317,8 @@ type Page = Vec<(Meta, Body)>;
 /// What a request needs; cloned into prefetching tasks.
 #[derive(Debug, Clone)]
 struct Fetcher {
-    client: reqwest::Client,
+    /// `None` if the client could not be built (reported per request).
+    client: Option<reqwest::Client>,
     /// `<url>/<quote_plus(base64 pk)>/`
     base: String,
     stream: VerifyingKey,
@@ -336,6 +338,47 @@ pub enum ClientError {
         url: String,
         source: wire::WireError,
     },
+    #[error("{url}: the HTTP client could not be set up")]
+    NoClient { url: String },
+    #[error("{url}: the runtime shut down")]
+    Interrupted { url: String },
+}
+
+/// How long a connection to a peer may take to open.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a response may go without a byte arriving.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one request may take in all.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The sync client: deadlines on every request, and no redirects. A
+/// redirect would send this node's requests somewhere neither its user
+/// nor a discovery datagram's source named (discovery contacts only the
+/// source: O9); a 3xx is an error like any other status.
+fn client(connect: Duration, read: Duration) -> Option<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect)
+        .read_timeout(read)
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .ok()
+}
+
+/// Decodes a response on the blocking pool: a page may be hundreds of
+/// megabytes, and a runtime thread has other work.
+async fn decode_off_thread<T: Send + 'static>(
+    url: String,
+    bytes: Vec<u8>,
+    decode: impl FnOnce(&[u8]) -> Result<T, wire::WireError> + Send + 'static,
+) -> Result<T, ClientError> {
+    match tokio::task::spawn_blocking(move || decode(&bytes)).await {
+        Ok(decoded) => decoded.map_err(|source| ClientError::Wire { url, source }),
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => Err(ClientError::Interrupted { url }),
+        },
+    }
 }
 
 /// Percent-encodes base64 as Python's `quote_plus` does.
@@ -354,6 +397,14 @@ impl HttpSource {
         }
     }
 
+    /// Waits at most `connect` for a connection and `read` between two
+    /// reads of a response (defaults [`CONNECT_TIMEOUT`], [`READ_TIMEOUT`]).
+    #[must_use]
+    pub fn with_timeouts(mut self, connect: Duration, read: Duration) -> Self {
+        self.fetcher.client = client(connect, read);
+        self
+    }
+
     /// Ask for records without their values (metadata-only mirrors).
     #[must_use]
     pub fn without_values(mut self) -> Self {
@@ -370,10 +421,7 @@ impl Fetcher {
         );
         let url = url.trim_end_matches('/');
         Self {
-            client: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(60))
-                .build()
-                .unwrap_or_default(),
+            client: client(CONNECT_TIMEOUT, READ_TIMEOUT),
             base: format!("{url}/{}/", quote_plus(&b64)),
             stream,
             with_values: true,
@@ -387,7 +435,10 @@ impl Fetcher {
             url: url.clone(),
             source,
         };
-        let mut response = self.client.get(&url).send().await.map_err(http)?;
+        let Some(client) = &self.client else {
+            return Err(ClientError::NoClient { url });
+        };
+        let mut response = client.get(&url).send().await.map_err(http)?;
         match response.status().as_u16() {
             200 => {}
             404 => return Ok(None),
@@ -414,11 +465,11 @@ impl Fetcher {
                 status: 404,
             });
         };
-        let mut records =
-            wire::decode_records(&bytes, &self.stream).map_err(|source| ClientError::Wire {
-                url: format!("{}{path}", self.base),
-                source,
-            })?;
+        let stream = self.stream;
+        let mut records = decode_off_thread(format!("{}{path}", self.base), bytes, move |b| {
+            wire::decode_records(b, &stream)
+        })
+        .await?;
         if !self.with_values {
             // An original server ignores `values=0`: drop them here.
             records.iter_mut().for_each(|(_, b)| b.value = None);
@@ -447,12 +498,12 @@ impl Source for HttpSource {
         let Some(bytes) = self.fetcher.fetch(&path).await? else {
             return Ok(None);
         };
-        let mut records = wire::decode_records(&bytes, &self.fetcher.stream).map_err(|source| {
-            ClientError::Wire {
-                url: format!("{}{path}", self.fetcher.base),
-                source,
-            }
-        })?;
+        let stream = self.fetcher.stream;
+        let mut records =
+            decode_off_thread(format!("{}{path}", self.fetcher.base), bytes, move |b| {
+                wire::decode_records(b, &stream)
+            })
+            .await?;
         if !self.fetcher.with_values {
             records.iter_mut().for_each(|(_, b)| b.value = None);
         }
@@ -496,12 +547,12 @@ impl Source for HttpSource {
         let Some(bytes) = self.fetcher.fetch(&path).await? else {
             return Ok(None);
         };
-        let (meta, _) = wire::decode_record(&bytes, &self.fetcher.stream).map_err(|source| {
-            ClientError::Wire {
-                url: format!("{}{path}", self.fetcher.base),
-                source,
-            }
-        })?;
+        let stream = self.fetcher.stream;
+        let url = format!("{}{path}", self.fetcher.base);
+        let meta = decode_off_thread(url, bytes, move |b| {
+            wire::decode_record(b, &stream).map(|(meta, _)| meta)
+        })
+        .await?;
         Ok(Some(meta))
     }
 }

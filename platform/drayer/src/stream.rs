@@ -8,7 +8,7 @@ use keyway_core::drayer::{
     Applied, ApplyError, Chain, Mender, Meta, Repair, SigningKey, Verified, VerifyingKey,
     WriteError, apply, apply_verified, delete, hash, is_reserved, seal, set, set_unsigned,
 };
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::keyfile::{self, KeyFileError};
 use crate::sqlite::{Body, ChainError, INDEXES, Listing, SCHEMA, SqliteChain};
@@ -200,6 +200,35 @@ impl Stream {
             path: path.to_owned(),
             public,
             owner: None,
+        })
+    }
+
+    /// Opens a second connection to this stream's file, as this one was
+    /// opened (read-only or not) but without the private key, when called:
+    /// for work on another thread while this one stays borrowed (a
+    /// connection is not `Sync`).
+    pub(crate) fn reopener(
+        &self,
+    ) -> Result<impl FnOnce() -> Result<Self, StreamError> + Send + 'static, StreamError> {
+        let read_only = self.conn.is_readonly("main")?;
+        let (path, public) = (self.path.clone(), self.public);
+        Ok(move || {
+            let conn = Self::connect(&path, read_only)?;
+            // The file may have been replaced since the first connection.
+            let held = Self::stored_key(&conn, &path)?;
+            if held != public {
+                return Err(StreamError::OtherStream {
+                    path,
+                    held: STANDARD.encode(held.as_bytes()),
+                    wanted: STANDARD.encode(public.as_bytes()),
+                });
+            }
+            Ok(Self {
+                conn,
+                path,
+                public,
+                owner: None,
+            })
         })
     }
 
@@ -579,7 +608,12 @@ impl Stream {
         repairs: &[Repair],
         limit: usize,
     ) -> Result<(usize, usize, Option<StreamError>), StreamError> {
-        let tx = self.conn.transaction()?;
+        // Immediate: a deferred transaction reads first and then fails at
+        // once (SQLITE_BUSY, no busy wait) if another connection is writing
+        // when it comes to write; this one waits its turn.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut chain = SqliteChain::new(&tx);
         let (mut done, mut inserted) = (0, 0);
         for (record, body) in records.iter().take(limit) {

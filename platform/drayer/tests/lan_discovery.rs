@@ -150,3 +150,63 @@ async fn a_mirror_finds_its_owner_on_loopback_multicast() {
     );
     assert_eq!(mirror.tip().unwrap(), owner.tip().unwrap());
 }
+
+/// `getRecordsSince` with an extra key the decoder skips, `pad` bytes long:
+/// what an asker sends to be answered by unicast.
+fn padded_request(chain: &keyway_core::drayer::VerifyingKey, pad: usize) -> Vec<u8> {
+    let mut asked = encode_get_records_since(chain, 0);
+    assert_eq!(asked[4], 0x83);
+    asked[4] = 0x84;
+    asked.extend_from_slice(b"\xa3pad\xda");
+    asked.extend_from_slice(&u16::try_from(pad).unwrap().to_be_bytes());
+    asked.resize(asked.len() + pad, 0);
+    asked
+}
+
+/// Item 7: the reply to a datagram, sent to the datagram's source, is
+/// never larger than the datagram (an honest `getRecordsSince` is about a
+/// third of the announcement it asks for: the announcement goes to the
+/// group instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_unicast_reply_is_larger_than_its_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("owner.stream");
+    let mut owner = Stream::create(&path).unwrap();
+    owner.set("some key", "obj", b"\xa1v").unwrap();
+    let public = *owner.public_key();
+    let other_path = dir.path().join("other.stream");
+    let mut other = Stream::create(&other_path).unwrap();
+    other.set("other key", "obj", b"\xa1v").unwrap();
+    // Port 0: only unicast is exercised here.
+    let config = DiscoveryConfig {
+        port: 0,
+        interface: Ipv4Addr::LOCALHOST,
+        ..DiscoveryConfig::default()
+    };
+    let node = Discovery::bind(config, &[other_path, path]).unwrap();
+    let port = node.local_port().unwrap();
+    tokio::spawn(node.run());
+
+    let asker = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let honest = encode_get_records_since(other.public_key(), 0);
+    let padded = padded_request(&public, 600);
+    asker.send_to(&honest, ("127.0.0.1", port)).await.unwrap();
+    asker.send_to(&padded, ("127.0.0.1", port)).await.unwrap();
+    // Datagrams are handled in order: a unicast reply to the honest
+    // request (about the other stream) would arrive first.
+    let mut buf = vec![0u8; 65_536];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(20), asker.recv_from(&mut buf))
+        .await
+        .expect("the padded request is answered")
+        .unwrap();
+    let Ok(Some(Datagram::Record { chain, .. })) = decode(&buf[..n]) else {
+        panic!("not an announcement");
+    };
+    assert_eq!(
+        chain,
+        *public.as_bytes(),
+        "the {}-byte request was answered by unicast with {n} bytes",
+        honest.len()
+    );
+    assert!(n <= padded.len(), "{n} bytes answer {}", padded.len());
+}
