@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use keyway_drayer::http::{HttpSource, router};
+use keyway_drayer::http::{DeadlineListener, HttpSource, Limits, router_with};
 use keyway_drayer::sync::{pull, pull_newest};
 use keyway_drayer::{Stream, file_record, parse_public_key};
 use serde_json::json;
@@ -233,7 +233,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     node.announce().await.context("announcing on the LAN")?;
                     tokio::spawn(node.run());
                 }
-                axum::serve(listener, router(streams))
+                let limits = Limits::default();
+                let listener = DeadlineListener::new(listener, limits.send_timeout);
+                axum::serve(listener, router_with(streams, limits))
                     .with_graceful_shutdown(async {
                         let _ = tokio::signal::ctrl_c().await;
                     })
