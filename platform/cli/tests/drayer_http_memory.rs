@@ -31,12 +31,7 @@ fn status_bytes(pid: u32, field: &str) -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix(field))
         .unwrap_or_else(|| panic!("no {field} in {status}"));
-    let kib: u64 = line
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
+    let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().unwrap();
     kib * 1024
 }
 
