@@ -74,7 +74,8 @@ pub struct Limits {
     pub max_requests: usize,
     /// Requests waiting for a turn; any more are answered 503 at once.
     pub max_queued: usize,
-    /// Longest wait for a turn before 503.
+    /// Longest wait for a turn before 503. Keep it below `send_timeout`:
+    /// a waiting request's connection is idle meanwhile.
     pub queue_wait: Duration,
     /// Longest a client may take to accept the next [`CHUNK`] of a
     /// response before the connection is dropped.
@@ -230,8 +231,12 @@ pub struct Deadlined {
 }
 
 impl Deadlined {
-    fn moved<T>(&mut self, ready: std::io::Result<T>) -> Poll<std::io::Result<T>> {
-        self.armed = false;
+    /// Only bytes moved count: an empty flush (which hyper does on every
+    /// turn) must not restart the timer.
+    fn moved<T>(&mut self, bytes: usize, ready: std::io::Result<T>) -> Poll<std::io::Result<T>> {
+        if bytes > 0 {
+            self.armed = false;
+        }
         Poll::Ready(ready)
     }
 
@@ -256,8 +261,9 @@ impl tokio::io::AsyncRead for Deadlined {
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(r) => this.moved(r),
+            Poll::Ready(r) => this.moved(buf.filled().len() - before, r),
             Poll::Pending => this.waiting(cx),
         }
     }
@@ -271,7 +277,7 @@ impl tokio::io::AsyncWrite for Deadlined {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(r) => this.moved(r),
+            Poll::Ready(r) => this.moved(*r.as_ref().unwrap_or(&0), r),
             Poll::Pending => this.waiting(cx),
         }
     }
@@ -283,7 +289,7 @@ impl tokio::io::AsyncWrite for Deadlined {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => this.moved(r),
+            Poll::Ready(r) => this.moved(*r.as_ref().unwrap_or(&0), r),
             Poll::Pending => this.waiting(cx),
         }
     }
@@ -295,7 +301,7 @@ impl tokio::io::AsyncWrite for Deadlined {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Ready(r) => this.moved(r),
+            Poll::Ready(r) => this.moved(0, r),
             Poll::Pending => this.waiting(cx),
         }
     }
@@ -303,7 +309,7 @@ impl tokio::io::AsyncWrite for Deadlined {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_shutdown(cx) {
-            Poll::Ready(r) => this.moved(r),
+            Poll::Ready(r) => this.moved(0, r),
             Poll::Pending => this.waiting(cx),
         }
     }

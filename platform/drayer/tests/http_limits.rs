@@ -313,15 +313,26 @@ async fn a_client_that_stops_reading_is_dropped() {
     let limits = Limits {
         max_requests: 1,
         max_queued: 4,
-        queue_wait: Duration::from_secs(600),
+        queue_wait: Duration::from_secs(1),
         send_timeout: Duration::from_secs(2),
     };
     let addr = serve_with(Stream::open(owner.path()).unwrap(), Some(limits)).await;
     let base = format!("/{}", quoted(&owner));
     let mut stalled = stall(addr, &format!("{base}/newest/100")).await;
-    // Served only once the server has given up on the stalled client.
+    // Served only once the server has given up on the stalled client
+    // (until then: 503 after the queue wait).
     let url = format!("http://{addr}{base}/newRecords/0?values=0");
-    assert_eq!(get(&url).await.status(), 200);
+    let mut served = false;
+    for _ in 0..120 {
+        if let Ok(Ok(response)) = tokio::time::timeout(DEADLINE, reqwest::get(&url)).await
+            && response.status() == 200
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(served, "the stalled client's turn was given back");
     let mut rest = Vec::new();
     let _ = tokio::time::timeout(DEADLINE, stalled.read_to_end(&mut rest))
         .await
@@ -382,5 +393,25 @@ async fn large_and_slow_responses_do_not_starve_a_one_worker_runtime() {
     }
     for socket in stalled {
         assert!(!finish(socket).await.is_empty());
+    }
+}
+
+/// A connection that sends nothing (or stops halfway through its
+/// request) is closed once nothing has moved for the send timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = Stream::create(&dir.path().join("owner.stream")).unwrap();
+    let limits = Limits {
+        send_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let addr = serve_with(Stream::open(owner.path()).unwrap(), Some(limits)).await;
+    for sent in [&b""[..], b"GET / HTTP/1.1\r\nHos"] {
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        socket.write_all(sent).await.unwrap();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(DEADLINE, socket.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "closed by the server");
     }
 }
