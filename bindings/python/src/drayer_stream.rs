@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use keyway_drayer::discovery::{Discovery, DiscoveryConfig};
-use keyway_drayer::http::{HttpSource, router};
+use keyway_drayer::http::{DeadlineListener, HttpSource, Limits, router_with};
 use keyway_drayer::sync::pull;
 use keyway_drayer::{Stream, StreamError, parse_public_key};
 use pyo3::exceptions::{PyConnectionError, PyOSError, PyValueError};
@@ -138,7 +138,10 @@ fn drayer_serve(py: Python<'_>, paths: Vec<PathBuf>, listen: String) -> PyResult
             let bound = listener
                 .local_addr()
                 .map_err(|e| PyOSError::new_err(e.to_string()))?;
-            tokio::spawn(async move { axum::serve(listener, router(served)).await });
+            let limits = Limits::default();
+            let listener = DeadlineListener::new(listener, limits.send_timeout);
+            let app = router_with(served, limits);
+            tokio::spawn(async move { axum::serve(listener, app).await });
             Ok(bound.to_string())
         },
         |py, bound| Ok(bound.into_pyobject(py)?.into_any().unbind()),

@@ -6,14 +6,14 @@
 //! back as a str); `--raw` stores and prints bytes as given. `get` exits 2
 //! when the record is absent, 1 on any other failure.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use keyway_drayer::http::{HttpSource, router};
+use keyway_drayer::http::{DeadlineListener, HttpSource, Limits, router_with};
 use keyway_drayer::sync::{PullLimits, pull_newest_with, pull_with};
 use keyway_drayer::{Stream, file_record, parse_public_key};
 use serde_json::json;
@@ -106,6 +106,17 @@ pub(crate) enum Command {
     ImportDir { path: PathBuf, dir: PathBuf },
     /// Write every `file` record into DIR (unchanged files skipped).
     ExportDir { path: PathBuf, dir: PathBuf },
+    /// Set KEY to VALUE for each `KEY<TAB>VALUE` line on stdin, one write
+    /// (one durable commit) at a time; print each KEY once its write is on
+    /// disk.
+    SetLines {
+        path: PathBuf,
+        #[arg(long = "type", default_value = "obj")]
+        kind: String,
+        /// Store each VALUE's bytes as given instead of as a msgpack string.
+        #[arg(long)]
+        raw: bool,
+    },
 }
 
 pub(crate) fn run(command: Command) -> ExitCode {
@@ -229,7 +240,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     node.announce().await.context("announcing on the LAN")?;
                     tokio::spawn(node.run());
                 }
-                axum::serve(listener, router(streams))
+                let limits = Limits::default();
+                let listener = DeadlineListener::new(listener, limits.send_timeout);
+                axum::serve(listener, router_with(streams, limits))
                     .with_graceful_shutdown(async {
                         let _ = tokio::signal::ctrl_c().await;
                     })
@@ -335,6 +348,24 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             );
             for skipped in report.skipped {
                 eprintln!("skipped {skipped}");
+            }
+        }
+        Command::SetLines { path, kind, raw } => {
+            let mut stream = open(&path)?;
+            let mut out = std::io::stdout().lock();
+            for line in std::io::stdin().lock().lines() {
+                let line = line?;
+                let Some((key, value)) = line.split_once('\t') else {
+                    bail!("{line:?}: expected KEY<TAB>VALUE");
+                };
+                let bytes = if raw || kind != "obj" {
+                    value.as_bytes().to_vec()
+                } else {
+                    keyway_drayer::obj::encode_str(value)
+                };
+                stream.set(key, &kind, &bytes)?;
+                writeln!(out, "{key}")?;
+                out.flush()?;
             }
         }
         Command::ExportDir { path, dir } => {

@@ -5,21 +5,38 @@
 //! read leniently (padded or not, standard or URL-safe). Unknown streams
 //! and an empty `crdr` are 404, not the original's 500 (O14). `newRecords`
 //! pages at [`PAGE`] records (O4). Reads never modify a stream (O15).
+//!
+//! The server holds no response whole: records and files are sized from
+//! their metadata, then streamed from SQLite (values through incremental
+//! blob reads) in [`CHUNK`]-byte pieces under a `Content-Length`, each
+//! from its own read-only connection and read transaction (one snapshot,
+//! no lock shared with other requests or with writers), on a blocking
+//! thread. At most [`Limits::max_requests`] requests are served at once.
 
 use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body as HttpBody;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::body::{Body as HttpBody, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use blake2::{Blake2b, Digest, digest::consts::U32};
+use http_body::{Frame, SizeHint};
 use keyway_core::drayer::{Meta, VerifyingKey};
+use rusqlite::{Connection, params};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::file_record;
-use crate::sqlite::{Body, Listing};
+use crate::sqlite::{Body, ChainError, Listing, Located, MAIN_CHAIN, locate, nth_newest_modified};
 use crate::stream::{Stream, StreamError, parse_public_key};
 use crate::sync::{PAGE, Source};
 use crate::wire;
@@ -33,14 +50,122 @@ pub const PAGE_BYTES: usize = 32 * 1024 * 1024;
 /// Records per JSON listing (the original's limit).
 const LIST_LIMIT: usize = 250;
 
-type Streams = Arc<HashMap<[u8; 32], Arc<Mutex<Stream>>>>;
+/// Bytes of JSON a listing stops after (at least one row): only keys of
+/// many KiB reach it; the client pages on with `after`/`before`.
+const LIST_BYTES: usize = 1024 * 1024;
 
-/// The API over `streams`, keyed by their public keys.
+/// The pieces a streamed response is sent in.
+pub const CHUNK: usize = 64 * 1024;
+
+/// Idle read-only connections kept per stream.
+const IDLE_READERS: usize = 8;
+
+/// Page cache of each reader connection, KiB (SQLite's default is 2,000).
+const READER_CACHE_KIB: i64 = 1024;
+
+/// Longest `file` header read (the original's holds `time` and `enc`).
+const MAX_FILE_HEADER: usize = 64 * 1024;
+
+/// How much the server takes on at once.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Requests served at once (each holds one read-only connection and a
+    /// blocking thread while it streams).
+    pub max_requests: usize,
+    /// Requests waiting for a turn; any more are answered 503 at once.
+    pub max_queued: usize,
+    /// Longest wait for a turn before 503. Keep it below `send_timeout`:
+    /// a waiting request's connection is idle meanwhile.
+    pub queue_wait: Duration,
+    /// Longest a client may take to accept the next [`CHUNK`] of a
+    /// response before the connection is dropped.
+    pub send_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_requests: 32,
+            max_queued: 64,
+            queue_wait: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One served stream: its file, and read-only connections to it.
+struct Served {
+    path: PathBuf,
+    public: VerifyingKey,
+    idle: Mutex<Vec<Stream>>,
+    /// The caller's connection, kept open so the file stays in WAL mode
+    /// with its `-wal` and `-shm` in place; never used to read.
+    _held: Mutex<Stream>,
+}
+
+impl Served {
+    /// Runs `f` in one read transaction on a reader of its own.
+    fn read<T>(&self, f: impl FnOnce(&Stream) -> Result<T, Stop>) -> Result<T, Stop> {
+        let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let reader = match taken {
+            Some(reader) => reader,
+            None => {
+                let reader = Stream::open_read_only(&self.path)?;
+                reader
+                    .connection()
+                    .pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
+                reader
+            }
+        };
+        let result = {
+            // Deferred: the snapshot is taken by the first read and kept
+            // to the end, however slowly the client takes the response.
+            let tx = reader.connection().unchecked_transaction()?;
+            let result = f(&reader);
+            drop(tx);
+            result
+        };
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < IDLE_READERS {
+            idle.push(reader);
+        }
+        result
+    }
+}
+
+struct Server {
+    streams: HashMap<[u8; 32], Arc<Served>>,
+    send_timeout: Duration,
+}
+
+type Shared = Arc<Server>;
+
+/// The API over `streams`, keyed by their public keys, with the default
+/// [`Limits`].
 pub fn router(streams: Vec<Stream>) -> Router {
-    let map: HashMap<[u8; 32], Arc<Mutex<Stream>>> = streams
+    router_with(streams, Limits::default())
+}
+
+/// The API over `streams` within `limits`.
+pub fn router_with(streams: Vec<Stream>, limits: Limits) -> Router {
+    let map: HashMap<[u8; 32], Arc<Served>> = streams
         .into_iter()
-        .map(|s| (*s.public_key().as_bytes(), Arc::new(Mutex::new(s))))
+        .map(|s| {
+            let served = Served {
+                path: s.path().to_owned(),
+                public: *s.public_key(),
+                idle: Mutex::new(Vec::new()),
+                _held: Mutex::new(s),
+            };
+            (*served.public.as_bytes(), Arc::new(served))
+        })
         .collect();
+    let gate = Arc::new(Gate {
+        permits: Arc::new(Semaphore::new(limits.max_requests.max(1))),
+        queued: AtomicUsize::new(0),
+        max_queued: limits.max_queued,
+        wait: limits.queue_wait,
+    });
     Router::new()
         .route("/", get(|| async { "Hello World!" }))
         .route("/{pk}/newRecords/{t}", get(new_records))
@@ -49,7 +174,394 @@ pub fn router(streams: Vec<Stream>) -> Router {
         .route("/{pk}/newestRecordsJSON/{kind}", get(newest_json))
         .route("/{pk}/listRecordsJSON/{kind}", get(list_json))
         .route("/{pk}/webAccess/{*path}", get(web_access))
-        .with_state(Arc::new(map))
+        .with_state(Arc::new(Server {
+            streams: map,
+            send_timeout: limits.send_timeout,
+        }))
+        .layer(middleware::from_fn_with_state(gate, admit))
+}
+
+/// A listener whose connections are closed when neither direction makes
+/// progress for `idle` (pass [`Limits::send_timeout`]): a client that
+/// stops reading a response, or never sends its request, holds no
+/// connection, blocking thread, read snapshot or turn for longer. Serve
+/// [`router`] with `axum::serve(DeadlineListener::new(tcp, idle), …)`.
+#[derive(Debug)]
+pub struct DeadlineListener {
+    inner: tokio::net::TcpListener,
+    idle: Duration,
+}
+
+impl DeadlineListener {
+    pub fn new(inner: tokio::net::TcpListener, idle: Duration) -> Self {
+        Self { inner, idle }
+    }
+}
+
+impl axum::serve::Listener for DeadlineListener {
+    type Io = Deadlined;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Deadlined, std::net::SocketAddr) {
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        let timer = Box::pin(tokio::time::sleep(self.idle));
+        let io = Deadlined {
+            inner: io,
+            idle: self.idle,
+            timer,
+            armed: false,
+        };
+        (io, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection that fails with `TimedOut` once reads and writes have
+/// both waited `idle` without moving a byte.
+#[derive(Debug)]
+pub struct Deadlined {
+    inner: tokio::net::TcpStream,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// The timer runs from the first wait since the last progress.
+    armed: bool,
+}
+
+impl Deadlined {
+    /// Only bytes moved count: an empty flush (which hyper does on every
+    /// turn) must not restart the timer.
+    fn moved<T>(&mut self, bytes: usize, ready: std::io::Result<T>) -> Poll<std::io::Result<T>> {
+        if bytes > 0 {
+            self.armed = false;
+        }
+        Poll::Ready(ready)
+    }
+
+    fn waiting<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+        if !self.armed {
+            self.armed = true;
+            self.timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + self.idle);
+        }
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Deadlined {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => this.moved(buf.filled().len() - before, r),
+            Poll::Pending => this.waiting(cx),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Deadlined {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(r) => this.moved(*r.as_ref().unwrap_or(&0), r),
+            Poll::Pending => this.waiting(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => this.moved(*r.as_ref().unwrap_or(&0), r),
+            Poll::Pending => this.waiting(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Ready(r) => this.moved(0, r),
+            Poll::Pending => this.waiting(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_shutdown(cx) {
+            Poll::Ready(r) => this.moved(0, r),
+            Poll::Pending => this.waiting(cx),
+        }
+    }
+}
+
+/// The bound on requests in progress and waiting.
+struct Gate {
+    permits: Arc<Semaphore>,
+    queued: AtomicUsize,
+    max_queued: usize,
+    wait: Duration,
+}
+
+impl Gate {
+    async fn turn(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        /// Leaves the queue however the wait ends (a client that goes
+        /// away drops the future).
+        struct Queued<'a>(&'a AtomicUsize);
+        impl Drop for Queued<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let ahead = self.queued.fetch_add(1, Ordering::Relaxed);
+        let _queued = Queued(&self.queued);
+        if ahead >= self.max_queued {
+            return None;
+        }
+        tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+}
+
+/// Admits a request when there is room: its turn lasts until its
+/// response has been sent or dropped.
+async fn admit(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
+    let Some(permit) = gate.turn().await else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "busy\n",
+        )
+            .into_response();
+    };
+    next.run(request).await.map(|body| {
+        HttpBody::new(Permitted {
+            body,
+            _permit: permit,
+        })
+    })
+}
+
+/// A response body that holds its request's turn.
+struct Permitted {
+    body: HttpBody,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Permitted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A body fed chunk by chunk from a blocking reader, of a length known
+/// before the first byte: a reader that stops early is an error (the
+/// connection is dropped), not a short response.
+struct Streamed {
+    chunks: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    left: u64,
+}
+
+impl http_body::Body for Streamed {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match self.chunks.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.left = self.left.saturating_sub(chunk.len() as u64);
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) if self.left == 0 => Poll::Ready(None),
+            Poll::Ready(None) => Poll::Ready(Some(Err(std::io::Error::other(
+                "the response was cut short",
+            )))),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
+    }
+}
+
+/// Why a streamed response stopped.
+#[derive(Debug)]
+enum Stop {
+    /// The client left or did not take a chunk in time.
+    Gone,
+    NotFound(&'static str),
+    Failed(String),
+}
+
+impl From<StreamError> for Stop {
+    fn from(e: StreamError) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+impl From<ChainError> for Stop {
+    fn from(e: ChainError) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+impl From<rusqlite::Error> for Stop {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+/// How a streamed response starts.
+enum Start {
+    Body {
+        len: u64,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    },
+    Stopped(Stop),
+}
+
+/// The reading side of a streamed response, on a blocking thread.
+struct Sink {
+    start: Option<oneshot::Sender<Start>>,
+    chunks: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+    /// Bytes promised and not yet written.
+    left: u64,
+    timeout: Duration,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Sink {
+    /// Promises `len` bytes: the status line and headers go out.
+    fn begin(&mut self, len: u64, headers: Vec<(HeaderName, HeaderValue)>) -> Result<(), Stop> {
+        let start = self
+            .start
+            .take()
+            .ok_or(Stop::Failed("begun twice".into()))?;
+        self.left = len;
+        start
+            .send(Start::Body { len, headers })
+            .map_err(|_| Stop::Gone)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Stop> {
+        let len = bytes.len() as u64;
+        if self.start.is_some() || len > self.left {
+            return Err(Stop::Failed("a response outgrew its length".into()));
+        }
+        self.left -= len;
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the buffered bytes to the connection, waiting at most the
+    /// send timeout for the client to take the previous chunk.
+    fn flush(&mut self) -> Result<(), Stop> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        let sent = self.runtime.block_on(tokio::time::timeout(
+            self.timeout,
+            self.chunks.send(Ok(chunk)),
+        ));
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Stop::Gone),
+        }
+    }
+
+    /// Copies exactly `len` bytes of `from`.
+    fn copy(&mut self, from: &mut impl Read, len: u64) -> Result<(), Stop> {
+        let mut piece = vec![0; CHUNK];
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
+            let n = from.read(&mut piece[..want])?;
+            if n == 0 {
+                return Err(Stop::Failed("a value ended early".into()));
+            }
+            self.write(&piece[..n])?;
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Ends the response: whatever is buffered, or the reason it stopped
+    /// (before the first byte: the status; after: a dropped connection).
+    fn end(mut self, result: Result<(), Stop>) {
+        let result = result.and_then(|()| self.flush());
+        let stop = match result {
+            Ok(()) if self.start.is_none() && self.left == 0 => return,
+            Ok(()) => Stop::Failed("a response fell short of its length".into()),
+            Err(stop) => stop,
+        };
+        match &stop {
+            Stop::Gone => tracing::debug!("drayer client left or was too slow"),
+            Stop::NotFound(_) => {}
+            Stop::Failed(e) => tracing::warn!(error = %e, "drayer request failed"),
+        }
+        if let Some(start) = self.start.take() {
+            let _ = start.send(Start::Stopped(stop));
+        } else {
+            let _ = self
+                .chunks
+                .try_send(Err(std::io::Error::other("the response failed")));
+        }
+    }
 }
 
 fn not_found(what: &str) -> Response {
@@ -61,28 +573,141 @@ fn server_error(e: impl std::fmt::Display) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
 }
 
-/// Runs `f` on the stream named by `pk`, off the async threads.
+/// The stream named by `pk`, if served.
+fn served(server: &Shared, pk: &str) -> Option<Arc<Served>> {
+    let key = parse_public_key(pk).ok()?;
+    server.streams.get(key.as_bytes()).cloned()
+}
+
+/// Runs `produce` on the stream named by `pk`, on a blocking thread in
+/// one read transaction, and streams what it writes.
+async fn streamed(
+    server: &Shared,
+    pk: &str,
+    produce: impl FnOnce(&Connection, &VerifyingKey, &mut Sink) -> Result<(), Stop> + Send + 'static,
+) -> Response {
+    let Some(served) = served(server, pk) else {
+        return not_found("no such stream");
+    };
+    let (start, started) = oneshot::channel();
+    // One chunk waits while the connection writes the one before.
+    let (chunks, receiver) = mpsc::channel(1);
+    let mut sink = Sink {
+        start: Some(start),
+        chunks,
+        buf: Vec::with_capacity(CHUNK),
+        left: 0,
+        timeout: server.send_timeout,
+        runtime: tokio::runtime::Handle::current(),
+    };
+    tokio::task::spawn_blocking(move || {
+        let public = served.public;
+        let result = served.read(|reader| produce(reader.connection(), &public, &mut sink));
+        sink.end(result);
+    });
+    match started.await {
+        Ok(Start::Body { len, headers }) => {
+            let mut response = Response::new(HttpBody::new(Streamed {
+                chunks: receiver,
+                left: len,
+            }));
+            response.headers_mut().extend(headers);
+            response
+        }
+        Ok(Start::Stopped(Stop::NotFound(what))) => not_found(what),
+        Ok(Start::Stopped(Stop::Failed(e))) => server_error(e),
+        Ok(Start::Stopped(Stop::Gone)) | Err(_) => server_error("the reader stopped"),
+    }
+}
+
+/// Runs `f` on a reader of the stream named by `pk`, off the async threads.
 async fn with_stream<T: Send + 'static>(
-    streams: &Streams,
+    server: &Shared,
     pk: &str,
     f: impl FnOnce(&Stream) -> Result<T, StreamError> + Send + 'static,
 ) -> Result<T, Response> {
-    let key = parse_public_key(pk).map_err(|_| not_found("no such stream"))?;
-    let stream = streams
-        .get(key.as_bytes())
-        .cloned()
-        .ok_or_else(|| not_found("no such stream"))?;
-    tokio::task::spawn_blocking(move || {
-        let stream = stream.lock().unwrap_or_else(|e| e.into_inner());
-        f(&stream)
-    })
-    .await
-    .map_err(server_error)?
-    .map_err(server_error)
+    let served = served(server, pk).ok_or_else(|| not_found("no such stream"))?;
+    let read = tokio::task::spawn_blocking(move || served.read(|s| Ok(f(s)?)));
+    match read.await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(Stop::NotFound(what))) => Err(not_found(what)),
+        Ok(Err(e)) => Err(server_error(format!("{e:?}"))),
+        Err(e) => Err(server_error(e)),
+    }
 }
 
-fn octets(bytes: Vec<u8>) -> Response {
-    ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+fn octet_headers() -> Vec<(HeaderName, HeaderValue)> {
+    vec![(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    )]
+}
+
+/// A record's encoded length with `value_len` bytes of value (`None`:
+/// without `val`).
+fn encoded_len(
+    scratch: &mut Vec<u8>,
+    row: &Located,
+    value_len: Option<u64>,
+    stream: &VerifyingKey,
+) -> u64 {
+    scratch.clear();
+    let len = value_len.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    wire::encode_head(scratch, &row.meta, &row.kind, &row.key, len);
+    wire::encode_tail(scratch, &row.meta, stream);
+    scratch.len() as u64 + value_len.unwrap_or(0)
+}
+
+/// Writes one record, its value read from the file in pieces.
+fn write_record(
+    conn: &Connection,
+    sink: &mut Sink,
+    row: &Located,
+    with_values: bool,
+    stream: &VerifyingKey,
+) -> Result<(), Stop> {
+    let value_len = row.value_len.filter(|_| with_values);
+    let mut part = Vec::new();
+    let len = value_len.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    wire::encode_head(&mut part, &row.meta, &row.kind, &row.key, len);
+    sink.write(&part)?;
+    if let Some(len) = value_len {
+        let mut blob = conn.blob_open("main", "record", "value", row.rowid, true)?;
+        sink.copy(&mut blob, len)?;
+    }
+    part.clear();
+    wire::encode_tail(&mut part, &row.meta, stream);
+    sink.write(&part)
+}
+
+/// An array of the records matching `condition` (over `?1` the main
+/// chain and `?2` `arg`), `count` of them (as a first pass found).
+fn write_records(
+    conn: &Connection,
+    sink: &mut Sink,
+    (condition, arg, count): (&str, i64, usize),
+    with_values: bool,
+    stream: &VerifyingKey,
+) -> Result<(), Stop> {
+    let mut header = Vec::new();
+    let _ = rmp::encode::write_array_len(&mut header, u32::try_from(count).unwrap_or(0));
+    sink.write(&header)?;
+    let limit = i64::try_from(count).unwrap_or(i64::MAX);
+    locate(
+        conn,
+        condition,
+        params![MAIN_CHAIN, arg, limit],
+        |row: Located| write_record(conn, sink, &row, with_values, stream),
+    )
+}
+
+/// The msgpack array header's length for `count` records.
+fn array_header_len(count: usize) -> u64 {
+    match count {
+        0..16 => 1,
+        16..65_536 => 3,
+        _ => 5,
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -91,54 +716,69 @@ struct Values {
     values: Option<u8>,
 }
 
+/// Records kept in a page whose values are `lens` long: at most
+/// [`PAGE_BYTES`] of values, always one record. A page of large files
+/// must not be gigabytes; Keyway clients ask again until a page is
+/// empty, an original client stops at a short page and gets the rest at
+/// its next sync.
+fn page_keep(lens: &[u64]) -> usize {
+    let mut bytes = 0u64;
+    let keep = lens
+        .iter()
+        .take_while(|len| {
+            let before = bytes;
+            bytes = bytes.saturating_add(**len);
+            before == 0 || bytes <= PAGE_BYTES as u64
+        })
+        .count();
+    keep.max(1).min(lens.len())
+}
+
 async fn new_records(
-    State(streams): State<Streams>,
+    State(server): State<Shared>,
     Path((pk, t)): Path<(String, i64)>,
     Query(q): Query<Values>,
 ) -> Response {
     let with_values = q.values != Some(0);
-    match with_stream(&streams, &pk, move |s| {
-        let mut records = s.modified_after(t, PAGE)?;
-        if !with_values {
-            records.iter_mut().for_each(|(_, b)| b.value = None);
-        }
-        // At most PAGE_BYTES of values (always one record): a page of
-        // large files must not be gigabytes. Keyway clients ask again until
-        // a page is empty; an original client stops at a short page and
-        // gets the rest at its next sync.
-        let mut bytes = 0usize;
-        let keep = records
-            .iter()
-            .take_while(|(_, b)| {
-                let before = bytes;
-                bytes += b.value.as_ref().map_or(0, Vec::len);
-                before == 0 || bytes <= PAGE_BYTES
-            })
-            .count();
-        records.truncate(keep.max(1).min(records.len()));
-        Ok(wire::encode_records(&records, s.public_key()))
+    streamed(&server, &pk, move |conn, public, sink| {
+        const AFTER: &str = "modified > ?2 ORDER BY modified LIMIT ?3";
+        // First pass, metadata only: which records, and the length.
+        let mut sizes = Vec::with_capacity(PAGE);
+        let mut lens = Vec::with_capacity(PAGE);
+        let mut scratch = Vec::new();
+        let page = i64::try_from(PAGE).unwrap_or(i64::MAX);
+        locate(conn, AFTER, params![MAIN_CHAIN, t, page], |row: Located| {
+            let value_len = row.value_len.filter(|_| with_values);
+            sizes.push(encoded_len(&mut scratch, &row, value_len, public));
+            lens.push(value_len.unwrap_or(0));
+            Ok::<_, Stop>(())
+        })?;
+        let keep = page_keep(&lens);
+        let len = array_header_len(keep) + sizes[..keep].iter().sum::<u64>();
+        sink.begin(len, octet_headers())?;
+        write_records(conn, sink, (AFTER, t, keep), with_values, public)
     })
     .await
-    {
-        Ok(bytes) => octets(bytes),
-        Err(response) => response,
-    }
 }
 
-async fn crdr(State(streams): State<Streams>, Path((pk, t)): Path<(String, i64)>) -> Response {
-    match with_stream(&streams, &pk, move |s| {
-        Ok(s.crdr(t)?.map(|(meta, body)| {
-            let mut out = Vec::new();
-            wire::encode_record(&mut out, &meta, &body, s.public_key());
-            out
-        }))
+async fn crdr(State(server): State<Shared>, Path((pk, t)): Path<(String, i64)>) -> Response {
+    streamed(&server, &pk, move |conn, public, sink| {
+        let mut found = None;
+        locate(
+            conn,
+            "prevchange <= ?2 ORDER BY prevchange DESC LIMIT 1",
+            params![MAIN_CHAIN, t],
+            |row: Located| {
+                found = Some(row);
+                Ok::<_, Stop>(())
+            },
+        )?;
+        let row = found.ok_or(Stop::NotFound("nothing to repair"))?;
+        let len = encoded_len(&mut Vec::new(), &row, row.value_len, public);
+        sink.begin(len, octet_headers())?;
+        write_record(conn, sink, &row, true, public)
     })
     .await
-    {
-        Ok(Some(bytes)) => octets(bytes),
-        Ok(None) => not_found("nothing to repair"),
-        Err(response) => response,
-    }
 }
 
 /// Most records `newest` returns at once.
@@ -146,16 +786,33 @@ pub const MAX_NEWEST: usize = 10_000;
 
 /// Keyway's addition: the `n` most recently modified records, oldest
 /// first, for partial mirrors (spec D8). The original has no equivalent.
-async fn newest(State(streams): State<Streams>, Path((pk, n)): Path<(String, usize)>) -> Response {
+async fn newest(State(server): State<Shared>, Path((pk, n)): Path<(String, usize)>) -> Response {
     let n = n.min(MAX_NEWEST);
-    match with_stream(&streams, &pk, move |s| {
-        Ok(wire::encode_records(&s.newest_records(n)?, s.public_key()))
+    streamed(&server, &pk, move |conn, public, sink| {
+        // `modified` is unique in a chain: the n newest are those from
+        // the n-th newest on.
+        const FROM: &str = "modified >= ?2 ORDER BY modified LIMIT ?3";
+        let from = match n {
+            0 => i64::MAX,
+            n => nth_newest_modified(conn, n)?.unwrap_or(i64::MIN),
+        };
+        let (mut count, mut len) = (0, 0);
+        let mut scratch = Vec::new();
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        locate(
+            conn,
+            FROM,
+            params![MAIN_CHAIN, from, limit],
+            |row: Located| {
+                count += 1;
+                len += encoded_len(&mut scratch, &row, row.value_len, public);
+                Ok::<_, Stop>(())
+            },
+        )?;
+        sink.begin(array_header_len(count) + len, octet_headers())?;
+        write_records(conn, sink, (FROM, from, count), true, public)
     })
     .await
-    {
-        Ok(bytes) => octets(bytes),
-        Err(response) => response,
-    }
 }
 
 #[derive(serde::Deserialize)]
@@ -190,114 +847,197 @@ fn json_string(s: &str) -> String {
     out
 }
 
-/// `[[key, n], …]` with Python's default separators.
-fn json_pairs(pairs: &[(String, i64)]) -> Response {
-    let items: Vec<String> = pairs
-        .iter()
-        .map(|(k, n)| format!("[{}, {n}]", json_string(k)))
-        .collect();
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        format!("[{}]", items.join(", ")),
-    )
-        .into_response()
+/// `[[key, n], …]` with Python's default separators, stopping after
+/// [`LIST_BYTES`].
+fn json_pairs(pairs: &[(String, i64)]) -> String {
+    let mut out = String::from("[");
+    for (k, n) in pairs {
+        if out.len() > LIST_BYTES {
+            break;
+        }
+        if out.len() > 1 {
+            out.push_str(", ");
+        }
+        out.push_str(&format!("[{}, {n}]", json_string(k)));
+    }
+    out.push(']');
+    out
 }
 
 /// Up to 250 `[key, modified]`, by id descending, ids strictly between
 /// `after` and `before` (the README says `[key, id]`; the code sent the
 /// modified time, and so do we).
 async fn newest_json(
-    State(streams): State<Streams>,
+    State(server): State<Shared>,
     Path((pk, kind)): Path<(String, String)>,
     Query(b): Query<Bounds>,
 ) -> Response {
     let bounds = (b.after.unwrap_or(0), b.before.unwrap_or(1 << 62));
-    listing(&streams, &pk, kind, bounds, Listing::NewestId).await
+    listing(&server, &pk, kind, bounds, Listing::NewestId).await
 }
 
 /// Up to 250 `[key, id]`, by modified descending, ids strictly between
 /// `after` and `before`.
 async fn list_json(
-    State(streams): State<Streams>,
+    State(server): State<Shared>,
     Path((pk, kind)): Path<(String, String)>,
     Query(b): Query<Bounds>,
 ) -> Response {
     let bounds = (b.after.unwrap_or(0), b.before.unwrap_or(1 << 60));
-    listing(&streams, &pk, kind, bounds, Listing::NewestModified).await
+    listing(&server, &pk, kind, bounds, Listing::NewestModified).await
 }
 
 /// Either JSON listing: the second column is the modified time when
 /// ordered by id, and the id when ordered by modified time.
 async fn listing(
-    streams: &Streams,
+    server: &Shared,
     pk: &str,
     kind: String,
     bounds: (i64, i64),
     order: Listing,
 ) -> Response {
-    match with_stream(streams, pk, move |s| {
-        s.listing(&kind, bounds, order, LIST_LIMIT)
+    let listed = with_stream(server, pk, move |s| {
+        let rows = s.listing(&kind, bounds, order, LIST_LIMIT)?;
+        let pairs: Vec<(String, i64)> = rows
+            .into_iter()
+            .map(|(key, id, modified)| match order {
+                Listing::NewestId => (key, modified),
+                Listing::NewestModified => (key, id),
+            })
+            .collect();
+        Ok(json_pairs(&pairs))
     })
-    .await
-    {
-        Ok(rows) => {
-            let pairs: Vec<(String, i64)> = rows
-                .into_iter()
-                .map(|(key, id, modified)| match order {
-                    Listing::NewestId => (key, modified),
-                    Listing::NewestModified => (key, id),
-                })
-                .collect();
-            json_pairs(&pairs)
-        }
+    .await;
+    match listed {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(response) => response,
     }
 }
 
+/// A value's bytes from `start` for `len`, read from the file.
+fn value_range<'c>(
+    conn: &'c Connection,
+    rowid: i64,
+    start: u64,
+    len: u64,
+) -> Result<std::io::Take<rusqlite::blob::Blob<'c>>, Stop> {
+    let mut blob = conn.blob_open("main", "record", "value", rowid, true)?;
+    blob.seek(SeekFrom::Start(start))?;
+    Ok(blob.take(len))
+}
+
 /// A `file` record: gzip passed through to clients that accept it,
 /// inflated for the others; the Content-Type guessed from the name (the
-/// original always said gzip and text/html: O16).
+/// original always said gzip and text/html: O16). The value is checked
+/// against its signed hash, then streamed; an inflated file is inflated
+/// twice, once to learn its length (and that it is whole and within
+/// [`file_record::MAX_FILE`]), once to send it.
 async fn web_access(
-    State(streams): State<Streams>,
+    State(server): State<Shared>,
     Path((pk, path)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let key = path.clone();
-    let value = match with_stream(&streams, &pk, move |s| s.get(&key, "file")).await {
-        Ok(Some(value)) => value,
-        Ok(None) => return not_found("no such file"),
-        Err(response) => return response,
-    };
-    let Ok(record) = file_record::decode(&value) else {
-        return server_error("malformed file record");
-    };
-    let mime = mime_guess::from_path(&path).first_or_octet_stream();
-    let content_type = HeaderValue::from_str(mime.as_ref())
-        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     let gzip_ok = headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|e| e.trim().split(';').next() == Some("gzip"));
-    let mut response = if gzip_ok {
-        let mut r = Response::new(HttpBody::from(record.gzip.to_vec()));
-        r.headers_mut()
-            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        r
-    } else {
-        match file_record::inflate(&record, file_record::MAX_FILE) {
-            Ok(bytes) => Response::new(HttpBody::from(bytes)),
-            Err(e) => return server_error(e),
+    let mime = mime_guess::from_path(&path).first_or_octet_stream();
+    let content_type = HeaderValue::from_str(mime.as_ref())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    streamed(&server, &pk, move |conn, public, sink| {
+        let mut found = None;
+        locate(
+            conn,
+            "type = ?2 AND key = ?3 ORDER BY +modified DESC LIMIT 1",
+            params![MAIN_CHAIN, "file", path],
+            |row: Located| {
+                found = Some(row);
+                Ok::<_, Stop>(())
+            },
+        )?;
+        let (row, value_len) = match found {
+            Some(row) => match row.value_len {
+                Some(len) => (row, len),
+                None => return Err(Stop::NotFound("no such file")),
+            },
+            None => return Err(Stop::NotFound("no such file")),
+        };
+        row.meta
+            .verify(public)
+            .map_err(|e| Stop::Failed(e.to_string()))?;
+        check_hash(conn, &row, value_len)?;
+        let gzip_at = file_header(conn, &row, value_len)?;
+        let gzip_len = value_len - gzip_at;
+        let mut headers = vec![
+            (header::CONTENT_TYPE, content_type),
+            (header::VARY, HeaderValue::from_static("Accept-Encoding")),
+        ];
+        if gzip_ok {
+            headers.push((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
+            sink.begin(gzip_len, headers)?;
+            return sink.copy(
+                &mut value_range(conn, row.rowid, gzip_at, gzip_len)?,
+                gzip_len,
+            );
         }
-    };
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, content_type);
-    response
-        .headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    response
+        let inflate = || -> Result<_, Stop> {
+            let gzip = value_range(conn, row.rowid, gzip_at, gzip_len)?;
+            Ok(flate2::read::GzDecoder::new(gzip).take(file_record::MAX_FILE + 1))
+        };
+        let len = std::io::copy(&mut inflate()?, &mut std::io::sink())?;
+        if len > file_record::MAX_FILE {
+            return Err(Stop::Failed(
+                file_record::FileRecordError::TooLarge.to_string(),
+            ));
+        }
+        sink.begin(len, headers)?;
+        sink.copy(&mut inflate()?, len)
+    })
+    .await
+}
+
+/// Checks a value against its signed hash, reading it in pieces.
+fn check_hash(conn: &Connection, row: &Located, len: u64) -> Result<(), Stop> {
+    let mut value = value_range(conn, row.rowid, 0, len)?;
+    let mut hasher = Blake2b::<U32>::new();
+    let mut piece = vec![0; CHUNK];
+    loop {
+        let n = value.read(&mut piece)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&piece[..n]);
+    }
+    let digest: [u8; 32] = hasher.finalize().into();
+    if digest != row.meta.value_hash {
+        return Err(Stop::Failed(format!(
+            "record {}: the value does not match its hash",
+            row.meta.id
+        )));
+    }
+    Ok(())
+}
+
+/// Where a `file` value's gzip starts, its header checked.
+fn file_header(conn: &Connection, row: &Located, len: u64) -> Result<u64, Stop> {
+    let malformed = || Stop::Failed("malformed file record".into());
+    let mut size = [0; 4];
+    value_range(conn, row.rowid, 0, len)?
+        .read_exact(&mut size)
+        .map_err(|_| malformed())?;
+    let header_len = u32::from_le_bytes(size) as usize;
+    let gzip_at = 4 + header_len as u64;
+    if header_len > MAX_FILE_HEADER || gzip_at > len {
+        return Err(malformed());
+    }
+    let mut prefix = vec![0; 4 + header_len];
+    value_range(conn, row.rowid, 0, gzip_at)?
+        .read_exact(&mut prefix)
+        .map_err(|_| malformed())?;
+    file_record::decode(&prefix).map_err(|e| Stop::Failed(e.to_string()))?;
+    Ok(gzip_at)
 }
 
 /// A peer's stream over HTTP, as a [`Source`].
@@ -305,7 +1045,7 @@ async fn web_access(
 pub struct HttpSource {
     fetcher: Fetcher,
     /// Pages read ahead, in order: (after which time, the page).
-    ahead: Option<tokio::sync::mpsc::Receiver<(i64, Result<Page, ClientError>)>>,
+    ahead: Option<mpsc::Receiver<(i64, Result<Page, ClientError>)>>,
 }
 
 /// Pages a read-ahead holds before waiting for the reader: enough that the
@@ -518,7 +1258,7 @@ impl Source for HttpSource {
         if self.ahead.is_some() {
             return;
         }
-        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
         let fetcher = self.fetcher.clone();
         tokio::spawn(async move {
             let mut t = t;

@@ -187,6 +187,76 @@ impl<'c> SqliteChain<'c> {
     }
 }
 
+/// A row's metadata and where its value is, without the value: what an
+/// HTTP response needs to be sized and then streamed.
+#[derive(Clone, Debug)]
+pub struct Located {
+    pub rowid: i64,
+    pub meta: Meta,
+    pub kind: String,
+    pub key: String,
+    /// The value's length; `None` for a metadata-only row.
+    pub value_len: Option<u64>,
+}
+
+/// Calls `f` on each row of the main chain matching `condition` (after
+/// `chain = ?1`, with the parameters that follow), in its order, with the
+/// value's length but never its bytes: `typeof` and `length` of a blob
+/// column read only the row's header, and nothing is collected.
+pub fn locate<E: From<ChainError>>(
+    conn: &Connection,
+    condition: &str,
+    args: impl rusqlite::Params,
+    mut f: impl FnMut(Located) -> Result<(), E>,
+) -> Result<(), E> {
+    let sql = format!(
+        "SELECT {COLUMNS}, rowid, typeof(value), length(value) FROM record WHERE chain = ?1 AND {condition}"
+    );
+    let mut statement = conn.prepare_cached(&sql).map_err(ChainError::Sql)?;
+    let mut rows = statement.query(args).map_err(ChainError::Sql)?;
+    while let Some(row) = rows.next().map_err(ChainError::Sql)? {
+        let meta = meta_parts(row)?;
+        let id = i64::try_from(meta.id).unwrap_or(i64::MAX);
+        let malformed = |what| ChainError::Malformed { id, what };
+        let kind: String = row.get(1).map_err(|_| malformed("type"))?;
+        let key: String = row.get(2).map_err(|_| malformed("key"))?;
+        let rowid: i64 = row.get(9).map_err(ChainError::Sql)?;
+        let value_type: String = row.get(10).map_err(ChainError::Sql)?;
+        let value_len = match value_type.as_str() {
+            "null" => None,
+            "blob" => {
+                let len: i64 = row.get(11).map_err(ChainError::Sql)?;
+                Some(u64::try_from(len).map_err(|_| malformed("value"))?)
+            }
+            // What `body_parts` would refuse to read as bytes.
+            _ => return Err(malformed("value").into()),
+        };
+        f(Located {
+            rowid,
+            meta,
+            kind,
+            key,
+            value_len,
+        })?;
+    }
+    Ok(())
+}
+
+/// The main chain's `modified` of its `n`-th most recent row (1 = the
+/// tip), if it holds that many.
+pub fn nth_newest_modified(conn: &Connection, n: usize) -> Result<Option<i64>, ChainError> {
+    let offset = i64::try_from(n.saturating_sub(1)).unwrap_or(i64::MAX);
+    let mut statement = conn.prepare_cached(
+        "SELECT modified FROM record WHERE chain = ?1 ORDER BY modified DESC LIMIT 1 OFFSET ?2",
+    )?;
+    Ok(statement
+        .query_row(params![MAIN, offset], |r| r.get(0))
+        .optional()?)
+}
+
+/// The main chain's name in the `chain` column, for queries over it.
+pub(crate) const MAIN_CHAIN: &[u8] = MAIN;
+
 fn blob<const N: usize>(
     row: &Row<'_>,
     index: usize,

@@ -163,6 +163,7 @@ impl Stream {
             params![STANDARD.encode(public.as_bytes())],
         )?;
         keyfile::create(&key_path, &key)?;
+        Self::make_durable(&conn, path)?;
         Ok(Self {
             conn,
             path: path.to_owned(),
@@ -183,6 +184,9 @@ impl Stream {
             .exists()
             .then(|| keyfile::load(&key_path, &public))
             .transpose()?;
+        if owner.is_some() {
+            Self::make_durable(&conn, path)?;
+        }
         Ok(Self {
             conn,
             path: path.to_owned(),
@@ -285,7 +289,9 @@ impl Stream {
             // each would wait for an fsync (about 400 writes/s here). WAL
             // with synchronous=NORMAL keeps each commit atomic and
             // consistent; a power cut may lose the last commits, never
-            // corrupt the chain. The original opens WAL files unchanged.
+            // corrupt the chain. That is for mirrors: an owner's
+            // connection syncs every commit (`make_durable`). The
+            // original opens WAL files unchanged.
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(sql)?;
             conn.pragma_update(None, "synchronous", "NORMAL")
@@ -298,6 +304,19 @@ impl Stream {
                 .map_err(sql)?;
         }
         Ok(conn)
+    }
+
+    /// An owner's commits are synced before a write returns: its records
+    /// exist nowhere else, so an acknowledged write must survive an OS
+    /// crash or a power cut, not only the process's death (which WAL with
+    /// `synchronous=NORMAL` already survives). A mirror keeps NORMAL: a
+    /// lost tail is pulled again at its next sync.
+    fn make_durable(conn: &Connection, path: &Path) -> Result<(), StreamError> {
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|source| StreamError::Sql {
+                path: path.to_owned(),
+                source,
+            })
     }
 
     fn stored_key(conn: &Connection, path: &Path) -> Result<VerifyingKey, StreamError> {
@@ -313,6 +332,11 @@ impl Stream {
             .optional()
             .map_err(|_| not_a_stream())?;
         parse_public_key(&text.ok_or_else(not_a_stream)?)
+    }
+
+    /// The file's connection, for the HTTP server's streamed reads.
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
     }
 
     pub fn path(&self) -> &Path {
@@ -802,5 +826,35 @@ fn entry((meta, body): (Meta, Body)) -> Entry {
         timestamp: meta.timestamp,
         modified: meta.modified,
         value: body.value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous(stream: &Stream) -> i64 {
+        stream
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap()
+    }
+
+    /// 2 is FULL: each owner commit is synced to disk before `set`
+    /// returns; a mirror's commits (1, NORMAL) are not.
+    #[test]
+    fn owner_connections_commit_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owner.stream");
+        let mut created = Stream::create(&path).unwrap();
+        assert_eq!(synchronous(&created), 2, "a created stream");
+        created.set("k", "obj", b"v").unwrap();
+        let public = *created.public_key();
+        drop(created);
+        let reopened = Stream::open(&path).unwrap();
+        assert!(reopened.is_owner());
+        assert_eq!(synchronous(&reopened), 2, "a reopened owner stream");
+        let mirror = Stream::mirror(&dir.path().join("mirror.stream"), public).unwrap();
+        assert_eq!(synchronous(&mirror), 1, "a mirror");
     }
 }

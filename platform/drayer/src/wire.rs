@@ -47,7 +47,12 @@ pub enum WireError {
 
 /// Appends a string or byte field the way msgpack 0.6 did.
 pub(crate) fn write_raw(out: &mut Vec<u8>, bytes: &[u8]) {
-    let len = bytes.len();
+    write_raw_len(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+/// The marker and length of a raw field of `len` bytes.
+fn write_raw_len(out: &mut Vec<u8>, len: usize) {
     if len < 32 {
         out.push(0xa0 | len as u8);
     } else if let Ok(len) = u16::try_from(len) {
@@ -57,7 +62,6 @@ pub(crate) fn write_raw(out: &mut Vec<u8>, bytes: &[u8]) {
         out.push(0xdb);
         out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
     }
-    out.extend_from_slice(bytes);
 }
 
 /// Appends an integer in its smallest form (unsigned when not negative,
@@ -72,18 +76,40 @@ pub(crate) fn write_int(out: &mut Vec<u8>, value: i64) {
 
 /// Appends one record map. `val` is left out for a metadata-only body.
 pub fn encode_record(out: &mut Vec<u8>, meta: &Meta, body: &Body, stream: &VerifyingKey) {
-    let fields = if body.value.is_some() { 11 } else { 10 };
+    let value_len = body.value.as_ref().map(Vec::len);
+    encode_head(out, meta, &body.kind, &body.key, value_len);
+    if let Some(value) = &body.value {
+        out.extend_from_slice(value);
+    }
+    encode_tail(out, meta, stream);
+}
+
+/// A record map up to its value's bytes, which follow (`value_len` of
+/// them; `None`: no `val`), then [`encode_tail`]: a response can stream
+/// a value it never holds whole.
+pub fn encode_head(
+    out: &mut Vec<u8>,
+    meta: &Meta,
+    kind: &str,
+    key: &str,
+    value_len: Option<usize>,
+) {
+    let fields = if value_len.is_some() { 11 } else { 10 };
     out.push(0x80 | fields);
     write_raw(out, b"hash");
     write_raw(out, &meta.value_hash);
     write_raw(out, b"type");
-    write_raw(out, body.kind.as_bytes());
+    write_raw(out, kind.as_bytes());
     write_raw(out, b"key");
-    write_raw(out, body.key.as_bytes());
-    if let Some(value) = &body.value {
+    write_raw(out, key.as_bytes());
+    if let Some(len) = value_len {
         write_raw(out, b"val");
-        write_raw(out, value);
+        write_raw_len(out, len);
     }
+}
+
+/// The rest of a record map after its value.
+pub fn encode_tail(out: &mut Vec<u8>, meta: &Meta, stream: &VerifyingKey) {
     write_raw(out, b"id");
     write_int(out, i64::try_from(meta.id).unwrap_or(i64::MAX));
     write_raw(out, b"sig");
