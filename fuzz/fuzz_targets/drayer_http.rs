@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::http::Request;
-use keyway_drayer::stream::Stream;
+use keyway_drayer::Stream;
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 

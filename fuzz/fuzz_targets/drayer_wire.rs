@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((meta, body)) = wire::decode_record(data, &stream) {
         let mut again = Vec::new();
         wire::encode_record(&mut again, &meta, &body, &stream);
-        assert_eq!(wire::decode_record(&again, &stream).ok(), Some((meta, body)));
+        assert_eq!(
+            wire::decode_record(&again, &stream).ok(),
+            Some((meta, body))
+        );
     }
     let _ = discovery::decode(data);
     let _ = keyway_drayer::primary_servers::decode(data);

@@ -10,7 +10,9 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(p) = Packet::decode(data) {
         let mut buf = [0u8; MAX_PACKET_LEN];
-        let n = p.encode(&mut buf).expect("a decoded packet always re-encodes");
+        let n = p
+            .encode(&mut buf)
+            .expect("a decoded packet always re-encodes");
         assert_eq!(&buf[..n], data);
         let _ = p.verify_self_signed();
     }

@@ -13,10 +13,10 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use keyway_core::mqtt::{self, Packet};
+use keyway_core::sidewire::AppPacket;
 use keyway_core::sidewire::app_packet::MsgType;
 use keyway_core::sidewire::receiver::{Receiver, Slot, Verdict};
 use keyway_core::sidewire::screen::{Peer, Screen, ScreenLimits};
-use keyway_core::sidewire::AppPacket;
 use keyway_core::{Keypair, PublicKey};
 use libfuzzer_sys::fuzz_target;
 
@@ -33,7 +33,12 @@ fn keys() -> &'static [Keypair; 4] {
 
 fn topic() -> &'static str {
     static TOPIC: OnceLock<String> = OnceLock::new();
-    TOPIC.get_or_init(|| Keypair::from_secret_bytes(&[9; 32]).expect("valid scalar").public().to_string())
+    TOPIC.get_or_init(|| {
+        Keypair::from_secret_bytes(&[9; 32])
+            .expect("valid scalar")
+            .public()
+            .to_string()
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -54,7 +59,10 @@ fuzz_target!(|data: &[u8]| {
         let mut stream = chunk;
         while let Ok(Some((packet, used))) = mqtt::decode(stream, MAX_PACKET) {
             stream = &stream[used..];
-            let Packet::Publish { topic: t, payload, .. } = packet else {
+            let Packet::Publish {
+                topic: t, payload, ..
+            } = packet
+            else {
                 continue;
             };
             // Our topic, or a resigned packet (the fuzzer cannot guess it).

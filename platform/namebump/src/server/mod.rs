@@ -5,6 +5,8 @@ mod handler;
 mod limiter;
 mod metrics;
 mod replay;
+#[cfg(feature = "fuzzing")]
+mod responder;
 mod source_key;
 mod tcp;
 mod udp;
@@ -22,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use metrics::Metrics;
+#[cfg(feature = "fuzzing")]
+pub use responder::Responder;
 
 use crate::clock::Clock;
 use crate::store::{Limits, NameStore};
