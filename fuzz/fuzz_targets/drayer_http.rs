@@ -17,6 +17,8 @@ struct Fixture {
     router: axum::Router,
     public_key: String,
     tip: i64,
+    count: usize,
+    path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -36,6 +38,7 @@ fn fixture() -> &'static Fixture {
             .expect("write");
         stream.delete("k3", "msgpack").expect("delete");
         let tip = stream.tip().expect("tip");
+        let count = stream.count().expect("count");
         let public_key = stream.public_key_base64();
         let reader = Stream::open_read_only(&path).expect("reader");
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -48,6 +51,8 @@ fn fixture() -> &'static Fixture {
             router,
             public_key,
             tip,
+            count,
+            path,
             _dir: dir,
         }
     })
@@ -88,15 +93,26 @@ fuzz_target!(|data: &[u8]| {
     let Ok(request) = Request::get(uri).body(Body::empty()) else {
         return;
     };
-    f.runtime.block_on(async {
+    let body = f.runtime.block_on(async {
         let response = f
             .router
             .clone()
             .oneshot(request)
             .await
             .expect("the router is infallible");
-        // Bodies are bounded: a page holds at most PAGE_BYTES of values.
-        let limit = keyway_drayer::http::PAGE_BYTES + 1024 * 1024;
-        let _ = axum::body::to_bytes(response.into_body(), limit).await;
+        axum::body::to_bytes(response.into_body(), usize::MAX).await
     });
+    // A response is never larger than one page of values plus its
+    // metadata (at most `PAGE` records, keys and types of a few KiB).
+    if let Ok(body) = body {
+        assert!(
+            body.len() <= keyway_drayer::http::PAGE_BYTES + 1024 * 1024,
+            "a response of {} bytes",
+            body.len()
+        );
+    }
+    // Reads never write (O15): the stream's tip and size are unchanged.
+    let stream = Stream::open_read_only(&f.path).expect("reader");
+    assert_eq!(stream.tip().ok(), Some(f.tip));
+    assert_eq!(stream.count().ok(), Some(f.count));
 });
