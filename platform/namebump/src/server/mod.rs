@@ -65,7 +65,9 @@ pub struct ServerConfig {
     pub tcp_request_timeout: Duration,
     /// A reply not taken by the peer within this time closes the connection.
     pub tcp_write_timeout: Duration,
-    /// How often expired names and unused addresses are purged.
+    /// How often expired names, tombstones and unused addresses are
+    /// purged; at most half of `limits.tombstone_lifetime`, so a tombstone
+    /// is collected within 1.5 lifetimes of its `updated`.
     pub purge_interval: Duration,
     pub limits: Limits,
     /// Signed requests remembered for replay protection.
@@ -97,7 +99,7 @@ impl Default for ServerConfig {
             max_connections_per_source: 16,
             tcp_request_timeout: Duration::from_secs(10),
             tcp_write_timeout: Duration::from_secs(5),
-            purge_interval: Duration::from_secs(600),
+            purge_interval: Duration::from_secs(60),
             limits: Limits::default(),
             replay_capacity: 200_000,
             metrics_listen: None,
@@ -266,7 +268,15 @@ impl Server {
 }
 
 async fn purge<S: NameStore>(shared: Arc<Shared<S>>, shutdown: CancellationToken) {
-    let mut every = tokio::time::interval(shared.config.purge_interval);
+    let half_lifetime = Duration::from_secs(
+        u64::try_from(shared.config.limits.tombstone_lifetime() / 2).unwrap_or(1),
+    );
+    let period = shared
+        .config
+        .purge_interval
+        .min(half_lifetime)
+        .max(Duration::from_secs(1));
+    let mut every = tokio::time::interval(period);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
