@@ -52,12 +52,14 @@ pub struct ServerConfig {
     /// UDP requests being worked on at once; more are dropped.
     pub max_in_flight: usize,
     /// Open TCP connections at once. When all are taken, a new connection
-    /// replaces the oldest one of the source (address or IPv6 /64) holding
-    /// the most, if that source holds more than the new one's; otherwise it
-    /// is closed at accept.
+    /// replaces one of a source (address or IPv6 /64) holding more than the
+    /// new one's: a trickler's (no complete request 2 s after its accept)
+    /// or an answered one, heaviest source and oldest first; a connection
+    /// under 2 s old not yet answered is never replaced. Otherwise the new
+    /// connection is closed at accept (`server/connections.rs`).
     pub max_connections: usize,
-    /// Open TCP connections per source address (IPv6: per /64); more are
-    /// closed at accept.
+    /// Open TCP connections per source address (IPv6: per /64; an IPv6 /48
+    /// may hold 4 times this); more are closed at accept.
     pub max_connections_per_source: usize,
     /// Each request on a TCP connection must arrive whole within this time
     /// of the accept or of the previous reply, however the bytes trickle
