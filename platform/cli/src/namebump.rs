@@ -95,7 +95,8 @@ pub(crate) struct ServeArgs {
     /// the oldest connection of the source holding the most.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
-    /// Open TCP connections per source address (IPv6: per /64).
+    /// Open TCP connections per source address (IPv6: per /64; a /48 may
+    /// hold 4 times this).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections_per_source: u32,
     /// Seconds a TCP request may take to arrive whole, from the accept or

@@ -63,6 +63,7 @@ async fn suite(s: &impl NameStore) {
     delete_rules(s).await;
     values_and_names_are_bytes(s).await;
     deleted_names_stay_deleted(s).await;
+    tombstones_per_source_are_bounded(s).await;
     purge_removes_expired_names_and_unused_addresses(s).await;
 }
 
@@ -445,6 +446,60 @@ async fn deleted_names_stay_deleted(s: &impl NameStore) {
             .unwrap(),
         PutOutcome::Stored,
         "the tombstone was collected"
+    );
+}
+
+/// Tombstones must not let a source grow storage without bound: a PUT/DEL
+/// flood on fresh names from one address leaves at most its name quota
+/// plus its tombstone allowance in rows, whatever the flood's length.
+async fn tombstones_per_source_are_bounded(s: &impl NameStore) {
+    let flooder = IpKey::V4(0x7f00_0909);
+    let t = T0 + 20_000.0;
+    let limits = Limits::default();
+    let cycles = 150u32;
+    // Collect what earlier steps left, so the count below is the flood's.
+    s.purge_expired(t).await.unwrap();
+    let mut stored = 0;
+    // One cycle a second: longer than a tombstone's lifetime.
+    for i in 0..cycles {
+        let now = t + f64::from(i);
+        let name = format!("flood{i}");
+        if s.put(put(&name, b"v", 40, flooder, now, false), now)
+            .await
+            .unwrap()
+            == PutOutcome::Stored
+        {
+            stored += 1;
+            assert_eq!(
+                s.delete(del(&name, 40, now + 0.5), now + 0.5)
+                    .await
+                    .unwrap(),
+                DelOutcome::Deleted
+            );
+        }
+    }
+    assert!(stored > 0);
+    // Every tombstone left is collected by one purge well after the flood:
+    // its count is the rows the flood had left behind.
+    let late = t + f64::from(cycles) + limits.tombstone_lifetime as f64 + 10.0;
+    let left = s.purge_expired(late).await.unwrap().names;
+    let bound = u64::from(limits.v4_names + limits.tombstones_per_address);
+    assert!(
+        left <= bound,
+        "{left} rows left by {stored} PUT/DEL cycles from one address (bound {bound})"
+    );
+    // Once the tombstones age out, the source claims fresh names again.
+    assert_eq!(
+        s.put(put("flood-after", b"v", 40, flooder, late, false), late)
+            .await
+            .unwrap(),
+        PutOutcome::Stored
+    );
+    assert_eq!(
+        s.delete(del("flood-after", 40, late + 1.0), late + 1.0)
+            .await
+            .unwrap(),
+        DelOutcome::Deleted
     );
 }
 

@@ -1,23 +1,44 @@
 //! Who holds the server's TCP connections: at most `per_source` per source
-//! (IPv4 address or IPv6 /64) and `max` in all. When every slot is taken, a
-//! newcomer takes one from the source holding the most, if that source
-//! holds more than the newcomer does: so a party with few addresses can
-//! fill its own share but never lock out a source it does not control.
+//! (IPv4 address or IPv6 /64), `4 × per_source` per IPv6 /48 (a site holds
+//! 65,536 /64s), and `max` in all.
+//!
+//! When every slot is taken, a newcomer may evict a connection of a source
+//! holding more than the newcomer's source does (so a party with few
+//! addresses fills its own share but never locks out a source it does not
+//! control), and among those, first one that has sent no complete request
+//! within [`YOUNG`] of its accept (a trickler), then one that has been
+//! answered (it had its turn; the reference client closes after one reply
+//! anyway), the heaviest source's and oldest first. A connection younger
+//! than [`YOUNG`] that has not been answered yet is never evicted: a
+//! newcomer is refused instead. So a flood of connects from any number of
+//! addresses cannot cut off a client between its connect and its reply.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use super::source_key::source_key;
+
+/// How long a new connection is protected from eviction while it has not
+/// been answered: ample for a reference client, which sends its request
+/// at once; short enough that trickling connections soon become evictable.
+pub(crate) const YOUNG: Duration = Duration::from_secs(2);
+
+/// Connections one IPv6 /48 may hold, in per-source caps.
+const PER_48_SOURCES: usize = 4;
 
 /// Why a connection was closed at accept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refused {
     /// Its source already holds its share.
     SourceFull,
-    /// Every slot is taken, and no source holds more than this one.
+    /// Its IPv6 /48 already holds its share.
+    SubnetFull,
+    /// Every slot is taken, and none may be given to this source.
     Full,
 }
 
@@ -25,6 +46,7 @@ impl Refused {
     pub(crate) fn reason(self) -> &'static str {
         match self {
             Self::SourceFull => "too_many_connections_from_source",
+            Self::SubnetFull => "too_many_connections_from_subnet",
             Self::Full => "too_many_connections",
         }
     }
@@ -34,20 +56,59 @@ impl Refused {
 struct Held {
     id: u64,
     evict: CancellationToken,
+    admitted: Instant,
+    served: Arc<AtomicBool>,
+}
+
+impl Held {
+    /// Eviction order (lowest first), or `None` if it may not be evicted.
+    fn rank(&self, now: Instant) -> Option<u8> {
+        if self.served.load(Ordering::Relaxed) {
+            Some(1)
+        } else if now.saturating_duration_since(self.admitted) >= YOUNG {
+            Some(0)
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     /// Each source's connections, oldest first.
     sources: HashMap<IpAddr, Vec<Held>>,
+    /// Connections per IPv6 /48.
+    subnets: HashMap<Ipv6Addr, usize>,
     total: usize,
     next_id: u64,
+}
+
+impl Inner {
+    /// Forgets one connection of `key`'s /48.
+    fn leave_subnet(&mut self, key: IpAddr) {
+        let Some(net) = subnet(key) else { return };
+        if let Some(n) = self.subnets.get_mut(&net) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.subnets.remove(&net);
+            }
+        }
+    }
+}
+
+/// The IPv6 /48 of a source key; IPv4 has no aggregate.
+fn subnet(key: IpAddr) -> Option<Ipv6Addr> {
+    match key {
+        IpAddr::V4(_) => None,
+        IpAddr::V6(v6) => Some(Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 80) - 1))),
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct ConnectionTable {
     max: usize,
     per_source: usize,
+    per_48: usize,
     inner: Mutex<Inner>,
 }
 
@@ -57,6 +118,7 @@ pub(crate) struct Slot {
     table: Arc<ConnectionTable>,
     key: IpAddr,
     id: u64,
+    served: Arc<AtomicBool>,
     /// Cancelled when the server shuts down or the slot is given to another source.
     pub(crate) stop: CancellationToken,
     /// Whether admitting this connection evicted another.
@@ -68,6 +130,7 @@ impl ConnectionTable {
         Self {
             max,
             per_source,
+            per_48: per_source.saturating_mul(PER_48_SOURCES),
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -78,38 +141,50 @@ impl ConnectionTable {
         ip: IpAddr,
         shutdown: &CancellationToken,
     ) -> Result<Slot, Refused> {
+        self.admit_at(ip, shutdown, Instant::now())
+    }
+
+    pub(crate) fn admit_at(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        shutdown: &CancellationToken,
+        now: Instant,
+    ) -> Result<Slot, Refused> {
         let key = source_key(ip);
+        let net = subnet(key);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mine = inner.sources.get(&key).map_or(0, Vec::len);
         if mine >= self.per_source {
             return Err(Refused::SourceFull);
         }
+        if net.is_some_and(|net| inner.subnets.get(&net).copied().unwrap_or(0) >= self.per_48) {
+            return Err(Refused::SubnetFull);
+        }
         let mut evicted_another = false;
         if inner.total >= self.max {
-            // The heaviest source; among equals, the one with the oldest connection.
             let victim = inner
                 .sources
                 .iter()
                 .filter(|(_, held)| held.len() > mine)
-                .max_by_key(|(_, held)| {
-                    (
-                        held.len(),
-                        std::cmp::Reverse(held.first().map_or(u64::MAX, |h| h.id)),
-                    )
+                .flat_map(|(k, held)| {
+                    held.iter().enumerate().filter_map(move |(at, h)| {
+                        let rank = h.rank(now)?;
+                        Some(((rank, std::cmp::Reverse(held.len()), h.id), *k, at))
+                    })
                 })
-                .map(|(k, _)| *k);
-            let Some(victim) = victim else {
+                .min_by_key(|(order, _, _)| *order)
+                .map(|(_, k, at)| (k, at));
+            let Some((victim, at)) = victim else {
                 return Err(Refused::Full);
             };
             if let Some(held) = inner.sources.get_mut(&victim) {
-                if !held.is_empty() {
-                    held.remove(0).evict.cancel();
-                    inner.total -= 1;
-                    evicted_another = true;
-                }
-                if inner.sources.get(&victim).is_some_and(Vec::is_empty) {
+                held.remove(at).evict.cancel();
+                if held.is_empty() {
                     inner.sources.remove(&victim);
                 }
+                inner.total -= 1;
+                inner.leave_subnet(victim);
+                evicted_another = true;
             }
             if inner.total >= self.max {
                 return Err(Refused::Full);
@@ -118,15 +193,22 @@ impl ConnectionTable {
         let id = inner.next_id;
         inner.next_id += 1;
         let stop = shutdown.child_token();
+        let served = Arc::new(AtomicBool::new(false));
         inner.sources.entry(key).or_default().push(Held {
             id,
             evict: stop.clone(),
+            admitted: now,
+            served: served.clone(),
         });
+        if let Some(net) = net {
+            *inner.subnets.entry(net).or_default() += 1;
+        }
         inner.total += 1;
         Ok(Slot {
             table: self.clone(),
             key,
             id,
+            served,
             stop,
             evicted_another,
         })
@@ -136,6 +218,14 @@ impl ConnectionTable {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).total
+    }
+}
+
+impl Slot {
+    /// The connection has been answered: it may now be evicted before
+    /// connections that have not completed a request.
+    pub(crate) fn mark_served(&self) {
+        self.served.store(true, Ordering::Relaxed);
     }
 }
 
@@ -154,6 +244,7 @@ impl Drop for Slot {
             inner.sources.remove(&self.key);
         }
         inner.total -= 1;
+        inner.leave_subnet(self.key);
     }
 }
 
@@ -193,11 +284,13 @@ mod tests {
     fn when_full_a_newcomer_takes_the_oldest_slot_of_the_heaviest_source() {
         let table = Arc::new(ConnectionTable::new(4, 3));
         let shutdown = CancellationToken::new();
+        // Connections past their protected youth, none answered yet.
+        let later = Instant::now() + 2 * YOUNG;
         let heavy: Vec<Slot> = (0..3)
-            .map(|_| table.admit(ip(2), &shutdown).unwrap())
+            .map(|_| table.admit_at(ip(2), &shutdown, later - 2 * YOUNG).unwrap())
             .collect();
-        let light = table.admit(ip(3), &shutdown).unwrap();
-        let newcomer = table.admit(ip(4), &shutdown).unwrap();
+        let light = table.admit_at(ip(3), &shutdown, later - 2 * YOUNG).unwrap();
+        let newcomer = table.admit_at(ip(4), &shutdown, later - YOUNG).unwrap();
         assert!(newcomer.evicted_another);
         assert!(heavy[0].stop.is_cancelled(), "the oldest of the heaviest");
         assert!(!heavy[1].stop.is_cancelled() && !light.stop.is_cancelled());
@@ -207,13 +300,16 @@ mod tests {
         drop(heavy.next());
         assert_eq!(table.len(), 4);
         // Now .2 holds 2 and .3, .4 hold 1 each: .3 may still take from .2 …
-        let second = table.admit(ip(3), &shutdown).unwrap();
+        let second = table.admit_at(ip(3), &shutdown, later).unwrap();
         assert!(second.evicted_another);
         assert!(heavy.next().is_some_and(|s| s.stop.is_cancelled()));
         // … but not beyond: no source holds more than the 2 it holds now.
-        assert_eq!(table.admit(ip(3), &shutdown).err(), Some(Refused::Full));
+        assert_eq!(
+            table.admit_at(ip(3), &shutdown, later).err(),
+            Some(Refused::Full)
+        );
         // A source holding fewer takes from it, oldest first.
-        let third = table.admit(ip(2), &shutdown).unwrap();
+        let third = table.admit_at(ip(2), &shutdown, later).unwrap();
         assert!(light.stop.is_cancelled() && !second.stop.is_cancelled());
         assert_eq!(table.len(), 4);
         drop(third);
@@ -221,5 +317,81 @@ mod tests {
         // Shutdown reaches every slot.
         shutdown.cancel();
         assert!(second.stop.is_cancelled() && newcomer.stop.is_cancelled());
+    }
+
+    fn v6(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn one_slash_48_holds_at_most_four_sources_worth() {
+        let table = Arc::new(ConnectionTable::new(1024, 2));
+        let shutdown = CancellationToken::new();
+        let now = Instant::now();
+        // One connection from each of many /64s of one /48.
+        let held: Vec<Slot> = (0..8u16)
+            .map(|n| {
+                let ip = v6(&format!("2001:db8:7:{n:x}::1"));
+                table.admit_at(ip, &shutdown, now).unwrap()
+            })
+            .collect();
+        assert_eq!(held.len(), 8);
+        for n in 8..100u16 {
+            let ip = v6(&format!("2001:db8:7:{n:x}::1"));
+            assert_eq!(
+                table.admit_at(ip, &shutdown, now).err(),
+                Some(Refused::SubnetFull),
+                "/64 number {n}"
+            );
+        }
+        assert_eq!(table.len(), 8);
+        // Another /48 is not affected, and a freed slot comes back.
+        assert!(table.admit_at(v6("2001:db8:8::1"), &shutdown, now).is_ok());
+        drop(held);
+        assert!(
+            table
+                .admit_at(v6("2001:db8:7:ff::1"), &shutdown, now)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_flood_of_connects_evicts_idle_newcomers_before_a_served_connection() {
+        let table = Arc::new(ConnectionTable::new(64, 16));
+        let shutdown = CancellationToken::new();
+        let start = Instant::now();
+        // A client whose connection has completed a request.
+        let client = table.admit_at(ip(250), &shutdown, start).unwrap();
+        client.mark_served();
+        // Many addresses connect and send nothing (or trickle), 100 ms apart:
+        // far more than the table holds.
+        let mut flood = Vec::new();
+        for n in 0..2_000u32 {
+            let at = start + Duration::from_millis(100 * u64::from(n + 1));
+            let ip = IpAddr::from((0x0a00_0000 + n).to_be_bytes());
+            if let Ok(slot) = table.admit_at(ip, &shutdown, at) {
+                flood.push(slot);
+            }
+            flood.retain(|s: &Slot| !s.stop.is_cancelled());
+        }
+        assert!(
+            !client.stop.is_cancelled(),
+            "the served connection was evicted"
+        );
+        // A new client connecting now keeps its slot through its request,
+        // even when the flood's connections have all completed one.
+        for slot in &flood {
+            slot.mark_served();
+        }
+        let at = start + Duration::from_secs(300);
+        let newcomer = table.admit_at(ip(251), &shutdown, at).unwrap();
+        for n in 0..200u32 {
+            let ip = IpAddr::from((0x0b00_0000 + n).to_be_bytes());
+            let _ = table.admit_at(ip, &shutdown, at + Duration::from_millis(u64::from(n)));
+        }
+        assert!(
+            !newcomer.stop.is_cancelled(),
+            "a young connection was evicted"
+        );
     }
 }

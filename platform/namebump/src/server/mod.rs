@@ -52,12 +52,14 @@ pub struct ServerConfig {
     /// UDP requests being worked on at once; more are dropped.
     pub max_in_flight: usize,
     /// Open TCP connections at once. When all are taken, a new connection
-    /// replaces the oldest one of the source (address or IPv6 /64) holding
-    /// the most, if that source holds more than the new one's; otherwise it
-    /// is closed at accept.
+    /// replaces one of a source (address or IPv6 /64) holding more than the
+    /// new one's: a trickler's (no complete request 2 s after its accept)
+    /// or an answered one, heaviest source and oldest first; a connection
+    /// under 2 s old not yet answered is never replaced. Otherwise the new
+    /// connection is closed at accept (`server/connections.rs`).
     pub max_connections: usize,
-    /// Open TCP connections per source address (IPv6: per /64); more are
-    /// closed at accept.
+    /// Open TCP connections per source address (IPv6: per /64; an IPv6 /48
+    /// may hold 4 times this); more are closed at accept.
     pub max_connections_per_source: usize,
     /// Each request on a TCP connection must arrive whole within this time
     /// of the accept or of the previous reply, however the bytes trickle
@@ -65,7 +67,9 @@ pub struct ServerConfig {
     pub tcp_request_timeout: Duration,
     /// A reply not taken by the peer within this time closes the connection.
     pub tcp_write_timeout: Duration,
-    /// How often expired names and unused addresses are purged.
+    /// How often expired names, tombstones and unused addresses are
+    /// purged; at most half of `limits.tombstone_lifetime`, so a tombstone
+    /// is collected within 1.5 lifetimes of its `updated`.
     pub purge_interval: Duration,
     pub limits: Limits,
     /// Signed requests remembered for replay protection.
@@ -97,7 +101,7 @@ impl Default for ServerConfig {
             max_connections_per_source: 16,
             tcp_request_timeout: Duration::from_secs(10),
             tcp_write_timeout: Duration::from_secs(5),
-            purge_interval: Duration::from_secs(600),
+            purge_interval: Duration::from_secs(60),
             limits: Limits::default(),
             replay_capacity: 200_000,
             metrics_listen: None,
@@ -266,7 +270,15 @@ impl Server {
 }
 
 async fn purge<S: NameStore>(shared: Arc<Shared<S>>, shutdown: CancellationToken) {
-    let mut every = tokio::time::interval(shared.config.purge_interval);
+    let half_lifetime = Duration::from_secs(
+        u64::try_from(shared.config.limits.tombstone_lifetime() / 2).unwrap_or(1),
+    );
+    let period = shared
+        .config
+        .purge_interval
+        .min(half_lifetime)
+        .max(Duration::from_secs(1));
+    let mut every = tokio::time::interval(period);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Shared;
-use super::connections::ConnectionTable;
+use super::connections::{ConnectionTable, Slot};
 use crate::store::NameStore;
 
 pub(crate) async fn serve<S: NameStore>(
@@ -64,7 +64,7 @@ pub(crate) async fn serve<S: NameStore>(
             if let Err(e) = stream.set_nodelay(true) {
                 tracing::debug!(error = %e, %peer, "tcp nodelay");
             }
-            if let Err(e) = connection(stream, peer.ip(), &shared, &slot.stop).await {
+            if let Err(e) = connection(stream, peer.ip(), &shared, &slot).await {
                 tracing::debug!(error = %e, %peer, "tcp connection");
             }
             drop(slot);
@@ -74,17 +74,18 @@ pub(crate) async fn serve<S: NameStore>(
 }
 
 /// Serves one connection until the peer closes it, a deadline passes, the
-/// source's rate limit is hit, garbage arrives or `stop` is cancelled.
+/// source's rate limit is hit, garbage arrives or the slot is stopped.
 async fn connection<S, T>(
     mut stream: T,
     source: IpAddr,
     shared: &Shared<S>,
-    stop: &CancellationToken,
+    slot: &Slot,
 ) -> std::io::Result<()>
 where
     S: NameStore,
     T: AsyncRead + AsyncWrite + Unpin,
 {
+    let stop = &slot.stop;
     let handler = &shared.handler;
     let config = &shared.config;
     let mut framer = SealedStream::new();
@@ -122,6 +123,9 @@ where
                     }
                 }
             }
+            // Answered: from now on it may be evicted before connections
+            // still waiting for their first reply.
+            slot.mark_served();
             deadline = Instant::now() + config.tcp_request_timeout;
         }
         let read = tokio::select! {

@@ -11,7 +11,8 @@
 //! column 7, so a trailing column does not disturb it.
 //!
 //! Tombstones (deleted names, see `rules.rs`) need no schema change: they
-//! are `names` rows with `af` 0, an empty value and `timestamp` 0. Keeping
+//! are `names` rows with `af` 0, an empty value, the `ip_id` of the quota
+//! row the name was in and that row's `af` (2 or 10) as `timestamp`. Keeping
 //! them in the name's own row means one row, under the unique key, orders
 //! every write to a name. A reference server on the same database would
 //! read one as an expired empty name and prune it at its next DO_BUMP PUT.
@@ -263,6 +264,8 @@ pub(crate) struct Queries {
     pub(crate) insert_name: SqlStr,
     pub(crate) tombstone: SqlStr,
     pub(crate) bury: SqlStr,
+    pub(crate) row_tombstones: SqlStr,
+    pub(crate) drop_row_tombstones: SqlStr,
     pub(crate) usage_v4: SqlStr,
     pub(crate) usage_v6: SqlStr,
     pub(crate) purge_names: SqlStr,
@@ -327,13 +330,21 @@ impl Queries {
                 "INSERT INTO names (name, value, owner_pub, af, ip_id, timestamp, updated, created) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             ),
+            // `timestamp = af` before `af = 0`: MySQL assigns left to right
+            // with the values already assigned, the others with the old ones.
             tombstone: b.sql(
-                "UPDATE names SET value = ?, af = 0, ip_id = 0, timestamp = 0, updated = ? \
+                "UPDATE names SET value = ?, timestamp = af, af = 0, updated = ? \
                  WHERE id = ? AND owner_pub = ? AND af <> 0 AND updated < ?",
             ),
             bury: b.sql(
-                "UPDATE names SET value = ?, af = 0, ip_id = 0, timestamp = 0 \
-                 WHERE id = ? AND af <> 0",
+                "UPDATE names SET value = ?, timestamp = af, af = 0 WHERE id = ? AND af <> 0",
+            ),
+            row_tombstones: b.sql(
+                "SELECT COUNT(*) FROM names WHERE af = 0 AND ip_id = ? AND timestamp = ? \
+                 AND updated >= ?",
+            ),
+            drop_row_tombstones: b.sql(
+                "DELETE FROM names WHERE af = 0 AND ip_id = ? AND timestamp = ? AND updated < ?",
             ),
             usage_v4: b.sql(
                 "SELECT COUNT(*) FROM names n JOIN ipv4s i ON n.ip_id = i.id \
@@ -347,9 +358,15 @@ impl Queries {
             purge_names: b.sql(
                 "DELETE FROM names WHERE timestamp <= ? AND (af <> 0 OR updated < ?)",
             ),
-            purge_v4: b.sql("DELETE FROM ipv4s WHERE id NOT IN (SELECT ip_id FROM names WHERE af = 2)"),
+            // An address keeps its row while tombstones count against it: a
+            // new row would start their count afresh.
+            purge_v4: b.sql(
+                "DELETE FROM ipv4s WHERE id NOT IN (SELECT ip_id FROM names \
+                 WHERE af = 2 OR (af = 0 AND timestamp = 2))",
+            ),
             purge_v6: b.sql(
-                "DELETE FROM ipv6s WHERE id NOT IN (SELECT ip_id FROM names WHERE af = 10)",
+                "DELETE FROM ipv6s WHERE id NOT IN (SELECT ip_id FROM names \
+                 WHERE af = 10 OR (af = 0 AND timestamp = 10))",
             ),
         }
     }

@@ -16,7 +16,11 @@
 //! - deleting or bumping a name leaves a tombstone with the name's last
 //!   `updated`, kept at least as long as any signed request stays fresh, so
 //!   a replayed PUT cannot bring a deleted name back; anyone may claim the
-//!   name with a newer request.
+//!   name with a newer request;
+//! - a tombstone stays accounted to the quota row its name was in: a row
+//!   holding `tombstones_per_address` young tombstones claims no name that
+//!   needs a new row until they age out, so PUT/DEL floods cannot grow
+//!   storage past the quotas.
 
 mod dialect;
 mod rules;
@@ -72,10 +76,15 @@ pub struct Limits {
     /// first claim after which it becomes bumpable.
     pub name_lifetime: i64,
     /// Seconds a deleted or bumped name's tombstone is kept past its
-    /// `updated`, raised to at least [`MIN_TOMBSTONE_LIFETIME`]. Longer
-    /// than the minimum covers a server clock stepped back; tombstones are
-    /// few and small.
+    /// `updated`, raised to at least [`MIN_TOMBSTONE_LIFETIME`]. A little
+    /// longer than the minimum covers a server clock stepped back; much
+    /// longer only lets a PUT/DEL flood keep more rows.
     pub tombstone_lifetime: i64,
+    /// Tombstones younger than `tombstone_lifetime` a quota row (an
+    /// address) may hold and still claim a name no row holds: a source's
+    /// rows stay within its name quota plus this, however fast it puts and
+    /// deletes fresh names.
+    pub tombstones_per_address: u32,
 }
 
 /// The longest a signed request stays fresh after its `updated` (its ttl)
@@ -91,7 +100,8 @@ impl Default for Limits {
             v6_ifaces_per_64: V6_IFACE_LIMIT,
             v6_subnets_per_48: V6_SUBNET_LIMIT,
             name_lifetime: MIN_NAME_DURATION as i64,
-            tombstone_lifetime: 3600,
+            tombstone_lifetime: 120,
+            tombstones_per_address: 20,
         }
     }
 }

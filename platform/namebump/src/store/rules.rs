@@ -33,7 +33,10 @@ pub(crate) struct Existing {
 }
 
 /// `af` of a tombstone row: neither AF_INET (2) nor AF_INET6 (10), so no
-/// quota row, USAGE or address purge ever counts it.
+/// live-name count or USAGE ever counts it. A tombstone keeps the `ip_id`
+/// of the quota row its name was in and that row's `af` in `timestamp`
+/// (2 or 10: still far below any expiry cutoff), so tombstones stay
+/// accounted to an address (`Limits::tombstones_per_address`).
 pub(crate) const AF_TOMBSTONE: i64 = 0;
 
 /// The statements of the write rules, inside one open transaction. IPv6
@@ -86,6 +89,16 @@ pub(crate) trait WriteTx {
     ) -> Result<u64, Self::Error>;
     /// Turns a bumped name into a tombstone keeping its `updated`.
     async fn bury(&mut self, id: i64) -> Result<u64, Self::Error>;
+    /// Tombstones of the quota row `(af, ip_id)` dated at or after `since`.
+    async fn row_tombstones(&mut self, af: i64, ip_id: i64, since: f64)
+    -> Result<i64, Self::Error>;
+    /// Deletes the quota row's tombstones dated before `before`.
+    async fn drop_row_tombstones(
+        &mut self,
+        af: i64,
+        ip_id: i64,
+        before: f64,
+    ) -> Result<u64, Self::Error>;
     /// Deletes names at or below `cutoff` and tombstones older than
     /// `tombstone_cutoff`, then addresses no name refers to.
     async fn purge(&mut self, cutoff: i64, tombstone_cutoff: f64) -> Result<Purged, Self::Error>;
@@ -216,6 +229,18 @@ pub(crate) async fn put<T: WriteTx>(
         IpRow::Exists(id) => Some(id),
         IpRow::Creatable => None,
     };
+    // A name no row holds adds a row: only while the source's young
+    // tombstones are under their allowance (a PUT/DEL flood on fresh names
+    // otherwise grows storage by a row per cycle). Older tombstones refuse
+    // nothing fresh any more (see `purge`) and are dropped below.
+    let tombstones_since = now - limits.tombstone_lifetime() as f64;
+    if matches!(row, Row::Absent)
+        && let Some(id) = existing_ip
+        && tx.row_tombstones(af, id, tombstones_since).await?
+            >= i64::from(limits.tombstones_per_address)
+    {
+        return Ok(PutOutcome::AtQuota);
+    }
     let in_place = existing.is_some_and(|e| e.af == af && Some(e.ip_id) == existing_ip);
     let mut victim = None;
     if !in_place {
@@ -240,6 +265,11 @@ pub(crate) async fn put<T: WriteTx>(
         Some(id) => id,
         None => tx.insert_ip(&r.ip, now.floor() as i64).await?,
     };
+    if matches!(row, Row::Absent) {
+        // Before `bury`: its tombstone keeps an old `updated`, and the
+        // purge, not this insert, collects it.
+        tx.drop_row_tombstones(af, ip_id, tombstones_since).await?;
+    }
     if let Some(victim) = victim {
         guarded::<T>(tx.bury(victim).await?)?;
     }
@@ -290,6 +320,10 @@ pub(crate) async fn delete<T: WriteTx>(
     Ok(DelOutcome::Deleted)
 }
 
+/// A tombstone dated `u` refuses only requests dated at or before `u`,
+/// and the freshness check already refuses those once the server clock
+/// passes `u` + 60 s (the longest ttl): kept `tombstone_lifetime()` (at
+/// least 65 s) past its `updated`, it outlives every request it must refuse.
 pub(crate) async fn purge<T: WriteTx>(
     tx: &mut T,
     limits: &Limits,

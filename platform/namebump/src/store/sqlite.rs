@@ -405,6 +405,30 @@ impl WriteTx for SqliteTx<'_> {
         Ok(rows as u64)
     }
 
+    async fn row_tombstones(
+        &mut self,
+        af: i64,
+        ip_id: i64,
+        since: f64,
+    ) -> Result<i64, rusqlite::Error> {
+        self.tx
+            .prepare_cached(self.q.row_tombstones.as_str())?
+            .query_row(params![ip_id, af, since], |r| r.get(0))
+    }
+
+    async fn drop_row_tombstones(
+        &mut self,
+        af: i64,
+        ip_id: i64,
+        before: f64,
+    ) -> Result<u64, rusqlite::Error> {
+        let rows = self
+            .tx
+            .prepare_cached(self.q.drop_row_tombstones.as_str())?
+            .execute(params![ip_id, af, before])?;
+        Ok(rows as u64)
+    }
+
     async fn insert_name(
         &mut self,
         row: &NameWrite<'_>,

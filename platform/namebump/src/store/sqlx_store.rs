@@ -178,8 +178,10 @@ impl SqlxTx<'_> {
         query.fetch_one(&mut *self.c).await?.try_get(0)
     }
 
-    /// Rows a write changed. MySQL reports changed, not matched, rows:
-    /// every guarded write changes `updated` or `af`, so the two agree.
+    /// Rows a write matched. sqlx's MySQL driver connects with
+    /// CLIENT_FOUND_ROWS, so MySQL and MariaDB report matched rows, as
+    /// PostgreSQL and SQLite do (and every guarded write changes `updated`
+    /// or `af` anyway).
     async fn changed(&mut self, query: AnyQuery) -> Result<u64, sqlx::Error> {
         Ok(query.execute(&mut *self.c).await?.rows_affected())
     }
@@ -334,6 +336,32 @@ impl WriteTx for SqlxTx<'_> {
         let query = sqlx::query(self.q.bury.clone())
             .bind(Vec::<u8>::new())
             .bind(id);
+        self.changed(query).await
+    }
+
+    async fn row_tombstones(
+        &mut self,
+        af: i64,
+        ip_id: i64,
+        since: f64,
+    ) -> Result<i64, sqlx::Error> {
+        let query = sqlx::query(self.q.row_tombstones.clone())
+            .bind(ip_id)
+            .bind(af)
+            .bind(since);
+        self.count(query).await
+    }
+
+    async fn drop_row_tombstones(
+        &mut self,
+        af: i64,
+        ip_id: i64,
+        before: f64,
+    ) -> Result<u64, sqlx::Error> {
+        let query = sqlx::query(self.q.drop_row_tombstones.clone())
+            .bind(ip_id)
+            .bind(af)
+            .bind(before);
         self.changed(query).await
     }
 
