@@ -77,15 +77,24 @@ def test_cancelling_a_sync_stops_the_pull_and_frees_the_stream(tmp_path):
     stop = threading.Event()
 
     def trickle(server):
-        """Accepts, then sends a response head and body one byte a second."""
+        """Accepts, reads the request, then sends a response head and body
+        a byte every half second."""
         server.settimeout(0.5)
         held = []  # [connection, bytes sent]
         response = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"\x90" * 1000
         while not stop.is_set():
             try:
                 conn, _ = server.accept()
+                # The request first: a byte before it is an error to the client.
+                conn.settimeout(10)
+                request = b""
+                while b"\r\n\r\n" not in request and len(request) < 65536:
+                    got = conn.recv(4096)
+                    if not got:
+                        break
+                    request += got
                 held.append([conn, 0])
-            except socket.timeout:
+            except OSError:
                 pass
             for entry in held:
                 conn, sent = entry
