@@ -62,33 +62,74 @@ def test_dict_api_server_and_mirror(tmp_path):
 
 
 def test_cancelling_a_sync_stops_the_pull_and_frees_the_stream(tmp_path):
-    """A sync from a server that accepts and never answers is cancelled by
+    """A sync from a server that answers a byte at a time, a byte a second
+    (so no read timeout of the client ever ends it), is cancelled by
     asyncio.wait_for: the Rust pull is aborted and gives the stream back
     (a pull still holding it would block every later call)."""
     import asyncio
     import socket
+    import threading
 
     from keyway import _native
 
     owner = DrayerStream(str(tmp_path / "owner.drayer"), noServe=True)
     mirror = DrayerStream(str(tmp_path / "mirror.drayer"), pubkey=owner.getAttr("PublicKey"), noServe=True)
+    stop = threading.Event()
+
+    def trickle(server):
+        """Accepts, reads the request, then sends a response head and body
+        a byte every half second."""
+        server.settimeout(0.5)
+        held = []  # [connection, bytes sent]
+        response = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"\x90" * 1000
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                # The request first: a byte before it is an error to the client.
+                conn.settimeout(10)
+                request = b""
+                while b"\r\n\r\n" not in request and len(request) < 65536:
+                    got = conn.recv(4096)
+                    if not got:
+                        break
+                    request += got
+                held.append([conn, 0])
+            except OSError:
+                pass
+            for entry in held:
+                conn, sent = entry
+                try:
+                    conn.sendall(response[sent:sent + 1])
+                except OSError:
+                    pass
+                entry[1] = min(sent + 1, len(response) - 1)
+            stop.wait(0.5)
+        for conn, _ in held:
+            conn.close()
 
     async def main():
-        with socket.socket() as hole:
-            hole.bind(("127.0.0.1", 0))
-            hole.listen(16)
-            url = "http://127.0.0.1:{0}".format(hole.getsockname()[1])
-            loop = asyncio.get_running_loop()
-            end = loop.time() + 30
-            while _native._live_tasks() > 0 and loop.time() < end:
-                await asyncio.sleep(0.05)
-            assert _native._live_tasks() == 0, "a task of an earlier test still runs"
-            with pytest.raises(asyncio.TimeoutError):
-                await asyncio.wait_for(mirror.sync_async(url), 1)
-            end = loop.time() + 30
-            while _native._live_tasks() > 0 and loop.time() < end:
-                await asyncio.sleep(0.05)
-            return _native._live_tasks()
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen(16)
+            url = "http://127.0.0.1:{0}".format(server.getsockname()[1])
+            thread = threading.Thread(target=trickle, args=(server,), daemon=True)
+            thread.start()
+            try:
+                loop = asyncio.get_running_loop()
+                end = loop.time() + 30
+                while _native._live_tasks() > 0 and loop.time() < end:
+                    await asyncio.sleep(0.05)
+                assert _native._live_tasks() == 0, "a task of an earlier test still runs"
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(mirror.sync_async(url), 1)
+                # Well inside the client's timeouts: only the abort ends it.
+                end = loop.time() + 5
+                while _native._live_tasks() > 0 and loop.time() < end:
+                    await asyncio.sleep(0.05)
+                return _native._live_tasks()
+            finally:
+                stop.set()
+                thread.join(5)
 
     assert asyncio.run(main()) == 0, "the cancelled pull still runs"
     assert mirror.keys() == []

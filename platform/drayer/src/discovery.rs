@@ -9,17 +9,20 @@
 //! The original would fetch from whatever address a datagram named and
 //! verified nothing (O9), and answered anyone by unicast with three times
 //! what they sent. Here: only datagrams from loopback or a directly
-//! attached subnet are looked at, each source within a token bucket; an
-//! answer goes by unicast only if it is no larger than the request, else
-//! to the group (where the original asker listens too), at most once a
-//! second per stream. Only the datagram's source address is ever
-//! contacted, with no redirects, only for streams this node holds, at most
-//! one pull per stream at a time and one per `min_interval`, each within
-//! its `PullLimits`, and every record pulled is verified as in any sync.
-//! Datagrams are parsed strictly and size-capped; a failed receive never
-//! ends the service; SQLite work runs on the blocking pool.
+//! attached subnet are looked at, each source within a token bucket (the
+//! least recently heard making room for a new one) and all within a
+//! node-wide one; each stream's tip is read from its file at most once a
+//! second. An answer goes by unicast only if it is no larger than the
+//! request, else to the group (where the original asker listens too), at
+//! most once a second per stream. Only the datagram's source address is
+//! ever contacted, with no redirects, only for streams this node holds, at
+//! most one pull per stream at a time and one per `min_interval`, at most
+//! [`MAX_LAN_PULLS`] at once node-wide, each within its `PullLimits`, and
+//! every record pulled is verified as in any sync. Datagrams are parsed
+//! strictly and size-capped; a failed receive never ends the service;
+//! SQLite work runs on the blocking pool.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -27,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use keyway_core::drayer::{Meta, VerifyingKey};
 use tokio::net::UdpSocket;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use keyway_core::rate::{RateLimit, TokenBucket};
 
@@ -176,9 +180,27 @@ pub const SOURCE_LIMIT: RateLimit = RateLimit {
     burst: 64.0,
 };
 
-/// Source addresses whose buckets are remembered; a new source is turned
-/// away while all of them are still refilling.
+/// Source addresses whose buckets are remembered; when the table is full,
+/// a new source takes the bucket of the one heard from least recently (a
+/// host spoofing many addresses must not keep new peers out).
 pub const MAX_SOURCES: usize = 1024;
+
+/// Datagrams handled by the node from all sources together: 256 a second
+/// after a burst of 1,024. Spoofed source addresses each get a bucket of
+/// their own; this bounds what they cost together.
+pub const NODE_LIMIT: RateLimit = RateLimit {
+    rate: 256.0,
+    burst: 1024.0,
+};
+
+/// LAN-triggered pulls running at once, node-wide: an announcement that
+/// finds them all busy is skipped (the stream is asked about again at the
+/// next announcement), not queued.
+pub const MAX_LAN_PULLS: usize = 2;
+
+/// How long a stream's tip, as read from its file, answers datagrams:
+/// SQLite is opened at most this often per stream, however many arrive.
+pub const TIP_TTL: Duration = Duration::from_secs(1);
 
 /// At most one announcement of a stream to the group this often, however
 /// many ask: every node on the LAN hears each one.
@@ -197,6 +219,10 @@ pub struct Discovery {
     streams: HashMap<[u8; 32], PathBuf>,
     /// Per stream: when the last pull started, and whether one is running.
     pulls: Pulls,
+    /// [`MAX_LAN_PULLS`] slots for pulls.
+    pull_slots: Arc<Semaphore>,
+    /// Each stream's tip as last read, and when.
+    tips: HashMap<[u8; 32], (Instant, Tip)>,
     gate: Gate,
     /// The subnets this host is attached to, and when they were read.
     subnets: (Subnets, Instant),
@@ -238,6 +264,8 @@ impl Discovery {
             sender: UdpSocket::from_std(sender)?,
             streams,
             pulls: Arc::default(),
+            pull_slots: Arc::new(Semaphore::new(MAX_LAN_PULLS)),
+            tips: HashMap::new(),
             gate: Gate::new(Instant::now()),
             subnets: (Subnets::of_this_host(), Instant::now()),
         })
@@ -322,20 +350,10 @@ impl Discovery {
     async fn handle(&mut self, datagram: Datagram, size: usize, from: SocketAddr) {
         match datagram {
             Datagram::GetRecordsSince { chain, time } => {
-                let Some(path) = self.streams.get(&chain).cloned() else {
+                let Some(tip) = self.tip(chain, Instant::now()).await else {
                     return;
                 };
-                let http_port = self.config.http_port;
-                let reply = blocking(move || {
-                    let stream = Stream::open_read_only(&path).ok()?;
-                    (stream.tip().ok()? > time)
-                        .then(|| tip_announcement(&stream, http_port).ok().flatten())
-                        .flatten()
-                })
-                .await
-                .ok()
-                .flatten();
-                let Some(reply) = reply else {
+                let Some(reply) = tip.announcement.filter(|_| tip.modified > time) else {
                     return;
                 };
                 let to = match self.gate.route(chain, reply.len(), size, Instant::now()) {
@@ -353,22 +371,24 @@ impl Discovery {
                 let Some(path) = self.streams.get(&chain).cloned() else {
                     return;
                 };
-                let held = path.clone();
-                let newer = blocking(move || {
-                    Stream::open_read_only(&held)
-                        .and_then(|s| s.tip())
-                        .is_ok_and(|tip| modified > tip)
-                })
-                .await
-                .unwrap_or(false);
-                if !newer || !self.claim(chain) {
+                let newer = self
+                    .tip(chain, Instant::now())
+                    .await
+                    .is_some_and(|tip| modified > tip.modified);
+                if !newer {
+                    return;
+                }
+                let Ok(slot) = self.pull_slots.clone().try_acquire_owned() else {
+                    tracing::debug!(%from, "LAN pulls all busy: announcement skipped");
+                    return;
+                };
+                if !self.claim(chain) {
                     return;
                 }
                 // Only the datagram's own source, whatever it claims.
                 let url = format!("http://{}/", SocketAddr::new(from.ip(), httpport));
-                let pulls = self.pulls.clone();
                 let limits = self.config.pull_limits;
-                tokio::spawn(async move {
+                self.spawn_pull(chain, slot, async move {
                     let result = async {
                         let mut stream = blocking(move || Stream::open(&path))
                             .await?
@@ -386,16 +406,54 @@ impl Discovery {
                         }
                         Err(e) => tracing::warn!(%url, error = %e, "LAN pull failed"),
                     }
-                    if let Some(entry) = pulls
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_mut(&chain)
-                    {
-                        entry.1 = false;
-                    }
                 });
             }
         }
+    }
+
+    /// `chain`'s tip, if this node holds the stream: read from its file at
+    /// most once per [`TIP_TTL`] (a flood of datagrams about it costs no
+    /// SQLite work), else as last read. One entry per stream held.
+    async fn tip(&mut self, chain: [u8; 32], now: Instant) -> Option<Tip> {
+        if let Some((read, tip)) = self.tips.get(&chain)
+            && now.duration_since(*read) < TIP_TTL
+        {
+            return Some(tip.clone());
+        }
+        let path = self.streams.get(&chain)?.clone();
+        let http_port = self.config.http_port;
+        let tip = blocking(move || {
+            let stream = Stream::open_read_only(&path).ok()?;
+            Some(Tip {
+                modified: stream.tip().ok()?,
+                announcement: tip_announcement(&stream, http_port).ok().flatten(),
+            })
+        })
+        .await
+        .ok()
+        .flatten()?;
+        self.tips.insert(chain, (now, tip.clone()));
+        Some(tip)
+    }
+
+    /// Runs `work`, a pull of `chain` holding `slot`; however it ends (a
+    /// panic included), the stream is marked as not pulling and the slot
+    /// is given back.
+    fn spawn_pull(
+        &self,
+        chain: [u8; 32],
+        slot: OwnedSemaphorePermit,
+        work: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let running = Running {
+            pulls: self.pulls.clone(),
+            chain,
+            _slot: slot,
+        };
+        tokio::spawn(async move {
+            let _running = running;
+            work.await;
+        })
     }
 
     /// Whether a pull of `chain` may start now (none running, none
@@ -422,6 +480,36 @@ impl Discovery {
     }
 }
 
+/// A stream's tip as discovery uses it.
+#[derive(Clone, Debug)]
+struct Tip {
+    /// When its newest record was modified (0 if none).
+    modified: i64,
+    /// Its `record` announcement, if it has records.
+    announcement: Option<Vec<u8>>,
+}
+
+/// A LAN-triggered pull in progress: dropped when its task ends, however
+/// it ends.
+struct Running {
+    pulls: Pulls,
+    chain: [u8; 32],
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(entry) = self
+            .pulls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&self.chain)
+        {
+            entry.1 = false;
+        }
+    }
+}
+
 /// A `record` announcement of `stream`'s tip, if it has records.
 fn tip_announcement(stream: &Stream, http_port: u16) -> std::io::Result<Option<Vec<u8>>> {
     let Some((tip, body)) = stream
@@ -439,11 +527,10 @@ fn tip_announcement(stream: &Stream, http_port: u16) -> std::io::Result<Option<V
     )))
 }
 
-/// Runs SQLite work on the blocking pool, off the runtime's threads.
+/// Runs SQLite work on the blocking pool, off the runtime's threads (a
+/// panic there goes on here).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(std::io::Error::other)
+    crate::blocking::run(f).await.map_err(std::io::Error::other)
 }
 
 /// How long to wait after `failures` failed receives in a row: at once
@@ -466,12 +553,13 @@ pub enum Route {
 }
 
 /// The decisions that keep DrayerUDP from being a reflector or an
-/// amplifier: per-source token buckets in a bounded table, and the route
-/// of each reply.
+/// amplifier, and from being silenced: per-source token buckets in a
+/// bounded table, a node-wide bucket, and the route of each reply.
 #[derive(Debug)]
 pub struct Gate {
     origin: Instant,
-    sources: HashMap<IpAddr, TokenBucket>,
+    sources: Sources,
+    node: TokenBucket,
     /// Per stream, when its announcement last went to the group.
     told_group: HashMap<[u8; 32], Instant>,
 }
@@ -480,27 +568,17 @@ impl Gate {
     pub fn new(now: Instant) -> Self {
         Self {
             origin: now,
-            sources: HashMap::new(),
+            sources: Sources::default(),
+            node: TokenBucket::new(&NODE_LIMIT, 0.0),
             told_group: HashMap::new(),
         }
     }
 
-    /// Takes a token from `source`'s bucket. A source not yet in the
-    /// table gets a full bucket if there is room (buckets that have
-    /// refilled are forgotten to make some), else it is turned away.
+    /// Takes a token from `source`'s bucket (a new source always gets a
+    /// full one, see [`MAX_SOURCES`]), then one from the node's.
     pub fn admit(&mut self, source: IpAddr, now: Instant) -> bool {
         let t = now.duration_since(self.origin).as_secs_f64();
-        if !self.sources.contains_key(&source) && self.sources.len() >= MAX_SOURCES {
-            self.sources
-                .retain(|_, bucket| !bucket.is_full(&SOURCE_LIMIT, t));
-            if self.sources.len() >= MAX_SOURCES {
-                return false;
-            }
-        }
-        self.sources
-            .entry(source)
-            .or_insert_with(|| TokenBucket::new(&SOURCE_LIMIT, t))
-            .try_take(&SOURCE_LIMIT, t)
+        self.sources.admit(source, t) && self.node.try_take(&NODE_LIMIT, t)
     }
 
     /// Where the `reply`-byte answer to a `request`-byte datagram about
@@ -520,6 +598,41 @@ impl Gate {
                 Route::Group
             }
         }
+    }
+}
+
+/// Per-source token buckets, at most [`MAX_SOURCES`], the least recently
+/// heard from making room for a new source.
+#[derive(Debug, Default)]
+struct Sources {
+    /// Each source's bucket and when it was last heard from (a count).
+    buckets: HashMap<IpAddr, (TokenBucket, u64)>,
+    /// The sources by when they were last heard from.
+    by_use: BTreeMap<u64, IpAddr>,
+    heard: u64,
+}
+
+impl Sources {
+    /// Takes a token from `source`'s bucket at `t` seconds.
+    fn admit(&mut self, source: IpAddr, t: f64) -> bool {
+        self.heard += 1;
+        let heard = self.heard;
+        if let Some((bucket, last)) = self.buckets.get_mut(&source) {
+            self.by_use.remove(last);
+            *last = heard;
+            self.by_use.insert(heard, source);
+            return bucket.try_take(&SOURCE_LIMIT, t);
+        }
+        if self.buckets.len() >= MAX_SOURCES
+            && let Some((_, stale)) = self.by_use.pop_first()
+        {
+            self.buckets.remove(&stale);
+        }
+        let mut bucket = TokenBucket::new(&SOURCE_LIMIT, t);
+        let admitted = bucket.try_take(&SOURCE_LIMIT, t);
+        self.buckets.insert(source, (bucket, heard));
+        self.by_use.insert(heard, source);
+        admitted
     }
 }
 
@@ -691,19 +804,160 @@ mod tests {
         let refilled = SOURCE_LIMIT.rate as usize;
         assert!((0..refilled).all(|_| gate.admit(a, later)));
         assert!(!gate.admit(a, later));
-        // A flood of new sources fills the table and no more.
-        let admitted = (0..MAX_SOURCES as u32 * 4)
-            .filter(|i| gate.admit(IpAddr::from((10 << 24 | i).to_be_bytes()), later))
+        // A flood of new sources never grows the table past its bound.
+        for i in 0..MAX_SOURCES as u32 * 4 {
+            gate.sources
+                .admit(IpAddr::from((10 << 24 | i).to_be_bytes()), 1.0);
+        }
+        assert_eq!(gate.sources.buckets.len(), MAX_SOURCES);
+        assert_eq!(gate.sources.by_use.len(), MAX_SOURCES);
+    }
+
+    /// Item 7 (silencing): 1,024 spoofed sources that keep their buckets
+    /// empty do not keep a new, honest peer out; the source heard from
+    /// least recently makes room.
+    #[test]
+    fn a_new_source_gets_a_bucket_in_a_table_kept_full() {
+        let mut sources = Sources::default();
+        let spoofed = |i: u32| IpAddr::from((10 << 24 | i).to_be_bytes());
+        let burst = SOURCE_LIMIT.burst as usize;
+        for i in 0..MAX_SOURCES as u32 {
+            for _ in 0..burst {
+                sources.admit(spoofed(i), 0.0);
+            }
+            assert!(!sources.admit(spoofed(i), 0.0));
+        }
+        let honest = IpAddr::from([192, 168, 1, 9]);
+        assert!(sources.admit(honest, 0.0), "a new peer was turned away");
+        // The one heard from least recently made room; the others keep
+        // their empty buckets.
+        assert!(!sources.buckets.contains_key(&spoofed(0)));
+        assert!(!sources.admit(spoofed(MAX_SOURCES as u32 - 1), 0.0));
+        assert_eq!(sources.buckets.len(), MAX_SOURCES);
+        // And it keeps its bucket while others come and go.
+        for i in 0..MAX_SOURCES as u32 / 2 {
+            sources.admit(spoofed(MAX_SOURCES as u32 + i), 0.0);
+        }
+        assert!(sources.buckets.contains_key(&honest));
+    }
+
+    /// Item 7 (silencing): whatever the number of source addresses, the
+    /// node handles at most its own budget of datagrams.
+    #[test]
+    fn datagrams_from_many_sources_share_a_node_wide_budget() {
+        let t0 = Instant::now();
+        let mut gate = Gate::new(t0);
+        let admitted = (0..4 * NODE_LIMIT.burst as u32)
+            .filter(|i| gate.admit(IpAddr::from((10 << 24 | i).to_be_bytes()), t0))
             .count();
-        // (The second source's bucket had refilled: it was forgotten.)
-        assert_eq!(admitted, MAX_SOURCES - 1);
-        assert_eq!(gate.sources.len(), MAX_SOURCES);
-        // A known source keeps its bucket; new ones are let in again once
-        // the flood's buckets have refilled.
-        assert!(!gate.admit(a, later));
-        let idle = later + Duration::from_secs(10);
-        assert!(gate.admit(IpAddr::from([10, 255, 255, 255]), idle));
-        assert!(gate.sources.len() <= MAX_SOURCES);
+        assert_eq!(admitted, NODE_LIMIT.burst as usize);
+        let later = t0 + Duration::from_secs(1);
+        let admitted = (0..4 * NODE_LIMIT.burst as u32)
+            .filter(|i| gate.admit(IpAddr::from((11 << 24 | i).to_be_bytes()), later))
+            .count();
+        assert_eq!(admitted, NODE_LIMIT.rate as usize);
+    }
+
+    fn node_for(paths: &[PathBuf]) -> Discovery {
+        let config = DiscoveryConfig {
+            port: 0,
+            interface: Ipv4Addr::LOCALHOST,
+            min_interval: Duration::ZERO,
+            ..DiscoveryConfig::default()
+        };
+        Discovery::bind(config, paths).unwrap()
+    }
+
+    /// Item 7 (silencing): a stream's tip is read from its file at most
+    /// once per TIP_TTL, however many datagrams ask.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_streams_tip_is_read_at_most_once_per_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owner.stream");
+        let mut owner = Stream::create(&path).unwrap();
+        owner.set("k", "obj", b"\xa1v").unwrap();
+        let chain = *owner.public_key().as_bytes();
+        let mut node = node_for(std::slice::from_ref(&path));
+        let t0 = Instant::now();
+        let first = node.tip(chain, t0).await.unwrap();
+        assert_eq!(first.modified, owner.tip().unwrap());
+        owner.set("k2", "obj", b"\xa1w").unwrap();
+        let cached = node.tip(chain, t0 + TIP_TTL / 2).await.unwrap();
+        assert_eq!(cached.modified, first.modified);
+        let read = node.tip(chain, t0 + TIP_TTL).await.unwrap();
+        assert_eq!(read.modified, owner.tip().unwrap());
+        assert!(node.tip([0; 32], t0).await.is_none());
+    }
+
+    /// Item 5: a LAN pull that panics (a bug) does not leave its stream
+    /// marked as pulling for ever, nor keep its slot.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_lan_pull_frees_its_stream_and_its_slot() {
+        let node = node_for(&[]);
+        let chain = [7; 32];
+        assert!(node.claim(chain));
+        assert!(!node.claim(chain));
+        let slot = node.pull_slots.clone().try_acquire_owned().unwrap();
+        let task = node.spawn_pull(chain, slot, async { panic!("a bug in a pull") });
+        assert!(task.await.unwrap_err().is_panic());
+        assert!(node.claim(chain), "the stream is still marked as pulling");
+        assert_eq!(node.pull_slots.available_permits(), MAX_LAN_PULLS);
+    }
+
+    /// Item 5 (memory): announcements of every stream held start at most
+    /// MAX_LAN_PULLS pulls at once; the others are skipped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lan_announcements_start_a_bounded_number_of_pulls() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        let mut tips = Vec::new();
+        for i in 0..MAX_LAN_PULLS + 2 {
+            let path = dir.path().join(format!("s{i}.stream"));
+            let mut owner = Stream::create(&path).unwrap();
+            owner.set("k", "obj", b"\xa1v").unwrap();
+            tips.push((
+                owner.newest_records(1).unwrap().remove(0),
+                *owner.public_key(),
+            ));
+            paths.push(path);
+        }
+        // A peer that accepts pulls and never answers them.
+        let peer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer_port = peer.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = peer.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if held.len() < 16 {
+                    held.push(socket);
+                }
+            }
+        });
+        let node = node_for(&paths);
+        let port = node.local_port().unwrap();
+        let _task = tokio::spawn(node.run());
+        let announcer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for ((meta, body), key) in &tips {
+            let newer = Meta {
+                modified: meta.modified + 1_000_000,
+                ..*meta
+            };
+            let datagram = encode_record(&newer, &body.key, peer_port, key);
+            announcer
+                .send_to(&datagram, ("127.0.0.1", port))
+                .await
+                .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let load = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+        while load() < MAX_LAN_PULLS && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A while for pulls that should not start.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(load(), MAX_LAN_PULLS);
     }
 
     #[test]

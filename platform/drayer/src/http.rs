@@ -35,6 +35,7 @@ use keyway_core::drayer::{Meta, VerifyingKey};
 use rusqlite::{Connection, params};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
+use crate::blocking;
 use crate::file_record;
 use crate::sqlite::{Body, ChainError, Listing, Located, MAIN_CHAIN, locate, nth_newest_modified};
 use crate::stream::{Stream, StreamError, parse_public_key};
@@ -1044,13 +1045,39 @@ fn file_header(conn: &Connection, row: &Located, len: u64) -> Result<u64, Stop> 
 #[derive(Debug)]
 pub struct HttpSource {
     fetcher: Fetcher,
-    /// Pages read ahead, in order: (after which time, the page).
-    ahead: Option<mpsc::Receiver<(i64, Result<Page, ClientError>)>>,
+    /// Bytes of pages the read-ahead may hold before it waits.
+    read_ahead_bytes: usize,
+    ahead: Option<Ahead>,
 }
 
 /// Pages a read-ahead holds before waiting for the reader: enough that the
 /// serving peer keeps working while this node verifies and applies.
 const READ_AHEAD: usize = 2;
+
+/// Bytes of pages downloaded ahead and not yet taken above which the
+/// read-ahead starts no new download (default of
+/// [`HttpSource::with_read_ahead`]). A page is up to [`MAX_RESPONSE`]: a
+/// hostile peer sending only such pages gets one read ahead, not two
+/// queued and a third on its way.
+pub const READ_AHEAD_BYTES: usize = 64 * 1024 * 1024;
+
+/// A read-ahead task and what it has queued.
+#[derive(Debug)]
+struct Ahead {
+    /// Pages read ahead, in order: (after which time, the page, its bytes).
+    pages: mpsc::Receiver<(i64, Result<Page, ClientError>, usize)>,
+    /// Bytes of the pages in `pages`.
+    queued: Arc<tokio::sync::watch::Sender<usize>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Ahead {
+    /// A reader that stops reading ahead (or the pull ends) stops the
+    /// download in progress too.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
 
 type Page = Vec<(Meta, Body)>;
 
@@ -1112,12 +1139,9 @@ async fn decode_off_thread<T: Send + 'static>(
     bytes: Vec<u8>,
     decode: impl FnOnce(&[u8]) -> Result<T, wire::WireError> + Send + 'static,
 ) -> Result<T, ClientError> {
-    match tokio::task::spawn_blocking(move || decode(&bytes)).await {
+    match blocking::run(move || decode(&bytes)).await {
         Ok(decoded) => decoded.map_err(|source| ClientError::Wire { url, source }),
-        Err(e) => match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(_) => Err(ClientError::Interrupted { url }),
-        },
+        Err(blocking::Interrupted) => Err(ClientError::Interrupted { url }),
     }
 }
 
@@ -1133,8 +1157,18 @@ impl HttpSource {
     pub fn new(url: &str, stream: VerifyingKey) -> Self {
         Self {
             fetcher: Fetcher::new(url, stream),
+            read_ahead_bytes: READ_AHEAD_BYTES,
             ahead: None,
         }
+    }
+
+    /// Starts no download ahead while the pages read ahead and not yet
+    /// taken hold `bytes` or more (default [`READ_AHEAD_BYTES`]; 0 reads
+    /// one page ahead at most, and only once the one before is taken).
+    #[must_use]
+    pub fn with_read_ahead(mut self, bytes: usize) -> Self {
+        self.read_ahead_bytes = bytes;
+        self
     }
 
     /// Waits at most `connect` for a connection and `read` between two
@@ -1197,6 +1231,11 @@ impl Fetcher {
 
 impl Fetcher {
     async fn page(&self, t: i64) -> Result<Page, ClientError> {
+        self.sized_page(t).await.map(|(page, _)| page)
+    }
+
+    /// The page after `t`, and the bytes of the response it came in.
+    async fn sized_page(&self, t: i64) -> Result<(Page, usize), ClientError> {
         let query = if self.with_values { "" } else { "?values=0" };
         let path = format!("newRecords/{t}{query}");
         let Some(bytes) = self.fetch(&path).await? else {
@@ -1206,6 +1245,7 @@ impl Fetcher {
             });
         };
         let stream = self.stream;
+        let size = bytes.len();
         let mut records = decode_off_thread(format!("{}{path}", self.base), bytes, move |b| {
             wire::decode_records(b, &stream)
         })
@@ -1214,7 +1254,7 @@ impl Fetcher {
             // An original server ignores `values=0`: drop them here.
             records.iter_mut().for_each(|(_, b)| b.value = None);
         }
-        Ok(records)
+        Ok((records, size))
     }
 }
 
@@ -1223,8 +1263,11 @@ impl Source for HttpSource {
 
     async fn modified_after(&mut self, t: i64) -> Result<Page, ClientError> {
         if let Some(ahead) = &mut self.ahead {
-            match ahead.recv().await {
-                Some((at, page)) if at == t => return page,
+            match ahead.pages.recv().await {
+                Some((at, page, size)) if at == t => {
+                    ahead.queued.send_modify(|q| *q = q.saturating_sub(size));
+                    return page;
+                }
                 // Not the page asked for (or the read-ahead ended): stop
                 // reading ahead and ask directly.
                 _ => self.ahead = None,
@@ -1251,35 +1294,60 @@ impl Source for HttpSource {
     }
 
     /// Reads ahead from `t`: each page's last record says where the next
-    /// starts, so a background task fetches page after page (at most
-    /// two pages waiting) until an empty page or an error. A reader
+    /// starts, so a background task fetches page after page until an
+    /// empty page, an error, or `max_bytes` downloaded (what is left of
+    /// the pull's byte budget: pages past it would be thrown away). It
+    /// holds at most [`READ_AHEAD`] pages, and starts a download only
+    /// while those it holds are under the read-ahead's bytes. A reader
     /// that asks for something else drops it.
-    fn prefetch(&mut self, t: i64) {
+    fn prefetch(&mut self, t: i64, max_bytes: u64) {
         if self.ahead.is_some() {
             return;
         }
-        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        let (tx, pages) = mpsc::channel(READ_AHEAD);
+        let queued = Arc::new(tokio::sync::watch::Sender::new(0usize));
         let fetcher = self.fetcher.clone();
-        tokio::spawn(async move {
+        let room = self.read_ahead_bytes;
+        let held = queued.clone();
+        let task = tokio::spawn(async move {
             let mut t = t;
+            let mut downloaded = 0u64;
+            let mut queued = held.subscribe();
             loop {
-                let page = fetcher.page(t).await;
+                let may_go = tokio::select! {
+                    () = tx.closed() => false,
+                    waited = queued.wait_for(|q| *q == 0 || *q < room) => waited.is_ok(),
+                };
+                if !may_go {
+                    return;
+                }
+                let (page, size) = match fetcher.sized_page(t).await {
+                    Ok((page, size)) => (Ok(page), size),
+                    Err(e) => (Err(e), 0),
+                };
+                downloaded = downloaded.saturating_add(u64::try_from(size).unwrap_or(u64::MAX));
                 // As the reader: on until an empty page (a page cut by
                 // size is short but not the last).
                 let next = match &page {
                     Ok(records) => records.last().map(|(m, _)| m.modified),
                     Err(_) => None,
                 };
-                if tx.send((t, page)).await.is_err() {
+                held.send_modify(|q| *q = q.saturating_add(size));
+                if tx.send((t, page, size)).await.is_err() {
                     return;
                 }
                 match next {
-                    Some(n) => t = n,
-                    None => return,
+                    Some(n) if downloaded < max_bytes => t = n,
+                    _ => return,
                 }
             }
+        })
+        .abort_handle();
+        self.ahead = Some(Ahead {
+            pages,
+            queued,
+            task,
         });
-        self.ahead = Some(rx);
     }
 
     async fn crdr(&mut self, pdest: i64) -> Result<Option<Meta>, ClientError> {

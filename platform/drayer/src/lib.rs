@@ -14,6 +14,7 @@
 //! - [`obj`]: the dict API's msgpack values.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod blocking;
 pub mod discovery;
 pub mod file_record;
 pub mod http;

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use keyway_core::drayer::{ApplyError, Meta, RecordError, Repair, Verified, VerifyingKey};
 
+use crate::blocking;
 use crate::sqlite::Body;
 use crate::stream::{Stream, StreamError};
 use crate::verifiers::{Checking, Checks, Verifiers};
@@ -40,8 +41,10 @@ pub trait Source {
         t: i64,
     ) -> impl Future<Output = Result<Vec<(Meta, Body)>, Self::Error>> + Send;
     /// Starts fetching the page after `t` in the background, so the peer
-    /// and the network work while this node applies the current page.
-    fn prefetch(&mut self, _t: i64) {}
+    /// and the network work while this node applies the current page;
+    /// `max_bytes` is what is left of the pull's byte budget, beyond which
+    /// nothing more need be read ahead.
+    fn prefetch(&mut self, _t: i64, _max_bytes: u64) {}
     /// The `n` most recently modified records, oldest first; `None` if the
     /// peer cannot say (the original's API has no such request).
     fn newest(
@@ -248,7 +251,7 @@ async fn fetch<S: Source>(
     let over_budget = fit < page.len();
     page.truncate(fit);
     if !over_budget && let Some((last, _)) = page.last() {
-        source.prefetch(last.modified);
+        source.prefetch(last.modified, bytes.left);
     }
     Ok(Received { page, over_budget })
 }
@@ -400,17 +403,11 @@ impl Store {
     }
 }
 
-/// Runs `f` on the blocking pool. A panic there (a bug) goes on here.
+/// Runs `f` on the blocking pool (a panic there goes on here).
 async fn off_thread<T: Send + 'static, E: std::error::Error + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, SyncError<E>> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(out) => Ok(out),
-        Err(e) => match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(_) => Err(SyncError::Interrupted),
-        },
-    }
+    blocking::run(f).await.map_err(|_| SyncError::Interrupted)
 }
 
 /// Keeps `stream` as a partial mirror of `source` holding its `keep` most
