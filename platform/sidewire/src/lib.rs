@@ -25,6 +25,7 @@
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod ack_cache;
 mod hint_cache;
 pub mod link;
 mod pool_file;
