@@ -30,6 +30,7 @@ mod hint_cache;
 pub mod link;
 mod pool_file;
 pub mod router;
+mod verify_queue;
 
 pub use pool_file::PoolFileError;
 

@@ -16,7 +16,7 @@
 //!   [`Receiver`]. ACKs go back through the link the MSG arrived on (the
 //!   sender is certainly connected there) and the sender's own top brokers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,6 +39,7 @@ use tokio_util::task::TaskTracker;
 use crate::ack_cache::{AckCache, Reack};
 use crate::hint_cache::{self, HintCache};
 use crate::link::{BrokerLink, Inbound, LinkConfig};
+use crate::verify_queue::VerifyQueue;
 
 /// How far down a ranking a reference node's walk looks: it races its
 /// first 10 candidates and subscribes wherever connects finish (spec
@@ -50,7 +51,8 @@ const REFERENCE_RACE_WIDTH: usize = 10;
 const MAX_HINTS: usize = 16;
 
 /// Screened packets waiting for a signature check, per [`Class`]: beyond
-/// this the newest is dropped, as UDP would.
+/// this one is dropped, as UDP would (the newest of the key with the most
+/// packets queued).
 const VERIFY_QUEUE: usize = 256;
 
 /// A broker of the pool.
@@ -286,7 +288,7 @@ struct Inner {
     /// Which inbound packets earn a signature check.
     screen: Mutex<Screen<Box<[Peer]>>>,
     /// Screened packets waiting for their check, most urgent class first.
-    to_verify: Mutex<[VecDeque<Inbound>; 3]>,
+    to_verify: Mutex<[VerifyQueue<Inbound>; 3]>,
     handlers: Mutex<Vec<Handler>>,
     /// ACKs being published: [`Router::close`] lets them finish.
     acks: TaskTracker,
@@ -600,15 +602,13 @@ impl Inner {
     }
 
     /// Queues a screened packet for its signature check and makes sure a
-    /// verifier runs. Never waits: a full queue drops the packet.
-    fn enqueue(self: &Arc<Self>, inbound: Inbound, class: Class) {
-        {
-            let mut queues = self.to_verify.lock().unwrap_or_else(|e| e.into_inner());
-            let queue = &mut queues[class.rank()];
-            if queue.len() >= VERIFY_QUEUE {
-                return;
-            }
-            queue.push_back(inbound);
+    /// verifier runs. Never waits: a full queue drops a packet of the key
+    /// with the most queued (see [`VerifyQueue`]).
+    fn enqueue(self: &Arc<Self>, inbound: Inbound, src: [u8; 33], class: Class) {
+        let queued = self.to_verify.lock().unwrap_or_else(|e| e.into_inner())[class.rank()]
+            .push(src, inbound);
+        if !queued {
+            return;
         }
         if let Ok(permit) = self.verifying.clone().try_acquire_owned() {
             let inner = self.clone();
@@ -619,7 +619,7 @@ impl Inner {
     /// The most urgent queued packet.
     fn next_to_verify(&self) -> Option<Inbound> {
         let mut queues = self.to_verify.lock().unwrap_or_else(|e| e.into_inner());
-        queues.iter_mut().find_map(VecDeque::pop_front)
+        queues.iter_mut().find_map(VerifyQueue::pop)
     }
 
     /// A verifier: checks queued packets, most urgent first, until none is
@@ -669,7 +669,7 @@ impl Inner {
     /// The checks that cost no signature work, in arrival order. Returns
     /// the packets that still need [`Self::verify_and_handle`], with how
     /// urgently.
-    fn screen(self: &Arc<Self>, inbound: Inbound) -> Option<(Inbound, Class)> {
+    fn screen(self: &Arc<Self>, inbound: Inbound) -> Option<(Inbound, [u8; 33], Class)> {
         if inbound.topic != self.topic.as_bytes() || inbound.payload.len() > self.config.max_message
         {
             return None;
@@ -720,7 +720,8 @@ impl Inner {
         } else {
             screen.admit(&packet.src_pk, self.elapsed())
         }?;
-        Some((inbound, class))
+        let src = packet.src_pk;
+        Some((inbound, src, class))
     }
 
     /// The signature check and what follows; runs concurrently for
@@ -1023,7 +1024,7 @@ impl Router {
             pending: Mutex::new(HashMap::new()),
             receiver: Mutex::new(Receiver::new(replay_slots, watermarks, seed)),
             screen: Mutex::new(screen),
-            to_verify: Mutex::new(Default::default()),
+            to_verify: Mutex::new(std::array::from_fn(|_| VerifyQueue::new(VERIFY_QUEUE))),
             handlers: Mutex::new(handler.into_iter().collect()),
             acks: TaskTracker::new(),
             ack_permits: Arc::new(Semaphore::new(max_ack_tasks)),
@@ -1085,8 +1086,8 @@ impl Router {
                 // Screening never waits for a verifier: it keeps sorting
                 // arrivals so that a peer's packet is not stuck behind
                 // junk; each class's queue is bounded instead.
-                if let Some((message, class)) = inner.screen(message) {
-                    inner.enqueue(message, class);
+                if let Some((message, src, class)) = inner.screen(message) {
+                    inner.enqueue(message, src, class);
                 }
             }
         });
