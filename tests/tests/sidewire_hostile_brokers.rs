@@ -346,3 +346,32 @@ async fn a_send_with_an_endless_timeout_ends_at_its_ack_without_panicking() {
     assert!(matches!(sent, Ok(Ok(()))), "{sent:?}");
     assert_eq!(got.lock().unwrap().len(), 1);
 }
+
+/// Review of issue 11 item 4: a broker that completes the handshake and
+/// then neither reads nor writes loses its link at the missing PINGRESP;
+/// that closure used to count as a link that had worked and reset the
+/// backoff, so the broker was redialled every keep-alive or two. Now only
+/// a link that heard from its broker after the handshake resets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_never_answers_a_ping_is_redialled_with_backoff() {
+    let mute = WedgedBroker::start("127.0.0.53").unwrap();
+    let live = Mosquitto::start("127.0.0.54").unwrap();
+    let mut mixed = pool(std::slice::from_ref(&live));
+    mixed.brokers.push(mute.entry());
+    let mut config = RouterConfig {
+        resubscribe_every: Duration::from_millis(100),
+        backoff_base: Duration::from_secs(3),
+        ..RouterConfig::default()
+    };
+    config.link.keep_alive = Duration::from_secs(1);
+    let ra = join(key(), mixed, config).await;
+    // Links to it close at ~2 s; without backoff it is redialled at once.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let handshakes = mute.handshakes();
+    assert!(handshakes >= 2, "{handshakes} handshakes: never redialled");
+    assert!(
+        handshakes <= 3,
+        "{handshakes} handshakes: no backoff after dead links"
+    );
+    drop(ra);
+}

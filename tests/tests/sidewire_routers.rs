@@ -625,3 +625,225 @@ async fn a_flood_of_future_stamped_messages_does_not_silence_a_peer() {
         .unwrap();
     assert!(got.lock().unwrap().iter().any(|m| m.data == b"from A"));
 }
+
+/// A raw MQTT client subscribed to `topic` on `broker`, and what it hears.
+async fn raw_client(
+    broker: &Mosquitto,
+    topic: &[u8],
+    id: usize,
+) -> (
+    keyway_sidewire::link::BrokerLink,
+    tokio::sync::mpsc::Receiver<keyway_sidewire::link::Inbound>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    let link = keyway_sidewire::link::BrokerLink::connect(
+        &broker.addr().to_string(),
+        topic,
+        id,
+        &keyway_sidewire::link::LinkConfig::default(),
+        tx,
+    )
+    .await
+    .unwrap();
+    (link, rx)
+}
+
+fn signed(queue: [u8; 32], seq: u32, ts: u64, msg: &[u8], signer: &Keypair) -> Vec<u8> {
+    use keyway_core::sidewire::{AppPacket, MsgType};
+    let mut p = AppPacket::new(queue, seq, ts, MsgType::Msg, msg);
+    p.sign(signer);
+    let mut bytes = vec![0u8; p.encoded_len()];
+    p.encode(&mut bytes).unwrap();
+    bytes
+}
+
+/// ACKs heard on `rx` for `queue` within about `wait`.
+async fn acks_heard(
+    rx: &mut tokio::sync::mpsc::Receiver<keyway_sidewire::link::Inbound>,
+    queue: [u8; 32],
+    wait: Duration,
+) -> usize {
+    use keyway_core::sidewire::{AppPacket, MsgType};
+    let mut count = 0;
+    let until = tokio::time::Instant::now() + wait;
+    while let Ok(Some(inbound)) = tokio::time::timeout_at(until, rx.recv()).await {
+        if let Ok(p) = AppPacket::decode(&inbound.payload)
+            && p.msg_type == MsgType::Ack
+            && p.queue_id == queue
+        {
+            count += 1;
+        }
+    }
+    count
+}
+
+/// Review of issue 11 item 1: a flood evicts A's replay entry (it expires
+/// first in its bucket), which raises A's watermark past A's message, so
+/// A's resend (the same signed bytes) is `TooOld`. If B's first ACK was
+/// lost, A's send used to fail though B delivered the message. Now B
+/// keeps the signed ACK and re-sends it for an exact copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_ack_is_resent_after_a_flood_evicted_the_message() {
+    let brokers = vec![Mosquitto::start("127.0.0.23").unwrap()];
+    let (a, b) = (key(), key());
+    let (a_pk, b_pk) = (*a.public(), *b.public());
+    let config = RouterConfig {
+        replay_slots: 8,
+        spare_subscriptions: 0,
+        ..RouterConfig::default()
+    };
+    let rb = join(b, pool(&brokers), config).await;
+    let got = inbox(&rb);
+    let topic = b_pk.to_string();
+    // A's first publish: nobody listens on A's topic yet, so B's ACK is lost.
+    let (raw, _) = raw_client(&brokers[0], b"raw", 98).await;
+    let now = system_time();
+    let from_a = signed([0xa1; 32], 0, now, b"from A", &a);
+    raw.publish(topic.as_bytes(), &from_a).await.unwrap();
+    for _ in 0..100 {
+        if !got.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(got.lock().unwrap().len(), 1, "A's message delivered");
+    // The flood: one bucket of 8 slots, 24 messages stamped ahead of A's.
+    let flooders: Vec<Keypair> = (0..12).map(|_| key()).collect();
+    for round in 0..2u32 {
+        for (i, k) in flooders.iter().enumerate() {
+            let bytes = signed([i as u8; 32], round, now + 100, b"flood", k);
+            raw.publish(topic.as_bytes(), &bytes).await.unwrap();
+        }
+    }
+    // Judged once deliveries stop; some flooders' later messages are
+    // refused too (their own entries were evicted).
+    let mut last = usize::MAX;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let count = got.lock().unwrap().len();
+        if count == last {
+            break;
+        }
+        last = count;
+    }
+    assert!(got.lock().unwrap().len() > 8, "the bucket overflowed");
+    // A now listens, and resends the same bytes: it must hear an ACK.
+    let (_listen, mut acks) = raw_client(&brokers[0], a_pk.to_string().as_bytes(), 97).await;
+    let mut heard = 0;
+    for _ in 0..4 {
+        raw.publish(topic.as_bytes(), &from_a).await.unwrap();
+        heard += acks_heard(&mut acks, [0xa1; 32], Duration::from_millis(1500)).await;
+        if heard > 0 {
+            break;
+        }
+    }
+    assert!(heard > 0, "A's resend is acknowledged");
+    let from_a_count = got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.data == b"from A")
+        .count();
+    assert_eq!(from_a_count, 1, "and delivered once");
+}
+
+/// Review of issue 11 item 3: copies of one delivered MSG, replayed at
+/// line rate, used to cost one ACK publish each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_copies_of_a_message_are_reacked_at_most_once_per_interval() {
+    let brokers = vec![Mosquitto::start("127.0.0.24").unwrap()];
+    let (a, b) = (key(), key());
+    let (a_pk, b_pk) = (*a.public(), *b.public());
+    let config = RouterConfig {
+        spare_subscriptions: 0,
+        ..RouterConfig::default()
+    };
+    let rb = join(b, pool(&brokers), config).await;
+    let got = inbox(&rb);
+    let topic = b_pk.to_string();
+    let (raw, _) = raw_client(&brokers[0], b"raw", 96).await;
+    let (_listen, mut acks) = raw_client(&brokers[0], a_pk.to_string().as_bytes(), 95).await;
+    let from_a = signed([0xa2; 32], 0, system_time(), b"once", &a);
+    raw.publish(topic.as_bytes(), &from_a).await.unwrap();
+    assert!(acks_heard(&mut acks, [0xa2; 32], Duration::from_millis(1500)).await >= 1);
+    for _ in 0..300 {
+        raw.publish(topic.as_bytes(), &from_a).await.unwrap();
+    }
+    let heard = acks_heard(&mut acks, [0xa2; 32], Duration::from_millis(2000)).await;
+    assert!(heard <= 20, "{heard} ACKs for 300 copies");
+    assert_eq!(got.lock().unwrap().len(), 1);
+}
+
+/// Review of issue 11 item 2: A's own genuine packets, captured and
+/// replayed once stale (or PROBEs A signed), used to be admitted and
+/// charged to A's budget before the signature check refused them, so a
+/// replay of A's old traffic silenced A. Now they are dropped before any
+/// budget is charged (limits set very low to show it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_stale_packets_and_probes_do_not_spend_a_peers_budget() {
+    use keyway_core::rate::RateLimit;
+    use keyway_core::sidewire::{AppPacket, MsgType};
+
+    let brokers = vec![Mosquitto::start("127.0.0.25").unwrap()];
+    let (a, b) = (key(), key());
+    let b_pk = *b.public();
+    let low = RateLimit {
+        rate: 0.05,
+        burst: 2.0,
+    };
+    let config = RouterConfig {
+        per_source: low,
+        claimed: low,
+        spare_subscriptions: 0,
+        ..RouterConfig::default()
+    };
+    let rb = join(b, pool(&brokers), config).await;
+    let got = inbox(&rb);
+    let topic = b_pk.to_string();
+    let (raw, _) = raw_client(&brokers[0], b"raw", 94).await;
+    let ra = join(a.clone(), pool(&brokers), RouterConfig::default()).await;
+    let to_b = ra.pipe(b_pk);
+    to_b.send(b"before", Duration::from_secs(10)).await.unwrap();
+    let now = system_time();
+    for i in 0..10u8 {
+        raw.publish(
+            topic.as_bytes(),
+            &signed([i; 32], 0, now - 1000, b"old", &a),
+        )
+        .await
+        .unwrap();
+        let mut probe = AppPacket::new([i; 32], 1, now, MsgType::Probe, b"");
+        probe.sign(&a);
+        let mut bytes = vec![0u8; probe.encoded_len()];
+        probe.encode(&mut bytes).unwrap();
+        raw.publish(topic.as_bytes(), &bytes).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = to_b.send(b"after", Duration::from_secs(5)).await;
+    assert!(sent.is_ok(), "A after the replays: {sent:?}");
+    let all: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
+    assert_eq!(all, [&b"before"[..], b"after"]);
+}
+
+/// Review of issue 11 item 5: a `send` future dropped before it ends (a
+/// `tokio::time::timeout` around it, a cancelled Python awaitable) used to
+/// leave its pending entry behind for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_sends_leave_nothing_pending() {
+    let brokers = vec![Mosquitto::start("127.0.0.26").unwrap()];
+    let config = RouterConfig {
+        spare_subscriptions: 0,
+        ..RouterConfig::default()
+    };
+    let ra = join(key(), pool(&brokers), config).await;
+    let nobody = ra.pipe(*key().public());
+    for _ in 0..50 {
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(20),
+            nobody.send(b"never acknowledged", Duration::from_secs(60)),
+        )
+        .await;
+        assert!(cancelled.is_err());
+    }
+    assert_eq!(ra.pending_sends(), 0);
+}

@@ -88,6 +88,8 @@ pub struct BrokerLink {
     alive: watch::Receiver<bool>,
     /// Set when the link closed because a write missed its deadline.
     stalled: Arc<AtomicBool>,
+    /// Set once the broker sent a packet after the handshake.
+    heard: Arc<AtomicBool>,
 }
 
 /// A client id like the reference's: 15 characters (spec §2.1).
@@ -185,6 +187,7 @@ impl BrokerLink {
         let (outbound, commands) = mpsc::channel(256);
         let (alive_tx, alive) = watch::channel(true);
         let stalled = Arc::new(AtomicBool::new(false));
+        let heard = Arc::new(AtomicBool::new(false));
         tokio::spawn(run(
             read,
             write,
@@ -193,7 +196,7 @@ impl BrokerLink {
             inbound,
             link,
             config.clone(),
-            (alive_tx, stalled.clone()),
+            (alive_tx, stalled.clone(), heard.clone()),
         ));
         Ok(Self {
             broker: name,
@@ -201,6 +204,7 @@ impl BrokerLink {
             outbound,
             alive,
             stalled,
+            heard,
         })
     }
 
@@ -223,6 +227,13 @@ impl BrokerLink {
     /// [`LinkConfig::write_timeout`] (the broker stopped reading).
     pub fn stalled(&self) -> bool {
         self.stalled.load(Ordering::Relaxed)
+    }
+
+    /// Whether the broker sent anything (a PUBLISH, a PINGRESP) after the
+    /// handshake: a link that closes without ever having heard from its
+    /// broker did not work, whatever closed it.
+    pub fn heard(&self) -> bool {
+        self.heard.load(Ordering::Relaxed)
     }
 
     fn closed(&self) -> LinkError {
@@ -334,7 +345,7 @@ async fn run(
     inbound: mpsc::Sender<Inbound>,
     link: usize,
     config: LinkConfig,
-    (alive, stalled): (watch::Sender<bool>, Arc<AtomicBool>),
+    (alive, stalled, heard): (watch::Sender<bool>, Arc<AtomicBool>, Arc<AtomicBool>),
 ) {
     let mut next_id: u16 = 1;
     // Bytes of an oversize packet still to be thrown away as they arrive.
@@ -380,6 +391,7 @@ async fn run(
                         ));
                     }
                 };
+                heard.store(true, Ordering::Relaxed);
                 match packet {
                     Packet::Publish {
                         topic,

@@ -16,7 +16,7 @@
 //!   [`Receiver`]. ACKs go back through the link the MSG arrived on (the
 //!   sender is certainly connected there) and the sender's own top brokers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,6 +25,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use keyway_core::rand_core::{Rng, UnwrapErr};
 use keyway_core::rate::RateLimit;
+use keyway_core::sidewire::receiver::FRESHNESS_WINDOW;
 use keyway_core::sidewire::rendezvous::{
     self, AF_INET, AF_INET6, Broker, Ranked, Ranking, set_size,
 };
@@ -35,8 +36,10 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::ack_cache::{AckCache, Reack};
 use crate::hint_cache::{self, HintCache};
 use crate::link::{BrokerLink, Inbound, LinkConfig};
+use crate::verify_queue::VerifyQueue;
 
 /// How far down a ranking a reference node's walk looks: it races its
 /// first 10 candidates and subscribes wherever connects finish (spec
@@ -48,7 +51,8 @@ const REFERENCE_RACE_WIDTH: usize = 10;
 const MAX_HINTS: usize = 16;
 
 /// Screened packets waiting for a signature check, per [`Class`]: beyond
-/// this the newest is dropped, as UDP would.
+/// this one is dropped, as UDP would (the newest of the key with the most
+/// packets queued).
 const VERIFY_QUEUE: usize = 256;
 
 /// A broker of the pool.
@@ -189,6 +193,12 @@ pub struct RouterConfig {
     /// inbound MSG's ACK is dropped (its sender retransmits, and every
     /// copy is acknowledged), so a flood cannot pile up tasks.
     pub max_ack_tasks: usize,
+    /// Sources whose signed ACKs are kept (their 4 newest each, about
+    /// 1 KiB per source at most), to re-send for a copy of a delivered
+    /// MSG even after a flood evicted it from the replay table. The least
+    /// recently acknowledged source is forgotten first, so this should
+    /// exceed `verified_peers` (see DESIGN.md).
+    pub ack_cache_sources: usize,
 }
 
 impl Default for RouterConfig {
@@ -211,6 +221,7 @@ impl Default for RouterConfig {
             hint_cache: None,
             hint_expiry: Duration::from_secs(3600),
             max_ack_tasks: 256,
+            ack_cache_sources: 8192,
         }
     }
 }
@@ -257,9 +268,6 @@ pub enum RouterError {
 /// A sent MSG: its queue id and sequence number.
 type MessageId = ([u8; 32], u32);
 
-/// A received MSG: its sender, queue id and sequence number.
-type AckId = ([u8; 33], [u8; 32], u32);
-
 /// The receive rules over the Router's heap buffers (slots, watermarks).
 type ReplayTable = Receiver<Box<[Slot]>, Box<[u64]>>;
 
@@ -280,14 +288,14 @@ struct Inner {
     /// Which inbound packets earn a signature check.
     screen: Mutex<Screen<Box<[Peer]>>>,
     /// Screened packets waiting for their check, most urgent class first.
-    to_verify: Mutex<[VecDeque<Inbound>; 3]>,
+    to_verify: Mutex<[VerifyQueue<Inbound>; 3]>,
     handlers: Mutex<Vec<Handler>>,
     /// ACKs being published: [`Router::close`] lets them finish.
     acks: TaskTracker,
     /// One per ACK task, `max_ack_tasks` in all.
     ack_permits: Arc<Semaphore>,
-    /// Signed ACKs by (sender, queue, seq), reused for later copies.
-    signed_acks: Mutex<HashMap<AckId, Arc<[u8]>>>,
+    /// Signed ACKs by (sender, queue, seq, digest), re-sent for copies.
+    signed_acks: Mutex<AckCache>,
     /// Brokers that failed: consecutive failures and when to try again.
     backoff: Mutex<HashMap<String, (u32, Instant)>>,
     /// Where destinations were reached.
@@ -444,17 +452,19 @@ impl Inner {
 
     /// Drops closed links. One closed because a write missed its deadline
     /// counts as a failure of its broker (it completes handshakes, then
-    /// stops reading: reconnecting at once would only wedge a new link);
-    /// one that closed otherwise had worked, which resets the backoff.
+    /// stops reading: reconnecting at once would only wedge a new link),
+    /// and so does one that never heard from its broker after the
+    /// handshake (closed at a missing PINGRESP: the broker neither reads
+    /// nor writes). Only one that worked resets the backoff.
     fn prune(&self, links: &mut Vec<(String, BrokerLink)>) {
         links.retain(|(address, l)| {
             if l.is_alive() {
                 return true;
             }
             let mut backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
-            if l.stalled() {
+            if l.stalled() || !l.heard() {
                 let (failures, wait) = self.back_off(&mut backoff, address);
-                tracing::debug!(failures, ?wait, "broker stopped reading");
+                tracing::debug!(failures, ?wait, stalled = l.stalled(), "broker link failed");
             } else {
                 backoff.remove(address);
             }
@@ -592,15 +602,13 @@ impl Inner {
     }
 
     /// Queues a screened packet for its signature check and makes sure a
-    /// verifier runs. Never waits: a full queue drops the packet.
-    fn enqueue(self: &Arc<Self>, inbound: Inbound, class: Class) {
-        {
-            let mut queues = self.to_verify.lock().unwrap_or_else(|e| e.into_inner());
-            let queue = &mut queues[class.rank()];
-            if queue.len() >= VERIFY_QUEUE {
-                return;
-            }
-            queue.push_back(inbound);
+    /// verifier runs. Never waits: a full queue drops a packet of the key
+    /// with the most queued (see [`VerifyQueue`]).
+    fn enqueue(self: &Arc<Self>, inbound: Inbound, src: [u8; 33], class: Class) {
+        let queued = self.to_verify.lock().unwrap_or_else(|e| e.into_inner())[class.rank()]
+            .push(src, inbound);
+        if !queued {
+            return;
         }
         if let Ok(permit) = self.verifying.clone().try_acquire_owned() {
             let inner = self.clone();
@@ -611,7 +619,7 @@ impl Inner {
     /// The most urgent queued packet.
     fn next_to_verify(&self) -> Option<Inbound> {
         let mut queues = self.to_verify.lock().unwrap_or_else(|e| e.into_inner());
-        queues.iter_mut().find_map(VecDeque::pop_front)
+        queues.iter_mut().find_map(VerifyQueue::pop)
     }
 
     /// A verifier: checks queued packets, most urgent first, until none is
@@ -661,7 +669,7 @@ impl Inner {
     /// The checks that cost no signature work, in arrival order. Returns
     /// the packets that still need [`Self::verify_and_handle`], with how
     /// urgently.
-    fn screen(self: &Arc<Self>, inbound: Inbound) -> Option<(Inbound, Class)> {
+    fn screen(self: &Arc<Self>, inbound: Inbound) -> Option<(Inbound, [u8; 33], Class)> {
         if inbound.topic != self.topic.as_bytes() || inbound.payload.len() > self.config.max_message
         {
             return None;
@@ -670,8 +678,19 @@ impl Inner {
             return None;
         };
         // Cheap decisions before the signature check, and before any
-        // budget is charged: they cost no signature work.
+        // budget is charged: they cost no signature work. A MSG outside
+        // the freshness window, a PROBE or an unknown type would be
+        // refused after the check anyway: checking them would only let
+        // a replay of a peer's old packets spend that peer's budget.
+        match packet.msg_type {
+            MsgType::Msg if self.now().abs_diff(packet.timestamp) <= FRESHNESS_WINDOW => {}
+            MsgType::Ack => {}
+            _ => return None,
+        }
         let expected = packet.msg_type == MsgType::Ack;
+        if !expected && self.reack(&packet, inbound.link) != Reack::Unknown {
+            return None;
+        }
         if expected {
             let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let waiting = pending
@@ -687,10 +706,11 @@ impl Inner {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .known_copy(&packet, self.now());
-        if let Some(ack) = known
-            && let Some(from) = self.public_key(&packet.src_pk)
-        {
-            self.send_ack(ack, from, inbound.link, false);
+        if let Some(ack) = known {
+            // Delivered, but its signed ACK was forgotten: sign it again.
+            if let Some(from) = self.public_key(&packet.src_pk) {
+                self.sign_and_ack(&packet, ack, from, inbound.link, false);
+            }
             return None;
         }
         let mut screen = self.screen.lock().unwrap_or_else(|e| e.into_inner());
@@ -700,7 +720,8 @@ impl Inner {
         } else {
             screen.admit(&packet.src_pk, self.elapsed())
         }?;
-        Some((inbound, class))
+        let src = packet.src_pk;
+        Some((inbound, src, class))
     }
 
     /// The signature check and what follows; runs concurrently for
@@ -731,7 +752,7 @@ impl Inner {
             Verdict::Deliver { ack } => {
                 // ACK first: the send is tracked before the application
                 // sees the message (and may close the router).
-                self.send_ack(ack, from, inbound.link, true);
+                self.sign_and_ack(&packet, ack, from, inbound.link, true);
                 let message = Message {
                     from,
                     data: packet.msg.to_vec(),
@@ -746,7 +767,11 @@ impl Inner {
                     handler(&message);
                 }
             }
-            Verdict::Duplicate { ack } => self.send_ack(ack, from, inbound.link, false),
+            Verdict::Duplicate { ack } => {
+                if self.reack(&packet, inbound.link) == Reack::Unknown {
+                    self.sign_and_ack(&packet, ack, from, inbound.link, false);
+                }
+            }
             Verdict::Acked { queue_id, seq_no } => {
                 tracing::debug!(link = inbound.link, seq_no, "ACK received");
                 let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -761,69 +786,109 @@ impl Inner {
                     let _ = done.send(());
                 }
             }
-            Verdict::TooOld => tracing::debug!("MSG older than the replay table covers"),
+            Verdict::TooOld => {
+                // A copy of a MSG delivered before a flood evicted it:
+                // its kept ACK is the sender's only way to learn of it.
+                if self.reack(&packet, inbound.link) == Reack::Unknown {
+                    tracing::debug!("MSG older than the replay table covers");
+                }
+            }
             Verdict::Stale { .. } | Verdict::Conflict | Verdict::Ignored => {}
         }
     }
 
-    /// Publishes the ACK for a MSG, off the inbound path. The first copy's
-    /// ACK is signed and goes through the sender's own brokers and the
-    /// link it arrived on; later copies reuse those signed bytes and go
-    /// back only the way they came (the sender's set has one already).
-    fn send_ack(
+    /// Re-sends the kept signed ACK for an exact copy of a delivered MSG
+    /// back the way the copy came, at most once per half `resend_every`
+    /// per link (copies replayed at line rate cost a few publishes), with
+    /// no task, permit or signature. [`Reack::Unknown`]: no ACK is kept.
+    fn reack(&self, packet: &AppPacket<'_>, link: usize) -> Reack {
+        let reack = self
+            .signed_acks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reack(
+                &packet.src_pk,
+                (packet.queue_id, packet.seq_no),
+                &packet.digest(),
+                link,
+                Instant::now(),
+                self.config.resend_every / 2,
+            );
+        if let Reack::Send(bytes) = &reack {
+            let topic = self.public_key(&packet.src_pk).map(|k| k.to_string());
+            if let (Some(topic), Some(link)) = (topic, self.live_link(link)) {
+                let result = link.try_publish(topic.as_bytes(), bytes);
+                tracing::debug!(broker = link.broker(), ok = result.is_ok(), "ACK re-sent");
+            }
+        }
+        reack
+    }
+
+    fn live_link(&self, id: usize) -> Option<BrokerLink> {
+        self.links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(_, l)| l.is_alive() && l.id() == id)
+            .map(|(_, l)| l.clone())
+    }
+
+    /// Signs the ACK for `msg`, keeps it (for later copies) and publishes
+    /// it on the link the MSG arrived on. For a first copy (`first`) it
+    /// also goes through the sender's own brokers, off the inbound path.
+    /// A first ACK is signed here, on the verifier (one signature per
+    /// delivered MSG, within the verification budget), so it is kept even
+    /// when no ACK task is free; a later copy's ACK is signed in a task,
+    /// which may only use the permits not reserved for first ACKs.
+    fn sign_and_ack(
         self: &Arc<Self>,
-        mut ack: AppPacket<'static>,
+        msg: &AppPacket<'_>,
+        ack: AppPacket<'static>,
         to: PublicKey,
         arrived_on: usize,
         first: bool,
     ) {
+        let id = (msg.queue_id, msg.seq_no);
+        let (src, digest) = (msg.src_pk, msg.digest());
+        if !first {
+            let reserved = self.config.max_ack_tasks / 4;
+            if self.ack_permits.available_permits() <= reserved {
+                tracing::debug!("ACK dropped: ACK tasks reserved for first copies");
+                return;
+            }
+            let Ok(permit) = self.ack_permits.clone().try_acquire_owned() else {
+                return;
+            };
+            let inner = self.clone();
+            self.acks.spawn(async move {
+                let _permit = permit;
+                if let Some(bytes) = inner.keep(src, id, digest, ack, arrived_on) {
+                    inner.publish_on(arrived_on, &to, &bytes);
+                }
+            });
+            return;
+        }
+        let Some(bytes) = self.keep(src, id, digest, ack, arrived_on) else {
+            return;
+        };
         // Bounded work per inbound MSG: with every permit taken (brokers
-        // slow to connect, a flood), this ACK is dropped; the sender
-        // retransmits and the copy is acknowledged again.
+        // slow to connect, a flood), this ACK goes out only on the link
+        // the MSG came by; the sender's resend is answered from the kept
+        // bytes.
         let Ok(permit) = self.ack_permits.clone().try_acquire_owned() else {
-            tracing::debug!("ACK dropped: too many ACKs under way");
+            tracing::debug!("ACK walk dropped: too many ACKs under way");
+            self.publish_on(arrived_on, &to, &bytes);
             return;
         };
         let inner = self.clone();
         self.acks.spawn(async move {
             let _permit = permit;
-            let id = (*to.as_bytes(), ack.queue_id, ack.seq_no);
-            let cached = inner
-                .signed_acks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&id)
-                .cloned();
-            let bytes = match cached {
-                Some(bytes) => bytes,
-                None => {
-                    ack.sign(&inner.key);
-                    let mut bytes = vec![0u8; ack.encoded_len()];
-                    if ack.encode(&mut bytes).is_err() {
-                        return;
-                    }
-                    let bytes: Arc<[u8]> = bytes.into();
-                    let mut cache = inner.signed_acks.lock().unwrap_or_else(|e| e.into_inner());
-                    // Entries matter only while copies of the MSG may arrive.
-                    if cache.len() >= 4096 {
-                        cache.clear();
-                    }
-                    cache.insert(id, bytes.clone());
-                    bytes
-                }
-            };
             let topic = to.to_string();
-            let arrived = inner
-                .links
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .find(|(_, l)| l.is_alive() && l.id() == arrived_on)
-                .map(|(_, l)| l.clone());
+            inner.publish_on(arrived_on, &to, &bytes);
             // Never waiting on a link's queue: a full one (a broker not
             // reading) drops this ACK there, as a datagram would be.
-            let mut sent = Vec::new();
-            let mut publish = |link: BrokerLink| {
+            let mut sent = vec![arrived_on];
+            let publish = |link: BrokerLink| {
                 // Once per broker: the MSG often arrived on the sender's own set.
                 if !sent.contains(&link.id()) {
                     sent.push(link.id());
@@ -831,16 +896,47 @@ impl Inner {
                     tracing::debug!(broker = link.broker(), ok = result.is_ok(), "ACK published");
                 }
             };
-            if let Some(arrived) = arrived {
-                publish(arrived);
-            }
-            if first {
-                // Connects are bounded by their own timeout; this bounds
-                // the task whatever the brokers do.
-                let walk = inner.walk(inner.ranked_groups(&to, 0), publish);
-                let _ = tokio::time::timeout(inner.config.link.connect_timeout, walk).await;
-            }
+            // Connects are bounded by their own timeout; this bounds the
+            // task whatever the brokers do.
+            let walk = inner.walk(inner.ranked_groups(&to, 0), publish);
+            let _ = tokio::time::timeout(inner.config.link.connect_timeout, walk).await;
         });
+    }
+
+    /// Signs `ack` and keeps it for copies of the MSG (src, id, digest),
+    /// as sent on `arrived_on` just now.
+    fn keep(
+        &self,
+        src: [u8; 33],
+        id: ([u8; 32], u32),
+        digest: [u8; keyway_core::signature::DIGEST_LEN],
+        mut ack: AppPacket<'static>,
+        arrived_on: usize,
+    ) -> Option<Arc<[u8]>> {
+        ack.sign(&self.key);
+        let mut bytes = vec![0u8; ack.encoded_len()];
+        ack.encode(&mut bytes).ok()?;
+        let bytes: Arc<[u8]> = bytes.into();
+        self.signed_acks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                src,
+                id,
+                digest,
+                bytes.clone(),
+                Some((arrived_on, Instant::now())),
+            );
+        Some(bytes)
+    }
+
+    /// Publishes an ACK to `to` on the link numbered `id`, if it is up,
+    /// never waiting on its queue.
+    fn publish_on(&self, id: usize, to: &PublicKey, bytes: &[u8]) {
+        if let Some(link) = self.live_link(id) {
+            let result = link.try_publish(to.to_string().as_bytes(), bytes);
+            tracing::debug!(broker = link.broker(), ok = result.is_ok(), "ACK published");
+        }
     }
 }
 
@@ -904,6 +1000,7 @@ impl Router {
         let hints = HintCache::open(config.hint_cache.clone(), config.hint_expiry);
         let replay_slots = vec![Slot::EMPTY; config.replay_slots].into_boxed_slice();
         let max_ack_tasks = config.max_ack_tasks;
+        let ack_cache_sources = config.ack_cache_sources;
         let watermarks = vec![0u64; config.replay_watermarks].into_boxed_slice();
         let screen = Screen::new(
             vec![Peer::EMPTY; config.verified_peers].into_boxed_slice(),
@@ -927,7 +1024,7 @@ impl Router {
             pending: Mutex::new(HashMap::new()),
             receiver: Mutex::new(Receiver::new(replay_slots, watermarks, seed)),
             screen: Mutex::new(screen),
-            to_verify: Mutex::new(Default::default()),
+            to_verify: Mutex::new(std::array::from_fn(|_| VerifyQueue::new(VERIFY_QUEUE))),
             handlers: Mutex::new(handler.into_iter().collect()),
             acks: TaskTracker::new(),
             ack_permits: Arc::new(Semaphore::new(max_ack_tasks)),
@@ -935,7 +1032,7 @@ impl Router {
             connecting: Arc::new(Mutex::new(std::collections::HashSet::new())),
             last_used: Mutex::new(HashMap::new()),
             hints: Mutex::new(hints),
-            signed_acks: Mutex::new(HashMap::new()),
+            signed_acks: Mutex::new(AckCache::new(ack_cache_sources)),
             started: Instant::now(),
             get_time: Arc::new(get_time),
             keys: Mutex::new(HashMap::new()),
@@ -989,8 +1086,8 @@ impl Router {
                 // Screening never waits for a verifier: it keeps sorting
                 // arrivals so that a peer's packet is not stuck behind
                 // junk; each class's queue is bounded instead.
-                if let Some((message, class)) = inner.screen(message) {
-                    inner.enqueue(message, class);
+                if let Some((message, src, class)) = inner.screen(message) {
+                    inner.enqueue(message, src, class);
                 }
             }
         });
@@ -1033,7 +1130,22 @@ impl Router {
     /// ACKs being signed or published right now: at most
     /// [`RouterConfig::max_ack_tasks`].
     pub fn acks_in_flight(&self) -> usize {
-        self.inner.acks.len()
+        // The permits, not the tracker's tasks: a task releases its
+        // permit a moment before it leaves the tracker, so counting tasks
+        // could read one more than the cap.
+        self.inner
+            .config
+            .max_ack_tasks
+            .saturating_sub(self.inner.ack_permits.available_permits())
+    }
+
+    /// Sends waiting for their ACK right now.
+    pub fn pending_sends(&self) -> usize {
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Calls `handler` for every message delivered from now on.
@@ -1161,6 +1273,11 @@ impl SmartPipe {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert((queue_id, 0), (*self.dest.as_bytes(), done_tx));
+        // Removed however this future ends, cancellation included.
+        let _pending = PendingGuard {
+            inner,
+            id: (queue_id, 0),
+        };
         let topic = self.dest.to_string();
         let now = tokio::time::Instant::now();
         // A timeout too long to add (Duration::MAX) waits for the ACK
@@ -1169,7 +1286,7 @@ impl SmartPipe {
             .checked_add(timeout)
             .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
         let mut attempt: u32 = 0;
-        let result = loop {
+        loop {
             let remembered = if self.use_cache {
                 let hints = inner.hints.lock().unwrap_or_else(|e| e.into_inner());
                 hints.hints(&topic, inner.now(), self.cache_expiry.map(|d| d.as_secs()))
@@ -1223,12 +1340,23 @@ impl SmartPipe {
                     }
                 }
             }
-        };
-        inner
+        }
+    }
+}
+
+/// A send's entry in [`Inner::pending`], removed when the send ends or
+/// its future is dropped (a caller's timeout, a cancelled awaitable).
+struct PendingGuard<'a> {
+    inner: &'a Inner,
+    id: MessageId,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.inner
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&(queue_id, 0));
-        result
+            .remove(&self.id);
     }
 }
