@@ -1297,7 +1297,7 @@ impl Source for HttpSource {
     /// starts, so a background task fetches page after page until an
     /// empty page, an error, or `max_bytes` downloaded (what is left of
     /// the pull's byte budget: pages past it would be thrown away). It
-    /// holds at most [`READ_AHEAD`] pages, and starts a download only
+    /// holds at most two pages (`READ_AHEAD`), and starts a download only
     /// while those it holds are under the read-ahead's bytes. A reader
     /// that asks for something else drops it.
     fn prefetch(&mut self, t: i64, max_bytes: u64) {
