@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use keyway_drayer::http::{DeadlineListener, HttpSource, Limits, router_with};
+use keyway_drayer::http::{DeadlineListener, HttpSource, Limits, router_with, serve};
 use keyway_drayer::sync::{PullLimits, pull_newest_with, pull_with};
 use keyway_drayer::{Stream, file_record, parse_public_key};
 use serde_json::json;
@@ -241,12 +241,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     tokio::spawn(node.run());
                 }
                 let limits = Limits::default();
-                let listener = DeadlineListener::new(listener, limits.send_timeout);
-                axum::serve(listener, router_with(streams, limits))
-                    .with_graceful_shutdown(async {
-                        let _ = tokio::signal::ctrl_c().await;
-                    })
-                    .await?;
+                let listener = DeadlineListener::with_limits(listener, &limits);
+                tokio::select! {
+                    served = serve(listener, router_with(streams, limits)) => served?,
+                    _ = tokio::signal::ctrl_c() => {}
+                }
                 anyhow::Ok(())
             })?;
         }
