@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use keyway_drayer::discovery::{Discovery, DiscoveryConfig};
-use keyway_drayer::http::{DeadlineListener, HttpSource, Limits, router_with};
+use keyway_drayer::http::{DeadlineListener, HttpSource, Limits, router_with, serve};
 use keyway_drayer::sync::pull;
 use keyway_drayer::{Stream, StreamError, parse_public_key};
 use pyo3::exceptions::{PyConnectionError, PyOSError, PyValueError};
@@ -139,9 +139,9 @@ fn drayer_serve(py: Python<'_>, paths: Vec<PathBuf>, listen: String) -> PyResult
                 .local_addr()
                 .map_err(|e| PyOSError::new_err(e.to_string()))?;
             let limits = Limits::default();
-            let listener = DeadlineListener::new(listener, limits.send_timeout);
+            let listener = DeadlineListener::with_limits(listener, &limits);
             let app = router_with(served, limits);
-            tokio::spawn(async move { axum::serve(listener, app).await });
+            tokio::spawn(serve(listener, app));
             Ok(bound.to_string())
         },
         |py, bound| Ok(bound.into_pyobject(py)?.into_any().unbind()),

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use keyway_drayer::http::{DeadlineListener, HttpSource, Limits, router_with};
+use keyway_drayer::http::{DeadlineListener, HttpSource, Limits, router_with, serve};
 use keyway_drayer::sync::{PullLimits, pull_newest_with, pull_with};
 use keyway_drayer::{Stream, file_record, parse_public_key};
 use serde_json::json;
@@ -73,6 +73,13 @@ pub(crate) enum Command {
         /// announce newer records.
         #[arg(long)]
         lan: bool,
+        /// Connections open at once from one source address (IPv6: one
+        /// /64); behind a reverse proxy every client shares its address.
+        #[arg(long, default_value_t = Limits::default().max_per_source)]
+        max_per_source: usize,
+        /// Connections open at once in all.
+        #[arg(long, default_value_t = Limits::default().max_connections)]
+        max_connections: usize,
     },
     /// Clone (PATH absent, with --pubkey) or update a mirror from a server.
     Sync {
@@ -217,7 +224,13 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 bail!("{} problems in {}", report.problems.len(), path.display());
             }
         }
-        Command::Serve { paths, listen, lan } => {
+        Command::Serve {
+            paths,
+            listen,
+            lan,
+            max_per_source,
+            max_connections,
+        } => {
             let streams = paths
                 .iter()
                 .map(|p| open(p).with_context(|| p.display().to_string()))
@@ -240,13 +253,16 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     node.announce().await.context("announcing on the LAN")?;
                     tokio::spawn(node.run());
                 }
-                let limits = Limits::default();
-                let listener = DeadlineListener::new(listener, limits.send_timeout);
-                axum::serve(listener, router_with(streams, limits))
-                    .with_graceful_shutdown(async {
-                        let _ = tokio::signal::ctrl_c().await;
-                    })
-                    .await?;
+                let limits = Limits {
+                    max_per_source,
+                    max_connections,
+                    ..Limits::default()
+                };
+                let listener = DeadlineListener::with_limits(listener, &limits);
+                tokio::select! {
+                    served = serve(listener, router_with(streams, limits)) => served?,
+                    _ = tokio::signal::ctrl_c() => {}
+                }
                 anyhow::Ok(())
             })?;
         }

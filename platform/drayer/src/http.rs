@@ -81,6 +81,20 @@ pub struct Limits {
     /// Longest a client may take to accept the next [`CHUNK`] of a
     /// response before the connection is dropped.
     pub send_timeout: Duration,
+    /// Longest a request head may take to arrive, counted from when the
+    /// connection is ready for it (accepted, or the previous response
+    /// sent): a keep-alive connection idle for longer is closed too.
+    pub head_timeout: Duration,
+    /// Connections open at once; any more are closed as accepted.
+    pub max_connections: usize,
+    /// Connections open at once from one source address (IPv6: one /64).
+    pub max_per_source: usize,
+    /// Slowest average a response may be taken at, bytes per second: a
+    /// response must end within `max(min_response_time, len / min_rate)`
+    /// of its first byte, or the connection is dropped.
+    pub min_rate: u64,
+    /// See `min_rate`.
+    pub min_response_time: Duration,
 }
 
 impl Default for Limits {
@@ -90,6 +104,11 @@ impl Default for Limits {
             max_queued: 64,
             queue_wait: Duration::from_secs(10),
             send_timeout: Duration::from_secs(30),
+            head_timeout: Duration::from_secs(10),
+            max_connections: 256,
+            max_per_source: 16,
+            min_rate: 64 * 1024,
+            min_response_time: Duration::from_secs(60),
         }
     }
 }
@@ -166,6 +185,8 @@ pub fn router_with(streams: Vec<Stream>, limits: Limits) -> Router {
         queued: AtomicUsize::new(0),
         max_queued: limits.max_queued,
         wait: limits.queue_wait,
+        min_rate: limits.min_rate,
+        min_time: limits.min_response_time,
     });
     Router::new()
         .route("/", get(|| async { "Hello World!" }))
@@ -182,20 +203,153 @@ pub fn router_with(streams: Vec<Stream>, limits: Limits) -> Router {
         .layer(middleware::from_fn_with_state(gate, admit))
 }
 
-/// A listener whose connections are closed when neither direction makes
-/// progress for `idle` (pass [`Limits::send_timeout`]): a client that
-/// stops reading a response, or never sends its request, holds no
-/// connection, blocking thread, read snapshot or turn for longer. Serve
-/// [`router`] with `axum::serve(DeadlineListener::new(tcp, idle), …)`.
+/// A listener that caps connections, in all and per source address (an
+/// IPv6 source counts by its /64, which one host usually holds whole),
+/// closing any more as they are accepted; its connections are closed
+/// when neither direction makes progress for `idle` ([`Limits::send_timeout`])
+/// while the server is not working on a request, or when a response is
+/// overdue at [`Limits::min_rate`]. Serve it with [`serve`], which also
+/// puts a deadline on every request head; `axum::serve` gets the caps
+/// and the idle timeout only.
 #[derive(Debug)]
 pub struct DeadlineListener {
     inner: tokio::net::TcpListener,
     idle: Duration,
+    head_timeout: Duration,
+    max_connections: usize,
+    max_per_source: usize,
+    open: Arc<Mutex<Open>>,
 }
 
+/// Connections open now, in all and per source.
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    /// Only sources with connections open: at most `max_connections`.
+    per_source: HashMap<std::net::IpAddr, usize>,
+}
+
+/// The address connections are counted under: an IPv6 source by its /64.
+fn source_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                std::net::IpAddr::V6(prefix.into())
+            }
+        },
+        v4 => v4,
+    }
+}
+
+/// A connection's place in [`Open`], given back when it closes.
+#[derive(Debug)]
+struct Place {
+    open: Arc<Mutex<Open>>,
+    key: std::net::IpAddr,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.total = open.total.saturating_sub(1);
+        if let Some(n) = open.per_source.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.per_source.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// What the server tells a connection: whether it is working on a
+/// request (the client is not silent then, the server is), and by when
+/// the response being sent must be done.
+#[derive(Debug, Default)]
+struct ConnState {
+    working: AtomicUsize,
+    due: Mutex<Option<tokio::time::Instant>>,
+}
+
+/// The request extension through which [`admit`] finds its connection.
+#[derive(Clone, Debug)]
+struct Conn(Arc<ConnState>);
+
 impl DeadlineListener {
+    /// [`Limits::default`] with `idle` as the send timeout.
     pub fn new(inner: tokio::net::TcpListener, idle: Duration) -> Self {
-        Self { inner, idle }
+        let limits = Limits {
+            send_timeout: idle,
+            ..Limits::default()
+        };
+        Self::with_limits(inner, &limits)
+    }
+
+    pub fn with_limits(inner: tokio::net::TcpListener, limits: &Limits) -> Self {
+        Self {
+            inner,
+            idle: limits.send_timeout,
+            head_timeout: limits.head_timeout,
+            max_connections: limits.max_connections.max(1),
+            max_per_source: limits.max_per_source.max(1),
+            open: Arc::new(Mutex::new(Open::default())),
+        }
+    }
+
+    fn place(&self, ip: std::net::IpAddr) -> Option<Place> {
+        let key = source_key(ip);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let from_source = open.per_source.get(&key).copied().unwrap_or(0);
+        if open.total >= self.max_connections || from_source >= self.max_per_source {
+            return None;
+        }
+        open.total += 1;
+        *open.per_source.entry(key).or_insert(0) += 1;
+        Some(Place {
+            open: self.open.clone(),
+            key,
+        })
+    }
+}
+
+/// Serves `router` on `listener`: HTTP/1.1, each request head within
+/// [`Limits::head_timeout`] of the connection being ready for it.
+pub async fn serve(mut listener: DeadlineListener, router: Router) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let head_timeout = listener.head_timeout;
+    loop {
+        let (io, _) = axum::serve::Listener::accept(&mut listener).await;
+        let state = io.state.clone();
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let service = hyper::service::service_fn(move |mut request: Request<_>| {
+            /// Ends the server's turn however the handler ends.
+            struct Working(Arc<ConnState>);
+            impl Drop for Working {
+                fn drop(&mut self) {
+                    self.0.working.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            state.working.fetch_add(1, Ordering::Relaxed);
+            *state.due.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            let working = Working(state.clone());
+            request.extensions_mut().insert(Conn(state.clone()));
+            let response = hyper::service::Service::call(&service, request);
+            async move {
+                let response = response.await;
+                drop(working);
+                response
+            }
+        });
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(head_timeout);
+            if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+                tracing::debug!(error = %e, "drayer connection ended");
+            }
+        });
     }
 }
 
@@ -204,15 +358,27 @@ impl axum::serve::Listener for DeadlineListener {
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Deadlined, std::net::SocketAddr) {
-        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        let timer = Box::pin(tokio::time::sleep(self.idle));
-        let io = Deadlined {
-            inner: io,
-            idle: self.idle,
-            timer,
-            armed: false,
-        };
-        (io, addr)
+        loop {
+            let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            let Some(place) = self.place(addr.ip()) else {
+                // Closed at once: a refusal the client sees, and no
+                // socket kept for it.
+                tracing::debug!(%addr, "drayer connection refused: too many open");
+                drop(io);
+                continue;
+            };
+            let timer = Box::pin(tokio::time::sleep(self.idle));
+            let io = Deadlined {
+                inner: io,
+                idle: self.idle,
+                timer,
+                armed: false,
+                due_timer: Box::pin(tokio::time::sleep(self.idle)),
+                state: Arc::new(ConnState::default()),
+                _place: place,
+            };
+            return (io, addr);
+        }
     }
 
     fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -221,7 +387,8 @@ impl axum::serve::Listener for DeadlineListener {
 }
 
 /// A connection that fails with `TimedOut` once reads and writes have
-/// both waited `idle` without moving a byte.
+/// both waited `idle` without moving a byte while the server was not
+/// working on a request, or once its response is overdue.
 #[derive(Debug)]
 pub struct Deadlined {
     inner: tokio::net::TcpStream,
@@ -229,6 +396,10 @@ pub struct Deadlined {
     timer: Pin<Box<tokio::time::Sleep>>,
     /// The timer runs from the first wait since the last progress.
     armed: bool,
+    /// Wakes a waiting write when the response falls due.
+    due_timer: Pin<Box<tokio::time::Sleep>>,
+    state: Arc<ConnState>,
+    _place: Place,
 }
 
 impl Deadlined {
@@ -241,17 +412,58 @@ impl Deadlined {
         Poll::Ready(ready)
     }
 
+    /// A write that moved bytes, unless the response is overdue.
+    fn wrote<T>(&mut self, bytes: usize, ready: std::io::Result<T>) -> Poll<std::io::Result<T>> {
+        if self.overdue() {
+            return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+        }
+        self.moved(bytes, ready)
+    }
+
+    fn overdue(&self) -> bool {
+        let due = *self.state.due.lock().unwrap_or_else(|e| e.into_inner());
+        due.is_some_and(|due| tokio::time::Instant::now() >= due)
+    }
+
+    /// A write that waits, unless the response is overdue; it wakes when
+    /// it falls due.
+    fn write_waiting<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+        if self.overdue() {
+            return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+        }
+        let due = *self.state.due.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(due) = due {
+            if self.due_timer.deadline() != due {
+                self.due_timer.as_mut().reset(due);
+            }
+            if self.due_timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+            }
+        }
+        self.waiting(cx)
+    }
+
     fn waiting<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
-        if !self.armed {
-            self.armed = true;
-            self.timer
-                .as_mut()
-                .reset(tokio::time::Instant::now() + self.idle);
+        // Bounded: a turn either ends, or re-arms the timer for `idle`
+        // from now, which then pends.
+        for _ in 0..4 {
+            if !self.armed {
+                self.armed = true;
+                self.timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + self.idle);
+            }
+            match self.timer.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                // The server is working on a request: its silence, not
+                // the client's. Wait on.
+                Poll::Ready(()) if self.state.working.load(Ordering::Relaxed) > 0 => {
+                    self.armed = false;
+                }
+                Poll::Ready(()) => return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
+            }
         }
-        match self.timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
-            Poll::Pending => Poll::Pending,
-        }
+        Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()))
     }
 }
 
@@ -278,8 +490,8 @@ impl tokio::io::AsyncWrite for Deadlined {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(r) => this.moved(*r.as_ref().unwrap_or(&0), r),
-            Poll::Pending => this.waiting(cx),
+            Poll::Ready(r) => this.wrote(*r.as_ref().unwrap_or(&0), r),
+            Poll::Pending => this.write_waiting(cx),
         }
     }
 
@@ -290,8 +502,8 @@ impl tokio::io::AsyncWrite for Deadlined {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => this.moved(*r.as_ref().unwrap_or(&0), r),
-            Poll::Pending => this.waiting(cx),
+            Poll::Ready(r) => this.wrote(*r.as_ref().unwrap_or(&0), r),
+            Poll::Pending => this.write_waiting(cx),
         }
     }
 
@@ -302,16 +514,16 @@ impl tokio::io::AsyncWrite for Deadlined {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Ready(r) => this.moved(0, r),
-            Poll::Pending => this.waiting(cx),
+            Poll::Ready(r) => this.wrote(0, r),
+            Poll::Pending => this.write_waiting(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_shutdown(cx) {
-            Poll::Ready(r) => this.moved(0, r),
-            Poll::Pending => this.waiting(cx),
+            Poll::Ready(r) => this.wrote(0, r),
+            Poll::Pending => this.write_waiting(cx),
         }
     }
 }
@@ -322,6 +534,8 @@ struct Gate {
     queued: AtomicUsize,
     max_queued: usize,
     wait: Duration,
+    min_rate: u64,
+    min_time: Duration,
 }
 
 impl Gate {
@@ -360,7 +574,20 @@ async fn admit(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> R
         )
             .into_response();
     };
-    next.run(request).await.map(|body| {
+    let conn = request.extensions().get::<Conn>().cloned();
+    let response = next.run(request).await;
+    if let Some(Conn(state)) = conn {
+        // Sent at `min_rate` or within `min_time`, whichever is longer:
+        // a client taking it slower holds no turn, thread or snapshot
+        // for hours.
+        let len = http_body::Body::size_hint(response.body());
+        let len = len.exact().unwrap_or(len.lower());
+        let millis = len.saturating_mul(1000) / gate.min_rate.max(1);
+        let allowed = gate.min_time.max(Duration::from_millis(millis));
+        *state.due.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(tokio::time::Instant::now() + allowed);
+    }
+    response.map(|body| {
         HttpBody::new(Permitted {
             body,
             _permit: permit,
@@ -787,8 +1014,13 @@ pub const MAX_NEWEST: usize = 10_000;
 
 /// Keyway's addition: the `n` most recently modified records, oldest
 /// first, for partial mirrors (spec D8). The original has no equivalent.
-async fn newest(State(server): State<Shared>, Path((pk, n)): Path<(String, usize)>) -> Response {
+async fn newest(
+    State(server): State<Shared>,
+    Path((pk, n)): Path<(String, usize)>,
+    Query(q): Query<Values>,
+) -> Response {
     let n = n.min(MAX_NEWEST);
+    let with_values = q.values != Some(0);
     streamed(&server, &pk, move |conn, public, sink| {
         // `modified` is unique in a chain: the n newest are those from
         // the n-th newest on.
@@ -806,12 +1038,13 @@ async fn newest(State(server): State<Shared>, Path((pk, n)): Path<(String, usize
             params![MAIN_CHAIN, from, limit],
             |row: Located| {
                 count += 1;
-                len += encoded_len(&mut scratch, &row, row.value_len, public);
+                let value_len = row.value_len.filter(|_| with_values);
+                len += encoded_len(&mut scratch, &row, value_len, public);
                 Ok::<_, Stop>(())
             },
         )?;
         sink.begin(array_header_len(count) + len, octet_headers())?;
-        write_records(conn, sink, (FROM, from, count), true, public)
+        write_records(conn, sink, (FROM, from, count), with_values, public)
     })
     .await
 }
@@ -1115,10 +1348,11 @@ pub enum ClientError {
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a response may go without a byte arriving.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long one request may take in all.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The sync client: deadlines on every request, and no redirects. A
+/// The sync client: deadlines on every request, and no redirects. No
+/// deadline for a whole request: a 32 MiB page would need 4.5 Mbit/s to
+/// beat any fixed one; the read timeout ends a stalled response, and
+/// [`crate::sync::PullLimits::max_time`] a pull. A
 /// redirect would send this node's requests somewhere neither its user
 /// nor a discovery datagram's source named (discovery contacts only the
 /// source: O9); a 3xx is an error like any other status.
@@ -1127,7 +1361,6 @@ fn client(connect: Duration, read: Duration) -> Option<reqwest::Client> {
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(connect)
         .read_timeout(read)
-        .timeout(REQUEST_TIMEOUT)
         .build()
         .ok()
 }
@@ -1277,7 +1510,12 @@ impl Source for HttpSource {
     }
 
     async fn newest(&mut self, n: usize) -> Result<Option<Page>, ClientError> {
-        let path = format!("newest/{}", n.min(MAX_NEWEST));
+        let query = if self.fetcher.with_values {
+            ""
+        } else {
+            "?values=0"
+        };
+        let path = format!("newest/{}{query}", n.min(MAX_NEWEST));
         let Some(bytes) = self.fetcher.fetch(&path).await? else {
             return Ok(None);
         };
@@ -1288,6 +1526,7 @@ impl Source for HttpSource {
             })
             .await?;
         if !self.fetcher.with_values {
+            // An older server ignores `values=0`: drop them here.
             records.iter_mut().for_each(|(_, b)| b.value = None);
         }
         Ok(Some(records))
@@ -1374,5 +1613,21 @@ mod tests {
         assert_eq!(json_string("a\"b"), "\"a\\\"b\"");
         assert_eq!(json_string("Grüß😀"), "\"Gr\\u00fc\\u00df\\ud83d\\ude00\"");
         assert_eq!(quote_plus("A+/="), "A%2B%2F%3D");
+    }
+
+    #[test]
+    fn sources_count_by_address_and_ipv6_by_64() {
+        let ip = |s: &str| {
+            s.parse::<std::net::IpAddr>()
+                .unwrap_or_else(|_| panic!("{s}"))
+        };
+        assert_eq!(source_key(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(source_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(source_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            source_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            source_key(ip("2001:db8:1:2::9"))
+        );
+        assert_ne!(source_key(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
     }
 }

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use keyway_drayer::http::{DeadlineListener, Limits, router, router_with};
+use keyway_drayer::http::{DeadlineListener, Limits, router, router_with, serve};
 use keyway_drayer::{Stream, file_record, wire};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -26,7 +26,7 @@ async fn serve_with(stream: Stream, limits: Option<Limits>) -> SocketAddr {
         None => router(vec![stream]),
     };
     let listener = DeadlineListener::new(listener, idle);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(serve(listener, app));
     addr
 }
 
@@ -266,6 +266,7 @@ async fn requests_beyond_the_queue_get_503() {
         max_queued: 1,
         queue_wait: Duration::from_secs(600),
         send_timeout: Duration::from_secs(600),
+        ..Limits::default()
     };
     let addr = serve_with(Stream::open(owner.path()).unwrap(), Some(limits)).await;
     let base = format!("/{}", quoted(&owner));
@@ -315,6 +316,7 @@ async fn a_client_that_stops_reading_is_dropped() {
         max_queued: 4,
         queue_wait: Duration::from_secs(1),
         send_timeout: Duration::from_secs(2),
+        ..Limits::default()
     };
     let addr = serve_with(Stream::open(owner.path()).unwrap(), Some(limits)).await;
     let base = format!("/{}", quoted(&owner));
