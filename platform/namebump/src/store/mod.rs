@@ -101,7 +101,9 @@ impl Default for Limits {
             v6_subnets_per_48: V6_SUBNET_LIMIT,
             name_lifetime: MIN_NAME_DURATION as i64,
             tombstone_lifetime: 120,
-            tombstones_per_address: 20,
+            // Several times what an honest address (a NAT, a test suite)
+            // deletes in two minutes; storage stays per-address bounded.
+            tombstones_per_address: 100,
         }
     }
 }
