@@ -4,6 +4,9 @@
 //! clients dropped, and SQLite work never on the async workers.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{quoted, random};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -28,20 +31,6 @@ async fn serve_with(stream: Stream, limits: Option<Limits>) -> SocketAddr {
     let listener = DeadlineListener::new(listener, idle);
     tokio::spawn(serve(listener, app));
     addr
-}
-
-fn quoted(stream: &Stream) -> String {
-    stream
-        .public_key_base64()
-        .replace('+', "%2B")
-        .replace('/', "%2F")
-        .replace('=', "%3D")
-}
-
-fn random(len: usize) -> Vec<u8> {
-    let mut bytes = vec![0; len];
-    getrandom::fill(&mut bytes).unwrap();
-    bytes
 }
 
 /// A GET whose response is left unread after its first bytes (a client

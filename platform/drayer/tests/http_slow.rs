@@ -5,6 +5,9 @@
 //! download values; the client has no whole-request deadline.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{quoted, random};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -68,20 +71,6 @@ async fn answered(socket: &mut TcpStream) -> bool {
         Ok(_) => &first == b"HTTP/1.1 200",
         Err(_) => false,
     }
-}
-
-fn quoted(stream: &Stream) -> String {
-    stream
-        .public_key_base64()
-        .replace('+', "%2B")
-        .replace('/', "%2F")
-        .replace('=', "%3D")
-}
-
-fn random(len: usize) -> Vec<u8> {
-    let mut bytes = vec![0; len];
-    getrandom::fill(&mut bytes).unwrap();
-    bytes
 }
 
 /// A head trickled a byte at a time (each well within the idle timeout)
