@@ -46,7 +46,15 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::with_store(None)
+    }
+
+    /// Request metrics, and the store's database metrics if it has any.
+    pub fn with_store(db: Option<&crate::store::DbMetrics>) -> Self {
         let mut registry = Registry::with_prefix("keyway_namebump");
+        if let Some(db) = db {
+            db.register(&mut registry);
+        }
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<OpLabel, Histogram>::new_with_constructor(|| {
             // 50 µs to ~6.5 s.

@@ -166,7 +166,7 @@ impl Server {
         store: S,
         clock: Arc<dyn Clock>,
     ) -> std::io::Result<Self> {
-        let metrics = Metrics::new();
+        let metrics = Metrics::with_store(store.db_metrics().as_ref());
         let public_key = *key.public();
         let mut bound = Vec::new();
         for addr in &config.listen {

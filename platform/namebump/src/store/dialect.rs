@@ -81,6 +81,28 @@ impl Backend {
         }
     }
 
+    /// Appended to the reads that take a row lock. SQLite has one writer,
+    /// whose transaction holds the whole database (issue 12: the server
+    /// databases have several, one per server process and connection).
+    pub(crate) fn for_update(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres | Self::MySql => " FOR UPDATE",
+        }
+    }
+
+    /// The bump choice: the oldest bumpable name no other writer holds. A
+    /// name another server is refreshing or deleting right now is passed
+    /// over rather than waited for, so a bump never waits on a name lock
+    /// taken after its own (the lock order is name, address, victim).
+    /// MariaDB 10.6 and MySQL 8.0 have SKIP LOCKED.
+    pub(crate) fn for_update_skip_locked(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres | Self::MySql => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
     /// Statements creating (or upgrading) the schema, in order, each with
     /// an optional guard: a query counting what the statement would create,
     /// so it runs only when that count is 0. Running them again is harmless.
@@ -163,6 +185,12 @@ impl Backend {
                         Migration::always(
                             "CREATE INDEX IF NOT EXISTS names_by_timestamp ON names (timestamp)",
                         ),
+                        Migration::always(
+                            "CREATE TABLE IF NOT EXISTS ipv6_prefixes (
+                    v6_glob_main BIGINT NOT NULL,
+                    v6_glob_extra BIGINT NOT NULL,
+                    PRIMARY KEY (v6_glob_main, v6_glob_extra))",
+                        ),
                     ]
                 }
             }
@@ -214,6 +242,10 @@ impl Backend {
                     "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()
                      AND TABLE_NAME = 'names' AND INDEX_NAME = 'names_by_timestamp'",
                 ),
+                Migration::always("CREATE TABLE IF NOT EXISTS ipv6_prefixes (
+                    v6_glob_main INT UNSIGNED NOT NULL,
+                    v6_glob_extra SMALLINT UNSIGNED NOT NULL,
+                    PRIMARY KEY (v6_glob_main, v6_glob_extra)) ENGINE=InnoDB"),
             ]
                 }
             }
@@ -271,12 +303,28 @@ pub(crate) struct Queries {
     pub(crate) purge_names: SqlStr,
     pub(crate) purge_v4: SqlStr,
     pub(crate) purge_v6: SqlStr,
+    pub(crate) prefix_insert: SqlStr,
+    pub(crate) prefix_lock: SqlStr,
+    pub(crate) unused_v4: SqlStr,
+    pub(crate) unused_v6: SqlStr,
+    pub(crate) lock_v4_row: SqlStr,
+    pub(crate) lock_v6_row: SqlStr,
+    pub(crate) v4_row_names: SqlStr,
+    pub(crate) v6_row_names: SqlStr,
+    pub(crate) delete_v4_row: SqlStr,
+    pub(crate) delete_v6_row: SqlStr,
+    pub(crate) purge_prefixes: SqlStr,
 }
+
+/// Address rows one purge transaction examines at most: each is locked
+/// while it is checked, so a purge holds few locks for a short time.
+pub(crate) const PURGE_ADDRESS_BATCH: i64 = 500;
 
 impl Queries {
     pub(crate) fn new(b: Backend) -> Self {
         let id = b.int("id");
         let u64p = b.u64_param();
+        let lock = b.for_update();
         Self {
             get_live: b.sql(&format!(
                 "SELECT value, owner_pub, {}, updated FROM names \
@@ -284,17 +332,17 @@ impl Queries {
                 b.int("timestamp")
             )),
             name_row: b.sql(&format!(
-                "SELECT {id}, owner_pub, value, {}, {}, {}, updated FROM names WHERE name = ?",
+                "SELECT {id}, owner_pub, value, {}, {}, {}, updated FROM names WHERE name = ?{lock}",
                 b.int("af"),
                 b.int("ip_id"),
                 b.int("timestamp")
             )),
             delete_expired: b.sql("DELETE FROM names WHERE id = ? AND af <> 0 AND timestamp <= ?"),
-            v4_id: b.sql(&format!("SELECT {id} FROM ipv4s WHERE v4_val = ?")),
+            v4_id: b.sql(&format!("SELECT {id} FROM ipv4s WHERE v4_val = ?{lock}")),
             v4_insert: b.sql("INSERT INTO ipv4s (v4_val, timestamp) VALUES (?, ?)"),
             v6_id: b.sql(&format!(
                 "SELECT {id} FROM ipv6s WHERE v6_glob_main = ? AND v6_glob_extra = ? \
-                 AND v6_lan_id = ? AND v6_iface_id = {u64p}"
+                 AND v6_lan_id = ? AND v6_iface_id = {u64p}{lock}"
             )),
             v6_ifaces: b.sql(
                 "SELECT COUNT(*) FROM ipv6s WHERE v6_glob_main = ? AND v6_glob_extra = ? \
@@ -314,7 +362,8 @@ impl Queries {
             bump_victim: b.sql(&format!(
                 "SELECT {id} FROM names WHERE af = ? AND ip_id = ? AND timestamp > ? \
                  AND COALESCE(created, timestamp) <= ? ORDER BY COALESCE(created, timestamp), id \
-                 LIMIT 1"
+                 LIMIT 1{}",
+                b.for_update_skip_locked()
             )),
             // The guards repeat, in the write itself, what the rules checked:
             // a tombstone or an older write of the same owner.
@@ -336,8 +385,10 @@ impl Queries {
                 "UPDATE names SET value = ?, timestamp = af, af = 0, updated = ? \
                  WHERE id = ? AND owner_pub = ? AND af <> 0 AND updated < ?",
             ),
+            // Still a live name of the quota row it was chosen from.
             bury: b.sql(
-                "UPDATE names SET value = ?, timestamp = af, af = 0 WHERE id = ? AND af <> 0",
+                "UPDATE names SET value = ?, timestamp = af, af = 0 \
+                 WHERE id = ? AND af = ? AND ip_id = ?",
             ),
             row_tombstones: b.sql(
                 "SELECT COUNT(*) FROM names WHERE af = 0 AND ip_id = ? AND timestamp = ? \
@@ -367,6 +418,52 @@ impl Queries {
             purge_v6: b.sql(
                 "DELETE FROM ipv6s WHERE id NOT IN (SELECT ip_id FROM names \
                  WHERE af = 10 OR (af = 0 AND timestamp = 10))",
+            ),
+            // Server databases: a claim holds its address row (FOR UPDATE)
+            // while it adds a name there, so a purge deletes an address row
+            // only under that lock, after counting its names again: a
+            // plain `DELETE … NOT IN (…)` judges with a snapshot taken
+            // before the claim committed and would orphan its name.
+            unused_v4: b.sql(&format!(
+                "SELECT {id} FROM ipv4s WHERE id NOT IN (SELECT ip_id FROM names \
+                 WHERE af = 2 OR (af = 0 AND timestamp = 2)) ORDER BY id LIMIT {PURGE_ADDRESS_BATCH}"
+            )),
+            unused_v6: b.sql(&format!(
+                "SELECT {id} FROM ipv6s WHERE id NOT IN (SELECT ip_id FROM names \
+                 WHERE af = 10 OR (af = 0 AND timestamp = 10)) ORDER BY id LIMIT {PURGE_ADDRESS_BATCH}"
+            )),
+            lock_v4_row: b.sql(&format!("SELECT {id} FROM ipv4s WHERE id = ?{lock}")),
+            lock_v6_row: b.sql(&format!("SELECT {id} FROM ipv6s WHERE id = ?{lock}")),
+            v4_row_names: b.sql(
+                "SELECT COUNT(*) FROM names WHERE (af = 2 AND ip_id = ?) \
+                 OR (af = 0 AND ip_id = ? AND timestamp = 2)",
+            ),
+            v6_row_names: b.sql(
+                "SELECT COUNT(*) FROM names WHERE (af = 10 AND ip_id = ?) \
+                 OR (af = 0 AND ip_id = ? AND timestamp = 10)",
+            ),
+            delete_v4_row: b.sql("DELETE FROM ipv4s WHERE id = ?"),
+            delete_v6_row: b.sql("DELETE FROM ipv6s WHERE id = ?"),
+            // The /48 lock rows (`lock_v6_prefix`): one whose /48 has no
+            // address left. A claim that still waits on a deleted one
+            // finds it gone and starts again (a lost race).
+            prefix_insert: b.sql(match b {
+                Backend::Postgres | Backend::Sqlite => {
+                    "INSERT INTO ipv6_prefixes (v6_glob_main, v6_glob_extra) VALUES (?, ?) \
+                     ON CONFLICT DO NOTHING"
+                }
+                Backend::MySql => {
+                    "INSERT IGNORE INTO ipv6_prefixes (v6_glob_main, v6_glob_extra) VALUES (?, ?)"
+                }
+            }),
+            prefix_lock: b.sql(&format!(
+                "SELECT {} FROM ipv6_prefixes WHERE v6_glob_main = ? AND v6_glob_extra = ?{lock}",
+                b.int("v6_glob_main")
+            )),
+            purge_prefixes: b.sql(
+                "DELETE FROM ipv6_prefixes WHERE NOT EXISTS (SELECT 1 FROM ipv6s \
+                 WHERE ipv6s.v6_glob_main = ipv6_prefixes.v6_glob_main \
+                 AND ipv6s.v6_glob_extra = ipv6_prefixes.v6_glob_extra)",
             ),
         }
     }

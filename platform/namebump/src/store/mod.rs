@@ -22,11 +22,14 @@
 //!   needs a new row until they age out, so PUT/DEL floods cannot grow
 //!   storage past the quotas.
 
+mod db_metrics;
 mod dialect;
 mod rules;
 mod sqlite;
 mod sqlx_store;
 mod writer;
+
+pub use db_metrics::{DbMetrics, LOCK_WAIT_THRESHOLD, RetryReason};
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -222,6 +225,15 @@ impl SqlStore {
         }
     }
 
+    /// The database metrics (retries, lock waits, transaction latency) of
+    /// PostgreSQL and MariaDB; SQLite's single writer has none to report.
+    pub fn db_metrics(&self) -> Option<DbMetrics> {
+        match &self.0 {
+            Backing::Sqlite(_) => None,
+            Backing::Server(s) => Some(s.metrics().clone()),
+        }
+    }
+
     /// Closes the connection pool (PostgreSQL and MariaDB: a database cannot
     /// be dropped while connections are open).
     pub async fn close(&self) {
@@ -278,6 +290,10 @@ impl NameStore for SqlStore {
             Backing::Server(s) => s.purge_expired(now).await,
         }
     }
+
+    fn db_metrics(&self) -> Option<DbMetrics> {
+        SqlStore::db_metrics(self)
+    }
 }
 
 /// A storage failure. Requests that hit one get no state change.
@@ -293,6 +309,8 @@ pub enum StoreError {
     BatchFailed(String),
     #[error("SQLite error: {0}")]
     Sqlite(String),
+    #[error("the database stayed contended through every retry: {0}")]
+    Contention(String),
 }
 
 /// Name storage. `now` is the server clock in Unix seconds; stores never
@@ -321,6 +339,11 @@ pub trait NameStore: Send + Sync + 'static {
 
     /// Deletes expired names and addresses no name refers to.
     fn purge_expired(&self, now: f64) -> impl Future<Output = Result<Purged, StoreError>> + Send;
+
+    /// Metrics of the database work, for the server to publish.
+    fn db_metrics(&self) -> Option<DbMetrics> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,16 @@
 //! database write, not only in this check. If a guard finds the row
 //! changed under it (another writer on the same database), the write fails
 //! as a lost race, the batch rolls back and each write is decided again.
+//!
+//! Several servers on one database (issue 12): on PostgreSQL and MariaDB
+//! the reads that decide take row locks, always in one order: the name's
+//! row (`name_row`), then the request's address row (`v4_id`/`v6_id`; for
+//! a new IPv6 address first its /48's lock row, `lock_v6_prefix`), then a
+//! bump victim (skipping names another writer holds). Every write that
+//! adds a name to an address row holds that row, so the quota count read
+//! under it is exact; a name no row holds yet is ordered by the unique
+//! key (the second insert fails and is decided again). SQLite has one
+//! writer and needs none of this: its lock statements are plain reads.
 
 use keyway_core::namebump::address::Ipv6Parts;
 
@@ -55,6 +65,12 @@ pub(crate) trait WriteTx {
     async fn v6_ifaces(&mut self, p: &Ipv6Parts) -> Result<i64, Self::Error>;
     /// Distinct /64s with address rows in the address's /48.
     async fn v6_subnets(&mut self, p: &Ipv6Parts) -> Result<i64, Self::Error>;
+    /// Holds the /48 of an IPv6 address whose row is about to be created,
+    /// so the /64 and /48 address counts stay exact while it is decided.
+    /// Single-writer backends have nothing to lock.
+    async fn lock_v6_prefix(&mut self, _p: &Ipv6Parts) -> Result<(), Self::Error> {
+        Ok(())
+    }
     /// Inserts an address row and returns its id.
     async fn insert_ip(&mut self, ip: &IpKey, now: i64) -> Result<i64, Self::Error>;
     /// Live names of a quota row.
@@ -87,8 +103,9 @@ pub(crate) trait WriteTx {
         owner: &[u8; 33],
         updated: f64,
     ) -> Result<u64, Self::Error>;
-    /// Turns a bumped name into a tombstone keeping its `updated`.
-    async fn bury(&mut self, id: i64) -> Result<u64, Self::Error>;
+    /// Turns a bumped name, still live in quota row `(af, ip_id)`, into a
+    /// tombstone keeping its `updated`.
+    async fn bury(&mut self, id: i64, af: i64, ip_id: i64) -> Result<u64, Self::Error>;
     /// Tombstones of the quota row `(af, ip_id)` dated at or after `since`.
     async fn row_tombstones(&mut self, af: i64, ip_id: i64, since: f64)
     -> Result<i64, Self::Error>;
@@ -178,6 +195,7 @@ async fn find_ip_row<T: WriteTx>(
         return Ok(IpRow::Exists(id));
     }
     if let IpKey::V6(p) = ip {
+        tx.lock_v6_prefix(p).await?;
         let ifaces = tx.v6_ifaces(p).await?;
         if ifaces >= i64::from(limits.v6_ifaces_per_64) {
             return Ok(IpRow::Forbidden);
@@ -271,7 +289,7 @@ pub(crate) async fn put<T: WriteTx>(
         tx.drop_row_tombstones(af, ip_id, tombstones_since).await?;
     }
     if let Some(victim) = victim {
-        guarded::<T>(tx.bury(victim).await?)?;
+        guarded::<T>(tx.bury(victim, af, ip_id).await?)?;
     }
     let write = NameWrite {
         name: &r.name,

@@ -397,11 +397,11 @@ impl WriteTx for SqliteTx<'_> {
         Ok(rows as u64)
     }
 
-    async fn bury(&mut self, id: i64) -> Result<u64, rusqlite::Error> {
+    async fn bury(&mut self, id: i64, af: i64, ip_id: i64) -> Result<u64, rusqlite::Error> {
         let rows = self
             .tx
             .prepare_cached(self.q.bury.as_str())?
-            .execute(params![&b""[..], id])?;
+            .execute(params![&b""[..], id, af, ip_id])?;
         Ok(rows as u64)
     }
 

@@ -1,30 +1,60 @@
 //! [`NameStore`] on PostgreSQL or MariaDB/MySQL through sqlx's Any driver,
-//! with the statements in each backend's dialect (`dialect.rs`). Reads go
-//! to the pool; writes go to one writer task (`writer.rs`) applying the
-//! shared rules (`rules.rs`).
+//! with the statements in each backend's dialect (`dialect.rs`).
+//!
+//! Several server processes may share one database (issue 12), so nothing
+//! that must hold globally lives in a process: each write is one
+//! transaction on a pooled connection, decided by the shared rules
+//! (`rules.rs`) under row locks taken in one fixed order (name, address,
+//! bump victim). A write that loses a race (a deadlock the database broke,
+//! a lock timeout, a duplicate insert, a guarded write that found its row
+//! changed) is rolled back and decided again from scratch, a bounded
+//! number of times; after the last one the request gets a server error,
+//! never a guessed answer. A write is acknowledged only once its COMMIT
+//! returned; a refused one is rolled back, leaving nothing behind.
+//!
+//! Writes run in tasks of their own, so a request that times out cannot
+//! cancel a transaction half way: its write completes or rolls back.
 
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use keyway_core::namebump::address::Ipv6Parts;
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, oneshot};
 
+use super::db_metrics::{DbMetrics, RetryReason};
 use super::dialect::{Backend, Queries};
 use super::rules::{self, Existing, NameWrite, WriteTx};
-use super::writer::{self, Applied, Job, MAX_BATCH};
+use super::writer::{Applied, Job};
 use super::{
     DelOutcome, DelRequest, IpKey, Limits, NameRecord, NameStore, Purged, PutOutcome, PutRequest,
     StoreError,
 };
+
+/// Connections per server process. Each write holds one for its
+/// transaction; several processes multiply this at the database.
+const POOL_CONNECTIONS: u32 = 16;
+
+/// Writes in flight per process: beyond this a request waits before it
+/// starts, rather than queueing unboundedly for a connection.
+const WRITES_IN_FLIGHT: usize = 4 * POOL_CONNECTIONS as usize;
+
+/// Attempts of one write before it is answered with a server error.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// The first pause before a retry, doubled each time (with jitter).
+const FIRST_BACKOFF: Duration = Duration::from_millis(2);
 
 #[derive(Clone, Debug)]
 pub(crate) struct SqlxStore {
     pool: AnyPool,
     queries: Arc<Queries>,
     limits: Limits,
-    writer: mpsc::Sender<Job>,
+    writes: Arc<Semaphore>,
+    metrics: DbMetrics,
 }
 
 impl SqlxStore {
@@ -35,24 +65,130 @@ impl SqlxStore {
     ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
-            .max_connections(8)
+            .max_connections(POOL_CONNECTIONS)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    for statement in session_settings(backend) {
+                        conn.execute(*statement).await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
         migrate(&pool, backend).await?;
-        let queries = Arc::new(Queries::new(backend));
-        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_loop(pool.clone(), queries.clone(), limits, rx));
         Ok(Self {
             pool,
-            queries,
+            queries: Arc::new(Queries::new(backend)),
             limits,
-            writer: tx,
+            writes: Arc::new(Semaphore::new(WRITES_IN_FLIGHT)),
+            metrics: DbMetrics::default(),
         })
     }
 
     pub(crate) async fn close(&self) {
         self.pool.close().await;
     }
+
+    pub(crate) fn metrics(&self) -> &DbMetrics {
+        &self.metrics
+    }
+
+    /// Runs a write in a task of its own and waits for its outcome.
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> Result<T, StoreError> {
+        let permit = self
+            .writes
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        let (tx, rx) = oneshot::channel();
+        let job = make(tx);
+        let store = self.clone();
+        tokio::spawn(async move {
+            let result = store.run(&job).await;
+            job.finish(result);
+            drop(permit);
+        });
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Decides and commits a write, again from the start after a lost race.
+    async fn run(&self, job: &Job) -> Result<Applied, StoreError> {
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match self.attempt(job).await {
+                Ok(applied) => return Ok(applied),
+                Err(TxError::Db(e)) => return Err(StoreError::Database(e)),
+                Err(TxError::Retry(reason, detail)) => {
+                    self.metrics.retried(reason);
+                    if attempt >= MAX_ATTEMPTS {
+                        self.metrics.gave_up();
+                        tracing::warn!(%detail, attempts = attempt, "write gave up");
+                        return Err(StoreError::Contention(detail));
+                    }
+                    tokio::time::sleep(jitter(backoff)).await;
+                    backoff = backoff.saturating_mul(2);
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// One transaction: committed if the write changed something, rolled
+    /// back if it was refused or had nothing to do.
+    async fn attempt(&self, job: &Job) -> Result<Applied, TxError> {
+        let mut conn = self.pool.acquire().await?;
+        let started = Instant::now();
+        let mut tx = conn.begin().await?;
+        let mut writer = SqlxTx {
+            c: &mut tx,
+            q: &self.queries,
+            metrics: &self.metrics,
+        };
+        let result = job.apply(&mut writer, &self.limits).await;
+        let result = match result {
+            Ok(applied) if applied.changed() => tx.commit().await.map(|()| applied),
+            Ok(applied) => tx.rollback().await.map(|()| applied),
+            Err(e) => {
+                // The connection goes back to the pool rolled back either
+                // way; this only makes it happen now.
+                let _ = tx.rollback().await;
+                self.metrics.transaction(started.elapsed());
+                return Err(e);
+            }
+        };
+        self.metrics.transaction(started.elapsed());
+        Ok(result?)
+    }
+}
+
+/// Per-connection settings. MariaDB runs READ COMMITTED, as PostgreSQL
+/// does by default: every statement sees what committed before it, so a
+/// count read under a row lock includes the previous holder's write (under
+/// REPEATABLE READ it would read the transaction's older snapshot). A
+/// statement waits at most 5 s for a row lock, then its transaction is
+/// retried: a writer that holds a lock that long is stuck, not busy.
+fn session_settings(backend: Backend) -> &'static [&'static str] {
+    match backend {
+        Backend::Postgres => &["SET lock_timeout = '5s'"],
+        Backend::MySql => &[
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            "SET SESSION innodb_lock_wait_timeout = 5",
+        ],
+        Backend::Sqlite => &[],
+    }
+}
+
+/// `base` to twice `base`, spread so that writers that collided do not
+/// collide again in step.
+fn jitter(base: Duration) -> Duration {
+    let spread = RandomState::new().hash_one(Instant::now()) % 1024;
+    base + base.mul_f64(spread as f64 / 1024.0)
 }
 
 async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
@@ -86,11 +222,11 @@ impl NameStore for SqlxStore {
     }
 
     async fn put(&self, request: PutRequest, now: f64) -> Result<PutOutcome, StoreError> {
-        writer::submit(&self.writer, |tx| Job::Put(request, now, tx)).await
+        self.submit(|tx| Job::Put(request, now, tx)).await
     }
 
     async fn delete(&self, request: DelRequest, now: f64) -> Result<DelOutcome, StoreError> {
-        writer::submit(&self.writer, |tx| Job::Del(request, now, tx)).await
+        self.submit(|tx| Job::Del(request, now, tx)).await
     }
 
     async fn usage(&self, ip: IpKey, now: f64) -> Result<u32, StoreError> {
@@ -105,7 +241,46 @@ impl NameStore for SqlxStore {
     }
 
     async fn purge_expired(&self, now: f64) -> Result<Purged, StoreError> {
-        writer::submit(&self.writer, |tx| Job::Purge(now, tx)).await
+        self.submit(|tx| Job::Purge(now, tx)).await
+    }
+}
+
+/// How a statement failed: a race to decide again, or a real error.
+#[derive(Debug)]
+enum TxError {
+    Retry(RetryReason, String),
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for TxError {
+    fn from(e: sqlx::Error) -> Self {
+        let Some(reason) = retry_reason(&e) else {
+            return Self::Db(e);
+        };
+        Self::Retry(reason, e.to_string())
+    }
+}
+
+/// The errors that mean "another writer got there first".
+fn retry_reason(e: &sqlx::Error) -> Option<RetryReason> {
+    let sqlx::Error::Database(db) = e else {
+        return None;
+    };
+    if db.is_unique_violation() {
+        return Some(RetryReason::Duplicate);
+    }
+    if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return match my.number() {
+            1213 => Some(RetryReason::Deadlock),
+            1205 => Some(RetryReason::LockTimeout),
+            _ => None,
+        };
+    }
+    match db.code().as_deref() {
+        Some("40P01") => Some(RetryReason::Deadlock),
+        Some("40001") => Some(RetryReason::Serialization),
+        Some("55P03") => Some(RetryReason::LockTimeout),
+        _ => None,
     }
 }
 
@@ -128,79 +303,96 @@ fn v6(query: AnyQuery, p: &Ipv6Parts) -> AnyQuery {
         .bind(p.iface_id as i64)
 }
 
-/// The writer task: drains the queue in batches until every sender is gone.
-async fn write_loop(pool: AnyPool, q: Arc<Queries>, limits: Limits, mut rx: mpsc::Receiver<Job>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let result = run_batch(&pool, &q, &limits, &batch).await;
-        if writer::deliver(&mut batch, result) {
-            for job in batch.drain(..) {
-                let single = run_batch(&pool, &q, &limits, std::slice::from_ref(&job)).await;
-                job.finish(single.map_err(StoreError::Database).and_then(writer::only));
-            }
-        }
-    }
-}
-
-/// Applies a batch in one transaction; `Err` means nothing was committed.
-async fn run_batch(
-    pool: &AnyPool,
-    q: &Queries,
-    limits: &Limits,
-    batch: &[Job],
-) -> Result<Vec<Applied>, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    let mut tx = conn.begin().await?;
-    let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        results.push(job.apply(&mut SqlxTx { c: &mut tx, q }, limits).await?);
-    }
-    tx.commit().await?;
-    Ok(results)
-}
-
 /// The rules' statements on an open sqlx transaction.
 struct SqlxTx<'a> {
     c: &'a mut AnyConnection,
     q: &'a Queries,
+    metrics: &'a DbMetrics,
 }
 
 impl SqlxTx<'_> {
-    async fn optional_id(&mut self, query: AnyQuery) -> Result<Option<i64>, sqlx::Error> {
-        query
+    async fn optional_id(&mut self, query: AnyQuery) -> Result<Option<i64>, TxError> {
+        Ok(query
             .fetch_optional(&mut *self.c)
             .await?
             .map(|row| row.try_get(0))
-            .transpose()
+            .transpose()?)
     }
 
-    async fn count(&mut self, query: AnyQuery) -> Result<i64, sqlx::Error> {
-        query.fetch_one(&mut *self.c).await?.try_get(0)
+    /// A statement that takes a row lock, timed for the lock metrics.
+    async fn locking_id(&mut self, query: AnyQuery) -> Result<Option<i64>, TxError> {
+        let started = Instant::now();
+        let id = self.optional_id(query).await;
+        self.metrics.lock(started.elapsed());
+        id
+    }
+
+    async fn count(&mut self, query: AnyQuery) -> Result<i64, TxError> {
+        Ok(query.fetch_one(&mut *self.c).await?.try_get(0)?)
     }
 
     /// Rows a write matched. sqlx's MySQL driver connects with
     /// CLIENT_FOUND_ROWS, so MySQL and MariaDB report matched rows, as
     /// PostgreSQL and SQLite do (and every guarded write changes `updated`
     /// or `af` anyway).
-    async fn changed(&mut self, query: AnyQuery) -> Result<u64, sqlx::Error> {
+    async fn changed(&mut self, query: AnyQuery) -> Result<u64, TxError> {
         Ok(query.execute(&mut *self.c).await?.rows_affected())
+    }
+
+    /// Deletes the address rows no name or tombstone refers to any more,
+    /// each under its row lock and after counting its names again (see
+    /// `Queries::unused_v4`).
+    async fn purge_addresses(
+        &mut self,
+        unused: &sqlx::SqlStr,
+        lock: &sqlx::SqlStr,
+        names: &sqlx::SqlStr,
+        delete: &sqlx::SqlStr,
+    ) -> Result<u64, TxError> {
+        let candidates: Vec<i64> = sqlx::query(unused.clone())
+            .fetch_all(&mut *self.c)
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+        let mut deleted = 0;
+        for id in candidates {
+            if self
+                .locking_id(sqlx::query(lock.clone()).bind(id))
+                .await?
+                .is_none()
+            {
+                continue;
+            }
+            let count = self
+                .count(sqlx::query(names.clone()).bind(id).bind(id))
+                .await?;
+            if count == 0 {
+                deleted += self.changed(sqlx::query(delete.clone()).bind(id)).await?;
+            }
+        }
+        Ok(deleted)
     }
 }
 
 impl WriteTx for SqlxTx<'_> {
-    type Error = sqlx::Error;
+    type Error = TxError;
 
-    fn lost_race(rows: u64) -> sqlx::Error {
-        sqlx::Error::Protocol(format!(
-            "a guarded write changed {rows} rows: another writer changed the name first"
-        ))
+    fn lost_race(rows: u64) -> TxError {
+        TxError::Retry(
+            RetryReason::LostRace,
+            format!("a guarded write changed {rows} rows: another writer changed the row first"),
+        )
     }
 
-    async fn name_row(&mut self, name: &[u8]) -> Result<Option<Existing>, sqlx::Error> {
+    async fn name_row(&mut self, name: &[u8]) -> Result<Option<Existing>, TxError> {
+        let started = Instant::now();
         let row = sqlx::query(self.q.name_row.clone())
             .bind(name.to_vec())
             .fetch_optional(&mut *self.c)
-            .await?;
+            .await;
+        self.metrics.lock(started.elapsed());
+        let row = row?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(Existing {
             id: row.try_get(0)?,
@@ -213,24 +405,45 @@ impl WriteTx for SqlxTx<'_> {
         }))
     }
 
-    async fn delete_expired(&mut self, id: i64, cutoff: i64) -> Result<u64, sqlx::Error> {
+    async fn delete_expired(&mut self, id: i64, cutoff: i64) -> Result<u64, TxError> {
         let query = sqlx::query(self.q.delete_expired.clone())
             .bind(id)
             .bind(cutoff);
         self.changed(query).await
     }
 
-    async fn v4_id(&mut self, v4: u32) -> Result<Option<i64>, sqlx::Error> {
-        self.optional_id(sqlx::query(self.q.v4_id.clone()).bind(i64::from(v4)))
+    async fn v4_id(&mut self, v4: u32) -> Result<Option<i64>, TxError> {
+        self.locking_id(sqlx::query(self.q.v4_id.clone()).bind(i64::from(v4)))
             .await
     }
 
-    async fn v6_id(&mut self, p: &Ipv6Parts) -> Result<Option<i64>, sqlx::Error> {
-        self.optional_id(v6(sqlx::query(self.q.v6_id.clone()), p))
+    async fn v6_id(&mut self, p: &Ipv6Parts) -> Result<Option<i64>, TxError> {
+        self.locking_id(v6(sqlx::query(self.q.v6_id.clone()), p))
             .await
     }
 
-    async fn v6_ifaces(&mut self, p: &Ipv6Parts) -> Result<i64, sqlx::Error> {
+    async fn lock_v6_prefix(&mut self, p: &Ipv6Parts) -> Result<(), TxError> {
+        let (main, extra) = (i64::from(p.glob_main), i64::from(p.glob_extra));
+        sqlx::query(self.q.prefix_insert.clone())
+            .bind(main)
+            .bind(extra)
+            .execute(&mut *self.c)
+            .await?;
+        let locked = self
+            .locking_id(
+                sqlx::query(self.q.prefix_lock.clone())
+                    .bind(main)
+                    .bind(extra),
+            )
+            .await?;
+        // A purge deleted the row while this writer waited for it.
+        match locked {
+            Some(_) => Ok(()),
+            None => Err(Self::lost_race(0)),
+        }
+    }
+
+    async fn v6_ifaces(&mut self, p: &Ipv6Parts) -> Result<i64, TxError> {
         let query = sqlx::query(self.q.v6_ifaces.clone())
             .bind(i64::from(p.glob_main))
             .bind(i64::from(p.glob_extra))
@@ -238,14 +451,14 @@ impl WriteTx for SqlxTx<'_> {
         self.count(query).await
     }
 
-    async fn v6_subnets(&mut self, p: &Ipv6Parts) -> Result<i64, sqlx::Error> {
+    async fn v6_subnets(&mut self, p: &Ipv6Parts) -> Result<i64, TxError> {
         let query = sqlx::query(self.q.v6_subnets.clone())
             .bind(i64::from(p.glob_main))
             .bind(i64::from(p.glob_extra));
         self.count(query).await
     }
 
-    async fn insert_ip(&mut self, ip: &IpKey, now: i64) -> Result<i64, sqlx::Error> {
+    async fn insert_ip(&mut self, ip: &IpKey, now: i64) -> Result<i64, TxError> {
         let (insert, find) = match ip {
             IpKey::V4(v4) => (
                 sqlx::query(self.q.v4_insert.clone()).bind(i64::from(*v4)),
@@ -257,10 +470,10 @@ impl WriteTx for SqlxTx<'_> {
             ),
         };
         insert.bind(now).execute(&mut *self.c).await?;
-        find.fetch_one(&mut *self.c).await?.try_get(0)
+        Ok(find.fetch_one(&mut *self.c).await?.try_get(0)?)
     }
 
-    async fn row_used(&mut self, af: i64, ip_id: i64, cutoff: i64) -> Result<i64, sqlx::Error> {
+    async fn row_used(&mut self, af: i64, ip_id: i64, cutoff: i64) -> Result<i64, TxError> {
         self.count(
             sqlx::query(self.q.row_used.clone())
                 .bind(af)
@@ -276,16 +489,16 @@ impl WriteTx for SqlxTx<'_> {
         ip_id: i64,
         cutoff: i64,
         claimed_before: i64,
-    ) -> Result<Option<i64>, sqlx::Error> {
+    ) -> Result<Option<i64>, TxError> {
         let query = sqlx::query(self.q.bump_victim.clone())
             .bind(af)
             .bind(ip_id)
             .bind(cutoff)
             .bind(claimed_before);
-        self.optional_id(query).await
+        self.locking_id(query).await
     }
 
-    async fn update_name(&mut self, id: i64, row: &NameWrite<'_>) -> Result<u64, sqlx::Error> {
+    async fn update_name(&mut self, id: i64, row: &NameWrite<'_>) -> Result<u64, TxError> {
         let query = sqlx::query(self.q.update_name.clone())
             .bind(row.value.to_vec())
             .bind(row.af)
@@ -303,7 +516,7 @@ impl WriteTx for SqlxTx<'_> {
         id: i64,
         row: &NameWrite<'_>,
         created: i64,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<u64, TxError> {
         let query = sqlx::query(self.q.claim_tombstone.clone())
             .bind(row.value.to_vec())
             .bind(row.owner.to_vec())
@@ -317,12 +530,7 @@ impl WriteTx for SqlxTx<'_> {
         self.changed(query).await
     }
 
-    async fn tombstone(
-        &mut self,
-        id: i64,
-        owner: &[u8; 33],
-        updated: f64,
-    ) -> Result<u64, sqlx::Error> {
+    async fn tombstone(&mut self, id: i64, owner: &[u8; 33], updated: f64) -> Result<u64, TxError> {
         let query = sqlx::query(self.q.tombstone.clone())
             .bind(Vec::<u8>::new())
             .bind(updated)
@@ -332,19 +540,16 @@ impl WriteTx for SqlxTx<'_> {
         self.changed(query).await
     }
 
-    async fn bury(&mut self, id: i64) -> Result<u64, sqlx::Error> {
+    async fn bury(&mut self, id: i64, af: i64, ip_id: i64) -> Result<u64, TxError> {
         let query = sqlx::query(self.q.bury.clone())
             .bind(Vec::<u8>::new())
-            .bind(id);
+            .bind(id)
+            .bind(af)
+            .bind(ip_id);
         self.changed(query).await
     }
 
-    async fn row_tombstones(
-        &mut self,
-        af: i64,
-        ip_id: i64,
-        since: f64,
-    ) -> Result<i64, sqlx::Error> {
+    async fn row_tombstones(&mut self, af: i64, ip_id: i64, since: f64) -> Result<i64, TxError> {
         let query = sqlx::query(self.q.row_tombstones.clone())
             .bind(ip_id)
             .bind(af)
@@ -357,7 +562,7 @@ impl WriteTx for SqlxTx<'_> {
         af: i64,
         ip_id: i64,
         before: f64,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<u64, TxError> {
         let query = sqlx::query(self.q.drop_row_tombstones.clone())
             .bind(ip_id)
             .bind(af)
@@ -365,7 +570,7 @@ impl WriteTx for SqlxTx<'_> {
         self.changed(query).await
     }
 
-    async fn insert_name(&mut self, row: &NameWrite<'_>, created: i64) -> Result<(), sqlx::Error> {
+    async fn insert_name(&mut self, row: &NameWrite<'_>, created: i64) -> Result<(), TxError> {
         sqlx::query(self.q.insert_name.clone())
             .bind(row.name.to_vec())
             .bind(row.value.to_vec())
@@ -380,21 +585,32 @@ impl WriteTx for SqlxTx<'_> {
         Ok(())
     }
 
-    async fn purge(&mut self, cutoff: i64, tombstone_cutoff: f64) -> Result<Purged, sqlx::Error> {
-        let names = sqlx::query(self.q.purge_names.clone())
-            .bind(cutoff)
-            .bind(tombstone_cutoff)
-            .execute(&mut *self.c)
-            .await?
-            .rows_affected();
-        let v4 = sqlx::query(self.q.purge_v4.clone())
-            .execute(&mut *self.c)
-            .await?
-            .rows_affected();
-        let v6 = sqlx::query(self.q.purge_v6.clone())
-            .execute(&mut *self.c)
-            .await?
-            .rows_affected();
+    async fn purge(&mut self, cutoff: i64, tombstone_cutoff: f64) -> Result<Purged, TxError> {
+        let names = self
+            .changed(
+                sqlx::query(self.q.purge_names.clone())
+                    .bind(cutoff)
+                    .bind(tombstone_cutoff),
+            )
+            .await?;
+        let q = self.q;
+        let v4 = self
+            .purge_addresses(
+                &q.unused_v4,
+                &q.lock_v4_row,
+                &q.v4_row_names,
+                &q.delete_v4_row,
+            )
+            .await?;
+        let v6 = self
+            .purge_addresses(
+                &q.unused_v6,
+                &q.lock_v6_row,
+                &q.v6_row_names,
+                &q.delete_v6_row,
+            )
+            .await?;
+        self.changed(sqlx::query(q.purge_prefixes.clone())).await?;
         Ok(Purged {
             names,
             addresses: v4 + v6,

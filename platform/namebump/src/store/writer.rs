@@ -28,6 +28,18 @@ pub(crate) enum Applied {
     Purge(Purged),
 }
 
+impl Applied {
+    /// Whether the write changed the database (a refused or idempotent one
+    /// did not, and its transaction can be rolled back).
+    pub(crate) fn changed(&self) -> bool {
+        match self {
+            Self::Put(o) => matches!(o, PutOutcome::Stored | PutOutcome::StoredAfterBump),
+            Self::Del(o) => matches!(o, DelOutcome::Deleted),
+            Self::Purge(_) => true,
+        }
+    }
+}
+
 impl Job {
     pub(crate) async fn apply<T: WriteTx>(
         &self,
