@@ -4,12 +4,13 @@ mod demo;
 mod drayer;
 mod keyfile;
 mod namebump;
+mod serve_config;
 mod sidewire;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,12 +52,24 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Kept beside the parsed form: `namebump serve` asks it which options
+    // came from the command line, to let them beat `--config` (issue 12).
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.format(&mut Cli::command()).exit(),
+    };
     let result = match cli.command {
         Command::Keygen { out } => keyfile::generate(&out).map(|pk| println!("{pk}")),
         Command::Pubkey { key } => keyfile::load(&key).map(|kp| println!("{}", kp.public())),
         Command::Demo => demo::run(&mut std::io::stdout().lock()),
-        Command::Namebump(command) => return namebump::run(command),
+        Command::Namebump(command) => {
+            let Some(namebump) = matches.subcommand_matches("namebump") else {
+                eprintln!("keyway: the namebump options were not parsed");
+                return ExitCode::FAILURE;
+            };
+            return namebump::run(command, namebump);
+        }
         Command::Sidewire(command) => return sidewire::run(command),
         Command::Drayer(command) => return drayer::run(command),
     };

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{ArgMatches, Args, Subcommand, ValueEnum};
 use keyway_core::PublicKey;
 use keyway_core::rate::RateLimit;
 use keyway_namebump::bench::{self, BenchConfig, BenchTransport};
@@ -21,6 +21,7 @@ use keyway_namebump::{
 use serde_json::json;
 
 use crate::keyfile;
+use crate::serve_config::{self, MIN_CONNECTIONS, TCP_TIMEOUT_SECONDS};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
@@ -72,40 +73,50 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
+    /// A TOML file with any of these options, keyed by the flag's name with
+    /// `_` for `-` (see platform/cli/examples/namebump-serve.toml); flags
+    /// given here override it. Relative paths in the file (key, sqlite db)
+    /// are resolved against the file's directory.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
     /// Address to listen on, TCP and UDP (repeatable).
     #[arg(long = "listen", default_values = ["127.0.0.1:5300", "[::1]:5300"])]
-    listen: Vec<SocketAddr>,
+    pub(crate) listen: Vec<SocketAddr>,
     /// sqlite:PATH, postgres://… or mysql://…
     #[arg(long, default_value = "sqlite:namebump.db")]
-    db: String,
+    pub(crate) db: String,
     /// The server's key file; created (mode 0600) on first start.
-    #[arg(long)]
-    key: PathBuf,
+    #[arg(long, required_unless_present = "config")]
+    pub(crate) key: Option<PathBuf>,
     /// Serve Prometheus metrics on http://ADDR/metrics.
     #[arg(long)]
-    metrics: Option<SocketAddr>,
+    pub(crate) metrics: Option<SocketAddr>,
     /// Requests per second allowed per source: an IPv4 address or an IPv6
     /// /64; all /64s of an IPv6 /48 share 10 times this (0 = unlimited).
     #[arg(long, default_value_t = 20.0)]
-    rate_limit: f64,
+    pub(crate) rate_limit: f64,
     /// Burst allowed per source (10 times this per IPv6 /48).
     #[arg(long, default_value_t = 40.0)]
-    rate_burst: f64,
+    pub(crate) rate_burst: f64,
     /// Open TCP connections at most; when all are taken, a new source takes
     /// the oldest connection of the source holding the most.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
-    max_connections: u32,
+    #[arg(long, default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(i64::from(MIN_CONNECTIONS)..))]
+    pub(crate) max_connections: u32,
     /// Open TCP connections per source address (IPv6: per /64; a /48 may
     /// hold 4 times this).
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
-    max_connections_per_source: u32,
+    #[arg(long, default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(i64::from(MIN_CONNECTIONS)..))]
+    pub(crate) max_connections_per_source: u32,
     /// Seconds a TCP request may take to arrive whole, from the accept or
     /// the previous reply.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    tcp_request_timeout: u64,
+    #[arg(long, default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(TCP_TIMEOUT_SECONDS))]
+    pub(crate) tcp_request_timeout: u64,
     /// Seconds a TCP peer has to take a reply before the connection is closed.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    tcp_write_timeout: u64,
+    #[arg(long, default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(TCP_TIMEOUT_SECONDS))]
+    pub(crate) tcp_write_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -161,7 +172,9 @@ pub(crate) enum TransportArg {
     Tcp,
 }
 
-pub(crate) fn run(command: Command) -> ExitCode {
+/// `matches`: the `namebump` subcommand's, where `serve` finds which
+/// options were given on the command line (they beat `--config`).
+pub(crate) fn run(command: Command, matches: &ArgMatches) -> ExitCode {
     let json = match &command {
         Command::Put { server, .. }
         | Command::Get { server, .. }
@@ -177,7 +190,7 @@ pub(crate) fn run(command: Command) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(command)) {
+    match runtime.block_on(dispatch(command, matches)) {
         Ok(code) => code,
         Err(e) => {
             let reason = format!("{e:#}");
@@ -218,9 +231,15 @@ async fn client(args: &ServerArgs) -> Result<Client> {
         .with_config(config))
 }
 
-async fn dispatch(command: Command) -> Result<ExitCode> {
+async fn dispatch(command: Command, matches: &ArgMatches) -> Result<ExitCode> {
     match command {
-        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve(mut args) => {
+            let serve_matches = matches
+                .subcommand_matches("serve")
+                .context("the serve options were not parsed")?;
+            serve_config::apply(&mut args, serve_matches)?;
+            serve(args).await.map(|()| ExitCode::SUCCESS)
+        }
         Command::Put {
             name,
             value,
@@ -320,7 +339,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let key = keyfile::load_or_generate(&args.key)?;
+    let key = keyfile::load_or_generate(&serve_config::key_file(&args)?)?;
     let store = SqlStore::open(&args.db, Default::default())
         .await
         .with_context(|| format!("opening {}", args.db))?;

@@ -40,17 +40,24 @@ fn free_port() -> u16 {
 
 fn serve(dir: &Path, port: u16) -> Served {
     let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(KEYWAY)
+    let mut command = Command::new(KEYWAY);
+    command
         .args(["namebump", "serve", "--listen", &addr, "--rate-limit", "0"])
         .arg("--db")
         .arg(format!("sqlite:{}", dir.join("nb.db").display()))
         .arg("--key")
-        .arg(dir.join("server.key"))
+        .arg(dir.join("server.key"));
+    start(command, &addr)
+}
+
+/// Starts `command` (a `keyway namebump serve …`) and waits for its one
+/// `listening=` line, which must be `addr`, then `server_pk=<hex>`.
+fn start(mut command: Command, addr: &str) -> Served {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // `listening=<addr>` for each address, then `server_pk=<hex>`.
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
@@ -66,7 +73,7 @@ fn serve(dir: &Path, port: u16) -> Served {
     Served {
         child,
         server_pk,
-        addr,
+        addr: addr.to_owned(),
     }
 }
 
@@ -322,4 +329,170 @@ fn garbage_floods_cost_bounded_memory() {
         ],
     ));
     assert!(put.status.success(), "the server still answers");
+}
+
+const EXAMPLE_CONFIG: &str = include_str!("../examples/namebump-serve.toml");
+
+/// The committed example with `key = value` lines replaced (each must be
+/// there once, so the example cannot lose a key these tests rely on).
+fn example_config_with(replacements: &[(&str, String)]) -> String {
+    let mut text = EXAMPLE_CONFIG.to_owned();
+    for (key, value) in replacements {
+        let prefix = format!("{key} = ");
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
+        assert_eq!(lines.len(), 1, "{key} in the example: {lines:?}");
+        text = text.replace(lines[0], &format!("{prefix}{value}"));
+    }
+    text
+}
+
+/// One HTTP/1.0 GET on loopback; the whole response.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_server_runs_from_the_example_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    // Relative paths: they must land beside the file, not in the working
+    // directory the server is started from.
+    let config = example_config_with(&[
+        ("listen", format!("[\"{addr}\"]")),
+        ("db", "\"sqlite:nb.db\"".to_owned()),
+        ("key", "\"server.key\"".to_owned()),
+        ("metrics", format!("\"{metrics}\"")),
+    ]);
+    let path = dir.path().join("serve.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut command = Command::new(KEYWAY);
+    command
+        .current_dir(elsewhere.path())
+        .args(["namebump", "serve", "--config"])
+        .arg(&path);
+    let s = start(command, &addr);
+
+    let server_key = dir.path().join("server.key");
+    let pk = keyway(&["pubkey", "--key", server_key.to_str().unwrap()]);
+    assert_eq!(String::from_utf8(pk.stdout).unwrap().trim(), s.server_pk);
+    assert!(dir.path().join("nb.db").exists());
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+
+    let key = dir.path().join("me.key");
+    assert!(
+        keyway(&["keygen", "--out", key.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let put = keyway(&client_args(
+        &s,
+        &[
+            "namebump",
+            "put",
+            "from-config",
+            "it works",
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let get = keyway(&client_args(&s, &["namebump", "get", "from-config"]));
+    assert_eq!(
+        (get.status.code(), get.stdout.as_slice()),
+        (Some(0), &b"it works"[..])
+    );
+    let scraped = http_get(&metrics, "/metrics");
+    assert!(
+        scraped.starts_with("HTTP/1.") && scraped.contains("keyway_namebump_"),
+        "{scraped}"
+    );
+}
+
+#[test]
+fn command_line_flags_override_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let in_file = format!("127.0.0.1:{}", free_port());
+    let on_line = format!("127.0.0.1:{}", free_port());
+    let config = example_config_with(&[
+        (
+            "listen",
+            format!("[\"{in_file}\", \"[::1]:{}\"]", free_port()),
+        ),
+        ("db", "\"sqlite:file.db\"".to_owned()),
+        ("key", "\"server.key\"".to_owned()),
+        ("metrics", format!("\"127.0.0.1:{}\"", free_port())),
+    ]);
+    let path = dir.path().join("serve.toml");
+    std::fs::write(&path, config).unwrap();
+    let flag_db = dir.path().join("flag.db");
+    let mut command = Command::new(KEYWAY);
+    command
+        .args(["namebump", "serve", "--config"])
+        .arg(&path)
+        .args(["--listen", &on_line, "--db"])
+        .arg(format!("sqlite:{}", flag_db.display()));
+    // `start` checks the only listening= line is the flag's address.
+    let s = start(command, &on_line);
+    assert!(flag_db.exists());
+    assert!(!dir.path().join("file.db").exists());
+    assert!(
+        std::net::TcpStream::connect(&in_file).is_err(),
+        "the file's address is unused"
+    );
+
+    let key = dir.path().join("me.key");
+    keyway(&["keygen", "--out", key.to_str().unwrap()]);
+    let put = keyway(&client_args(
+        &s,
+        &[
+            "namebump",
+            "put",
+            "flagged",
+            "v",
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+}
+
+#[test]
+fn a_bad_config_file_is_a_one_line_error_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("serve.toml");
+    let config = example_config_with(&[("max_connections", "0".to_owned())]);
+    let line = config
+        .lines()
+        .position(|l| l == "max_connections = 0")
+        .unwrap()
+        + 1;
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(KEYWAY)
+        .args(["namebump", "serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:{line}: max_connections:", path.display())),
+        "{stderr}"
+    );
 }
