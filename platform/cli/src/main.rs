@@ -38,8 +38,14 @@ enum Command {
         #[arg(long)]
         key: PathBuf,
     },
-    /// Walk through one namebump PUT: keygen, build, sign, encrypt, decrypt, verify.
-    Demo,
+    /// Run namebump, Drayer and sidewire on loopback in a temporary
+    /// directory, printing each step with its timing.
+    Demo {
+        /// Instead, walk through one namebump PUT in memory: keygen, build,
+        /// sign, encrypt, decrypt, verify, tamper.
+        #[arg(long)]
+        packet: bool,
+    },
     /// The namebump name registry: run a server, or use one.
     #[command(subcommand)]
     Namebump(namebump::Command),
@@ -62,7 +68,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keygen { out } => keyfile::generate(&out).map(|pk| println!("{pk}")),
         Command::Pubkey { key } => keyfile::load(&key).map(|kp| println!("{}", kp.public())),
-        Command::Demo => demo::run(&mut std::io::stdout().lock()),
+        Command::Demo { packet: true } => demo::packet::run(&mut std::io::stdout().lock()),
+        Command::Demo { packet: false } => demo::run(&mut std::io::stdout().lock()),
         Command::Namebump(command) => {
             let Some(namebump) = matches.subcommand_matches("namebump") else {
                 eprintln!("keyway: the namebump options were not parsed");

@@ -1,4 +1,4 @@
-//! `keyway demo`: one namebump PUT, step by step, entirely in memory.
+//! `keyway demo --packet`: one namebump PUT, step by step, entirely in memory.
 
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
