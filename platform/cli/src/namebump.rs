@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::keyfile;
 use crate::serve_config::{self, MIN_CONNECTIONS, TCP_TIMEOUT_SECONDS};
+use keyway_namebump::store::DEFAULT_DB_CONNECTIONS;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
@@ -117,6 +118,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(TCP_TIMEOUT_SECONDS))]
     pub(crate) tcp_write_timeout: u64,
+    /// PostgreSQL or MariaDB connections this process opens at most (each
+    /// write holds one for its transaction); all servers on one database
+    /// together must stay under its connection limit. Unused for SQLite.
+    #[arg(long, default_value_t = DEFAULT_DB_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(i64::from(MIN_CONNECTIONS)..))]
+    pub(crate) db_connections: u32,
 }
 
 #[derive(Debug, Args)]
@@ -340,7 +347,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let key = keyfile::load_or_generate(&serve_config::key_file(&args)?)?;
-    let store = SqlStore::open(&args.db, Default::default())
+    let store = SqlStore::open_with(&args.db, Default::default(), args.db_connections)
         .await
         .with_context(|| format!("opening {}", args.db))?;
     let rate_limit = (args.rate_limit > 0.0).then_some(RateLimit {

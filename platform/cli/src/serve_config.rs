@@ -41,6 +41,7 @@ pub(crate) struct ServeFile {
     max_connections_per_source: Option<Spanned<u32>>,
     tcp_request_timeout: Option<Spanned<u64>>,
     tcp_write_timeout: Option<Spanned<u64>>,
+    db_connections: Option<Spanned<u32>>,
 }
 
 /// Reads the file named by `--config`, if any, and fills every option not
@@ -83,6 +84,7 @@ fn merge(
         max_connections_per_source,
         tcp_request_timeout,
         tcp_write_timeout,
+        db_connections,
     } = file;
     let from_file = |id: &str| matches.value_source(id) != Some(ValueSource::CommandLine);
     if let Some(v) = listen.filter(|_| from_file("listen")) {
@@ -120,6 +122,9 @@ fn merge(
     }
     if let Some(v) = tcp_write_timeout.filter(|_| from_file("tcp_write_timeout")) {
         args.tcp_write_timeout = within(v, &TCP_TIMEOUT_SECONDS)?;
+    }
+    if let Some(v) = db_connections.filter(|_| from_file("db_connections")) {
+        args.db_connections = within(v, &connections)?;
     }
     Ok(())
 }
@@ -290,7 +295,7 @@ mod tests {
         merge(&mut from_example, &none, file, Path::new("")).unwrap();
         let comparable = |a: &ServeArgs| {
             format!(
-                "{:?} {} {} {} {} {} {} {}",
+                "{:?} {} {} {} {} {} {} {} {}",
                 a.listen,
                 a.db,
                 a.rate_limit,
@@ -298,7 +303,8 @@ mod tests {
                 a.max_connections,
                 a.max_connections_per_source,
                 a.tcp_request_timeout,
-                a.tcp_write_timeout
+                a.tcp_write_timeout,
+                a.db_connections
             )
         };
         assert_eq!(comparable(&from_example), comparable(&defaults));
@@ -351,6 +357,7 @@ mod tests {
             ("max_connections_per_source", "6"),
             ("tcp_request_timeout", "7"),
             ("tcp_write_timeout", "8"),
+            ("db_connections", "9"),
         ];
         let mut named: Vec<&str> = flags.iter().map(|(id, _)| *id).collect();
         named.sort_unstable();

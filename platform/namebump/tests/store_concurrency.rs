@@ -10,6 +10,7 @@ use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use keyway_core::namebump::address::Ipv6Parts;
+use keyway_namebump::server::Metrics;
 use keyway_namebump::store::{IpKey, Limits, NameStore, PutOutcome, PutRequest, SqlStore};
 use sqlx::Connection;
 
@@ -140,12 +141,35 @@ async fn concurrent_bumps_evict_distinct_names(stores: &[Arc<SqlStore>; 3]) {
     }
 }
 
+/// The server's metrics carry the store's: every write was a measured
+/// transaction that took its locks, and none gave up.
+fn database_work_is_measured(stores: &[Arc<SqlStore>; 3]) {
+    for store in stores {
+        let db = store.db_metrics().unwrap();
+        assert!(db.transactions() >= 100, "{}", db.transactions());
+        assert_eq!(db.gave_up_count(), 0);
+        let text = Metrics::with_store(Some(&db)).encode();
+        for name in [
+            "keyway_namebump_db_retries",
+            "keyway_namebump_db_lock_waits_total",
+            "keyway_namebump_db_lock_statement_seconds_count",
+            "keyway_namebump_db_transaction_seconds_count",
+            "keyway_namebump_db_gave_up_total 0",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+    }
+}
+
 async fn scenarios(url: &str) {
     let open = || async { Arc::new(SqlStore::open(url, Limits::default()).await.unwrap()) };
     let stores = [open().await, open().await, open().await];
     claims_from_one_address_stop_at_the_quota(&stores).await;
     addresses_of_one_64_stop_at_the_limit(&stores).await;
     concurrent_bumps_evict_distinct_names(&stores).await;
+    if !url.starts_with("sqlite:") {
+        database_work_is_measured(&stores);
+    }
     for store in &stores {
         store.close().await;
     }

@@ -54,6 +54,7 @@ pub struct DbMetrics {
     gave_up: Counter,
     lock_waits: Counter,
     lock_seconds: Histogram,
+    transactions: Counter,
     transaction_seconds: Histogram,
 }
 
@@ -65,6 +66,7 @@ impl Default for DbMetrics {
             lock_waits: Counter::default(),
             // 20 µs to ~5 s.
             lock_seconds: Histogram::new(exponential_buckets(0.000_02, 2.0, 18)),
+            transactions: Counter::default(),
             transaction_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
         }
     }
@@ -93,7 +95,13 @@ impl DbMetrics {
 
     /// One transaction attempt, from BEGIN to its COMMIT or ROLLBACK.
     pub(crate) fn transaction(&self, took: Duration) {
+        self.transactions.inc();
         self.transaction_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Transaction attempts so far, committed, rolled back or failed.
+    pub fn transactions(&self) -> u64 {
+        self.transactions.get()
     }
 
     /// Transactions retried for `reason` so far.
@@ -136,6 +144,11 @@ impl DbMetrics {
             "db_lock_statement_seconds",
             "Time of the statements that take row locks",
             self.lock_seconds.clone(),
+        );
+        registry.register(
+            "db_transactions",
+            "Write transaction attempts (or SQLite batches), whatever their end",
+            self.transactions.clone(),
         );
         registry.register(
             "db_transaction_seconds",

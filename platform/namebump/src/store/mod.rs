@@ -68,6 +68,10 @@ impl IpKey {
     }
 }
 
+/// Database connections per server process by default (PostgreSQL and
+/// MariaDB): each write holds one for its transaction.
+pub const DEFAULT_DB_CONNECTIONS: u32 = 16;
+
 /// Quota and expiry settings. The defaults are the reference's (spec §1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -211,6 +215,18 @@ impl SqlStore {
     /// `url` is `sqlite:PATH` (the file is created if missing; WAL, durable
     /// commits), `postgres://…` or `mysql://…` (MariaDB too).
     pub async fn open(url: &str, limits: Limits) -> Result<Self, StoreError> {
+        Self::open_with(url, limits, DEFAULT_DB_CONNECTIONS).await
+    }
+
+    /// [`Self::open`] with at most `connections` PostgreSQL or MariaDB
+    /// connections (at least 1; ignored for SQLite). Every server process
+    /// on a database holds up to this many: keep their sum under the
+    /// database's connection limit.
+    pub async fn open_with(
+        url: &str,
+        limits: Limits,
+        connections: u32,
+    ) -> Result<Self, StoreError> {
         match dialect::Backend::from_url(url)? {
             dialect::Backend::Sqlite => {
                 let path = sqlite_path(url)?;
@@ -220,7 +236,7 @@ impl SqlStore {
                 )?)))
             }
             backend => Ok(Self(Backing::Server(
-                sqlx_store::SqlxStore::open(url, backend, limits).await?,
+                sqlx_store::SqlxStore::open(url, backend, limits, connections.max(1)).await?,
             ))),
         }
     }

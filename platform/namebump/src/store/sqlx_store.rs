@@ -34,13 +34,9 @@ use super::{
     StoreError,
 };
 
-/// Connections per server process. Each write holds one for its
-/// transaction; several processes multiply this at the database.
-const POOL_CONNECTIONS: u32 = 16;
-
-/// Writes in flight per process: beyond this a request waits before it
-/// starts, rather than queueing unboundedly for a connection.
-const WRITES_IN_FLIGHT: usize = 4 * POOL_CONNECTIONS as usize;
+/// Writes in flight per pooled connection: beyond this a request waits
+/// before it starts, rather than queueing unboundedly for a connection.
+const WRITES_PER_CONNECTION: usize = 4;
 
 /// Attempts of one write before it is answered with a server error.
 const MAX_ATTEMPTS: u32 = 8;
@@ -62,10 +58,11 @@ impl SqlxStore {
         url: &str,
         backend: Backend,
         limits: Limits,
+        connections: u32,
     ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
-            .max_connections(POOL_CONNECTIONS)
+            .max_connections(connections)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     for statement in session_settings(backend) {
@@ -81,7 +78,7 @@ impl SqlxStore {
             pool,
             queries: Arc::new(Queries::new(backend)),
             limits,
-            writes: Arc::new(Semaphore::new(WRITES_IN_FLIGHT)),
+            writes: Arc::new(Semaphore::new(WRITES_PER_CONNECTION * connections as usize)),
             metrics: DbMetrics::default(),
         })
     }
