@@ -24,6 +24,9 @@ pub enum RetryReason {
     Duplicate,
     /// A guarded write found its row changed since it was read.
     LostRace,
+    /// The connection failed (the database restarted, a network blip);
+    /// the write is decided again on another.
+    Connection,
 }
 
 impl RetryReason {
@@ -34,6 +37,7 @@ impl RetryReason {
             Self::LockTimeout => "lock_timeout",
             Self::Duplicate => "duplicate",
             Self::LostRace => "lost_race",
+            Self::Connection => "connection",
         }
     }
 }
@@ -60,8 +64,23 @@ pub struct DbMetrics {
 
 impl Default for DbMetrics {
     fn default() -> Self {
+        // Every reason is listed from the start, at 0, so a dashboard sees
+        // the series before the first retry.
+        let retries = Family::<ReasonLabel, Counter>::default();
+        for reason in [
+            RetryReason::Deadlock,
+            RetryReason::Serialization,
+            RetryReason::LockTimeout,
+            RetryReason::Duplicate,
+            RetryReason::LostRace,
+            RetryReason::Connection,
+        ] {
+            retries.get_or_create(&ReasonLabel {
+                reason: reason.label(),
+            });
+        }
         Self {
-            retries: Family::default(),
+            retries,
             gave_up: Counter::default(),
             lock_waits: Counter::default(),
             // 20 µs to ~5 s.

@@ -61,8 +61,15 @@ impl SqlxStore {
         connections: u32,
     ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
+        // No ping before each use: it is a round trip per request, and a
+        // write that finds its connection broken is retried on another
+        // (`RetryReason::Connection`), a read fails as any database error.
         let pool = AnyPoolOptions::new()
             .max_connections(connections)
+            .test_before_acquire(false)
+            // A request waits at most this long for a connection (the
+            // clients' own attempts time out in 2 s).
+            .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     for statement in session_settings(backend) {
@@ -260,6 +267,11 @@ impl From<sqlx::Error> for TxError {
 
 /// The errors that mean "another writer got there first".
 fn retry_reason(e: &sqlx::Error) -> Option<RetryReason> {
+    // Safe to decide again even if the lost connection had committed: the
+    // retry then finds its own write (an idempotent success).
+    if matches!(e, sqlx::Error::Io(_)) {
+        return Some(RetryReason::Connection);
+    }
     let sqlx::Error::Database(db) = e else {
         return None;
     };
