@@ -75,9 +75,9 @@ impl Default for DbMetrics {
             RetryReason::LostRace,
             RetryReason::Connection,
         ] {
-            retries.get_or_create(&ReasonLabel {
+            drop(retries.get_or_create(&ReasonLabel {
                 reason: reason.label(),
-            });
+            }));
         }
         Self {
             retries,
