@@ -56,5 +56,42 @@ fn put_1kib(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, put_1kib);
+/// What a server cannot avoid for one PUT (issue 12's "crypto floor"):
+/// open the sealed request, decode it, verify its signature, encode the
+/// echo reply and seal it to the request's reply key. 100-byte value, as
+/// `keyway namebump bench` writes. The server's measured CPU per PUT is
+/// compared with this in BENCHMARKS.md.
+fn server_put_floor(c: &mut Criterion) {
+    let mut rng = UnwrapErr(SysRng);
+    let owner = Keypair::generate(&mut rng);
+    let server = Keypair::generate(&mut rng);
+    let reply = Keypair::generate(&mut rng);
+    let value = [0x5au8; 100];
+    let mut put = Packet::new(Op::Put, 0x1234_5678, 1_795_000_000.5, b"bench-name", &value);
+    put.reply_pk = Some(*reply.public().as_bytes());
+    put.sign(&owner).unwrap();
+    let mut plain = [0u8; MAX_PACKET_LEN];
+    let n = put.encode(&mut plain).unwrap();
+    let mut sealed = [0u8; ecies::sealed_len(MAX_PACKET_LEN)];
+    let m = ecies::seal(server.public(), &plain[..n], &mut rng, &mut sealed).unwrap();
+
+    let mut g = c.benchmark_group("namebump_server");
+    g.bench_function("put_floor", |b| {
+        let mut opened = [0u8; MAX_PACKET_LEN + ecies::BLOCK_LEN];
+        let mut reply_plain = [0u8; MAX_PACKET_LEN];
+        let mut reply_sealed = [0u8; ecies::sealed_len(MAX_PACKET_LEN)];
+        b.iter(|| {
+            let request = ecies::open(&server, black_box(&sealed[..m]), &mut opened).unwrap();
+            let p = Packet::decode(request).unwrap();
+            p.verify_self_signed().unwrap();
+            let echo = Packet::new(Op::Put, p.pkid, p.updated, p.name, p.value);
+            let k = echo.encode(&mut reply_plain).unwrap();
+            let to = keyway_core::PublicKey::from_bytes(&p.reply_pk.unwrap()).unwrap();
+            ecies::seal(&to, &reply_plain[..k], &mut rng, &mut reply_sealed).unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, put_1kib, server_put_floor);
 criterion_main!(benches);
