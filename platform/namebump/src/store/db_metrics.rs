@@ -60,6 +60,7 @@ pub struct DbMetrics {
     lock_seconds: Histogram,
     transactions: Counter,
     transaction_seconds: Histogram,
+    round_trips: Counter,
 }
 
 impl Default for DbMetrics {
@@ -86,6 +87,7 @@ impl Default for DbMetrics {
             // 20 µs to ~5 s.
             lock_seconds: Histogram::new(exponential_buckets(0.000_02, 2.0, 18)),
             transactions: Counter::default(),
+            round_trips: Counter::default(),
             transaction_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
         }
     }
@@ -116,6 +118,17 @@ impl DbMetrics {
     pub(crate) fn transaction(&self, took: Duration) {
         self.transactions.inc();
         self.transaction_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A statement (BEGIN and COMMIT included) sent to the database.
+    pub(crate) fn round_trip(&self) {
+        self.round_trips.inc();
+    }
+
+    /// Statements of write transactions sent so far, BEGIN, COMMIT and
+    /// ROLLBACK included: each is one round trip.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.get()
     }
 
     /// Transaction attempts so far, committed, rolled back or failed.
@@ -168,6 +181,11 @@ impl DbMetrics {
             "db_transactions",
             "Write transaction attempts (or SQLite batches), whatever their end",
             self.transactions.clone(),
+        );
+        registry.register(
+            "db_write_statements",
+            "Statements of write transactions (BEGIN and COMMIT included), each a round trip",
+            self.round_trips.clone(),
         );
         registry.register(
             "db_transaction_seconds",

@@ -148,6 +148,7 @@ impl SqlxStore {
     async fn attempt(&self, job: &Job) -> Result<Applied, TxError> {
         let mut conn = self.pool.acquire().await?;
         let started = Instant::now();
+        self.metrics.round_trip();
         let mut tx = conn.begin().await?;
         let mut writer = SqlxTx {
             c: &mut tx,
@@ -155,6 +156,8 @@ impl SqlxStore {
             metrics: &self.metrics,
         };
         let result = job.apply(&mut writer, &self.limits).await;
+        // COMMIT or ROLLBACK.
+        self.metrics.round_trip();
         let result = match result {
             Ok(applied) if applied.changed() => tx.commit().await.map(|()| applied),
             Ok(applied) => tx.rollback().await.map(|()| applied),
@@ -320,9 +323,15 @@ struct SqlxTx<'a> {
 }
 
 impl SqlxTx<'_> {
+    /// The connection, for one statement: each is a round trip, counted.
+    fn c(&mut self) -> &mut AnyConnection {
+        self.metrics.round_trip();
+        &mut *self.c
+    }
+
     async fn optional_id(&mut self, query: AnyQuery) -> Result<Option<i64>, TxError> {
         Ok(query
-            .fetch_optional(&mut *self.c)
+            .fetch_optional(self.c())
             .await?
             .map(|row| row.try_get(0))
             .transpose()?)
@@ -337,7 +346,7 @@ impl SqlxTx<'_> {
     }
 
     async fn count(&mut self, query: AnyQuery) -> Result<i64, TxError> {
-        Ok(query.fetch_one(&mut *self.c).await?.try_get(0)?)
+        Ok(query.fetch_one(self.c()).await?.try_get(0)?)
     }
 
     /// Rows a write matched. sqlx's MySQL driver connects with
@@ -345,7 +354,7 @@ impl SqlxTx<'_> {
     /// PostgreSQL and SQLite do (and every guarded write changes `updated`
     /// or `af` anyway).
     async fn changed(&mut self, query: AnyQuery) -> Result<u64, TxError> {
-        Ok(query.execute(&mut *self.c).await?.rows_affected())
+        Ok(query.execute(self.c()).await?.rows_affected())
     }
 
     /// Deletes the address rows no name or tombstone refers to any more,
@@ -359,7 +368,7 @@ impl SqlxTx<'_> {
         delete: &sqlx::SqlStr,
     ) -> Result<u64, TxError> {
         let candidates: Vec<i64> = sqlx::query(unused.clone())
-            .fetch_all(&mut *self.c)
+            .fetch_all(self.c())
             .await?
             .iter()
             .map(|row| row.try_get(0))
@@ -398,7 +407,7 @@ impl WriteTx for SqlxTx<'_> {
         let started = Instant::now();
         let row = sqlx::query(self.q.name_row.clone())
             .bind(name.to_vec())
-            .fetch_optional(&mut *self.c)
+            .fetch_optional(self.c())
             .await;
         self.metrics.lock(started.elapsed());
         let row = row?;
@@ -436,7 +445,7 @@ impl WriteTx for SqlxTx<'_> {
         sqlx::query(self.q.prefix_insert.clone())
             .bind(main)
             .bind(extra)
-            .execute(&mut *self.c)
+            .execute(self.c())
             .await?;
         let locked = self
             .locking_id(
@@ -478,8 +487,8 @@ impl WriteTx for SqlxTx<'_> {
                 v6(sqlx::query(self.q.v6_id.clone()), p),
             ),
         };
-        insert.bind(now).execute(&mut *self.c).await?;
-        Ok(find.fetch_one(&mut *self.c).await?.try_get(0)?)
+        insert.bind(now).execute(self.c()).await?;
+        Ok(find.fetch_one(self.c()).await?.try_get(0)?)
     }
 
     async fn row_used(&mut self, af: i64, ip_id: i64, cutoff: i64) -> Result<i64, TxError> {
@@ -589,7 +598,7 @@ impl WriteTx for SqlxTx<'_> {
             .bind(row.timestamp)
             .bind(row.updated)
             .bind(created)
-            .execute(&mut *self.c)
+            .execute(self.c())
             .await?;
         Ok(())
     }
