@@ -15,9 +15,14 @@
 //! - [`drayer`]: Drayer's signed, mutable single-writer record chains: the
 //!   record string, and the owner and receiver algorithms over any store.
 //!
+//! Protocols are features (`namebump`, `mqtt`, `sidewire`, `drayer`), so
+//! firmware compiles only what it uses; [`time`] is the monotonic clock
+//! every state machine takes as an argument.
+//!
 //! A namebump PUT from client to server, with no heap and no I/O:
 //!
 //! ```
+//! # #[cfg(feature = "namebump")] {
 //! use keyway_core::namebump::freshness::check_freshness;
 //! use keyway_core::namebump::{Op, Packet, packet::MAX_PACKET_LEN};
 //! use keyway_core::{ecies, Keypair};
@@ -42,6 +47,7 @@
 //! assert_eq!(request.verify_self_signed()?, *owner.public());
 //! check_freshness(now, request.updated, request.ttl)?;
 //! assert_eq!(request.value, b"hello world");
+//! # }
 //! # Ok::<(), Box<dyn core::error::Error>>(())
 //! ```
 #![no_std]
@@ -58,14 +64,19 @@ extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+#[cfg(feature = "drayer")]
 pub mod drayer;
 pub mod ecies;
 pub mod identity;
+#[cfg(feature = "mqtt")]
 pub mod mqtt;
+#[cfg(feature = "namebump")]
 pub mod namebump;
 pub mod rate;
+#[cfg(feature = "sidewire")]
 pub mod sidewire;
 pub mod signature;
+pub mod time;
 
 pub use identity::{KeyError, Keypair, PublicKey};
 /// The RNG traits the core takes randomness through.
