@@ -73,8 +73,15 @@ pub(crate) trait WriteTx {
     }
     /// Inserts an address row and returns its id.
     async fn insert_ip(&mut self, ip: &IpKey, now: i64) -> Result<i64, Self::Error>;
-    /// Live names of a quota row.
-    async fn row_used(&mut self, af: i64, ip_id: i64, cutoff: i64) -> Result<i64, Self::Error>;
+    /// What quota row `(af, ip_id)` holds: live names (timestamp above
+    /// `cutoff`), and its tombstones dated at or after `since` and before.
+    async fn row_counts(
+        &mut self,
+        af: i64,
+        ip_id: i64,
+        cutoff: i64,
+        since: f64,
+    ) -> Result<RowCounts, Self::Error>;
     /// The live name of a quota row claimed longest ago, if claimed at or
     /// before `claimed_before`.
     async fn bump_victim(
@@ -106,9 +113,6 @@ pub(crate) trait WriteTx {
     /// Turns a bumped name, still live in quota row `(af, ip_id)`, into a
     /// tombstone keeping its `updated`.
     async fn bury(&mut self, id: i64, af: i64, ip_id: i64) -> Result<u64, Self::Error>;
-    /// Tombstones of the quota row `(af, ip_id)` dated at or after `since`.
-    async fn row_tombstones(&mut self, af: i64, ip_id: i64, since: f64)
-    -> Result<i64, Self::Error>;
     /// Deletes the quota row's tombstones dated before `before`.
     async fn drop_row_tombstones(
         &mut self,
@@ -119,6 +123,14 @@ pub(crate) trait WriteTx {
     /// Deletes names at or below `cutoff` and tombstones older than
     /// `tombstone_cutoff`, then addresses no name refers to.
     async fn purge(&mut self, cutoff: i64, tombstone_cutoff: f64) -> Result<Purged, Self::Error>;
+}
+
+/// A quota row's contents, as a claim needs them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RowCounts {
+    pub(crate) live: i64,
+    pub(crate) young_tombstones: i64,
+    pub(crate) old_tombstones: i64,
 }
 
 /// A guarded write must have changed exactly its one row.
@@ -247,35 +259,31 @@ pub(crate) async fn put<T: WriteTx>(
         IpRow::Exists(id) => Some(id),
         IpRow::Creatable => None,
     };
+    let in_place = existing.is_some_and(|e| e.af == af && Some(e.ip_id) == existing_ip);
     // A name no row holds adds a row: only while the source's young
     // tombstones are under their allowance (a PUT/DEL flood on fresh names
     // otherwise grows storage by a row per cycle). Older tombstones refuse
     // nothing fresh any more (see `purge`) and are dropped below.
     let tombstones_since = now - limits.tombstone_lifetime() as f64;
+    let counts = match existing_ip {
+        Some(id) if !in_place => tx.row_counts(af, id, cutoff, tombstones_since).await?,
+        _ => RowCounts::default(),
+    };
     if matches!(row, Row::Absent)
-        && let Some(id) = existing_ip
-        && tx.row_tombstones(af, id, tombstones_since).await?
-            >= i64::from(limits.tombstones_per_address)
+        && counts.young_tombstones >= i64::from(limits.tombstones_per_address)
     {
         return Ok(PutOutcome::AtQuota);
     }
-    let in_place = existing.is_some_and(|e| e.af == af && Some(e.ip_id) == existing_ip);
     let mut victim = None;
-    if !in_place {
-        let used = match existing_ip {
-            Some(id) => tx.row_used(af, id, cutoff).await?,
-            None => 0,
+    if !in_place && counts.live >= i64::from(limits.names_for(&r.ip)) {
+        let Some(id) = existing_ip.filter(|_| r.bump) else {
+            return Ok(PutOutcome::AtQuota);
         };
-        if used >= i64::from(limits.names_for(&r.ip)) {
-            let Some(id) = existing_ip.filter(|_| r.bump) else {
-                return Ok(PutOutcome::AtQuota);
-            };
-            let claimed_before = now.floor() as i64 - limits.name_lifetime;
-            let Some(v) = tx.bump_victim(af, id, cutoff, claimed_before).await? else {
-                return Ok(PutOutcome::AtQuota);
-            };
-            victim = Some(v);
-        }
+        let claimed_before = now.floor() as i64 - limits.name_lifetime;
+        let Some(v) = tx.bump_victim(af, id, cutoff, claimed_before).await? else {
+            return Ok(PutOutcome::AtQuota);
+        };
+        victim = Some(v);
     }
 
     // Every check passed: from here on the write happens.
@@ -283,7 +291,7 @@ pub(crate) async fn put<T: WriteTx>(
         Some(id) => id,
         None => tx.insert_ip(&r.ip, now.floor() as i64).await?,
     };
-    if matches!(row, Row::Absent) {
+    if matches!(row, Row::Absent) && counts.old_tombstones > 0 {
         // Before `bury`: its tombstone keeps an old `updated`, and the
         // purge, not this insert, collects it.
         tx.drop_row_tombstones(af, ip_id, tombstones_since).await?;

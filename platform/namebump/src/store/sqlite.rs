@@ -24,7 +24,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use tokio::sync::mpsc;
 
 use super::dialect::{Backend, Queries};
-use super::rules::{self, Existing, NameWrite, WriteTx};
+use super::rules::{self, Existing, NameWrite, RowCounts, WriteTx};
 use super::writer::{self, Applied, Job, MAX_BATCH};
 use super::{
     DelOutcome, DelRequest, IpKey, Limits, NameRecord, NameStore, Purged, PutOutcome, PutRequest,
@@ -325,10 +325,22 @@ impl WriteTx for SqliteTx<'_> {
         Ok(self.tx.last_insert_rowid())
     }
 
-    async fn row_used(&mut self, af: i64, ip_id: i64, cutoff: i64) -> Result<i64, rusqlite::Error> {
+    async fn row_counts(
+        &mut self,
+        af: i64,
+        ip_id: i64,
+        cutoff: i64,
+        since: f64,
+    ) -> Result<RowCounts, rusqlite::Error> {
         self.tx
-            .prepare_cached(self.q.row_used.as_str())?
-            .query_row(params![af, ip_id, cutoff], |r| r.get(0))
+            .prepare_cached(self.q.row_counts.as_str())?
+            .query_row(params![af, cutoff, af, since, af, since, af, ip_id], |r| {
+                Ok(RowCounts {
+                    live: r.get(0)?,
+                    young_tombstones: r.get(1)?,
+                    old_tombstones: r.get(2)?,
+                })
+            })
     }
 
     async fn bump_victim(
@@ -403,17 +415,6 @@ impl WriteTx for SqliteTx<'_> {
             .prepare_cached(self.q.bury.as_str())?
             .execute(params![&b""[..], id, af, ip_id])?;
         Ok(rows as u64)
-    }
-
-    async fn row_tombstones(
-        &mut self,
-        af: i64,
-        ip_id: i64,
-        since: f64,
-    ) -> Result<i64, rusqlite::Error> {
-        self.tx
-            .prepare_cached(self.q.row_tombstones.as_str())?
-            .query_row(params![ip_id, af, since], |r| r.get(0))
     }
 
     async fn drop_row_tombstones(

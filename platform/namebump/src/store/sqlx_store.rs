@@ -27,7 +27,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::db_metrics::{DbMetrics, RetryReason};
 use super::dialect::{Backend, Queries};
-use super::rules::{self, Existing, NameWrite, WriteTx};
+use super::rules::{self, Existing, NameWrite, RowCounts, WriteTx};
 use super::writer::{Applied, Job};
 use super::{
     DelOutcome, DelRequest, IpKey, Limits, NameRecord, NameStore, Purged, PutOutcome, PutRequest,
@@ -491,14 +491,29 @@ impl WriteTx for SqlxTx<'_> {
         Ok(find.fetch_one(self.c()).await?.try_get(0)?)
     }
 
-    async fn row_used(&mut self, af: i64, ip_id: i64, cutoff: i64) -> Result<i64, TxError> {
-        self.count(
-            sqlx::query(self.q.row_used.clone())
-                .bind(af)
-                .bind(ip_id)
-                .bind(cutoff),
-        )
-        .await
+    async fn row_counts(
+        &mut self,
+        af: i64,
+        ip_id: i64,
+        cutoff: i64,
+        since: f64,
+    ) -> Result<RowCounts, TxError> {
+        let row = sqlx::query(self.q.row_counts.clone())
+            .bind(af)
+            .bind(cutoff)
+            .bind(af)
+            .bind(since)
+            .bind(af)
+            .bind(since)
+            .bind(af)
+            .bind(ip_id)
+            .fetch_one(self.c())
+            .await?;
+        Ok(RowCounts {
+            live: row.try_get(0)?,
+            young_tombstones: row.try_get(1)?,
+            old_tombstones: row.try_get(2)?,
+        })
     }
 
     async fn bump_victim(
@@ -565,14 +580,6 @@ impl WriteTx for SqlxTx<'_> {
             .bind(af)
             .bind(ip_id);
         self.changed(query).await
-    }
-
-    async fn row_tombstones(&mut self, af: i64, ip_id: i64, since: f64) -> Result<i64, TxError> {
-        let query = sqlx::query(self.q.row_tombstones.clone())
-            .bind(ip_id)
-            .bind(af)
-            .bind(since);
-        self.count(query).await
     }
 
     async fn drop_row_tombstones(
