@@ -26,6 +26,7 @@ mod dialect;
 mod rules;
 mod sqlite;
 mod sqlx_store;
+mod wal_sync;
 mod writer;
 
 use std::future::Future;
