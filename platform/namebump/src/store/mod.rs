@@ -26,7 +26,6 @@ mod dialect;
 mod rules;
 mod sqlite;
 mod sqlx_store;
-mod wal_sync;
 mod writer;
 
 use std::future::Future;

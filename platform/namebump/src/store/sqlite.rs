@@ -7,11 +7,8 @@
 //!   each batch (`writer.rs`) in one transaction with cached statements: one
 //!   thread hand-off per batch, not per statement.
 //!
-//! Durability: WAL, and a write is on disk before it is acknowledged: the
-//! writer commits without waiting for the disk and `wal_sync.rs` answers
-//! each batch after an fsync of the WAL that began once it had committed
-//! (issue 12: the fsync inside the writer was the claims' ceiling). WAL
-//! checkpoints (copying the log back into the
+//! Durability: WAL with `synchronous = FULL`, so a write is on disk before
+//! it is acknowledged. WAL checkpoints (copying the log back into the
 //! database, with an fsync) run on a thread of their own rather than inside
 //! whichever commit crosses SQLite's threshold: that stall was the PUT
 //! latency tail.
@@ -28,7 +25,6 @@ use tokio::sync::mpsc;
 
 use super::dialect::{Backend, Queries};
 use super::rules::{self, Existing, NameWrite, WriteTx};
-use super::wal_sync::{self, Committed};
 use super::writer::{self, Applied, Job, MAX_BATCH};
 use super::{
     DelOutcome, DelRequest, IpKey, Limits, NameRecord, NameStore, Purged, PutOutcome, PutRequest,
@@ -48,16 +44,10 @@ pub(crate) struct SqliteStore {
 }
 
 fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
-    connect_with(path, "FULL")
-}
-
-/// `synchronous` is FULL but for the writer's connection, whose commits
-/// `wal_sync.rs` makes durable (checkpoints fsync the WAL first in both).
-fn connect_with(path: &Path, synchronous: &str) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
     // Checkpoints are the `checkpointer` thread's job.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
@@ -94,33 +84,16 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`, migrates it
     /// and starts the writer thread.
     pub(crate) fn open(path: &Path, limits: Limits) -> Result<Self, StoreError> {
-        let mut conn = connect_with(path, "NORMAL")?;
-        // Commits are made durable by an fsync of the WAL file, which a
-        // database that is not in WAL mode does not write to.
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Sqlite(format!(
-                "{} cannot use WAL (journal mode {mode})",
-                path.display()
-            )));
-        }
+        let mut conn = connect(path)?;
         for step in Backend::Sqlite.schema() {
             conn.execute_batch(step.statement)?;
         }
         let queries = Arc::new(Queries::new(Backend::Sqlite));
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        // Batches, not writes: the writer waits when this many are committed
-        // and still waiting for their fsync.
-        let (synced, to_sync) = std::sync::mpsc::sync_channel(4 * MAX_BATCH);
-        let wal = wal_sync::wal_path(path);
-        std::thread::Builder::new()
-            .name("keyway-sqlite-sync".into())
-            .spawn(move || wal_sync::sync_loop(wal, to_sync))
-            .map_err(|e| StoreError::BatchFailed(format!("cannot start the syncer: {e}")))?;
         let q = queries.clone();
         std::thread::Builder::new()
             .name("keyway-sqlite-writer".into())
-            .spawn(move || write_loop(&mut conn, &q, &limits, rx, &synced))
+            .spawn(move || write_loop(&mut conn, &q, &limits, rx))
             .map_err(|e| StoreError::BatchFailed(format!("cannot start the writer: {e}")))?;
         let (checkpoints, alive) = (connect(path)?, tx.downgrade());
         std::thread::Builder::new()
@@ -228,15 +201,8 @@ fn run_now<F: Future>(future: F) -> F::Output {
     }
 }
 
-/// The writer thread: drains the queue in batches until every sender is
-/// gone, and hands each committed batch to the syncer to be answered.
-fn write_loop(
-    conn: &mut Connection,
-    q: &Queries,
-    limits: &Limits,
-    mut rx: mpsc::Receiver<Job>,
-    syncer: &std::sync::mpsc::SyncSender<Committed>,
-) {
+/// The writer thread: drains the queue in batches until every sender is gone.
+fn write_loop(conn: &mut Connection, q: &Queries, limits: &Limits, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -246,23 +212,13 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        let committed: Committed = match run_batch(conn, q, limits, &batch) {
-            Ok(results) => batch.drain(..).zip(results.into_iter().map(Ok)).collect(),
-            Err(e) => {
-                // Nothing committed: run each on its own, so one failing
-                // write cannot fail the others.
-                tracing::warn!(error = %e, writes = batch.len(), "write batch failed; retrying singly");
-                batch
-                    .drain(..)
-                    .map(|job| {
-                        let single = run_batch(conn, q, limits, std::slice::from_ref(&job));
-                        let result = single.map_err(StoreError::from).and_then(writer::only);
-                        (job, result)
-                    })
-                    .collect()
+        let result = run_batch(conn, q, limits, &batch);
+        if writer::deliver(&mut batch, result) {
+            for job in batch.drain(..) {
+                let single = run_batch(conn, q, limits, std::slice::from_ref(&job));
+                job.finish(single.map_err(StoreError::from).and_then(writer::only));
             }
-        };
-        wal_sync::hand_over(syncer, committed);
+        }
     }
 }
 
