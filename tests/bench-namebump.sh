@@ -10,6 +10,12 @@
 #
 #   bash tests/bench-namebump.sh [SECONDS] [CLIENTS]
 #   SQLITE_ONLY=1 bash tests/bench-namebump.sh   # Keyway on SQLite only
+#
+# Server and generator share the CPU, and on a machine where other
+# sessions are busy, Linux autogroup scheduling gives this session a fair
+# share of it whatever the nice values: a figure that is flat across client
+# counts, with the server well under its cores, measures that share (check
+# `vmstat 1` for idle time before reading more into it; issue 12).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
