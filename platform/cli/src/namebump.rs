@@ -155,6 +155,11 @@ pub(crate) struct BenchArgs {
     /// GET:PUT ratio, e.g. 9:1, 1:0 (GETs only) or 0:1.
     #[arg(long, default_value = "1:1")]
     mix: String,
+    /// Every request claims a name never claimed before (the quota path),
+    /// from source addresses across 127.0.0.0/8, 20 claims each; reported
+    /// as claims/s. Needs a server on 127.0.0.0/8.
+    #[arg(long, conflicts_with = "mix")]
+    claims: bool,
     #[arg(long, value_enum, default_value_t = TransportArg::Udp)]
     transport: TransportArg,
     /// Per-request reply timeout, seconds.
@@ -407,8 +412,6 @@ async fn bench(args: BenchArgs) -> Result<()> {
         .next()
         .with_context(|| format!("{} resolves to no address", args.server.server))?;
     let report = bench::run(BenchConfig {
-        server,
-        server_pk: args.server.server_pk,
         clients: args.clients,
         duration: Duration::from_secs_f64(args.duration),
         mix,
@@ -417,10 +420,12 @@ async fn bench(args: BenchArgs) -> Result<()> {
             TransportArg::Tcp => BenchTransport::Tcp,
         },
         timeout: Duration::from_secs_f64(args.timeout),
-        names_per_client: 4,
         rate: args.rate,
+        claims: args.claims,
+        ..BenchConfig::new(server, args.server.server_pk)
     })
     .await?;
+    let mix = if args.claims { "claims" } else { &args.mix };
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     if args.server.json {
         let op = |s: &bench::OpStats| {
@@ -431,32 +436,39 @@ async fn bench(args: BenchArgs) -> Result<()> {
             "{}",
             json!({
                 "clients": args.clients, "transport": format!("{:?}", args.transport).to_lowercase(),
-                "mix": args.mix, "rate": args.rate, "seconds": report.elapsed.as_secs_f64(),
+                "mix": mix, "rate": args.rate, "seconds": report.elapsed.as_secs_f64(),
                 "ops_per_sec": report.ops_per_sec(), "get": op(&report.get), "put": op(&report.put),
+                "claim": op(&report.claim), "sources": report.sources,
                 "errors": report.errors, "timeouts": report.timeouts,
             })
         );
     } else {
         println!(
-            "{:.0} ops/s over {:.1} s ({} clients, {:?}, mix {}); errors {}, timeouts {}",
+            "{:.0} ops/s over {:.1} s ({} clients, {:?}, mix {mix}); errors {}, timeouts {}",
             report.ops_per_sec(),
             report.elapsed.as_secs_f64(),
             args.clients,
             args.transport,
-            args.mix,
             report.errors,
             report.timeouts
         );
-        for (name, s) in [("GET", &report.get), ("PUT", &report.put)] {
+        for (name, unit, s) in [
+            ("GET", "/s", &report.get),
+            ("PUT", "/s", &report.put),
+            ("claims", " claims/s", &report.claim),
+        ] {
             if s.count > 0 {
                 println!(
-                    "  {name}: {:.0}/s  p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+                    "  {name}: {:.0}{unit}  p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
                     s.count as f64 / report.elapsed.as_secs_f64(),
                     ms(s.p50),
                     ms(s.p99),
                     ms(s.max)
                 );
             }
+        }
+        if report.sources > 0 {
+            println!("  from {} source addresses", report.sources);
         }
     }
     Ok(())

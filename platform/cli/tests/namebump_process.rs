@@ -496,3 +496,47 @@ fn a_bad_config_file_is_a_one_line_error_naming_file_and_line() {
         "{stderr}"
     );
 }
+
+/// `bench --claims` reports its figure as claims: in JSON a "claim" op with
+/// its rate and latencies, in text a claims/s line; the names are stored.
+#[test]
+fn bench_claims_reports_claims_and_stores_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), free_port());
+    let run = |extra: &[&str]| {
+        let mut args = vec!["namebump", "bench", "--claims", "--clients", "2"];
+        args.extend(["--duration", "1", "--timeout", "20"]);
+        args.extend(extra);
+        keyway(&client_args(&s, &args))
+    };
+    let out = run(&["--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let report = json(&out);
+    assert_eq!(report["mix"], "claims");
+    let claims = report["claim"]["count"].as_u64().unwrap();
+    assert!(claims > 0, "{report}");
+    assert_eq!(
+        (report["errors"].as_u64(), report["timeouts"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(report["put"]["count"], 0);
+    for field in ["per_sec", "p50_ms", "p99_ms", "max_ms"] {
+        assert!(
+            report["claim"][field].as_f64().unwrap() > 0.0,
+            "{field}: {report}"
+        );
+    }
+    let text = run(&[]);
+    assert!(text.status.success(), "{text:?}");
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains(" claims/s "), "{text}");
+    drop(s);
+    let conn = rusqlite::Connection::open(dir.path().join("nb.db")).unwrap();
+    let stored: i64 = conn
+        .query_row("SELECT COUNT(*) FROM names WHERE af = 2", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        stored as u64 >= claims,
+        "{stored} stored, {claims} in the first run"
+    );
+}

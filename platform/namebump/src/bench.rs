@@ -14,6 +14,13 @@
 //! ephemeral key ([`ecies::Sealing`]), with a fresh IV each: every request
 //! is still distinct (pkid, time, signature) and costs the server its full
 //! decryption, but the generator skips a scalar multiplication per request.
+//!
+//! With `claims` set, every request is a PUT of a name never claimed before
+//! (issue 12, "Speed"): the quota path, which refreshes never take. A
+//! server allows [`V4_NAME_LIMIT`] names per IPv4 address, so each worker
+//! walks its own run of 127.0.0.0/8 addresses, moving to the next (a new
+//! socket bound to it) after `claims_per_source` attempts. Claims are sent
+//! DONT_BUMP: a refusal means the walk went wrong, and counts as an error.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -21,7 +28,7 @@ use std::time::{Duration, Instant};
 use keyway_core::ecies;
 use keyway_core::namebump::packet::MAX_PACKET_LEN;
 use keyway_core::namebump::stream::{MAX_SEALED_REQUEST, SealedStream};
-use keyway_core::namebump::{DO_BUMP, Op, Packet};
+use keyway_core::namebump::{DO_BUMP, DONT_BUMP, Op, Packet, V4_NAME_LIMIT};
 use keyway_core::rand_core::{Rng, UnwrapErr};
 use keyway_core::{Keypair, PublicKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -56,6 +63,30 @@ pub struct BenchConfig {
     /// on a fixed schedule; `None` sends each request as soon as the
     /// previous reply arrives (maximum throughput).
     pub rate: Option<f64>,
+    /// Every request claims a fresh name (the mix is ignored).
+    pub claims: bool,
+    /// Claims sent from one source address before the next one is used;
+    /// at most the server's names per IPv4 address.
+    pub claims_per_source: usize,
+}
+
+impl BenchConfig {
+    /// A configuration with the defaults of `keyway namebump bench`.
+    pub fn new(server: SocketAddr, server_pk: PublicKey) -> Self {
+        Self {
+            server,
+            server_pk,
+            clients: 16,
+            duration: Duration::from_secs(10),
+            mix: (1, 1),
+            transport: BenchTransport::Udp,
+            timeout: Duration::from_secs(2),
+            names_per_client: 4,
+            rate: None,
+            claims: false,
+            claims_per_source: V4_NAME_LIMIT as usize,
+        }
+    }
 }
 
 /// Latency figures of one operation.
@@ -71,7 +102,12 @@ pub struct OpStats {
 pub struct BenchReport {
     pub elapsed: Duration,
     pub get: OpStats,
+    /// Refreshes: PUTs of names the worker already holds.
     pub put: OpStats,
+    /// PUTs of new names.
+    pub claim: OpStats,
+    /// Source addresses the claims came from.
+    pub sources: u64,
     /// Requests that got an error reply or a PUT rejection.
     pub errors: u64,
     pub timeouts: u64,
@@ -80,7 +116,8 @@ pub struct BenchReport {
 impl BenchReport {
     /// Successful operations per second over the run.
     pub fn ops_per_sec(&self) -> f64 {
-        (self.get.count + self.put.count) as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        (self.get.count + self.put.count + self.claim.count) as f64
+            / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
 
@@ -90,6 +127,8 @@ pub enum BenchError {
     Connect(SocketAddr, std::io::Error),
     #[error("worker {0} could not claim its names: {1}")]
     Setup(usize, String),
+    #[error("claims need a server on 127.0.0.0/8 (many source addresses), not {0}")]
+    ClaimsNeedLoopback(SocketAddr),
 }
 
 enum Conn {
@@ -97,8 +136,37 @@ enum Conn {
     Tcp(TcpStream, Box<SealedStream>),
 }
 
+/// A worker's walk over source addresses, in claims mode.
+struct Claims {
+    /// Index of the current source address (see [`loopback`]).
+    source: u32,
+    /// Added to `source` to reach the next one: the number of workers, so
+    /// workers interleave and never share an address.
+    stride: u32,
+    /// Claims sent from the current source.
+    sent: usize,
+    per_source: usize,
+    /// Unique to this run and worker; a counter completes each name.
+    prefix: String,
+    next: u64,
+    sources: u64,
+}
+
+/// The `n`th address of 127.0.0.0/8 the claims walk, none in 127.0.0.0/24
+/// (where 127.0.0.1 lives, and where the other workers' sources start) and
+/// none ending in .0 or .255.
+fn loopback(n: u32) -> Ipv4Addr {
+    const PER_24: u32 = 254;
+    let n = n % ((65_536 - 256) * PER_24);
+    let block = 256 + n / PER_24;
+    Ipv4Addr::from(0x7f00_0000 | (block << 8) | (1 + n % PER_24))
+}
+
 struct Worker {
     conn: Conn,
+    server: SocketAddr,
+    transport: BenchTransport,
+    claims: Option<Claims>,
     key: Keypair,
     reply: Keypair,
     names: Vec<Vec<u8>>,
@@ -107,42 +175,41 @@ struct Worker {
     timeout: Duration,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Get,
+    Put,
+    Claim,
+}
+
 enum Sample {
-    Ok(Op, Duration),
+    Ok(Kind, Duration),
     Error,
     Timeout,
 }
 
 impl Worker {
-    async fn connect(config: &BenchConfig, index: usize) -> Result<Self, BenchError> {
-        let source = match config.server.ip() {
+    async fn connect(config: &BenchConfig, index: usize, run: u32) -> Result<Self, BenchError> {
+        let claims = config.claims.then(|| Claims {
+            source: run.wrapping_add(index as u32),
+            stride: config.clients.max(1) as u32,
+            sent: 0,
+            per_source: config.claims_per_source.max(1),
+            prefix: format!("claim-{run:08x}-{index}-"),
+            next: 0,
+            sources: 1,
+        });
+        let source = match (config.server.ip(), &claims) {
+            (IpAddr::V4(v4), Some(c)) if v4.is_loopback() => IpAddr::V4(loopback(c.source)),
+            (_, Some(_)) => return Err(BenchError::ClaimsNeedLoopback(config.server)),
             // 127.0.0.0/8 is all ours: one source address per worker.
-            IpAddr::V4(v4) if v4.is_loopback() => {
+            (IpAddr::V4(v4), None) if v4.is_loopback() => {
                 IpAddr::V4(Ipv4Addr::from(0x7f00_0002 + (index % 1_000_000) as u32))
             }
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            (IpAddr::V4(_), None) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            (IpAddr::V6(_), None) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         };
-        let err = |e| BenchError::Connect(config.server, e);
-        let conn = match config.transport {
-            BenchTransport::Udp => {
-                let s = UdpSocket::bind((source, 0)).await.map_err(err)?;
-                s.connect(config.server).await.map_err(err)?;
-                Conn::Udp(s)
-            }
-            BenchTransport::Tcp => {
-                let s = if source.is_ipv6() {
-                    TcpSocket::new_v6()
-                } else {
-                    TcpSocket::new_v4()
-                }
-                .map_err(err)?;
-                s.bind((source, 0).into()).map_err(err)?;
-                let stream = s.connect(config.server).await.map_err(err)?;
-                stream.set_nodelay(true).map_err(err)?;
-                Conn::Tcp(stream, Box::new(SealedStream::new()))
-            }
-        };
+        let conn = open(config.server, config.transport, source).await?;
         let mut rng = UnwrapErr(getrandom::SysRng);
         let key = Keypair::generate(&mut rng);
         let reply = Keypair::generate(&mut rng);
@@ -152,6 +219,9 @@ impl Worker {
         let sealing = ecies::Sealing::new(&config.server_pk, &Keypair::generate(&mut rng));
         Ok(Self {
             conn,
+            server: config.server,
+            transport: config.transport,
+            claims,
             key,
             reply,
             names,
@@ -161,11 +231,35 @@ impl Worker {
         })
     }
 
+    /// A PUT of a name no one has claimed, from a source address with room
+    /// for it. Every attempt counts against its source, answered or not.
+    async fn claim(&mut self) -> Sample {
+        let Some(c) = self.claims.as_mut() else {
+            return Sample::Error;
+        };
+        if c.sent >= c.per_source {
+            c.source = c.source.wrapping_add(c.stride);
+            c.sent = 0;
+            c.sources += 1;
+            let source = IpAddr::V4(loopback(c.source));
+            match open(self.server, self.transport, source).await {
+                Ok(conn) => self.conn = conn,
+                Err(_) => return Sample::Error,
+            }
+        }
+        c.sent += 1;
+        let name = format!("{}{}", c.prefix, c.next).into_bytes();
+        c.next += 1;
+        match self.request(Op::Put, &name, DONT_BUMP).await {
+            Sample::Ok(_, t) => Sample::Ok(Kind::Claim, t),
+            other => other,
+        }
+    }
+
     /// One request, timed from the first byte sent to its matching reply.
-    async fn request(&mut self, op: Op, name_index: usize) -> Sample {
+    async fn request(&mut self, op: Op, name: &[u8], behavior: u8) -> Sample {
         let pkid = self.rng.next_u32().max(1);
         let now = SystemClock.now();
-        let name = self.names[name_index].clone();
         let mut value = [0u8; VALUE_LEN];
         let (value, signed) = match op {
             Op::Put => {
@@ -178,9 +272,9 @@ impl Worker {
             _ if matches!(self.conn, Conn::Udp(_)) => (&value[..], false),
             _ => (&value[..0], false),
         };
-        let mut p = Packet::new(op, pkid, now, &name, value);
+        let mut p = Packet::new(op, pkid, now, name, value);
         p.reply_pk = Some(*self.reply.public().as_bytes());
-        p.behavior = DO_BUMP;
+        p.behavior = behavior;
         if signed {
             if p.sign(&self.key).is_err() {
                 return Sample::Error;
@@ -204,8 +298,10 @@ impl Worker {
                 let rejected = reply_op == Op::Error || (op == Op::Put && updated == 0.0);
                 if rejected {
                     Sample::Error
+                } else if op == Op::Get {
+                    Sample::Ok(Kind::Get, arrived - started)
                 } else {
-                    Sample::Ok(op, arrived - started)
+                    Sample::Ok(Kind::Put, arrived - started)
                 }
             }
             Ok(None) => Sample::Error,
@@ -251,6 +347,35 @@ impl Worker {
     }
 }
 
+/// A socket from `source` to the server: a connected UDP socket or a TCP
+/// connection.
+async fn open(
+    server: SocketAddr,
+    transport: BenchTransport,
+    source: IpAddr,
+) -> Result<Conn, BenchError> {
+    let err = |e| BenchError::Connect(server, e);
+    Ok(match transport {
+        BenchTransport::Udp => {
+            let s = UdpSocket::bind((source, 0)).await.map_err(err)?;
+            s.connect(server).await.map_err(err)?;
+            Conn::Udp(s)
+        }
+        BenchTransport::Tcp => {
+            let s = if source.is_ipv6() {
+                TcpSocket::new_v6()
+            } else {
+                TcpSocket::new_v4()
+            }
+            .map_err(err)?;
+            s.bind((source, 0).into()).map_err(err)?;
+            let stream = s.connect(server).await.map_err(err)?;
+            stream.set_nodelay(true).map_err(err)?;
+            Conn::Tcp(stream, Box::new(SealedStream::new()))
+        }
+    })
+}
+
 fn matching(reply: &Keypair, sealed: &[u8], pkid: u32, out: &mut [u8]) -> Option<(Op, f64)> {
     decode_matching(ecies::open(reply, sealed, out).ok()?, pkid)
 }
@@ -276,19 +401,27 @@ fn stats(mut samples: Vec<Duration>) -> OpStats {
 /// Runs the benchmark and reports what it measured.
 pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     let mut workers = Vec::with_capacity(config.clients);
+    // Where this run's claims start: another run's addresses and names
+    // (on the same server) are elsewhere, but for a rare overlap.
+    let run_id = UnwrapErr(getrandom::SysRng).next_u32();
     for i in 0..config.clients.max(1) {
-        workers.push(Worker::connect(&config, i).await?);
+        workers.push(Worker::connect(&config, i, run_id).await?);
     }
     // Claim every name first, so GETs find values and PUTs are refreshes.
     let mut claims = tokio::task::JoinSet::new();
     for (i, mut w) in workers.into_iter().enumerate() {
         claims.spawn(async move {
-            for k in 0..w.names.len() {
+            let names = if w.claims.is_some() {
+                Vec::new()
+            } else {
+                w.names.clone()
+            };
+            for name in &names {
                 // Servers may drop a write under contention (the reference
                 // deadlocks on concurrent first writes: bug 12); try again.
                 let mut claimed = false;
                 for _ in 0..5 {
-                    if matches!(w.request(Op::Put, k).await, Sample::Ok(..)) {
+                    if matches!(w.request(Op::Put, name, DO_BUMP).await, Sample::Ok(..)) {
                         claimed = true;
                         break;
                     }
@@ -320,7 +453,8 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     let mut runs = tokio::task::JoinSet::new();
     for (i, mut w) in workers.into_iter().enumerate() {
         runs.spawn(async move {
-            let (mut get, mut put, mut errors, mut timeouts) = (Vec::new(), Vec::new(), 0, 0);
+            let (mut get, mut put, mut claim) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut errors, mut timeouts) = (0, 0);
             let mut n = i as u32;
             let mut next = interval.map(|gap| started + gap.mul_f64(i as f64 / clients as f64));
             while Instant::now() < deadline {
@@ -328,23 +462,33 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
                     tokio::time::sleep_until(at.into()).await;
                     next = Some(at + gap);
                 }
-                let op = if n % cycle < gets { Op::Get } else { Op::Put };
-                let name = n as usize % w.names.len();
-                n = n.wrapping_add(1);
-                match w.request(op, name).await {
-                    Sample::Ok(Op::Get, t) => get.push(t),
-                    Sample::Ok(_, t) => put.push(t),
+                let sample = if w.claims.is_some() {
+                    w.claim().await
+                } else {
+                    let op = if n % cycle < gets { Op::Get } else { Op::Put };
+                    let name = w.names[n as usize % w.names.len()].clone();
+                    n = n.wrapping_add(1);
+                    w.request(op, &name, DO_BUMP).await
+                };
+                match sample {
+                    Sample::Ok(Kind::Get, t) => get.push(t),
+                    Sample::Ok(Kind::Put, t) => put.push(t),
+                    Sample::Ok(Kind::Claim, t) => claim.push(t),
                     Sample::Error => errors += 1,
                     Sample::Timeout => timeouts += 1,
                 }
             }
-            (get, put, errors, timeouts)
+            let sources = w.claims.as_ref().map_or(0, |c| c.sources);
+            (get, put, claim, sources, errors, timeouts)
         });
     }
-    let (mut get, mut put, mut errors, mut timeouts) = (Vec::new(), Vec::new(), 0, 0);
-    while let Some(Ok((g, p, e, t))) = runs.join_next().await {
+    let (mut get, mut put, mut claim) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut sources, mut errors, mut timeouts) = (0, 0, 0);
+    while let Some(Ok((g, p, c, s, e, t))) = runs.join_next().await {
         get.extend(g);
         put.extend(p);
+        claim.extend(c);
+        sources += s;
         errors += e;
         timeouts += t;
     }
@@ -352,6 +496,8 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         elapsed: started.elapsed(),
         get: stats(get),
         put: stats(put),
+        claim: stats(claim),
+        sources,
         errors,
         timeouts,
     })
