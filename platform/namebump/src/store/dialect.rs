@@ -283,6 +283,8 @@ pub(crate) struct Queries {
     pub(crate) get_live: SqlStr,
     pub(crate) name_row: SqlStr,
     pub(crate) delete_expired: SqlStr,
+    pub(crate) name_row_with_address: SqlStr,
+    pub(crate) refresh_in_place: SqlStr,
     pub(crate) v4_id: SqlStr,
     pub(crate) v4_insert: SqlStr,
     pub(crate) v6_id: SqlStr,
@@ -336,6 +338,29 @@ impl Queries {
                 b.int("ip_id"),
                 b.int("timestamp")
             )),
+            // The lock-free fast path (`rules::put_without_locks`): the
+            // name's row with the address of its quota row.
+            name_row_with_address: b.sql(&format!(
+                "SELECT {}, n.owner_pub, n.value, {}, {}, {}, n.updated, {}, {}, {}, {}, {} \
+                 FROM names n LEFT JOIN ipv4s i4 ON n.af = 2 AND i4.id = n.ip_id \
+                 LEFT JOIN ipv6s i6 ON n.af = 10 AND i6.id = n.ip_id WHERE n.name = ?",
+                b.int("n.id"),
+                b.int("n.af"),
+                b.int("n.ip_id"),
+                b.int("n.timestamp"),
+                b.int("i4.v4_val"),
+                b.int("i6.v6_glob_main"),
+                b.int("i6.v6_glob_extra"),
+                b.int("i6.v6_lan_id"),
+                b.int("i6.v6_iface_id"),
+            )),
+            // Everything the decision read, guarded in the write: same
+            // owner, still live in the same quota row, and older.
+            refresh_in_place: b.sql(
+                "UPDATE names SET value = ?, timestamp = ?, updated = ? \
+                 WHERE id = ? AND owner_pub = ? AND af = ? AND ip_id = ? AND updated < ? \
+                 AND timestamp > ?",
+            ),
             delete_expired: b.sql("DELETE FROM names WHERE id = ? AND af <> 0 AND timestamp <= ?"),
             v4_id: b.sql(&format!("SELECT {id} FROM ipv4s WHERE v4_val = ?{lock}")),
             v4_insert: b.sql("INSERT INTO ipv4s (v4_val, timestamp) VALUES (?, ?)"),

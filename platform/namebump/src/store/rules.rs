@@ -154,6 +154,23 @@ pub(crate) struct NameWrite<'a> {
     pub(crate) updated: f64,
 }
 
+impl<'a> NameWrite<'a> {
+    /// `r` written into quota row `(af, ip_id)`.
+    fn of(r: &'a PutRequest, af: i64, ip_id: i64) -> Self {
+        Self {
+            name: &r.name,
+            value: &r.value,
+            owner: &r.owner,
+            af,
+            ip_id,
+            // The reference stores the client's `updated` rounded to whole
+            // seconds as the expiry anchor, and GET returns it.
+            timestamp: r.updated.round() as i64,
+            updated: r.updated,
+        }
+    }
+}
+
 /// Names whose timestamp is at or below this are expired.
 pub(crate) fn cutoff(limits: &Limits, now: f64) -> i64 {
     (now - limits.name_lifetime as f64).floor() as i64
@@ -219,6 +236,75 @@ async fn find_ip_row<T: WriteTx>(
     Ok(IpRow::Creatable)
 }
 
+/// What a PUT meets on a live name before anything else: another owner,
+/// or a request not newer than the stored write.
+fn judge_live(e: &Existing, r: &PutRequest) -> Option<PutOutcome> {
+    if e.owner != r.owner {
+        return Some(PutOutcome::NotOwner);
+    }
+    if r.updated <= e.updated {
+        // The other leg of the same request, or an older one that would
+        // change nothing: an idempotent success.
+        return Some(if r.value == e.value {
+            PutOutcome::Unchanged
+        } else {
+            PutOutcome::Stale
+        });
+    }
+    None
+}
+
+/// The statements of the lock-free fast path, outside any transaction:
+/// each is atomic on its own (issue 12).
+pub(crate) trait OptimisticTx: WriteTx {
+    /// The name's row and, for a live name, the address of its quota row.
+    async fn name_row_with_address(
+        &mut self,
+        name: &[u8],
+    ) -> Result<Option<(Existing, Option<IpKey>)>, Self::Error>;
+    /// Rewrites value and times of a name still live in the same quota
+    /// row, of the same owner, older than `row` and not expired.
+    async fn refresh_in_place(
+        &mut self,
+        id: i64,
+        row: &NameWrite<'_>,
+        cutoff: i64,
+    ) -> Result<u64, Self::Error>;
+}
+
+/// Decides a PUT from the name's row alone where no lock is needed: a
+/// refusal or idempotent repeat (nothing is written), or a refresh of a
+/// live name from the address that already holds it (its quota count does
+/// not change; one guarded UPDATE). `None`: the PUT claims, moves or
+/// revives a name, or the row changed between the read and the write; it
+/// goes the locking way (`put`). A refresh so takes two round trips on a
+/// server database instead of five.
+pub(crate) async fn put_without_locks<T: OptimisticTx>(
+    tx: &mut T,
+    limits: &Limits,
+    r: &PutRequest,
+    now: f64,
+) -> Result<Option<PutOutcome>, T::Error> {
+    let cutoff = cutoff(limits, now);
+    let Some((e, address)) = tx.name_row_with_address(&r.name).await? else {
+        return Ok(None);
+    };
+    if e.af == AF_TOMBSTONE || e.timestamp <= cutoff {
+        return Ok(None);
+    }
+    if let Some(refused) = judge_live(&e, r) {
+        return Ok(Some(refused));
+    }
+    if address != Some(r.ip) {
+        return Ok(None);
+    }
+    let write = NameWrite::of(r, e.af, e.ip_id);
+    Ok(match tx.refresh_in_place(e.id, &write, cutoff).await? {
+        1 => Some(PutOutcome::Stored),
+        _ => None,
+    })
+}
+
 pub(crate) async fn put<T: WriteTx>(
     tx: &mut T,
     limits: &Limits,
@@ -227,19 +313,10 @@ pub(crate) async fn put<T: WriteTx>(
 ) -> Result<PutOutcome, T::Error> {
     let cutoff = cutoff(limits, now);
     let row = current_row(tx, &r.name, cutoff).await?;
-    if let Row::Live(e) = &row {
-        if e.owner != r.owner {
-            return Ok(PutOutcome::NotOwner);
-        }
-        if r.updated <= e.updated {
-            // The other leg of the same request, or an older one that
-            // would change nothing: an idempotent success.
-            return Ok(if r.value == e.value {
-                PutOutcome::Unchanged
-            } else {
-                PutOutcome::Stale
-            });
-        }
+    if let Row::Live(e) = &row
+        && let Some(refused) = judge_live(e, r)
+    {
+        return Ok(refused);
     }
     // Anyone may claim a deleted name (first come, first served), but only
     // with a request newer than its deletion: a replayed PUT of the old
@@ -299,17 +376,7 @@ pub(crate) async fn put<T: WriteTx>(
     if let Some(victim) = victim {
         guarded::<T>(tx.bury(victim, af, ip_id).await?)?;
     }
-    let write = NameWrite {
-        name: &r.name,
-        value: &r.value,
-        owner: &r.owner,
-        af,
-        ip_id,
-        // The reference stores the client's `updated` rounded to whole
-        // seconds as the expiry anchor, and GET returns it.
-        timestamp: r.updated.round() as i64,
-        updated: r.updated,
-    };
+    let write = NameWrite::of(r, af, ip_id);
     let created = now.floor() as i64;
     match &row {
         Row::Live(e) => guarded::<T>(tx.update_name(e.id, &write).await?)?,

@@ -27,7 +27,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::db_metrics::{DbMetrics, RetryReason};
 use super::dialect::{Backend, Queries};
-use super::rules::{self, Existing, NameWrite, RowCounts, WriteTx};
+use super::rules::{self, Existing, NameWrite, OptimisticTx, RowCounts, WriteTx};
 use super::writer::{Applied, Job};
 use super::{
     DelOutcome, DelRequest, IpKey, Limits, NameRecord, NameStore, Purged, PutOutcome, PutRequest,
@@ -147,6 +147,25 @@ impl SqlxStore {
     /// back if it was refused or had nothing to do.
     async fn attempt(&self, job: &Job) -> Result<Applied, TxError> {
         let mut conn = self.pool.acquire().await?;
+        // Without a transaction first, where every statement is atomic on
+        // its own (`rules::put_without_locks`, and a DEL, whose every
+        // write is one guarded statement): no BEGIN, no COMMIT, no lock.
+        let mut autocommit = SqlxTx {
+            c: &mut conn,
+            q: &self.queries,
+            metrics: &self.metrics,
+        };
+        match job {
+            Job::Put(r, now, _) => {
+                if let Some(outcome) =
+                    rules::put_without_locks(&mut autocommit, &self.limits, r, *now).await?
+                {
+                    return Ok(Applied::Put(outcome));
+                }
+            }
+            Job::Del(..) => return job.apply(&mut autocommit, &self.limits).await,
+            Job::Purge(..) => {}
+        }
         let started = Instant::now();
         self.metrics.round_trip();
         let mut tx = conn.begin().await?;
@@ -249,6 +268,76 @@ impl NameStore for SqlxStore {
 
     async fn purge_expired(&self, now: f64) -> Result<Purged, StoreError> {
         self.submit(|tx| Job::Purge(now, tx)).await
+    }
+}
+
+impl OptimisticTx for SqlxTx<'_> {
+    async fn name_row_with_address(
+        &mut self,
+        name: &[u8],
+    ) -> Result<Option<(Existing, Option<IpKey>)>, TxError> {
+        let row = sqlx::query(self.q.name_row_with_address.clone())
+            .bind(name.to_vec())
+            .fetch_optional(self.c())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let existing = Existing {
+            id: row.try_get(0)?,
+            owner: owner(&row, 1)?,
+            value: row.try_get(2)?,
+            af: row.try_get(3)?,
+            ip_id: row.try_get(4)?,
+            timestamp: row.try_get(5)?,
+            updated: row.try_get(6)?,
+        };
+        let v4: Option<i64> = row.try_get(7)?;
+        let v6: [Option<i64>; 4] = [
+            row.try_get(8)?,
+            row.try_get(9)?,
+            row.try_get(10)?,
+            row.try_get(11)?,
+        ];
+        // Columns out of their types' range cannot be an address a
+        // request comes from: no address, so the locking path decides.
+        let address = match (v4, v6) {
+            (Some(v4), _) => u32::try_from(v4).ok().map(IpKey::V4),
+            (None, [Some(main), Some(extra), Some(lan), Some(iface)]) => {
+                match (
+                    u32::try_from(main),
+                    u16::try_from(extra),
+                    u16::try_from(lan),
+                ) {
+                    (Ok(glob_main), Ok(glob_extra), Ok(lan_id)) => Some(IpKey::V6(Ipv6Parts {
+                        glob_main,
+                        glob_extra,
+                        lan_id,
+                        iface_id: iface as u64,
+                    })),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        Ok(Some((existing, address)))
+    }
+
+    async fn refresh_in_place(
+        &mut self,
+        id: i64,
+        row: &NameWrite<'_>,
+        cutoff: i64,
+    ) -> Result<u64, TxError> {
+        let query = sqlx::query(self.q.refresh_in_place.clone())
+            .bind(row.value.to_vec())
+            .bind(row.timestamp)
+            .bind(row.updated)
+            .bind(id)
+            .bind(row.owner.to_vec())
+            .bind(row.af)
+            .bind(row.ip_id)
+            .bind(row.updated)
+            .bind(cutoff);
+        self.changed(query).await
     }
 }
 
