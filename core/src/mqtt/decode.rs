@@ -123,7 +123,6 @@ pub fn decode(buf: &[u8], max_packet: usize) -> Result<Option<(Packet<'_>, usize
     Ok(Some((packet, total)))
 }
 
-
 fn empty<'a>(flags: u8, body: &[u8], packet: Packet<'a>) -> Result<Packet<'a>, MqttError> {
     expect(flags == 0 && body.is_empty(), "packet that must be empty")?;
     Ok(packet)
@@ -232,7 +231,6 @@ impl<'a> Iterator for Filters<'a> {
         Some(item)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -156,7 +156,6 @@ pub fn encode_disconnect(out: &mut [u8]) -> Result<usize, MqttError> {
     write(out, 0xe0, 0, |_| {})
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +170,4 @@ mod tests {
             assert_eq!((value, 1 + used + value), (len, n));
         }
     }
-
 }

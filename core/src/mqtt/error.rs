@@ -36,7 +36,6 @@ impl fmt::Display for MqttError {
 
 impl core::error::Error for MqttError {}
 
-
 /// `Ok` if `ok`, else [`MqttError::Malformed`] naming `what`.
 pub(super) fn expect(ok: bool, what: &'static str) -> Result<(), MqttError> {
     if ok {

@@ -133,7 +133,11 @@ mod tests {
         assert_eq!(inbox.push(&[5, 6, 7]), 2);
         assert_eq!(inbox.window(), &[3, 4, 5, 6]);
         inbox.lend(3);
-        assert_eq!(inbox.window(), &[3, 4, 5, 6], "lent bytes stay until released");
+        assert_eq!(
+            inbox.window(),
+            &[3, 4, 5, 6],
+            "lent bytes stay until released"
+        );
         assert_eq!(inbox.push(&[7]), 1);
         assert_eq!(inbox.window(), &[6, 7]);
     }

@@ -22,7 +22,6 @@ pub(super) fn remaining_length(buf: &[u8]) -> Result<Option<(usize, usize)>, Mqt
     Ok(None)
 }
 
-
 /// Encodes `len` into `out`; returns how many bytes it took. `len` must be
 /// at most [`MAX_REMAINING`].
 pub(super) fn encode_remaining_length(len: usize, out: &mut [u8; 4]) -> usize {

@@ -76,7 +76,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Outbox<B> {
     ) -> Result<usize, Refused> {
         let limit = self.capacity().saturating_sub(reserve);
         for attempt in 0..2 {
-            let tail = self.buf.as_mut().get_mut(self.end..limit).unwrap_or_default();
+            let tail = self
+                .buf
+                .as_mut()
+                .get_mut(self.end..limit)
+                .unwrap_or_default();
             match encode(tail) {
                 Ok(n) => {
                     self.end += n;
@@ -163,8 +167,15 @@ mod tests {
         outbox.open();
         outbox.push(2, bytes(b"abcd")).unwrap();
         assert_eq!(outbox.push(2, bytes(b"efg")), Err(Refused::Full));
-        assert_eq!(outbox.push(0, bytes(b"efg")), Ok(3), "the reserve is for this");
-        assert!(matches!(outbox.push(2, bytes(b"123456789")), Err(Refused::Never(_))));
+        assert_eq!(
+            outbox.push(0, bytes(b"efg")),
+            Ok(3),
+            "the reserve is for this"
+        );
+        assert!(matches!(
+            outbox.push(2, bytes(b"123456789")),
+            Err(Refused::Never(_))
+        ));
         let mut out = [0u8; 5];
         assert_eq!(outbox.pop(&mut out), 5);
         assert_eq!(outbox.push(2, bytes(b"xyz")), Ok(3), "compacted");

@@ -311,12 +311,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Session<B> {
         let mut outbox = Outbox::new(outbox);
         let keep_alive = u16::try_from(config.keep_alive.as_secs()).unwrap_or(u16::MAX);
         let connect_len = outbox
-            .push(PING_RESERVE, |out| encode_connect(client_id, keep_alive, out))
+            .push(PING_RESERVE, |out| {
+                encode_connect(client_id, keep_alive, out)
+            })
             .map_err(|e| match e {
-                Refused::Full => SessionError::Connect(MqttError::BufferTooSmall {
-                    needed: 0,
-                    got: 0,
-                }),
+                Refused::Full => {
+                    SessionError::Connect(MqttError::BufferTooSmall { needed: 0, got: 0 })
+                }
                 Refused::Never(e) => SessionError::Connect(e),
             })?;
         Ok(Self {
@@ -677,7 +678,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Session<B> {
             self.heard = true;
         }
         match (self.phase, packet) {
-            (Phase::Connecting, Packet::Connack { session_present, return_code }) => {
+            (
+                Phase::Connecting,
+                Packet::Connack {
+                    session_present,
+                    return_code,
+                },
+            ) => {
                 if session_present || return_code != 0 {
                     self.close(CloseReason::Refused(Refusal::Connack {
                         session_present,
@@ -694,13 +701,16 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Session<B> {
                 self.close(CloseReason::Refused(Refusal::Unexpected { packet_type }));
                 return false;
             }
-            (_, Packet::Publish {
-                topic,
-                qos,
-                packet_id,
-                payload,
-                ..
-            }) => {
+            (
+                _,
+                Packet::Publish {
+                    topic,
+                    qos,
+                    packet_id,
+                    payload,
+                    ..
+                },
+            ) => {
                 // One parse: the ranges come from the slices it returned.
                 let payload_start = used - payload.len();
                 let topic_end = payload_start - if qos == QoS::AtLeastOnce { 2 } else { 0 };
@@ -728,10 +738,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Session<B> {
                 self.ready = Some(ready);
                 return true;
             }
-            (_, Packet::Suback {
-                packet_id,
-                return_codes,
-            }) => {
+            (
+                _,
+                Packet::Suback {
+                    packet_id,
+                    return_codes,
+                },
+            ) => {
                 let code = return_codes.iter().copied().find(|c| *c > 1);
                 let granted = return_codes.first().copied();
                 match self
