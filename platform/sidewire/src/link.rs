@@ -334,10 +334,12 @@ impl Shell {
         machine_time(self.origin)
     }
 
-    /// Writes all the session has to send. Each write races the session's
-    /// timers, so a write the broker does not take ends at its deadline.
-    async fn flush(&mut self) -> std::io::Result<()> {
+    /// Writes all the session has to send; says whether there was any.
+    /// Each write races the session's timers, so a write the broker does
+    /// not take ends at its deadline.
+    async fn flush(&mut self) -> std::io::Result<bool> {
         let origin = self.origin;
+        let mut wrote = false;
         while let Some(transmit) = self
             .session
             .poll_transmit(machine_time(origin), &mut self.tx)
@@ -354,14 +356,15 @@ impl Shell {
                     () = sleep_until(wake) => {
                         self.session.handle_timeout(machine_time(origin));
                         if self.session.is_closed() {
-                            return Ok(());
+                            return Ok(wrote);
                         }
                     }
                 }
             }
             self.session.handle_written(machine_time(origin));
+            wrote = true;
         }
-        Ok(())
+        Ok(wrote)
     }
 
     /// Waits for bytes from the broker, a command (if `commands` is given)
@@ -401,22 +404,24 @@ impl Shell {
         deliver: &mut impl FnMut(&[u8], &[u8]),
     ) -> std::io::Result<()> {
         let mut at = 0;
-        // Each round takes bytes, or frees room by draining events and
-        // writing PUBACKs; two rounds in a row without bytes is a bug.
-        let mut idle = 0;
-        while at < n && idle < 2 {
+        // Each round takes bytes, delivers messages or writes PUBACKs (which
+        // frees room to read the packets behind them); a round with none of
+        // these ends the loop. A queue full of PUBLISHes holds back a few
+        // rounds' worth of PUBACKs at most; the bound is generous.
+        for _ in 0..=2 * n + 64 {
             let took = self
                 .session
                 .handle_received(machine_time(self.origin), &self.chunk[at..n]);
             at += took;
-            idle = if took == 0 { idle + 1 } else { 0 };
+            let mut delivered = false;
             while let Some(event) = self.session.poll_event() {
                 if let Event::Message { topic, payload } = event {
                     deliver(topic, payload);
+                    delivered = true;
                 }
             }
-            self.flush().await?;
-            if self.session.is_closed() {
+            let wrote = self.flush().await?;
+            if self.session.is_closed() || (took == 0 && !delivered && !wrote) {
                 break;
             }
         }
