@@ -603,21 +603,38 @@ proptest! {
         garbage in proptest::collection::vec(any::<u8>(), 0..3000),
         chunk in 1usize..300,
         valid_prefix in any::<bool>(),
+        script in proptest::collection::vec(0u8..6, 1..40),
     ) {
         let mut s = fresh();
         let mut stream = if valid_prefix { conversation() } else { Vec::new() };
         stream.extend(garbage);
         let mut now = T0;
-        for piece in stream.chunks(chunk) {
+        let mut buf = [0u8; 64];
+        for (piece, step) in stream.chunks(chunk).zip(script.iter().cycle()) {
             // feed() asserts the session always takes bytes once drained.
             feed(&mut s, now, piece);
             now += Duration::from_millis(700);
-            s.handle_timeout(now);
-            sent(&mut s, now);
+            match step {
+                0 => s.handle_timeout(now),
+                1 => {
+                    let _ = s.handle_publish(now, b"dest", QoS::AtLeastOnce, &[7; 100]);
+                }
+                2 => {
+                    let _ = s.handle_subscribe(now, b"more", QoS::AtMostOnce);
+                }
+                // A write the broker never finishes.
+                3 => {
+                    let _ = s.poll_transmit(now, &mut buf);
+                }
+                4 => s.handle_disconnect(now),
+                _ => {
+                    sent(&mut s, now);
+                }
+            }
             events(&mut s);
+            // Memory is the two buffers given at creation; a live session
+            // always has a timer that will end or advance it.
+            prop_assert!(s.is_closed() || s.poll_timeout().is_some());
         }
-        // Memory is the two buffers given at creation; timers stay finite
-        // or the session is closed.
-        prop_assert!(s.is_closed() || s.poll_timeout().is_some());
     }
 }

@@ -25,8 +25,8 @@
 //! broker that stops reading closes the session as
 //! [`CloseReason::WriteStalled`] instead of wedging it).
 //!
-//! **Memory**: none of its own. The owner passes two buffers (`B`: an
-//! array in firmware, a `Vec` in the tokio shell): the inbox holds at most
+//! **Memory**: none of its own. The owner passes two buffers (`I`, `O`:
+//! arrays in firmware, `Vec`s in the tokio shell): the inbox holds at most
 //! one packet being reassembled (packets over
 //! [`SessionConfig::max_packet`] are skipped as they stream past, never
 //! buffered, spec §10 item 8) and the outbox is the bounded queue of bytes
@@ -247,11 +247,11 @@ struct Ready {
 }
 
 /// An MQTT 3.1.1 client session; see the module documentation.
-pub struct Session<B> {
+pub struct Session<I, O = I> {
     config: SessionConfig,
     phase: Phase,
-    inbox: Inbox<B>,
-    outbox: Outbox<B>,
+    inbox: Inbox<I>,
+    outbox: Outbox<O>,
     max_packet: usize,
     /// Bytes of CONNECT at the front of the outbox.
     connect_len: usize,
@@ -274,7 +274,7 @@ pub struct Session<B> {
     now: Instant,
 }
 
-impl<B> fmt::Debug for Session<B> {
+impl<I, O> fmt::Debug for Session<I, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("phase", &self.phase)
@@ -293,7 +293,11 @@ fn next_id(id: &mut u16) -> u16 {
     this
 }
 
-impl<B: AsRef<[u8]> + AsMut<[u8]>> Session<B> {
+impl<I, O> Session<I, O>
+where
+    I: AsRef<[u8]> + AsMut<[u8]>,
+    O: AsRef<[u8]> + AsMut<[u8]>,
+{
     /// A session about to connect: CONNECT (clean session, the keep-alive
     /// in whole seconds, `client_id`) is queued, to go when the transport
     /// is up. The handshake deadline runs from `now`.
@@ -301,8 +305,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Session<B> {
         now: Instant,
         config: SessionConfig,
         client_id: &[u8],
-        inbox: B,
-        outbox: B,
+        inbox: I,
+        outbox: O,
     ) -> Result<Self, SessionError> {
         let inbox = Inbox::new(inbox);
         if inbox.capacity() < 4 {
