@@ -10,6 +10,7 @@
 mod decode;
 mod encode;
 mod error;
+mod event;
 mod inbox;
 mod length;
 mod outbox;
