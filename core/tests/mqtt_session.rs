@@ -519,6 +519,22 @@ fn only_so_many_subscriptions_wait_for_their_suback() {
 }
 
 #[test]
+fn a_shell_that_never_polls_still_learns_that_the_session_closed() {
+    let mut s = established();
+    for id in 2..40u16 {
+        s.handle_subscribe(T0, b"more", QoS::AtLeastOnce).unwrap();
+        assert_eq!(s.handle_received(T0, &suback(id, 1)), 5);
+    }
+    s.handle_closed(T0);
+    let seen = events(&mut s);
+    assert_eq!(
+        seen.last(),
+        Some(&Seen::Closed(CloseReason::ConnectionLost))
+    );
+    assert!(seen.len() <= MAX_PENDING_SUBSCRIPTIONS + 2, "{seen:?}");
+}
+
+#[test]
 fn a_lost_transport_closes_the_session() {
     let mut s = established();
     s.handle_closed(T0);

@@ -144,7 +144,8 @@ const PING_RESERVE: usize = 4;
 /// SUBSCRIBEs that may await their SUBACK at once.
 pub const MAX_PENDING_SUBSCRIPTIONS: usize = 4;
 /// Owned events queued at once: Connected, one Subscribed per pending
-/// subscription, Closed; so it never overflows.
+/// subscription, Closed. A shell that subscribes again and again without
+/// polling loses the oldest Subscribed events; Closed always finds a slot.
 const EVENT_SLOTS: usize = MAX_PENDING_SUBSCRIPTIONS + 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +164,16 @@ enum Notice {
     Connected,
     Subscribed { packet_id: u16, qos: QoS },
     Closed(CloseReason),
+}
+
+impl From<Notice> for Event<'_> {
+    fn from(notice: Notice) -> Self {
+        match notice {
+            Notice::Connected => Event::Connected,
+            Notice::Subscribed { packet_id, qos } => Event::Subscribed { packet_id, qos },
+            Notice::Closed(reason) => Event::Closed(reason),
+        }
+    }
 }
 
 /// Where a PUBLISH's topic and payload sit in the inbox window, found by
@@ -515,19 +526,11 @@ where
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
         self.release();
         if let Some(notice) = self.pop_notice() {
-            return Some(match notice {
-                Notice::Connected => Event::Connected,
-                Notice::Subscribed { packet_id, qos } => Event::Subscribed { packet_id, qos },
-                Notice::Closed(reason) => Event::Closed(reason),
-            });
+            return Some(notice.into());
         }
         self.process();
         if let Some(notice) = self.pop_notice() {
-            return Some(match notice {
-                Notice::Connected => Event::Connected,
-                Notice::Subscribed { packet_id, qos } => Event::Subscribed { packet_id, qos },
-                Notice::Closed(reason) => Event::Closed(reason),
-            });
+            return Some(notice.into());
         }
         let ready = self.ready.take()?;
         self.inbox.lend(ready.used);
@@ -543,9 +546,12 @@ where
     }
 
     fn push_notice(&mut self, notice: Notice) {
-        // EVENT_SLOTS covers every notice that can be queued at once.
         if let Some(slot) = self.notices.iter_mut().find(|s| s.is_none()) {
             *slot = Some(notice);
+        } else {
+            // Full (see EVENT_SLOTS): the oldest goes.
+            self.notices.rotate_left(1);
+            self.notices[EVENT_SLOTS - 1] = Some(notice);
         }
     }
 
