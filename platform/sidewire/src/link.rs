@@ -1,29 +1,34 @@
-//! One MQTT connection to one broker (spec §2).
+//! One MQTT connection to one broker (spec §2): a tokio shell around
+//! [`keyway_core::mqtt::Session`], which makes every protocol decision.
 //!
-//! Connecting sends CONNECT (clean session, keep-alive), checks the CONNACK,
-//! subscribes to the node's own topic at QoS 1 and checks the SUBACK, all
-//! within one deadline. A task then owns the socket: it answers inbound QoS 1
-//! PUBLISHes with PUBACK, forwards their payloads, writes outbound
-//! PUBLISHes, pings every keep-alive period and closes the link when a
-//! PINGRESP does not come back in time (the reference never noticed a dead
-//! broker: spec §10 item 17). Frames are size-capped (item 8).
+//! The session queues CONNECT (clean session, keep-alive) and SUBSCRIBE
+//! (the node's own topic, QoS 1), checks CONNACK and SUBACK within one
+//! deadline, answers inbound QoS 1 PUBLISHes with PUBACK, skips oversize
+//! packets, numbers outbound PUBLISHes, pings every keep-alive period and
+//! closes when a PINGRESP does not come back in time (the reference never
+//! noticed a dead broker: spec §10 item 17). This file only moves bytes
+//! between the session and the socket, and sleeps until its timers.
 //!
-//! Every write has a deadline ([`LinkConfig::write_timeout`]): a broker
-//! that completes the handshake and then stops reading closes its link
-//! ([`BrokerLink::stalled`]) instead of wedging it, and
+//! Every write has a deadline ([`LinkConfig::write_timeout`], kept by the
+//! session): a broker that completes the handshake and then stops reading
+//! closes its link ([`BrokerLink::stalled`]) instead of wedging it, and
 //! [`BrokerLink::try_publish`] never waits for a slow link.
 
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use keyway_core::mqtt::{self, CONNACK_ACCEPTED, MqttError, Packet, QoS};
-use keyway_core::rand_core::{Rng, UnwrapErr};
+use keyway_core::mqtt::session::CONTROL_RESERVE;
+use keyway_core::mqtt::{CloseReason, CommandError, Event, QoS, Session, SessionConfig};
+use keyway_core::rand_core::UnwrapErr;
+use keyway_core::time::Instant as MachineInstant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, watch};
-use tokio::time::{Instant, timeout};
+use tokio::time::{Instant, sleep_until, timeout_at};
 
 /// How a link behaves.
 #[derive(Clone, Debug)]
@@ -47,6 +52,17 @@ impl Default for LinkConfig {
             connect_timeout: Duration::from_secs(2),
             max_packet: 64 * 1024,
             write_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl LinkConfig {
+    fn session(&self) -> SessionConfig {
+        SessionConfig {
+            keep_alive: self.keep_alive,
+            connect_timeout: self.connect_timeout,
+            write_timeout: self.write_timeout,
+            max_packet: self.max_packet,
         }
     }
 }
@@ -78,13 +94,21 @@ pub struct Inbound {
     pub payload: Vec<u8>,
 }
 
+/// A PUBLISH on its way to the link's task: topic then payload, in one
+/// allocation.
+#[derive(Debug)]
+struct Outbound {
+    bytes: Vec<u8>,
+    topic_len: usize,
+}
+
 /// A live MQTT connection; cloning shares it. Dropping the last clone
 /// ends it (with DISCONNECT).
 #[derive(Clone, Debug)]
 pub struct BrokerLink {
     broker: String,
     id: usize,
-    outbound: mpsc::Sender<Vec<u8>>,
+    outbound: mpsc::Sender<Outbound>,
     alive: watch::Receiver<bool>,
     /// Set when the link closed because a write missed its deadline.
     stalled: Arc<AtomicBool>,
@@ -92,12 +116,16 @@ pub struct BrokerLink {
     heard: Arc<AtomicBool>,
 }
 
-/// A client id like the reference's: 15 characters (spec §2.1).
-fn client_id() -> [u8; 15] {
-    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    let mut rng = UnwrapErr(getrandom::SysRng);
-    core::array::from_fn(|_| ALPHABET[(rng.next_u32() % ALPHABET.len() as u32) as usize])
-}
+/// PUBLISHes handed to the task and not yet in the session's queue.
+const COMMAND_QUEUE: usize = 256;
+/// The most written in one go (one syscall for many small PUBLISHes).
+const WRITE_BATCH: usize = 64 * 1024;
+/// The session's outbound queue, in bytes.
+const OUTBOX: usize = 4 * WRITE_BATCH;
+/// Room to read the packet id of an oversize QoS 1 PUBLISH behind the
+/// longest topic, so that it can be acknowledged (see the session).
+const MIN_INBOX: usize = 1 + 4 + 2 + 65_535 + 2;
+const READ_CHUNK: usize = 8192;
 
 impl BrokerLink {
     /// Connects to `broker` ("host:port"), subscribes to `topic` and starts
@@ -110,92 +138,79 @@ impl BrokerLink {
         inbound: mpsc::Sender<Inbound>,
     ) -> Result<Self, LinkError> {
         let name = broker.to_owned();
-        let handshake = async {
-            let stream = TcpStream::connect(broker)
-                .await
-                .map_err(|source| LinkError::Connect {
-                    broker: name.clone(),
-                    source,
-                })?;
-            stream.set_nodelay(true).ok();
-            let (mut read, mut write) = stream.into_split();
-            let mut buf = vec![0u8; 512];
-            let keep_alive = u16::try_from(config.keep_alive.as_secs()).unwrap_or(u16::MAX);
-            let n = mqtt::encode_connect(&client_id(), keep_alive, &mut buf).map_err(|e| {
-                LinkError::Refused {
-                    broker: name.clone(),
-                    what: e.to_string(),
-                }
-            })?;
-            let n2 =
-                mqtt::encode_subscribe(1, topic, QoS::AtLeastOnce, &mut buf[n..]).map_err(|e| {
-                    LinkError::Refused {
-                        broker: name.clone(),
-                        what: e.to_string(),
-                    }
-                })?;
-            let io = |source| LinkError::Connect {
-                broker: name.clone(),
-                source,
-            };
-            write.write_all(&buf[..n]).await.map_err(io)?;
-            let mut pending = Vec::new();
-            match read_packet(&mut read, &mut pending, config.max_packet)
-                .await
-                .map_err(io)?
-            {
-                Some(bytes) if bytes == CONNACK_ACCEPTED => {}
-                other => {
-                    let what = format!("CONNACK {:02x?}", other.unwrap_or_default());
-                    return Err(LinkError::Refused {
-                        broker: name.clone(),
-                        what,
-                    });
-                }
-            }
-            write.write_all(&buf[n..n + n2]).await.map_err(io)?;
-            let suback = read_packet(&mut read, &mut pending, config.max_packet)
-                .await
-                .map_err(io)?;
-            match suback
-                .as_deref()
-                .map(|b| mqtt::decode(b, config.max_packet))
-            {
-                Some(Ok(Some((
-                    Packet::Suback {
-                        packet_id: 1,
-                        return_codes,
-                    },
-                    _,
-                )))) if return_codes.iter().all(|c| *c <= 1) => {}
-                other => {
-                    let what = format!("SUBACK {other:?}");
-                    return Err(LinkError::Refused {
-                        broker: name.clone(),
-                        what,
-                    });
-                }
-            }
-            Ok((read, write, pending))
+        let refused = |what: String| LinkError::Refused {
+            broker: name.clone(),
+            what,
         };
-        let (read, write, pending) =
-            timeout(config.connect_timeout, handshake)
-                .await
-                .map_err(|_| LinkError::Timeout {
-                    broker: name.clone(),
-                })??;
-        let (outbound, commands) = mpsc::channel(256);
+        let io = |source| LinkError::Connect {
+            broker: name.clone(),
+            source,
+        };
+        let origin = Instant::now();
+        let client_id = Session::<Vec<u8>>::random_client_id(&mut UnwrapErr(getrandom::SysRng));
+        let mut session = Session::new(
+            MachineInstant::ZERO,
+            config.session(),
+            &client_id,
+            vec![0u8; config.max_packet.max(MIN_INBOX)],
+            vec![0u8; OUTBOX],
+        )
+        .map_err(|e| refused(e.to_string()))?;
+        session
+            .handle_subscribe(MachineInstant::ZERO, topic, QoS::AtLeastOnce)
+            .map_err(|e| refused(e.to_string()))?;
+        let deadline = origin + config.connect_timeout;
+        let stream = timeout_at(deadline, TcpStream::connect(broker))
+            .await
+            .map_err(|_| LinkError::Timeout {
+                broker: name.clone(),
+            })?
+            .map_err(io)?;
+        stream.set_nodelay(true).ok();
+        let (read, write) = stream.into_split();
+        let mut shell = Shell {
+            read,
+            write,
+            session,
+            origin,
+            chunk: vec![0u8; READ_CHUNK],
+            tx: vec![0u8; WRITE_BATCH],
+        };
+        shell.session.handle_connected(shell.now());
+        // The handshake: every step bounded by the session's deadline.
+        loop {
+            shell.flush().await.map_err(io)?;
+            if let Some(reason) = shell.session.close_reason() {
+                return Err(match reason {
+                    CloseReason::Malformed(e) => io(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        e.to_string(),
+                    )),
+                    CloseReason::Refused(_) | CloseReason::ConnectionLost => {
+                        refused(reason.to_string())
+                    }
+                    _ => LinkError::Timeout {
+                        broker: name.clone(),
+                    },
+                });
+            }
+            if shell.session.is_established() {
+                break;
+            }
+            match shell.wait(None).await.map_err(io)? {
+                Wake::Read(n) => shell.receive(n, &mut |_, _| {}).await.map_err(io)?,
+                Wake::Command(_) | Wake::Timer => {}
+            }
+        }
+        let (outbound, commands) = mpsc::channel(COMMAND_QUEUE);
         let (alive_tx, alive) = watch::channel(true);
         let stalled = Arc::new(AtomicBool::new(false));
         let heard = Arc::new(AtomicBool::new(false));
         tokio::spawn(run(
-            read,
-            write,
-            pending,
+            shell,
             commands,
             inbound,
             link,
-            config.clone(),
             (alive_tx, stalled.clone(), heard.clone()),
         ));
         Ok(Self {
@@ -242,16 +257,24 @@ impl BrokerLink {
         }
     }
 
-    fn frame(&self, topic: &[u8], payload: &[u8]) -> Result<Vec<u8>, LinkError> {
-        if !self.is_alive() {
+    fn frame(&self, topic: &[u8], payload: &[u8]) -> Result<Outbound, LinkError> {
+        if !self.is_alive() || topic.len() > usize::from(u16::MAX) {
             return Err(self.closed());
         }
-        let mut frame = vec![0u8; payload.len() + topic.len() + 16];
-        // The packet id is filled in by the task, which owns the counter.
-        let n = mqtt::encode_publish(topic, QoS::AtLeastOnce, 1, payload, &mut frame)
-            .map_err(|_| self.closed())?;
-        frame.truncate(n);
-        Ok(frame)
+        // Fixed header (at most 5), topic length, packet id: a PUBLISH the
+        // session's queue can never hold is refused here, not queued.
+        if 9 + topic.len() + payload.len() > OUTBOX - CONTROL_RESERVE {
+            return Err(LinkError::Busy {
+                broker: self.broker.clone(),
+            });
+        }
+        let mut bytes = Vec::with_capacity(topic.len() + payload.len());
+        bytes.extend_from_slice(topic);
+        bytes.extend_from_slice(payload);
+        Ok(Outbound {
+            bytes,
+            topic_len: topic.len(),
+        })
     }
 
     /// Publishes `payload` on `topic` at QoS 1, waiting while the link's
@@ -276,233 +299,221 @@ impl BrokerLink {
     }
 }
 
-/// Reads until one whole packet is buffered; returns its bytes (`None` at EOF).
-async fn read_packet(
-    read: &mut OwnedReadHalf,
-    pending: &mut Vec<u8>,
-    max_packet: usize,
-) -> std::io::Result<Option<Vec<u8>>> {
-    loop {
-        match mqtt::decode(pending, max_packet) {
-            Ok(Some((_, used))) => return Ok(Some(pending.drain(..used).collect())),
-            Ok(None) => {}
-            Err(e) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    e.to_string(),
-                ));
+/// What woke the shell.
+enum Wake {
+    Read(usize),
+    Command(Option<Outbound>),
+    Timer,
+}
+
+/// The socket, the session and the shell's two buffers.
+struct Shell {
+    read: OwnedReadHalf,
+    write: OwnedWriteHalf,
+    session: Session<Vec<u8>>,
+    origin: Instant,
+    chunk: Vec<u8>,
+    tx: Vec<u8>,
+}
+
+/// The session's time: microseconds since the link's origin.
+fn machine_time(origin: Instant) -> MachineInstant {
+    let micros = origin.elapsed().as_micros();
+    MachineInstant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+}
+
+/// When to wake for the session's next timer (`None`: a year away).
+fn wake_at(origin: Instant, at: Option<MachineInstant>) -> Instant {
+    let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    at.and_then(|at| origin.checked_add(Duration::from_micros(at.as_micros())))
+        .map_or(far, |at| at.min(far))
+}
+
+impl Shell {
+    fn now(&self) -> MachineInstant {
+        machine_time(self.origin)
+    }
+
+    /// Writes all the session has to send; says whether there was any.
+    /// Each write races the session's timers, so a write the broker does
+    /// not take ends at its deadline.
+    async fn flush(&mut self) -> std::io::Result<bool> {
+        let origin = self.origin;
+        let mut wrote = false;
+        while let Some(transmit) = self
+            .session
+            .poll_transmit(machine_time(origin), &mut self.tx)
+        {
+            let mut write = pin!(self.write.write_all(&self.tx[..transmit.len]));
+            // Each timer that fires moves on or closes the session.
+            loop {
+                let wake = wake_at(origin, self.session.poll_timeout());
+                tokio::select! {
+                    written = &mut write => {
+                        written?;
+                        break;
+                    }
+                    () = sleep_until(wake) => {
+                        self.session.handle_timeout(machine_time(origin));
+                        if self.session.is_closed() {
+                            return Ok(wrote);
+                        }
+                    }
+                }
+            }
+            self.session.handle_written(machine_time(origin));
+            wrote = true;
+        }
+        Ok(wrote)
+    }
+
+    /// Waits for bytes from the broker, a command (if `commands` is given)
+    /// or the session's next timer, which it fires.
+    async fn wait(
+        &mut self,
+        commands: Option<&mut mpsc::Receiver<Outbound>>,
+    ) -> std::io::Result<Wake> {
+        let wake = wake_at(self.origin, self.session.poll_timeout());
+        let command = async {
+            match commands {
+                Some(commands) => commands.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            n = self.read.read(&mut self.chunk) => {
+                let n = n?;
+                if n == 0 {
+                    self.session.handle_closed(machine_time(self.origin));
+                }
+                Ok(Wake::Read(n))
+            }
+            command = command => Ok(Wake::Command(command)),
+            () = sleep_until(wake) => {
+                self.session.handle_timeout(machine_time(self.origin));
+                Ok(Wake::Timer)
             }
         }
-        let mut chunk = [0u8; 4096];
-        let n = read.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(None);
+    }
+
+    /// Feeds the first `n` bytes of the read buffer to the session,
+    /// handing each message to `deliver` and writing what it answers.
+    async fn receive(
+        &mut self,
+        n: usize,
+        deliver: &mut impl FnMut(&[u8], &[u8]),
+    ) -> std::io::Result<()> {
+        let mut at = 0;
+        // Each round takes bytes, delivers messages or writes PUBACKs (which
+        // frees room to read the packets behind them); a round with none of
+        // these ends the loop. A queue full of PUBLISHes holds back a few
+        // rounds' worth of PUBACKs at most; the bound is generous.
+        for _ in 0..=2 * n + 64 {
+            let took = self
+                .session
+                .handle_received(machine_time(self.origin), &self.chunk[at..n]);
+            at += took;
+            let mut delivered = false;
+            while let Some(event) = self.session.poll_event() {
+                if let Event::Message { topic, payload } = event {
+                    deliver(topic, payload);
+                    delivered = true;
+                }
+            }
+            let wrote = self.flush().await?;
+            if self.session.is_closed() || (took == 0 && !delivered && !wrote) {
+                break;
+            }
         }
-        pending.extend_from_slice(&chunk[..n]);
+        Ok(())
     }
 }
 
-/// Queued outbound frames are gathered into one write up to this size.
-const WRITE_BATCH: usize = 64 * 1024;
-
-/// A write missed its deadline.
-#[derive(Debug, thiserror::Error)]
-#[error("write deadline missed")]
-struct WriteStalled;
-
-/// Writes `bytes` within `limit`; missing it is a [`WriteStalled`] error,
-/// which closes the link.
-async fn write_within(
-    write: &mut OwnedWriteHalf,
-    bytes: &[u8],
-    limit: Duration,
-) -> std::io::Result<()> {
-    match timeout(limit, write.write_all(bytes)).await {
-        Ok(result) => result,
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            WriteStalled,
-        )),
+/// Puts a PUBLISH into the session's queue; gives it back if the queue is
+/// full (the caller flushes, then offers it again).
+fn offer(shell: &mut Shell, next: Outbound, link: usize) -> Option<Outbound> {
+    let (topic, payload) = next.bytes.split_at(next.topic_len);
+    match shell
+        .session
+        .handle_publish(shell.now(), topic, QoS::AtLeastOnce, payload)
+    {
+        Ok(_) => None,
+        Err(CommandError::Full) => Some(next),
+        Err(e) => {
+            tracing::debug!(error = %e, link, "publish dropped");
+            None
+        }
     }
 }
 
-/// Where a PUBLISH frame's packet id sits: after the fixed header and topic.
-fn packet_id_offset(frame: &[u8]) -> Option<usize> {
-    let mut i = 1;
-    while frame.get(i)? & 0x80 != 0 {
-        i += 1;
-    }
-    let topic_len = usize::from(u16::from_be_bytes([*frame.get(i + 1)?, *frame.get(i + 2)?]));
-    Some(i + 3 + topic_len)
-}
-
-#[allow(clippy::too_many_arguments)]
 async fn run(
-    mut read: OwnedReadHalf,
-    mut write: OwnedWriteHalf,
-    mut pending: Vec<u8>,
-    mut commands: mpsc::Receiver<Vec<u8>>,
+    mut shell: Shell,
+    mut commands: mpsc::Receiver<Outbound>,
     inbound: mpsc::Sender<Inbound>,
     link: usize,
-    config: LinkConfig,
     (alive, stalled, heard): (watch::Sender<bool>, Arc<AtomicBool>, Arc<AtomicBool>),
 ) {
-    let mut next_id: u16 = 1;
-    // Bytes of an oversize packet still to be thrown away as they arrive.
-    let mut skip = 0usize;
-    let mut ping = tokio::time::interval_at(Instant::now() + config.keep_alive, config.keep_alive);
-    let mut awaiting_pong: Option<Instant> = None;
-    let mut chunk = vec![0u8; 8192];
-    // Frames waiting to be written together.
-    let mut out: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
+    let mut deliver = |topic: &[u8], payload: &[u8]| {
+        let message = Inbound {
+            link,
+            topic: topic.to_vec(),
+            payload: payload.to_vec(),
+        };
+        // A full queue means the router is overwhelmed: drop, as UDP would.
+        let _ = inbound.try_send(message);
+    };
     let result: std::io::Result<()> = async {
+        // A PUBLISH taken from the channel that the session's queue had no
+        // room for; no more is taken until it fits.
+        let mut held: Option<Outbound> = None;
         loop {
-            // Every whole packet already buffered.
-            loop {
-                let (packet, used) = match mqtt::decode(&pending, config.max_packet) {
-                    Ok(Some(decoded)) => decoded,
-                    Ok(None) => break,
-                    Err(MqttError::TooLarge { len, .. }) => {
-                        // Refuse it without dropping the link (one big
-                        // publish must not knock a node off its broker),
-                        // but acknowledge it, or the broker keeps it in
-                        // flight and stops delivering.
-                        match mqtt::publish_packet_id(&pending) {
-                            Some(id) => {
-                                let mut ack = [0u8; 4];
-                                let n = mqtt::encode_puback(id, &mut ack).unwrap_or(0);
-                                out.extend_from_slice(&ack[..n]);
-                            }
-                            // A QoS 1 PUBLISH whose id is not readable yet
-                            // (a topic can be 64 KiB long): wait for it.
-                            None if pending[0] & 0xf6 == 0x32 && pending.len() < 70_000 => break,
-                            None => {}
-                        }
-                        let dropped = len.min(pending.len());
-                        pending.drain(..dropped);
-                        skip = len - dropped;
-                        tracing::debug!(len, link, "oversize packet skipped");
-                        continue;
-                    }
-                    Err(e) => {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            e.to_string(),
-                        ));
-                    }
-                };
-                heard.store(true, Ordering::Relaxed);
-                match packet {
-                    Packet::Publish {
-                        topic,
-                        packet_id,
-                        payload,
-                        ..
-                    } => {
-                        if let Some(id) = packet_id {
-                            let mut ack = [0u8; 4];
-                            let n = mqtt::encode_puback(id, &mut ack).unwrap_or(0);
-                            out.extend_from_slice(&ack[..n]);
-                        }
-                        let message = Inbound {
-                            link,
-                            topic: topic.to_vec(),
-                            payload: payload.to_vec(),
-                        };
-                        // A full queue means the router is overwhelmed: drop, as UDP would.
-                        let _ = inbound.try_send(message);
-                    }
-                    Packet::Pingresp => awaiting_pong = None,
-                    _ => {}
+            if let Some(next) = held.take() {
+                // The last flush emptied the queue, so it fits unless it
+                // never can (which frame() refuses): it is not held twice.
+                if offer(&mut shell, next, link).is_some() {
+                    tracing::debug!(link, "publish dropped: larger than the queue");
                 }
-                pending.drain(..used);
             }
-            // The PUBACKs of everything read so far, in one write.
-            if !out.is_empty() {
-                write_within(&mut write, &out, config.write_timeout).await?;
-                out.clear();
-            }
-            let pong_deadline = awaiting_pong.map(|t| t + config.keep_alive);
-            tokio::select! {
-                n = read.read(&mut chunk) => {
-                    let n = n?;
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    let skipped = skip.min(n);
-                    skip -= skipped;
-                    pending.extend_from_slice(&chunk[skipped..n]);
+            // What is already queued goes into the session together, and
+            // out in few writes: a syscall per PUBLISH would dominate.
+            for _ in 0..COMMAND_QUEUE {
+                if held.is_some() {
+                    break;
                 }
-                command = commands.recv() => {
-                    let Some(mut frame) = command else {
+                match commands.try_recv() {
+                    Ok(next) => held = offer(&mut shell, next, link),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
                         // Every handle is gone: say goodbye.
-                        let mut bye = [0u8; 2];
-                        let n = mqtt::encode_disconnect(&mut bye).unwrap_or(0);
-                        write_within(&mut write, &bye[..n], config.write_timeout).await?;
-                        return Ok(());
-                    };
-                    // This frame and any others already queued, in one
-                    // write: a syscall per PUBLISH would dominate under load.
-                    loop {
-                        if let Some(at) = packet_id_offset(&frame) {
-                            frame[at..at + 2].copy_from_slice(&next_id.to_be_bytes());
-                            next_id = next_id.checked_add(1).unwrap_or(1);
-                        }
-                        out.extend_from_slice(&frame);
-                        if out.len() >= WRITE_BATCH {
-                            break;
-                        }
-                        match commands.try_recv() {
-                            Ok(next) => frame = next,
-                            Err(_) => break,
-                        }
+                        shell.session.handle_disconnect(shell.now());
+                        break;
                     }
-                    write_within(&mut write, &out, config.write_timeout).await?;
-                    out.clear();
                 }
-                _ = ping.tick() => {
-                    let mut req = [0u8; 2];
-                    let n = mqtt::encode_pingreq(&mut req).unwrap_or(0);
-                    write_within(&mut write, &req[..n], config.write_timeout).await?;
-                    awaiting_pong.get_or_insert_with(Instant::now);
-                }
-                () = async {
-                    match pong_deadline {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no PINGRESP"));
-                }
+            }
+            shell.flush().await?;
+            heard.store(shell.session.heard(), Ordering::Relaxed);
+            if shell.session.is_closed() {
+                return Ok(());
+            }
+            if held.is_some() {
+                // The flush emptied the queue: there is room for it now.
+                continue;
+            }
+            match shell.wait(Some(&mut commands)).await? {
+                Wake::Read(0) => {}
+                Wake::Read(n) => shell.receive(n, &mut deliver).await?,
+                Wake::Command(Some(next)) => held = offer(&mut shell, next, link),
+                Wake::Command(None) => shell.session.handle_disconnect(shell.now()),
+                Wake::Timer => {}
             }
         }
     }
     .await;
-    if let Err(e) = result {
-        if e.get_ref().is_some_and(|inner| inner.is::<WriteStalled>()) {
-            stalled.store(true, Ordering::Relaxed);
-        }
-        tracing::debug!(error = %e, link, "broker link closed");
+    heard.store(shell.session.heard(), Ordering::Relaxed);
+    let reason = shell.session.close_reason();
+    if reason == Some(CloseReason::WriteStalled) {
+        stalled.store(true, Ordering::Relaxed);
     }
+    tracing::debug!(?reason, error = ?result.err(), link, "broker link closed");
     let _ = alive.send(false);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn packet_id_sits_after_the_topic() {
-        let mut frame = [0u8; 64];
-        let n = mqtt::encode_publish(b"abc", QoS::AtLeastOnce, 0x0102, b"xy", &mut frame).unwrap();
-        let at = packet_id_offset(&frame[..n]).unwrap();
-        assert_eq!(&frame[at..at + 2], &[1, 2]);
-    }
-
-    #[test]
-    fn client_ids_are_15_alphanumerics() {
-        let id = client_id();
-        assert!(id.iter().all(u8::is_ascii_alphanumeric));
-        assert_ne!(id, client_id());
-    }
 }

@@ -178,3 +178,66 @@ pub fn sidewire_round_trip(seed: u64, now: u64) -> u8 {
     }
     0
 }
+
+/// Drives the MQTT session machine through a handshake and one QoS 1
+/// delivery with array buffers and no allocator; returns 0 on success.
+pub fn mqtt_session_round_trip(seed: u64) -> u8 {
+    use keyway_core::mqtt::{Event, Session, SessionConfig};
+    use keyway_core::time::Instant;
+    let mut rng = CounterRng(seed);
+    let now = Instant::ZERO;
+    let client_id = Session::<[u8; 256], [u8; 128]>::random_client_id(&mut rng);
+    let Ok(mut session) = Session::new(
+        now,
+        SessionConfig::default(),
+        &client_id,
+        [0u8; 256],
+        [0u8; 128],
+    ) else {
+        return 1;
+    };
+    if session.handle_subscribe(now, b"own", mqtt::QoS::AtLeastOnce) != Ok(1) {
+        return 2;
+    }
+    session.handle_connected(now);
+    let mut out = [0u8; 128];
+    let Some(connect) = session.poll_transmit(now, &mut out) else {
+        return 3;
+    };
+    if out[0] != 0x10 || connect.len < 12 {
+        return 3;
+    }
+    session.handle_written(now);
+    let mut broker = [0u8; 64];
+    let mut n = 0;
+    for encode in [
+        |o: &mut [u8]| mqtt::encode_connack(false, 0, o),
+        |o: &mut [u8]| mqtt::encode_suback(1, &[1], o),
+        |o: &mut [u8]| mqtt::encode_publish(b"own", mqtt::QoS::AtLeastOnce, 7, b"hi", o),
+    ] {
+        let Ok(m) = encode(&mut broker[n..]) else {
+            return 4;
+        };
+        n += m;
+    }
+    if session.handle_received(now, &broker[..n]) != n {
+        return 5;
+    }
+    let mut delivered = false;
+    while let Some(event) = session.poll_event() {
+        if let Event::Message { payload, .. } = event {
+            delivered = payload == b"hi";
+        }
+    }
+    // SUBSCRIBE, then the PUBACK of packet 7.
+    let mut sent = 0;
+    while let Some(t) = session.poll_transmit(now, &mut out[sent..]) {
+        sent += t.len;
+        session.handle_written(now);
+    }
+    if !delivered || !session.is_established() || sent < 4 || out[sent - 4..sent] != [0x40, 2, 0, 7]
+    {
+        return 6;
+    }
+    0
+}

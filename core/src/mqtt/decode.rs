@@ -1,14 +1,14 @@
-//! MQTT 3.1.1: the packets sidewire uses, encoded into and decoded from the
-//! caller's buffers (spec `sidewire.md` §2).
+//! Streaming, size-capped decoding of the MQTT 3.1.1 packets sidewire uses
+//! (spec `sidewire.md` §2).
 //!
-//! Decoding is streaming: [`decode`] returns `Ok(None)` until a whole packet
-//! is buffered. Unlike the reference reader (spec §10 item 8, §2.7) it has a
-//! hard maximum packet size, checked from the fixed header before the body
-//! arrives, and a malformed remaining length is an error, not a wait for
-//! ever. Reserved flag bits are checked; QoS 2 is refused (never used).
+//! [`decode`] returns `Ok(None)` until a whole packet is buffered. Unlike
+//! the reference reader (spec §10 item 8, §2.7) it has a hard maximum
+//! packet size, checked from the fixed header before the body arrives, and
+//! a malformed remaining length is an error, not a wait for ever. Reserved
+//! flag bits are checked; QoS 2 is refused (never used).
 
-use core::fmt;
-
+use super::error::{MqttError, expect};
+use super::length::remaining_length;
 /// Quality of service of a PUBLISH or a subscription.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QoS {
@@ -54,59 +54,6 @@ pub enum Packet<'a> {
     Pingreq,
     Pingresp,
     Disconnect,
-}
-
-/// Why bytes are not an acceptable MQTT packet, or one cannot be written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MqttError {
-    /// The packet announces more than the configured maximum.
-    TooLarge { len: usize, max: usize },
-    /// A packet type this codec does not handle (or reserved).
-    UnsupportedType(u8),
-    /// QoS 2, which sidewire never uses.
-    UnsupportedQoS,
-    /// The bytes break the MQTT 3.1.1 rules; names what.
-    Malformed(&'static str),
-    /// The caller's output buffer is too small.
-    BufferTooSmall { needed: usize, got: usize },
-}
-
-impl fmt::Display for MqttError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::TooLarge { len, max } => write!(f, "MQTT packet of {len} bytes exceeds {max}"),
-            Self::UnsupportedType(t) => write!(f, "unsupported MQTT packet type {t}"),
-            Self::UnsupportedQoS => f.write_str("QoS 2 is not supported"),
-            Self::Malformed(what) => write!(f, "malformed MQTT packet: {what}"),
-            Self::BufferTooSmall { needed, got } => {
-                write!(
-                    f,
-                    "buffer of {got} bytes cannot hold a {needed}-byte packet"
-                )
-            }
-        }
-    }
-}
-
-impl core::error::Error for MqttError {}
-
-/// Largest remaining length MQTT can express (four varint bytes).
-const MAX_REMAINING: usize = 268_435_455;
-
-/// Decodes the remaining-length varint at the start of `buf`:
-/// `Ok(None)` if incomplete, else (value, bytes used).
-fn remaining_length(buf: &[u8]) -> Result<Option<(usize, usize)>, MqttError> {
-    let mut value = 0usize;
-    for (i, byte) in buf.iter().take(4).enumerate() {
-        value |= usize::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Ok(Some((value, i + 1)));
-        }
-    }
-    if buf.len() >= 4 {
-        return Err(MqttError::Malformed("remaining length longer than 4 bytes"));
-    }
-    Ok(None)
 }
 
 /// Decodes one packet from the front of `buf`. `Ok(None)`: more bytes
@@ -174,14 +121,6 @@ pub fn decode(buf: &[u8], max_packet: usize) -> Result<Option<(Packet<'_>, usize
         other => return Err(MqttError::UnsupportedType(other)),
     };
     Ok(Some((packet, total)))
-}
-
-fn expect(ok: bool, what: &'static str) -> Result<(), MqttError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(MqttError::Malformed(what))
-    }
 }
 
 fn empty<'a>(flags: u8, body: &[u8], packet: Packet<'a>) -> Result<Packet<'a>, MqttError> {
@@ -293,184 +232,10 @@ impl<'a> Iterator for Filters<'a> {
     }
 }
 
-/// Writes packets into a caller's buffer.
-struct Writer<'a> {
-    out: &'a mut [u8],
-    at: usize,
-}
-
-impl Writer<'_> {
-    fn put(&mut self, bytes: &[u8]) {
-        self.out[self.at..self.at + bytes.len()].copy_from_slice(bytes);
-        self.at += bytes.len();
-    }
-
-    fn string(&mut self, s: &[u8]) {
-        // Callers check that strings fit in u16 before writing.
-        self.put(&(s.len() as u16).to_be_bytes());
-        self.put(s);
-    }
-}
-
-/// Writes a packet with fixed-header byte `first` and a body of `len`
-/// bytes produced by `body`. Returns the total length.
-fn write(
-    out: &mut [u8],
-    first: u8,
-    len: usize,
-    body: impl FnOnce(&mut Writer<'_>),
-) -> Result<usize, MqttError> {
-    if len > MAX_REMAINING {
-        return Err(MqttError::TooLarge {
-            len,
-            max: MAX_REMAINING,
-        });
-    }
-    let mut varint = [0u8; 4];
-    let mut n = 0;
-    let mut rest = len;
-    loop {
-        let mut byte = (rest % 128) as u8;
-        rest /= 128;
-        if rest > 0 {
-            byte |= 0x80;
-        }
-        varint[n] = byte;
-        n += 1;
-        if rest == 0 {
-            break;
-        }
-    }
-    let total = 1 + n + len;
-    if out.len() < total {
-        return Err(MqttError::BufferTooSmall {
-            needed: total,
-            got: out.len(),
-        });
-    }
-    let mut w = Writer { out, at: 0 };
-    w.put(&[first]);
-    w.put(&varint[..n]);
-    body(&mut w);
-    debug_assert_eq!(w.at, total);
-    Ok(total)
-}
-
-fn check_string(s: &[u8], what: &'static str) -> Result<(), MqttError> {
-    expect(s.len() <= usize::from(u16::MAX), what)
-}
-
-/// CONNECT with a clean session, no will and no credentials.
-pub fn encode_connect(
-    client_id: &[u8],
-    keep_alive: u16,
-    out: &mut [u8],
-) -> Result<usize, MqttError> {
-    check_string(client_id, "client id longer than 65535 bytes")?;
-    write(out, 0x10, 10 + 2 + client_id.len(), |w| {
-        w.string(b"MQTT");
-        w.put(&[4, 0x02]);
-        w.put(&keep_alive.to_be_bytes());
-        w.string(client_id);
-    })
-}
-
-pub fn encode_connack(
-    session_present: bool,
-    return_code: u8,
-    out: &mut [u8],
-) -> Result<usize, MqttError> {
-    write(out, 0x20, 2, |w| {
-        w.put(&[u8::from(session_present), return_code])
-    })
-}
-
-/// SUBSCRIBE to one topic filter.
-pub fn encode_subscribe(
-    packet_id: u16,
-    topic: &[u8],
-    qos: QoS,
-    out: &mut [u8],
-) -> Result<usize, MqttError> {
-    check_string(topic, "topic longer than 65535 bytes")?;
-    expect(packet_id != 0, "packet id 0")?;
-    write(out, 0x82, 2 + 2 + topic.len() + 1, |w| {
-        w.put(&packet_id.to_be_bytes());
-        w.string(topic);
-        w.put(&[qos as u8]);
-    })
-}
-
-pub fn encode_suback(
-    packet_id: u16,
-    return_codes: &[u8],
-    out: &mut [u8],
-) -> Result<usize, MqttError> {
-    write(out, 0x90, 2 + return_codes.len(), |w| {
-        w.put(&packet_id.to_be_bytes());
-        w.put(return_codes);
-    })
-}
-
-/// PUBLISH, no retain, DUP clear. QoS 1 needs a non-zero packet id.
-pub fn encode_publish(
-    topic: &[u8],
-    qos: QoS,
-    packet_id: u16,
-    payload: &[u8],
-    out: &mut [u8],
-) -> Result<usize, MqttError> {
-    check_string(topic, "topic longer than 65535 bytes")?;
-    let id_len = match qos {
-        QoS::AtMostOnce => 0,
-        QoS::AtLeastOnce => {
-            expect(packet_id != 0, "packet id 0")?;
-            2
-        }
-    };
-    write(
-        out,
-        0x30 | ((qos as u8) << 1),
-        2 + topic.len() + id_len + payload.len(),
-        |w| {
-            w.string(topic);
-            if id_len > 0 {
-                w.put(&packet_id.to_be_bytes());
-            }
-            w.put(payload);
-        },
-    )
-}
-
-pub fn encode_puback(packet_id: u16, out: &mut [u8]) -> Result<usize, MqttError> {
-    write(out, 0x40, 2, |w| w.put(&packet_id.to_be_bytes()))
-}
-
-pub fn encode_pingreq(out: &mut [u8]) -> Result<usize, MqttError> {
-    write(out, 0xc0, 0, |_| {})
-}
-
-pub fn encode_pingresp(out: &mut [u8]) -> Result<usize, MqttError> {
-    write(out, 0xd0, 0, |_| {})
-}
-
-pub fn encode_disconnect(out: &mut [u8]) -> Result<usize, MqttError> {
-    write(out, 0xe0, 0, |_| {})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn remaining_lengths_round_trip_at_every_boundary() {
-        for len in [0usize, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152] {
-            let mut out = alloc::vec![0u8; len + 5];
-            let n = write(&mut out, 0xd0, len, |w| w.at += len).unwrap();
-            let (value, used) = remaining_length(&out[1..n]).unwrap().unwrap();
-            assert_eq!((value, 1 + used + value), (len, n));
-        }
-    }
+    use crate::mqtt::encode::{encode_publish, encode_subscribe};
 
     #[test]
     fn partial_input_waits_and_bad_input_is_refused() {
