@@ -501,15 +501,11 @@ where
                 .next_expired(now, self.config.connect_timeout, self.config.idle_timeout)
         {
             self.outbox.disconnect(link);
-            let how = if failed {
-                LinkDown::ConnectFailed
-            } else {
-                LinkDown::Closed
-            };
-            if let Some(l) = self.links.remove(link) {
-                if how == LinkDown::ConnectFailed {
-                    self.backoff.failed(l.broker, now);
-                }
+            // An unanswered connect is a failure; an idle link worked.
+            if let Some(l) = self.links.remove(link)
+                && failed
+            {
+                self.backoff.failed(l.broker, now);
             }
         }
         self.run_pending(now, unix);
