@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::router::BrokerEntry;
+use crate::pool::BrokerEntry;
 
 /// Brokers remembered per destination, at most.
 const PER_DEST: usize = 4;

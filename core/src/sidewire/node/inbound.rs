@@ -134,18 +134,7 @@ where
         topic: &[u8],
         payload: &[u8],
     ) -> Result<Class, Dropped> {
-        if topic != self.topic.as_slice() {
-            return Err(Dropped::Topic);
-        }
-        if payload.len() > self.config.max_message {
-            return Err(Dropped::TooLarge);
-        }
-        let packet = AppPacket::decode(payload).map_err(|_| Dropped::Malformed)?;
-        match packet.msg_type {
-            MsgType::Msg if unix.abs_diff(packet.timestamp) <= FRESHNESS_WINDOW => {}
-            MsgType::Ack => {}
-            _ => return Err(Dropped::Refused),
-        }
+        let packet = precheck(&self.topic, self.config.max_message, unix, topic, payload)?;
         let expected = packet.msg_type == MsgType::Ack;
         if !expected && self.reack(now, &packet, link) != Reacked::Unknown {
             return Err(Dropped::Reacked);
@@ -237,6 +226,33 @@ where
                 self.outbox.publish_ack(link, *to, bytes);
             }
         }
+    }
+}
+
+/// The first checks of an arrival, cheapest first and before any budget
+/// is charged: the node's topic, the size cap, the decoding, then the
+/// type and freshness. A MSG outside the freshness window, a PROBE or an
+/// unknown type would be refused after the signature check anyway:
+/// checking them would only let a replay of a peer's old packets spend
+/// that peer's budget.
+pub fn precheck<'p>(
+    own_topic: &[u8],
+    max_message: usize,
+    unix: u64,
+    topic: &[u8],
+    payload: &'p [u8],
+) -> Result<AppPacket<'p>, Dropped> {
+    if topic != own_topic {
+        return Err(Dropped::Topic);
+    }
+    if payload.len() > max_message {
+        return Err(Dropped::TooLarge);
+    }
+    let packet = AppPacket::decode(payload).map_err(|_| Dropped::Malformed)?;
+    match packet.msg_type {
+        MsgType::Msg if unix.abs_diff(packet.timestamp) <= FRESHNESS_WINDOW => Ok(packet),
+        MsgType::Ack => Ok(packet),
+        _ => Err(Dropped::Refused),
     }
 }
 

@@ -69,6 +69,7 @@ use crate::time::Instant;
 use ack_cache::{AckCache, SourceAcks};
 use backoff::{Backoff, BackoffLimits};
 use hints::Hints;
+pub use inbound::precheck;
 use links::Links;
 use outbox::Outbox;
 use pending::{Due, Pending};
@@ -109,6 +110,13 @@ pub enum LinkDown {
     Unheard,
     /// Closed after working: the broker's failures are forgotten.
     Closed,
+}
+
+impl LinkDown {
+    /// Whether the broker backs off for it: every way but [`Self::Closed`].
+    pub fn is_failure(self) -> bool {
+        self != Self::Closed
+    }
 }
 
 /// What the shell should do.
@@ -468,11 +476,10 @@ where
         let Some(l) = self.links.remove(link) else {
             return;
         };
-        match how {
-            LinkDown::Closed => self.backoff.worked(&l.broker),
-            LinkDown::ConnectFailed | LinkDown::Stalled | LinkDown::Unheard => {
-                self.backoff.failed(l.broker, now);
-            }
+        if how.is_failure() {
+            self.backoff.failed(l.broker, now);
+        } else {
+            self.backoff.worked(&l.broker);
         }
         // The next broker of each group replaces it.
         self.reroute(now, unix);
