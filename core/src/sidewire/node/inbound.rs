@@ -9,12 +9,13 @@
 //! signature work.
 
 use crate::identity::PUBLIC_KEY_LEN;
-use crate::sidewire::app_packet::{AppPacket, HEADER_LEN, MsgType};
-use crate::sidewire::receiver::{FRESHNESS_WINDOW, Slot, Verdict};
+use crate::sidewire::app_packet::{AppPacket, HEADER_LEN};
+use crate::sidewire::receiver::Slot;
 use crate::sidewire::screen::{Class, Peer};
 use crate::time::Instant;
 
 use super::ack_cache::{ACK_LEN, Reack, SourceAcks};
+use super::arrival::{InboundRules, after_check, screen_arrival};
 use super::route::Targets;
 use super::{Delivery, Dropped, Event, LinkId, Node, PoolView, Screened, Ticket, seconds};
 
@@ -38,22 +39,25 @@ where
         topic: &[u8],
         payload: &[u8],
     ) -> Screened {
-        match self.screen_packet(now, unix, link, topic, payload) {
-            Ok(class) => {
-                let Ok(packet) = AppPacket::decode(payload) else {
-                    return Screened::Dropped(Dropped::Malformed);
-                };
-                let ticket = Ticket(self.next_ticket);
-                self.next_ticket = self.next_ticket.wrapping_add(1);
-                match self.queues[class.rank()].push(packet.src_pk, (ticket, link)) {
-                    Err(_) => Screened::Dropped(Dropped::QueueFull),
-                    Ok(evicted) => Screened::Queued {
-                        ticket,
-                        evicted: evicted.map(|(t, _)| t),
-                    },
-                }
-            }
-            Err(dropped) => Screened::Dropped(dropped),
+        let (own, max) = (self.topic, self.config.max_message);
+        let mut rules = Rules {
+            node: self,
+            now,
+            unix,
+            link,
+        };
+        let class = match screen_arrival(&mut rules, &own, max, unix, topic, payload) {
+            Ok((packet, class)) => (packet.src_pk, class),
+            Err(dropped) => return Screened::Dropped(dropped),
+        };
+        let ticket = Ticket(self.next_ticket);
+        self.next_ticket = self.next_ticket.wrapping_add(1);
+        match self.queues[class.1.rank()].push(class.0, (ticket, link)) {
+            Err(_) => Screened::Dropped(Dropped::QueueFull),
+            Ok(evicted) => Screened::Queued {
+                ticket,
+                evicted: evicted.map(|(t, _)| t),
+            },
         }
     }
 
@@ -83,88 +87,24 @@ where
             self.screen.failed(&packet.src_pk, seconds(now));
             return None;
         }
-        match self.receiver.on_packet(&packet, unix) {
-            Verdict::Deliver { ack } => {
-                // ACK first: the send is tracked before the application
-                // sees the message.
-                self.sign_and_ack(now, &packet, ack, link, true);
-                Some(Delivery {
-                    from: packet.src_pk,
-                    queue_id: packet.queue_id,
-                    data: HEADER_LEN..payload.len(),
-                })
-            }
-            Verdict::Duplicate { ack } => {
-                if self.reack(now, &packet, link) == Reacked::Unknown {
-                    self.sign_and_ack(now, &packet, ack, link, false);
-                }
-                None
-            }
-            Verdict::Acked { queue_id, seq_no } => {
-                let send = self.pending.acked(&packet.src_pk, &queue_id, seq_no)?;
-                if let Some(r) = self.route_mut(send.id) {
-                    r.done = Some(Event::SendAcked(send.id));
-                }
-                if let Some(broker) = self.links.get(link).map(|l| l.broker)
-                    && self.hints.remember(&packet.src_pk, broker, unix)
-                {
-                    self.reached = Some(Event::Reached {
-                        dest: packet.src_pk,
-                        broker,
-                    });
-                }
-                None
-            }
-            Verdict::TooOld => {
-                // A copy of a MSG delivered before a flood evicted it: its
-                // kept ACK is the sender's only way to learn of it.
-                let _ = self.reack(now, &packet, link);
-                None
-            }
-            Verdict::Stale { .. } | Verdict::Conflict | Verdict::Ignored => None,
-        }
-    }
-
-    /// The checks before the signature, in order; the class to queue in.
-    fn screen_packet(
-        &mut self,
-        now: Instant,
-        unix: u64,
-        link: LinkId,
-        topic: &[u8],
-        payload: &[u8],
-    ) -> Result<Class, Dropped> {
-        let packet = precheck(&self.topic, self.config.max_message, unix, topic, payload)?;
-        let expected = packet.msg_type == MsgType::Ack;
-        if !expected && self.reack(now, &packet, link) != Reacked::Unknown {
-            return Err(Dropped::Reacked);
-        }
-        if expected
-            && !self
-                .pending
-                .expects(&packet.src_pk, &packet.queue_id, packet.seq_no)
-        {
-            return Err(Dropped::Unexpected);
-        }
-        if let Some(ack) = self.receiver.known_copy(&packet, unix) {
-            // Delivered, but its signed ACK was forgotten: sign it again.
-            self.sign_and_ack(now, &packet, ack, link, false);
-            return Err(Dropped::KnownCopy);
-        }
-        let t = seconds(now);
-        let class = if expected {
-            // Only an ACK for a pending send gets this far.
-            self.screen.admit_expected(&packet.src_pk, t)
-        } else {
-            self.screen.admit(&packet.src_pk, t)
+        let verdict = self.receiver.on_packet(&packet, unix);
+        let mut rules = Rules {
+            node: self,
+            now,
+            unix,
+            link,
         };
-        class.ok_or(Dropped::Budget)
+        after_check(&mut rules, &packet, verdict).then_some(Delivery {
+            from: packet.src_pk,
+            queue_id: packet.queue_id,
+            data: HEADER_LEN..payload.len(),
+        })
     }
 
     /// Re-sends the kept signed ACK for an exact copy of a delivered MSG
     /// back the way the copy came, at most once per half `resend_every`
     /// per link.
-    fn reack(&mut self, now: Instant, packet: &AppPacket<'_>, link: LinkId) -> Reacked {
+    fn reack_on(&mut self, now: Instant, packet: &AppPacket<'_>, link: LinkId) -> bool {
         let interval = self.config.resend_every / 2;
         let id = (packet.queue_id, packet.seq_no);
         match self
@@ -174,10 +114,10 @@ where
             Reack::Send(bytes) => {
                 let bytes = *bytes;
                 self.outbox.publish_ack(link, packet.src_pk, bytes);
-                Reacked::Sent
+                true
             }
-            Reack::Suppressed => Reacked::Suppressed,
-            Reack::Unknown => Reacked::Unknown,
+            Reack::Suppressed => true,
+            Reack::Unknown => false,
         }
     }
 
@@ -229,37 +169,65 @@ where
     }
 }
 
-/// The first checks of an arrival, cheapest first and before any budget
-/// is charged: the node's topic, the size cap, the decoding, then the
-/// type and freshness. A MSG outside the freshness window, a PROBE or an
-/// unknown type would be refused after the signature check anyway:
-/// checking them would only let a replay of a peer's old packets spend
-/// that peer's budget.
-pub fn precheck<'p>(
-    own_topic: &[u8],
-    max_message: usize,
+/// The node's tables seen by the shared rules, for one packet.
+struct Rules<'a, N> {
+    node: &'a mut N,
+    now: Instant,
     unix: u64,
-    topic: &[u8],
-    payload: &'p [u8],
-) -> Result<AppPacket<'p>, Dropped> {
-    if topic != own_topic {
-        return Err(Dropped::Topic);
-    }
-    if payload.len() > max_message {
-        return Err(Dropped::TooLarge);
-    }
-    let packet = AppPacket::decode(payload).map_err(|_| Dropped::Malformed)?;
-    match packet.msg_type {
-        MsgType::Msg if unix.abs_diff(packet.timestamp) <= FRESHNESS_WINDOW => Ok(packet),
-        MsgType::Ack => Ok(packet),
-        _ => Err(Dropped::Refused),
-    }
+    link: LinkId,
 }
 
-/// [`Reack`] without the bytes (they went to the outbox).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reacked {
-    Sent,
-    Suppressed,
-    Unknown,
+impl<P, Sl, Wm, Pe, Ak, const L: usize, const S: usize, const Q: usize> InboundRules
+    for Rules<'_, Node<P, Sl, Wm, Pe, Ak, L, S, Q>>
+where
+    P: PoolView,
+    Sl: AsRef<[Slot]> + AsMut<[Slot]>,
+    Wm: AsRef<[u64]> + AsMut<[u64]>,
+    Pe: AsRef<[Peer]> + AsMut<[Peer]>,
+    Ak: AsRef<[SourceAcks]> + AsMut<[SourceAcks]>,
+{
+    fn reack(&mut self, packet: &AppPacket<'_>) -> bool {
+        self.node.reack_on(self.now, packet, self.link)
+    }
+
+    fn expects(&self, ack: &AppPacket<'_>) -> bool {
+        self.node
+            .pending
+            .expects(&ack.src_pk, &ack.queue_id, ack.seq_no)
+    }
+
+    fn known_copy(&self, packet: &AppPacket<'_>) -> Option<AppPacket<'static>> {
+        self.node.receiver.known_copy(packet, self.unix)
+    }
+
+    fn admit(&mut self, src: &[u8; PUBLIC_KEY_LEN], expected: bool) -> Option<Class> {
+        let t = seconds(self.now);
+        if expected {
+            self.node.screen.admit_expected(src, t)
+        } else {
+            self.node.screen.admit(src, t)
+        }
+    }
+
+    fn sign_and_ack(&mut self, msg: &AppPacket<'_>, ack: AppPacket<'static>, first: bool) {
+        self.node.sign_and_ack(self.now, msg, ack, self.link, first);
+    }
+
+    fn complete(&mut self, ack: &AppPacket<'_>, queue_id: [u8; 32], seq_no: u32) {
+        let node = &mut *self.node;
+        let Some(send) = node.pending.acked(&ack.src_pk, &queue_id, seq_no) else {
+            return;
+        };
+        if let Some(r) = node.route_mut(send.id) {
+            r.done = Some(Event::SendAcked(send.id));
+        }
+        if let Some(broker) = node.links.get(self.link).map(|l| l.broker)
+            && node.hints.remember(&ack.src_pk, broker, self.unix)
+        {
+            node.reached = Some(Event::Reached {
+                dest: ack.src_pk,
+                broker,
+            });
+        }
+    }
 }

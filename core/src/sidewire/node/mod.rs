@@ -45,6 +45,7 @@
 //! storage.
 
 pub mod ack_cache;
+pub mod arrival;
 pub mod backoff;
 pub mod hints;
 mod inbound;
@@ -69,7 +70,7 @@ use crate::time::Instant;
 use ack_cache::{AckCache, SourceAcks};
 use backoff::{Backoff, BackoffLimits};
 use hints::Hints;
-pub use inbound::precheck;
+pub use arrival::precheck;
 use links::Links;
 use outbox::Outbox;
 use pending::{Due, Pending};
