@@ -97,7 +97,11 @@ pub fn screen_arrival<'p>(
 /// What a verified packet's verdict leads to; true: deliver it (its ACK
 /// went out first, so the send is tracked before the application sees
 /// the message).
-pub fn after_check(rules: &mut impl InboundRules, packet: &AppPacket<'_>, verdict: Verdict) -> bool {
+pub fn after_check(
+    rules: &mut impl InboundRules,
+    packet: &AppPacket<'_>,
+    verdict: Verdict,
+) -> bool {
     match verdict {
         Verdict::Deliver { ack } => {
             rules.sign_and_ack(packet, ack, true);

@@ -68,9 +68,9 @@ use crate::sidewire::screen::{Peer, Screen, ScreenLimits};
 use crate::time::Instant;
 
 use ack_cache::{AckCache, SourceAcks};
+pub use arrival::precheck;
 use backoff::{Backoff, BackoffLimits};
 use hints::Hints;
-pub use arrival::precheck;
 use links::Links;
 use outbox::Outbox;
 use pending::{Due, Pending};

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use keyway_core::PublicKey;
-use keyway_core::sidewire::node::precheck;
+use keyway_core::sidewire::AppPacket;
+use keyway_core::sidewire::node::arrival::{InboundRules, after_check, screen_arrival};
 use keyway_core::sidewire::node::verify_queue::VerifyQueue;
 use keyway_core::sidewire::screen::Class;
-use keyway_core::sidewire::{AppPacket, MsgType, Verdict};
 
 use super::{Inner, Message};
 use crate::hint_cache;
@@ -87,49 +87,21 @@ impl Inner {
     /// the packets that still need [`Self::verify_and_handle`], with how
     /// urgently.
     pub(super) fn screen(self: &Arc<Self>, inbound: Inbound) -> Option<(Inbound, [u8; 33], Class)> {
-        // Cheapest first, before any budget is charged (see `precheck`).
-        let Ok(packet) = precheck(
+        let unix = self.now();
+        let mut rules = Rules {
+            inner: self,
+            link: inbound.link,
+            unix,
+        };
+        let (packet, class) = screen_arrival(
+            &mut rules,
             self.topic.as_bytes(),
             self.config.max_message,
-            self.now(),
+            unix,
             &inbound.topic,
             &inbound.payload,
-        ) else {
-            return None;
-        };
-        let expected = packet.msg_type == MsgType::Ack;
-        if !expected && self.reack(&packet, inbound.link) {
-            return None;
-        }
-        if expected {
-            let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let waiting = pending
-                .get(&(packet.queue_id, packet.seq_no))
-                .is_some_and(|(dest, _)| *dest == packet.src_pk);
-            if !waiting {
-                // Completed already (fan-out copies) or never ours.
-                return None;
-            }
-        }
-        let known = self
-            .receiver
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .known_copy(&packet, self.now());
-        if let Some(ack) = known {
-            // Delivered, but its signed ACK was forgotten: sign it again.
-            if let Some(from) = self.public_key(&packet.src_pk) {
-                self.sign_and_ack(&packet, ack, from, inbound.link, false);
-            }
-            return None;
-        }
-        let mut screen = self.screen.lock().unwrap_or_else(|e| e.into_inner());
-        let class = if expected {
-            // Only an ACK for a pending send gets this far.
-            screen.admit_expected(&packet.src_pk, self.elapsed())
-        } else {
-            screen.admit(&packet.src_pk, self.elapsed())
-        }?;
+        )
+        .ok()?;
         let src = packet.src_pk;
         Some((inbound, src, class))
     }
@@ -153,57 +125,31 @@ impl Inner {
         let Some(from) = valid else {
             return;
         };
+        let unix = self.now();
         let verdict = self
             .receiver
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .on_packet(&packet, self.now());
-        match verdict {
-            Verdict::Deliver { ack } => {
-                // ACK first: the send is tracked before the application
-                // sees the message (and may close the router).
-                self.sign_and_ack(&packet, ack, from, inbound.link, true);
-                let message = Message {
-                    from,
-                    data: packet.msg.to_vec(),
-                    queue_id: packet.queue_id,
-                };
-                let handlers = self
-                    .handlers
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                for handler in handlers {
-                    handler(&message);
-                }
+            .on_packet(&packet, unix);
+        let mut rules = Rules {
+            inner: self,
+            link: inbound.link,
+            unix,
+        };
+        if after_check(&mut rules, &packet, verdict) {
+            let message = Message {
+                from,
+                data: packet.msg.to_vec(),
+                queue_id: packet.queue_id,
+            };
+            let handlers = self
+                .handlers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            for handler in handlers {
+                handler(&message);
             }
-            Verdict::Duplicate { ack } => {
-                if !self.reack(&packet, inbound.link) {
-                    self.sign_and_ack(&packet, ack, from, inbound.link, false);
-                }
-            }
-            Verdict::Acked { queue_id, seq_no } => {
-                tracing::debug!(link = inbound.link, seq_no, "ACK received");
-                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-                if pending
-                    .get(&(queue_id, seq_no))
-                    .is_some_and(|(dest, _)| *dest == packet.src_pk)
-                    && let Some((_, done)) = pending.remove(&(queue_id, seq_no))
-                {
-                    drop(pending);
-                    // Before the sender learns of it (and may close the router).
-                    self.remember_hint(&from, inbound.link);
-                    let _ = done.send(());
-                }
-            }
-            Verdict::TooOld => {
-                // A copy of a MSG delivered before a flood evicted it:
-                // its kept ACK is the sender's only way to learn of it.
-                if !self.reack(&packet, inbound.link) {
-                    tracing::debug!("MSG older than the replay table covers");
-                }
-            }
-            Verdict::Stale { .. } | Verdict::Conflict | Verdict::Ignored => {}
         }
     }
 
@@ -235,6 +181,70 @@ impl Inner {
                     tracing::warn!(error = %e, path = %path.display(), "cannot save broker hints");
                 }
             });
+        }
+    }
+}
+
+/// The Router's shared tables seen by the core's inbound rules, for one
+/// packet on one link.
+struct Rules<'a> {
+    inner: &'a Arc<Inner>,
+    link: usize,
+    unix: u64,
+}
+
+impl InboundRules for Rules<'_> {
+    fn reack(&mut self, packet: &AppPacket<'_>) -> bool {
+        self.inner.reack(packet, self.link)
+    }
+
+    fn expects(&self, ack: &AppPacket<'_>) -> bool {
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(ack.queue_id, ack.seq_no))
+            .is_some_and(|(dest, _)| *dest == ack.src_pk)
+    }
+
+    fn known_copy(&self, packet: &AppPacket<'_>) -> Option<AppPacket<'static>> {
+        self.inner
+            .receiver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .known_copy(packet, self.unix)
+    }
+
+    fn admit(&mut self, src: &[u8; 33], expected: bool) -> Option<Class> {
+        let mut screen = self.inner.screen.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.inner.elapsed();
+        if expected {
+            screen.admit_expected(src, now)
+        } else {
+            screen.admit(src, now)
+        }
+    }
+
+    fn sign_and_ack(&mut self, msg: &AppPacket<'_>, ack: AppPacket<'static>, first: bool) {
+        if let Some(to) = self.inner.public_key(&msg.src_pk) {
+            self.inner.sign_and_ack(msg, ack, to, self.link, first);
+        }
+    }
+
+    fn complete(&mut self, ack: &AppPacket<'_>, queue_id: [u8; 32], seq_no: u32) {
+        tracing::debug!(link = self.link, seq_no, "ACK received");
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending
+            .get(&(queue_id, seq_no))
+            .is_some_and(|(dest, _)| *dest == ack.src_pk)
+            && let Some((_, done)) = pending.remove(&(queue_id, seq_no))
+        {
+            drop(pending);
+            // Before the sender learns of it (and may close the router).
+            if let Some(from) = self.inner.public_key(&ack.src_pk) {
+                self.inner.remember_hint(&from, self.link);
+            }
+            let _ = done.send(());
         }
     }
 }
