@@ -4,8 +4,10 @@
 //! A send publishes at once, then every `resend_every` (each time further
 //! down the destination's ranking: [`super::widening`]) until an ACK from
 //! the destination names its queue and sequence (spec §4.8), or its
-//! deadline passes. A deadline that falls on a resend wins: the send
-//! fails rather than publish once more. The table is fixed (`N` sends);
+//! deadline passes. The first publish always goes out (a zero timeout
+//! still sends once); after that a deadline that falls on a resend wins:
+//! the send fails rather than publish once more ([`Schedule`], which the
+//! tokio shell's pipes use too). The table is fixed (`N` sends);
 //! a send beyond it is refused with [`PendingFull`], never queued.
 
 use core::time::Duration;
@@ -29,6 +31,59 @@ impl core::fmt::Display for PendingFull {
 
 impl core::error::Error for PendingFull {}
 
+/// One send's timers: when it publishes again and when it gives up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    deadline: Instant,
+    next_publish: Instant,
+    /// Publishes so far.
+    attempts: u32,
+}
+
+/// What a send's timer says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Publish (again); `attempt` counts from 0, the first publish.
+    Publish { attempt: u32 },
+    /// The deadline passed with no ACK.
+    Expired,
+}
+
+impl Schedule {
+    /// A send starting at `now`: its first publish is due at once. A
+    /// timeout too long to add waits for the ACK alone.
+    pub fn new(now: Instant, timeout: Duration) -> Self {
+        Self {
+            deadline: now + timeout,
+            next_publish: now,
+            attempts: 0,
+        }
+    }
+
+    /// When [`Self::next_due`] has something to say.
+    pub fn poll_timeout(&self) -> Instant {
+        if self.attempts == 0 {
+            return self.next_publish;
+        }
+        self.next_publish.min(self.deadline)
+    }
+
+    /// What is due at `now`, if anything; a publish sets the next one
+    /// `resend_every` later.
+    pub fn next_due(&mut self, now: Instant, resend_every: Duration) -> Option<Step> {
+        if self.attempts > 0 && now >= self.deadline {
+            return Some(Step::Expired);
+        }
+        if now < self.next_publish {
+            return None;
+        }
+        let attempt = self.attempts;
+        self.attempts = self.attempts.saturating_add(1);
+        self.next_publish = now + resend_every;
+        Some(Step::Publish { attempt })
+    }
+}
+
 /// One send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PendingSend {
@@ -36,10 +91,7 @@ pub struct PendingSend {
     pub dest: [u8; PUBLIC_KEY_LEN],
     pub queue_id: [u8; 32],
     pub seq_no: u32,
-    deadline: Instant,
-    next_publish: Instant,
-    /// Publishes so far.
-    attempts: u32,
+    schedule: Schedule,
 }
 
 /// What a send's timer says.
@@ -89,9 +141,7 @@ impl<const N: usize> Pending<N> {
             dest,
             queue_id,
             seq_no,
-            deadline: now + timeout,
-            next_publish: now,
-            attempts: 0,
+            schedule: Schedule::new(now, timeout),
         });
         Ok(id)
     }
@@ -138,35 +188,66 @@ impl<const N: usize> Pending<N> {
         self.sends
             .iter()
             .flatten()
-            .map(|s| s.next_publish.min(s.deadline))
+            .map(|s| s.schedule.poll_timeout())
             .min()
     }
 
     /// One send whose timer is due at `now`, with what to do; call until
     /// `None`.
     pub fn next_due(&mut self, now: Instant) -> Option<Due> {
-        let slot = self
-            .sends
-            .iter_mut()
-            .find(|s| s.is_some_and(|s| now >= s.deadline || now >= s.next_publish))?;
-        let send = slot.as_mut()?;
-        if now >= send.deadline {
-            let id = send.id;
-            *slot = None;
-            return Some(Due::Expired(id));
+        let resend_every = self.resend_every;
+        for slot in &mut self.sends {
+            let Some(send) = slot.as_mut() else { continue };
+            match send.schedule.next_due(now, resend_every) {
+                None => {}
+                Some(Step::Expired) => {
+                    let id = send.id;
+                    *slot = None;
+                    return Some(Due::Expired(id));
+                }
+                Some(Step::Publish { attempt }) => {
+                    return Some(Due::Publish {
+                        id: send.id,
+                        attempt,
+                    });
+                }
+            }
         }
-        let attempt = send.attempts;
-        send.attempts = send.attempts.saturating_add(1);
-        send.next_publish = now + self.resend_every;
-        Some(Due::Publish {
-            id: send.id,
-            attempt,
-        })
+        None
     }
 
     fn find(&self, src: &[u8; PUBLIC_KEY_LEN], queue_id: &[u8; 32], seq_no: u32) -> Option<usize> {
         self.sends.iter().position(|s| {
             s.is_some_and(|s| s.dest == *src && s.queue_id == *queue_id && s.seq_no == seq_no)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_timeout_still_publishes_once() {
+        let mut s = Schedule::new(Instant::ZERO, Duration::ZERO);
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            s.next_due(Instant::ZERO, second),
+            Some(Step::Publish { attempt: 0 })
+        );
+        assert_eq!(s.poll_timeout(), Instant::ZERO);
+        assert_eq!(s.next_due(Instant::ZERO, second), Some(Step::Expired));
+    }
+
+    #[test]
+    fn an_endless_timeout_publishes_each_interval() {
+        let mut s = Schedule::new(Instant::from_secs(5), Duration::MAX);
+        let second = Duration::from_secs(1);
+        for a in 0..100u32 {
+            let now = Instant::from_secs(5 + u64::from(a));
+            assert_eq!(s.next_due(now, second), Some(Step::Publish { attempt: a }));
+            assert_eq!(s.next_due(now, second), None);
+            assert_eq!(s.poll_timeout(), now + second);
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use keyway_core::PublicKey;
 use keyway_core::rand_core::{Rng, UnwrapErr};
+use keyway_core::sidewire::node::pending::{Schedule, Step};
 use keyway_core::sidewire::node::widening::{self, MAX_HINTS};
 use keyway_core::sidewire::{AppPacket, MsgType};
 use tokio::sync::oneshot;
@@ -111,54 +112,68 @@ impl SmartPipe {
             id: (queue_id, 0),
         };
         let topic = self.dest.to_string();
-        let now = tokio::time::Instant::now();
-        // A timeout too long to add (Duration::MAX) waits for the ACK
-        // alone, rather than panic.
-        let deadline = now
-            .checked_add(timeout)
-            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
-        let mut attempt: u32 = 0;
+        // The core's schedule in this send's own time (tokio's clock, so
+        // its timers and the schedule agree).
+        let origin = tokio::time::Instant::now();
+        let since = |t: tokio::time::Instant| {
+            let micros = t.saturating_duration_since(origin).as_micros();
+            keyway_core::time::Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+        };
+        // A time too far to add (Duration::MAX) waits for the ACK alone,
+        // rather than panic.
+        let at = |i: keyway_core::time::Instant| {
+            origin
+                .checked_add(Duration::from_micros(i.as_micros()))
+                .unwrap_or_else(|| origin + Duration::from_secs(100 * 365 * 86_400))
+        };
+        let mut schedule = Schedule::new(since(origin), timeout);
         loop {
-            let remembered = if self.use_cache {
-                let hints = inner.hints.lock().unwrap_or_else(|e| e.into_inner());
-                hints.hints(&topic, inner.now(), self.cache_expiry.map(|d| d.as_secs()))
-            } else {
-                Vec::new()
+            let now = since(tokio::time::Instant::now());
+            let attempt = match schedule.next_due(now, inner.config.resend_every) {
+                Some(Step::Expired) => break Err(RouterError::Timeout(timeout)),
+                Some(Step::Publish { attempt }) => Some(attempt),
+                None => None,
+            };
+            let remembered = match attempt {
+                Some(_) if self.use_cache => {
+                    let hints = inner.hints.lock().unwrap_or_else(|e| e.into_inner());
+                    hints.hints(&topic, inner.now(), self.cache_expiry.map(|d| d.as_secs()))
+                }
+                _ => Vec::new(),
             };
             // Every hint, then the destination's set, then 1, 3, 7… brokers
-            // more per family with each resend: a Keyway destination also
-            // listens on a spare (in case its set is unreachable from here
-            // but not from it), and a reference destination subscribed
-            // wherever its connects finished first, anywhere in the top 10
-            // it raced (spec §10 item 10), so only widening is sure to
-            // reach it; doubling covers the bundled pool's top 10 by the
-            // fourth publish, within the default 4 s timeout.
-            let extra = widening::extra(attempt);
-            attempt += 1;
-            let hints: Vec<&BrokerEntry> = self
-                .hints
-                .iter()
-                .chain(&remembered)
-                .take(MAX_HINTS)
-                .collect();
-            let mut groups = vec![(hints, usize::MAX)];
-            groups.extend(inner.ranked_groups(&self.dest, extra));
-            let wait = tokio::time::Instant::now()
-                .checked_add(inner.config.resend_every)
-                .map_or(deadline, |t| t.min(deadline));
+            // more per family with each resend (see `widening`).
+            let groups = attempt.map(|attempt| {
+                let hints: Vec<&BrokerEntry> = self
+                    .hints
+                    .iter()
+                    .chain(&remembered)
+                    .take(MAX_HINTS)
+                    .collect();
+                let mut groups = vec![(hints, usize::MAX)];
+                groups.extend(inner.ranked_groups(&self.dest, widening::extra(attempt)));
+                groups
+            });
+            let wait = at(schedule.poll_timeout());
             // All connected in parallel, each link given the packet as soon
             // as it is up and never waited on (a full queue skips it until
             // the next resend): no broker delays the others or this send
             // past `wait`. Connects still going on then finish in the
             // background, for the next attempt.
             let mut published = Vec::new();
-            let publish = inner.walk(groups, |link| {
-                // Once per broker, though a hint may also rank high.
-                if !published.contains(&link.id()) {
-                    published.push(link.id());
-                    let _ = link.try_publish(topic.as_bytes(), &bytes);
+            let publish = async {
+                if let Some(groups) = groups {
+                    inner
+                        .walk(groups, |link| {
+                            // Once per broker, though a hint may also rank high.
+                            if !published.contains(&link.id()) {
+                                published.push(link.id());
+                                let _ = link.try_publish(topic.as_bytes(), &bytes);
+                            }
+                        })
+                        .await;
                 }
-            });
+            };
             let attempt_over = async {
                 let _ = tokio::time::timeout_at(wait, publish).await;
                 tokio::time::sleep_until(wait).await;
@@ -166,11 +181,7 @@ impl SmartPipe {
             tokio::select! {
                 _ = &mut done => break Ok(()),
                 () = inner.closed.cancelled() => break Err(RouterError::Closed),
-                () = attempt_over => {
-                    if tokio::time::Instant::now() >= deadline {
-                        break Err(RouterError::Timeout(timeout));
-                    }
-                }
+                () = attempt_over => {}
             }
         }
     }
