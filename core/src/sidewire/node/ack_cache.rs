@@ -28,8 +28,10 @@ use super::LinkId;
 /// ACKs kept per source: its most recent messages.
 pub const PER_SOURCE: usize = 4;
 
-/// Sources per bucket of the table.
-pub const WAYS: usize = 4;
+/// Sources per bucket of the table: enough that evicting one source
+/// takes about as many keys as the whole table holds (see the sidewire
+/// DESIGN.md), few enough to search on every inbound MSG.
+pub const WAYS: usize = 16;
 
 /// Links an ACK's re-sends are tracked on; a copy arriving on yet another
 /// link takes the oldest record's place.

@@ -73,10 +73,11 @@ pub struct RouterConfig {
     /// copy is acknowledged), so a flood cannot pile up tasks.
     pub max_ack_tasks: usize,
     /// Sources whose signed ACKs are kept (their 4 newest each, about
-    /// 1 KiB per source at most), to re-send for a copy of a delivered
-    /// MSG even after a flood evicted it from the replay table. The least
-    /// recently acknowledged source is forgotten first, so this should
-    /// exceed `verified_peers` (see DESIGN.md).
+    /// 1.3 KiB per source, allocated up front), to re-send for a copy of
+    /// a delivered MSG even after a flood evicted it from the replay
+    /// table. The least recently acknowledged source of a bucket of 16 is
+    /// forgotten first, so this should exceed `verified_peers` (see
+    /// DESIGN.md).
     pub ack_cache_sources: usize,
 }
 
