@@ -799,3 +799,86 @@ fn sends_beyond_the_table_and_oversize_messages_are_refused() {
         Err(keyway_core::sidewire::node::SendError::TooLarge { .. })
     ));
 }
+
+#[test]
+fn a_peer_over_its_own_rate_waits_behind_other_peers() {
+    let mut config = NodeConfig::default();
+    config.screen.peer = keyway_core::rate::RateLimit {
+        rate: 1.0,
+        burst: 5.0,
+    };
+    let (_, mut n, mut shell) = started(4, config);
+    let link = shell.links[0].0;
+    let me = keypair(1);
+    let (a, b) = (keypair(2), keypair(3));
+    let now = Instant::ZERO;
+    deliver(
+        &mut n,
+        &mut shell,
+        now,
+        UNIX,
+        link,
+        &msg(&b, 0, 0, UNIX, b"b"),
+    );
+    // A's first packet makes it a peer; its own bucket then holds 5.
+    for seq in 0..6u32 {
+        deliver(
+            &mut n,
+            &mut shell,
+            now,
+            UNIX,
+            link,
+            &msg(&a, 0, seq, UNIX, b"a"),
+        );
+    }
+    let over = msg(&a, 0, 6, UNIX, b"over");
+    let Screened::Queued { ticket: late, .. } =
+        n.handle_message(now, UNIX, link, &topic(&me), &over)
+    else {
+        panic!("A's packet beyond its rate is still checked, on the shared budget");
+    };
+    let from_b = msg(&b, 0, 1, UNIX, b"b");
+    let Screened::Queued { ticket: peer, .. } =
+        n.handle_message(now, UNIX, link, &topic(&me), &from_b)
+    else {
+        panic!("dropped");
+    };
+    let order: Vec<_> = std::iter::from_fn(|| n.poll_verify().map(|(t, _)| t)).collect();
+    assert_eq!(order, [peer, late], "B (within its rate) first");
+}
+
+#[test]
+fn a_full_outbox_drops_publishes_and_counts_them() {
+    let (_, mut n, mut shell) = started(4, NodeConfig::default());
+    let link = shell.links[0].0;
+    let me = keypair(1);
+    let sender = keypair(2);
+    let now = Instant::ZERO;
+    // 80 MSGs delivered while the shell polls nothing.
+    for seq in 0..80u32 {
+        let bytes = msg(&sender, 0, seq, UNIX, b"m");
+        assert!(matches!(
+            n.handle_message(now, UNIX, link, &topic(&me), &bytes),
+            Screened::Queued { .. }
+        ));
+        let (_, l) = n.poll_verify().unwrap();
+        assert!(check(&mut n, now, UNIX, l, &bytes));
+    }
+    assert!(
+        n.publishes_dropped() >= 80 + 1 - 64,
+        "{}",
+        n.publishes_dropped()
+    );
+    shell.drain(&mut n, now, UNIX);
+    assert!(shell.acks.len() <= 64);
+    // The newest ACKs were kept all the same: a copy is answered from the
+    // cache (the source's 4 newest; older copies are signed again).
+    let first = msg(&sender, 0, 79, UNIX, b"m");
+    let before = shell.acks.len();
+    assert_eq!(
+        n.handle_message(at(1.0), UNIX, link, &topic(&me), &first),
+        Screened::Dropped(Dropped::Reacked)
+    );
+    shell.drain(&mut n, at(1.0), UNIX);
+    assert_eq!(shell.acks.len(), before + 1);
+}

@@ -383,6 +383,12 @@ where
         self.links.iter().filter(|l| l.up).map(|l| (l.id, l.broker))
     }
 
+    /// Publishes dropped because [`OUTBOX`] places were taken (the shell
+    /// did not poll in time).
+    pub fn publishes_dropped(&self) -> u64 {
+        self.outbox.dropped
+    }
+
     /// Sends waiting for their ACK.
     pub fn pending_sends(&self) -> usize {
         self.pending.len()
