@@ -35,7 +35,8 @@
 //! `resend_every` per link ([`ack_cache`]); hint expiry ([`hints`]).
 //!
 //! **Shells**: the tokio crate `keyway-sidewire` uses its pieces today
-//! (backoff, widening, ACK cache, verify queue, hint rules, screening);
+//! (backoff, widening, send schedule, ACK cache, verify queue, hint
+//! rules, the inbound rule order, and [`key_cache`] for its verifiers);
 //! embassy firmware and the uniffi mobile face drive the whole machine.
 //!
 //! Bounded everywhere: `L` links, `S` sends, `Q` queued checks per class,
@@ -49,6 +50,7 @@ pub mod arrival;
 pub mod backoff;
 pub mod hints;
 mod inbound;
+pub mod key_cache;
 pub mod links;
 mod outbox;
 pub mod pending;

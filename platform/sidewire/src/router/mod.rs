@@ -30,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use keyway_core::rand_core::{Rng, UnwrapErr};
 use keyway_core::sidewire::node::ack_cache::{AckCache, SourceAcks};
 use keyway_core::sidewire::node::backoff::{self, Backoff, BackoffLimits};
+use keyway_core::sidewire::node::key_cache::{KeyCache, KeySlot};
 use keyway_core::sidewire::node::verify_queue::VerifyQueue;
 use keyway_core::sidewire::screen::{Peer, Screen, ScreenLimits};
 use keyway_core::sidewire::{Receiver, Slot};
@@ -55,6 +56,9 @@ const VERIFY_QUEUE: usize = 256;
 /// the pool, so the table must not grow without bound (when full, the
 /// entry due soonest is forgotten first).
 const BACKOFF_BROKERS: usize = 256;
+
+/// Parsed keys kept for the verifiers.
+const KEY_CACHE: usize = 1024;
 
 /// A delivered message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,8 +143,8 @@ struct Inner {
     connecting: Arc<Mutex<std::collections::HashSet<String>>>,
     started: Instant,
     get_time: Clock,
-    /// Parsed keys of recent peers.
-    keys: Mutex<HashMap<[u8; 33], PublicKey>>,
+    /// Parsed keys of recent senders.
+    keys: Mutex<KeyCache<Box<[KeySlot]>>>,
     /// Tasks doing signature checks at once (one per core).
     verifying: Arc<Semaphore>,
     /// Set by [`Router::start`]; the inbound queue's receiving end until then.
@@ -214,6 +218,8 @@ impl Router {
         let max_ack_tasks = config.max_ack_tasks;
         let mut ack_seed = [0u8; 16];
         UnwrapErr(getrandom::SysRng).fill_bytes(&mut ack_seed);
+        let mut key_seed = [0u8; 16];
+        UnwrapErr(getrandom::SysRng).fill_bytes(&mut key_seed);
         let backoff_limits = BackoffLimits {
             base: config.backoff_base,
             max: config.backoff_max,
@@ -259,7 +265,10 @@ impl Router {
             )),
             started: Instant::now(),
             get_time: Arc::new(get_time),
-            keys: Mutex::new(HashMap::new()),
+            keys: Mutex::new(KeyCache::new(
+                vec![KeySlot::EMPTY; KEY_CACHE].into_boxed_slice(),
+                key_seed,
+            )),
             verifying: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
