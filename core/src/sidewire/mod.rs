@@ -8,6 +8,7 @@
 //! is the whole node as a sans-I/O state machine containing both.
 
 pub mod app_packet;
+pub mod buckets;
 pub mod node;
 pub mod receiver;
 pub mod rendezvous;

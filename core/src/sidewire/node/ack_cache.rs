@@ -16,10 +16,9 @@
 
 use core::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use crate::identity::PUBLIC_KEY_LEN;
 use crate::sidewire::app_packet::{ACK_PAYLOAD, HEADER_LEN};
+use crate::sidewire::buckets;
 use crate::signature::DIGEST_LEN;
 use crate::time::Instant;
 
@@ -193,20 +192,12 @@ impl<S: AsRef<[SourceAcks]> + AsMut<[SourceAcks]>> AckCache<S> {
     }
 
     fn bucket(&self, src: &[u8; PUBLIC_KEY_LEN]) -> core::ops::Range<usize> {
-        let len = self.sources.as_ref().len();
-        let ways = WAYS.min(len);
-        let Some(buckets) = len.checked_div(ways) else {
-            return 0..0;
-        };
-        let hash = Sha256::new()
-            .chain_update(self.seed)
-            .chain_update(b"ack")
-            .chain_update(src)
-            .finalize();
-        let mut low = [0u8; 8];
-        low.copy_from_slice(&hash[..8]);
-        let at = (u64::from_le_bytes(low) % buckets as u64) as usize * ways;
-        at..at + ways
+        buckets::bucket(
+            &self.seed,
+            &[b"ack", src],
+            self.sources.as_ref().len(),
+            WAYS,
+        )
     }
 }
 

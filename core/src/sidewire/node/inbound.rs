@@ -17,16 +17,16 @@ use crate::time::Instant;
 use super::ack_cache::{ACK_LEN, Reack, SourceAcks};
 use super::arrival::{InboundRules, after_check, screen_arrival};
 use super::route::Targets;
-use super::{Delivery, Dropped, Event, LinkId, Node, PoolView, Screened, Ticket, seconds};
+use super::{Delivery, Dropped, Event, LinkId, Node, PoolView, Screened, Table, Ticket, seconds};
 
 impl<P, Sl, Wm, Pe, Ak, const L: usize, const S: usize, const Q: usize>
     Node<P, Sl, Wm, Pe, Ak, L, S, Q>
 where
     P: PoolView,
-    Sl: AsRef<[Slot]> + AsMut<[Slot]>,
-    Wm: AsRef<[u64]> + AsMut<[u64]>,
-    Pe: AsRef<[Peer]> + AsMut<[Peer]>,
-    Ak: AsRef<[SourceAcks]> + AsMut<[SourceAcks]>,
+    Sl: Table<Slot>,
+    Wm: Table<u64>,
+    Pe: Table<Peer>,
+    Ak: Table<SourceAcks>,
 {
     /// A PUBLISH arrived on `link`: drop it, answer it from what the node
     /// keeps, or queue it for a signature check (the shell keeps the
@@ -181,10 +181,10 @@ impl<P, Sl, Wm, Pe, Ak, const L: usize, const S: usize, const Q: usize> InboundR
     for Rules<'_, Node<P, Sl, Wm, Pe, Ak, L, S, Q>>
 where
     P: PoolView,
-    Sl: AsRef<[Slot]> + AsMut<[Slot]>,
-    Wm: AsRef<[u64]> + AsMut<[u64]>,
-    Pe: AsRef<[Peer]> + AsMut<[Peer]>,
-    Ak: AsRef<[SourceAcks]> + AsMut<[SourceAcks]>,
+    Sl: Table<Slot>,
+    Wm: Table<u64>,
+    Pe: Table<Peer>,
+    Ak: Table<SourceAcks>,
 {
     fn reack(&mut self, packet: &AppPacket<'_>) -> bool {
         self.node.reack_on(self.now, packet, self.link)

@@ -8,9 +8,8 @@
 //! would be worth keeping, but a valid point is cheap to hold and the
 //! table is bounded whatever arrives.
 
-use sha2::{Digest, Sha256};
-
 use crate::identity::{PUBLIC_KEY_LEN, PublicKey};
+use crate::sidewire::buckets;
 
 /// Keys per bucket.
 pub const WAYS: usize = 4;
@@ -80,20 +79,12 @@ impl<S: AsRef<[KeySlot]> + AsMut<[KeySlot]>> KeyCache<S> {
     }
 
     fn bucket(&self, bytes: &[u8; PUBLIC_KEY_LEN]) -> core::ops::Range<usize> {
-        let len = self.slots.as_ref().len();
-        let ways = WAYS.min(len);
-        let Some(buckets) = len.checked_div(ways) else {
-            return 0..0;
-        };
-        let hash = Sha256::new()
-            .chain_update(self.seed)
-            .chain_update(b"key")
-            .chain_update(bytes)
-            .finalize();
-        let mut low = [0u8; 8];
-        low.copy_from_slice(&hash[..8]);
-        let at = (u64::from_le_bytes(low) % buckets as u64) as usize * ways;
-        at..at + ways
+        buckets::bucket(
+            &self.seed,
+            &[b"key", bytes],
+            self.slots.as_ref().len(),
+            WAYS,
+        )
     }
 }
 

@@ -276,6 +276,11 @@ impl Default for NodeConfig {
     }
 }
 
+/// A table in the caller's storage: an array, a boxed slice, a `Vec`.
+pub trait Table<T>: AsRef<[T]> + AsMut<[T]> {}
+
+impl<T, S: AsRef<[T]> + AsMut<[T]>> Table<T> for S {}
+
 /// The caller's storage for the big tables.
 #[derive(Debug)]
 pub struct NodeTables<Sl, Wm, Pe, Ak> {
@@ -328,10 +333,10 @@ impl<P, Sl, Wm, Pe, Ak, const L: usize, const S: usize, const Q: usize>
     Node<P, Sl, Wm, Pe, Ak, L, S, Q>
 where
     P: PoolView,
-    Sl: AsRef<[Slot]> + AsMut<[Slot]>,
-    Wm: AsRef<[u64]> + AsMut<[u64]>,
-    Pe: AsRef<[Peer]> + AsMut<[Peer]>,
-    Ak: AsRef<[SourceAcks]> + AsMut<[SourceAcks]>,
+    Sl: Table<Slot>,
+    Wm: Table<u64>,
+    Pe: Table<Peer>,
+    Ak: Table<SourceAcks>,
 {
     /// A node for `key` on `pool`, not yet joined: the first
     /// [`Self::handle_timeout`] (due at once) connects its own set.

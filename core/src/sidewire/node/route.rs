@@ -12,7 +12,7 @@ use crate::time::Instant;
 use super::ack_cache::SourceAcks;
 use super::pool_view::MAX_FAMILY;
 use super::widening::{self, MAX_HINTS, REFERENCE_RACE_WIDTH};
-use super::{BrokerId, LinkId, Node, PoolView, SendId};
+use super::{BrokerId, LinkId, Node, PoolView, SendId, Table};
 
 /// Brokers one publish reaches, at most: every hint and the top 10 of
 /// both families.
@@ -53,10 +53,10 @@ impl<P, Sl, Wm, Pe, Ak, const L: usize, const S: usize, const Q: usize>
     Node<P, Sl, Wm, Pe, Ak, L, S, Q>
 where
     P: PoolView,
-    Sl: AsRef<[Slot]> + AsMut<[Slot]>,
-    Wm: AsRef<[u64]> + AsMut<[u64]>,
-    Pe: AsRef<[Peer]> + AsMut<[Peer]>,
-    Ak: AsRef<[SourceAcks]> + AsMut<[SourceAcks]>,
+    Sl: Table<Slot>,
+    Wm: Table<u64>,
+    Pe: Table<Peer>,
+    Ak: Table<SourceAcks>,
 {
     /// The first `reach(extra)` brokers of each family of `dest`'s ranking
     /// that are linked or may be dialled, added to `out`.
