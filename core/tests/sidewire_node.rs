@@ -163,6 +163,28 @@ fn fresh_key(i: u32) -> [u8; 33] {
     k
 }
 
+/// Sends `data` to `dest` with no hints; the packet lands in `buf`.
+fn send(
+    n: &mut TestNode,
+    now: Instant,
+    unix: u64,
+    dest: &[u8; 33],
+    data: &[u8],
+    timeout: Duration,
+    buf: &mut [u8],
+) -> Result<(SendId, usize), keyway_core::sidewire::node::SendError> {
+    n.send(
+        now,
+        unix,
+        dest,
+        data,
+        &[],
+        timeout,
+        &mut UnwrapErr(getrandom::SysRng),
+        buf,
+    )
+}
+
 /// The signature check a shell runs, then the node's verdict.
 fn check(node: &mut TestNode, now: Instant, unix: u64, link: LinkId, payload: &[u8]) -> bool {
     let valid = AppPacket::decode(payload).unwrap().verify().is_ok();
@@ -183,18 +205,16 @@ fn resends_widen_down_the_ranking_to_the_tenth() {
     let (_, mut n, mut shell) = started(12, NodeConfig::default());
     let dest = keypair(2);
     let mut buf = vec![0; 512];
-    let (id, _) = n
-        .send(
-            Instant::ZERO,
-            UNIX,
-            dest.public().as_bytes(),
-            b"hi",
-            &[],
-            Duration::from_secs(10),
-            &mut UnwrapErr(getrandom::SysRng),
-            &mut buf,
-        )
-        .unwrap();
+    let (id, _) = send(
+        &mut n,
+        Instant::ZERO,
+        UNIX,
+        dest.public().as_bytes(),
+        b"hi",
+        Duration::from_secs(10),
+        &mut buf,
+    )
+    .unwrap();
     let mut per_attempt = Vec::new();
     for second in 0..6u64 {
         shell.sends.clear();
@@ -235,18 +255,16 @@ fn resends_widen_down_the_ranking_to_the_tenth() {
 fn a_send_fails_at_its_deadline_after_publishing_each_second() {
     let (_, mut n, mut shell) = started(4, NodeConfig::default());
     let mut buf = vec![0; 512];
-    let (id, _) = n
-        .send(
-            Instant::ZERO,
-            UNIX,
-            keypair(2).public().as_bytes(),
-            b"x",
-            &[],
-            Duration::from_millis(3500),
-            &mut UnwrapErr(getrandom::SysRng),
-            &mut buf,
-        )
-        .unwrap();
+    let (id, _) = send(
+        &mut n,
+        Instant::ZERO,
+        UNIX,
+        keypair(2).public().as_bytes(),
+        b"x",
+        Duration::from_millis(3500),
+        &mut buf,
+    )
+    .unwrap();
     shell.drain(&mut n, Instant::ZERO, UNIX);
     let mut publishes = vec![];
     let mut failed_at = None;
@@ -325,14 +343,13 @@ fn links_opened_to_send_close_when_idle_and_own_links_stay() {
     let own: Vec<LinkId> = shell.links.iter().map(|(l, _)| *l).collect();
     assert_eq!(own.len(), 3, "the set of a 12-broker family");
     let mut buf = vec![0; 512];
-    n.send(
+    send(
+        &mut n,
         Instant::ZERO,
         UNIX,
         keypair(2).public().as_bytes(),
         b"x",
-        &[],
         Duration::from_secs(2),
-        &mut UnwrapErr(getrandom::SysRng),
         &mut buf,
     )
     .unwrap();
@@ -398,18 +415,16 @@ fn acked_send(
 ) -> Option<Event> {
     let me = keypair(1);
     let mut buf = vec![0; 512];
-    let (id, len) = n
-        .send(
-            now,
-            unix,
-            dest.public().as_bytes(),
-            b"hello",
-            &[],
-            Duration::from_secs(10),
-            &mut UnwrapErr(getrandom::SysRng),
-            &mut buf,
-        )
-        .unwrap();
+    let (id, len) = send(
+        n,
+        now,
+        unix,
+        dest.public().as_bytes(),
+        b"hello",
+        Duration::from_secs(10),
+        &mut buf,
+    )
+    .unwrap();
     shell.drain(n, now, unix);
     let sent = AppPacket::decode(&buf[..len]).unwrap();
     let mut ack = sent.ack(unix);
@@ -458,18 +473,16 @@ fn hints_are_tried_first_and_expire() {
     let first_publish = |n: &mut TestNode, shell: &mut Shell, now: Instant, unix: u64| {
         shell.sends.clear();
         let mut buf = vec![0; 512];
-        let (id, _) = n
-            .send(
-                now,
-                unix,
-                dest.public().as_bytes(),
-                b"again",
-                &[],
-                Duration::from_secs(10),
-                &mut UnwrapErr(getrandom::SysRng),
-                &mut buf,
-            )
-            .unwrap();
+        let (id, _) = send(
+            n,
+            now,
+            unix,
+            dest.public().as_bytes(),
+            b"again",
+            Duration::from_secs(10),
+            &mut buf,
+        )
+        .unwrap();
         shell.drain(n, now, unix);
         let used: Vec<BrokerId> = shell
             .sends
@@ -759,39 +772,36 @@ fn sends_beyond_the_table_and_oversize_messages_are_refused() {
     let mut buf = vec![0; 512];
     let dest = *keypair(2).public().as_bytes();
     for _ in 0..8 {
-        n.send(
+        send(
+            &mut n,
             Instant::ZERO,
             UNIX,
             &dest,
             b"x",
-            &[],
             Duration::from_secs(5),
-            &mut UnwrapErr(getrandom::SysRng),
             &mut buf,
         )
         .unwrap();
     }
-    let full = n.send(
+    let full = send(
+        &mut n,
         Instant::ZERO,
         UNIX,
         &dest,
         b"x",
-        &[],
         Duration::from_secs(5),
-        &mut UnwrapErr(getrandom::SysRng),
         &mut buf,
     );
     assert_eq!(full, Err(keyway_core::sidewire::node::SendError::Full));
     let big = vec![0; 64 * 1024];
     let mut huge = vec![0; 70 * 1024];
-    let too_large = n.send(
+    let too_large = send(
+        &mut n,
         Instant::ZERO,
         UNIX,
         &dest,
         &big,
-        &[],
         Duration::from_secs(5),
-        &mut UnwrapErr(getrandom::SysRng),
         &mut huge,
     );
     assert!(matches!(
