@@ -10,7 +10,8 @@
 //! - [`namebump`]: the namebump packet, request freshness, quota address helpers,
 //!   server replies and the TCP request reader.
 //! - [`rate`]: the token bucket behind per-source rate limits.
-//! - [`sidewire`]: the signed AppPacket and rendezvous broker ranking.
+//! - [`sidewire`]: the signed AppPacket, rendezvous broker ranking, and the
+//!   node as a sans-I/O state machine (`sidewire::node`).
 //! - [`mqtt`]: the MQTT 3.1.1 packets sidewire uses, streaming and size-capped.
 //! - [`drayer`]: Drayer's signed, mutable single-writer record chains: the
 //!   record string, and the owner and receiver algorithms over any store.

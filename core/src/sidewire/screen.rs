@@ -23,10 +23,9 @@
 //! as for [`TokenBucket`]), reports each check's outcome with
 //! [`Screen::verified`] or [`Screen::failed`], and keeps the queues.
 
-use sha2::{Digest, Sha256};
-
 use crate::identity::PUBLIC_KEY_LEN;
 use crate::rate::{RateLimit, TokenBucket};
+use crate::sidewire::buckets;
 
 /// Slots per bucket of the peer table.
 pub const PEER_WAYS: usize = 4;
@@ -222,19 +221,7 @@ impl<P: AsRef<[Peer]> + AsMut<[Peer]>> Screen<P> {
     }
 
     fn bucket(&self, src: &[u8; PUBLIC_KEY_LEN]) -> core::ops::Range<usize> {
-        let len = self.peers.as_ref().len();
-        let ways = PEER_WAYS.min(len);
-        let Some(buckets) = len.checked_div(ways) else {
-            return 0..0;
-        };
-        let hash = Sha256::new()
-            .chain_update(self.seed)
-            .chain_update(src)
-            .finalize();
-        let mut low = [0u8; 8];
-        low.copy_from_slice(&hash[..8]);
-        let at = (u64::from_le_bytes(low) % buckets as u64) as usize * ways;
-        at..at + ways
+        buckets::bucket(&self.seed, &[src], self.peers.as_ref().len(), PEER_WAYS)
     }
 }
 

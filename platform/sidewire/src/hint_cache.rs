@@ -4,8 +4,9 @@
 //!
 //! A JSON file `{ "<dest hex>": [{"host", "port", "seen"}] }`, written
 //! atomically (a temporary file created with mode 0600, then renamed) and
-//! only when something changed: a new broker, or one last seen more than a
-//! minute ago. Entries older than the expiry are neither used nor kept.
+//! only when something changed. The rules (how many brokers per
+//! destination, expiry, what counts as a change) are the core node's
+//! [`DestHints`]; this file adds the file and the bound on destinations.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -13,12 +14,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use keyway_core::sidewire::node::hints::DestHints;
 use serde::{Deserialize, Serialize};
 
-use crate::router::BrokerEntry;
+use crate::pool::BrokerEntry;
 
-/// Brokers remembered per destination, at most.
-const PER_DEST: usize = 4;
 /// Destinations remembered, at most (the least recently seen go first).
 const DESTS: usize = 4096;
 
@@ -34,18 +34,28 @@ struct Seen {
 pub(crate) struct HintCache {
     path: Option<PathBuf>,
     expiry: u64,
-    entries: HashMap<String, Vec<Seen>>,
+    entries: HashMap<String, DestHints<(String, u16)>>,
 }
 
 impl HintCache {
     /// Loads `path` if it exists (an unreadable file starts an empty cache
     /// and is replaced on the next save); `None` disables the cache.
     pub(crate) fn open(path: Option<PathBuf>, expiry: Duration) -> Self {
-        let entries = path
+        let file: HashMap<String, Vec<Seen>> = path
             .as_deref()
             .and_then(|p| std::fs::read(p).ok())
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
+        let entries = file
+            .into_iter()
+            .map(|(dest, seen)| {
+                let mut hints = DestHints::default();
+                for s in seen {
+                    hints.restore((s.host, s.port), s.seen);
+                }
+                (dest, hints)
+            })
+            .collect();
         Self {
             path,
             expiry: expiry.as_secs(),
@@ -61,13 +71,12 @@ impl HintCache {
         if self.path.is_none() {
             return Vec::new();
         }
-        let max_age = max_age.map_or(self.expiry, |a| a.min(self.expiry));
         self.entries
             .get(dest)
-            .map(|seen| {
-                seen.iter()
-                    .filter(|s| now.saturating_sub(s.seen) <= max_age)
-                    .map(|s| BrokerEntry::new(&s.host, s.port))
+            .map(|hints| {
+                hints
+                    .usable(now, self.expiry, max_age)
+                    .map(|(host, port)| BrokerEntry::new(host, *port))
                     .collect()
             })
             .unwrap_or_default()
@@ -79,36 +88,19 @@ impl HintCache {
         if self.path.is_none() {
             return false;
         }
-        let expiry = self.expiry;
-        let seen = self.entries.entry(dest.to_owned()).or_default();
-        seen.retain(|s| now.saturating_sub(s.seen) <= expiry);
-        let changed = match seen.iter_mut().find(|s| s.host == host && s.port == port) {
-            Some(s) => {
-                let stale = now.saturating_sub(s.seen) > 60;
-                s.seen = now;
-                stale
-            }
-            None => {
-                seen.push(Seen {
-                    host: host.to_owned(),
-                    port,
-                    seen: now,
-                });
-                true
-            }
-        };
-        seen.sort_by_key(|s| core::cmp::Reverse(s.seen));
-        seen.truncate(PER_DEST);
-        if self.entries.len() > DESTS {
-            let newest = |v: &Vec<Seen>| v.first().map_or(0, |s| s.seen);
-            if let Some(oldest) = self
+        let changed = self.entries.entry(dest.to_owned()).or_default().remember(
+            (host.to_owned(), port),
+            now,
+            self.expiry,
+        );
+        if self.entries.len() > DESTS
+            && let Some(oldest) = self
                 .entries
                 .iter()
-                .min_by_key(|(_, v)| newest(v))
+                .min_by_key(|(_, v)| v.newest())
                 .map(|(k, _)| k.clone())
-            {
-                self.entries.remove(&oldest);
-            }
+        {
+            self.entries.remove(&oldest);
         }
         changed
     }
@@ -116,9 +108,22 @@ impl HintCache {
     /// The file's new contents and where they go, if there is a file.
     pub(crate) fn snapshot(&self) -> Option<(PathBuf, Vec<u8>)> {
         let path = self.path.clone()?;
-        serde_json::to_vec(&self.entries)
-            .ok()
-            .map(|bytes| (path, bytes))
+        let file: HashMap<&String, Vec<Seen>> = self
+            .entries
+            .iter()
+            .map(|(dest, hints)| {
+                let seen = hints
+                    .all()
+                    .map(|s| Seen {
+                        host: s.broker.0.clone(),
+                        port: s.broker.1,
+                        seen: s.seen,
+                    })
+                    .collect();
+                (dest, seen)
+            })
+            .collect();
+        serde_json::to_vec(&file).ok().map(|bytes| (path, bytes))
     }
 }
 

@@ -25,12 +25,11 @@
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-mod ack_cache;
 mod hint_cache;
 pub mod link;
+mod pool;
 mod pool_file;
 pub mod router;
-mod verify_queue;
 
 pub use pool_file::PoolFileError;
 

@@ -12,7 +12,7 @@
 use keyway_core::sidewire::rendezvous::{AF_INET, AF_INET6, Ranking};
 use serde::Deserialize;
 
-use crate::router::{BrokerEntry, Pool};
+use crate::pool::{BrokerEntry, Pool};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolFileError {

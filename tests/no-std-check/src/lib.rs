@@ -4,6 +4,9 @@
 
 use core::panic::PanicInfo;
 
+mod sidewire_node;
+pub use sidewire_node::node_round_trip;
+
 use keyway_core::Keypair;
 use keyway_core::drayer;
 use keyway_core::ecies;
@@ -24,7 +27,7 @@ fn panic(_: &PanicInfo<'_>) -> ! {
 }
 
 /// A firmware would read its hardware RNG here.
-struct CounterRng(u64);
+pub(crate) struct CounterRng(pub(crate) u64);
 
 impl TryRng for CounterRng {
     type Error = core::convert::Infallible;
