@@ -63,7 +63,11 @@ fn free_port() -> u16 {
 fn serve(db: &str, key: &Path) -> (Served, String) {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut child = Command::new(KEYWAY)
+        // Every client of a test shares one source address: the per-source
+        // TCP cap (16) would refuse most of them, and that is not what is
+        // tested here.
         .args(["namebump", "serve", "--rate-limit", "0"])
+        .args(["--max-connections-per-source", "1024"])
         .arg("--listen")
         .arg(addr.to_string())
         .args(["--db", db])

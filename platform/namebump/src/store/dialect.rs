@@ -484,8 +484,14 @@ impl Queries {
                     "INSERT INTO ipv6_prefixes (v6_glob_main, v6_glob_extra) VALUES (?, ?) \
                      ON CONFLICT DO NOTHING"
                 }
+                // Not INSERT IGNORE: on an existing row it takes a shared
+                // lock, and two writers holding it both wait to upgrade it
+                // for the FOR UPDATE that follows (a deadlock every time
+                // several new addresses of one /48 claim at once). This
+                // takes the row's exclusive lock at once.
                 Backend::MySql => {
-                    "INSERT IGNORE INTO ipv6_prefixes (v6_glob_main, v6_glob_extra) VALUES (?, ?)"
+                    "INSERT INTO ipv6_prefixes (v6_glob_main, v6_glob_extra) VALUES (?, ?) \
+                     ON DUPLICATE KEY UPDATE v6_glob_main = v6_glob_main"
                 }
             }),
             prefix_lock: b.sql(&format!(

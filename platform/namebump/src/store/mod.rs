@@ -241,13 +241,15 @@ impl SqlStore {
         }
     }
 
-    /// The database metrics (retries, lock waits, transaction latency) of
-    /// PostgreSQL and MariaDB; SQLite's single writer has none to report.
+    /// The database metrics: transaction latency on every backend (on
+    /// SQLite, one transaction is one batch of the writer); retries, lock
+    /// waits and statements on PostgreSQL and MariaDB (SQLite's single
+    /// writer never retries or waits on a row lock).
     pub fn db_metrics(&self) -> Option<DbMetrics> {
-        match &self.0 {
-            Backing::Sqlite(_) => None,
-            Backing::Server(s) => Some(s.metrics().clone()),
-        }
+        Some(match &self.0 {
+            Backing::Sqlite(s) => s.metrics().clone(),
+            Backing::Server(s) => s.metrics().clone(),
+        })
     }
 
     /// Closes the connection pool (PostgreSQL and MariaDB: a database cannot

@@ -23,6 +23,7 @@ use keyway_core::namebump::address::Ipv6Parts;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::mpsc;
 
+use super::db_metrics::DbMetrics;
 use super::dialect::{Backend, Queries};
 use super::rules::{self, Existing, NameWrite, RowCounts, WriteTx};
 use super::writer::{self, Applied, Job, MAX_BATCH};
@@ -41,6 +42,7 @@ pub(crate) struct SqliteStore {
     queries: Arc<Queries>,
     limits: Limits,
     writer: mpsc::Sender<Job>,
+    metrics: DbMetrics,
 }
 
 fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
@@ -81,6 +83,11 @@ fn checkpointer(conn: Connection, alive: mpsc::WeakSender<Job>) {
 }
 
 impl SqliteStore {
+    /// Batches committed by the writer and their latency.
+    pub(crate) fn metrics(&self) -> &DbMetrics {
+        &self.metrics
+    }
+
     /// Opens (creating if needed) the database file at `path`, migrates it
     /// and starts the writer thread.
     pub(crate) fn open(path: &Path, limits: Limits) -> Result<Self, StoreError> {
@@ -90,10 +97,14 @@ impl SqliteStore {
         }
         let queries = Arc::new(Queries::new(Backend::Sqlite));
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        let metrics = DbMetrics::default();
         let q = queries.clone();
         std::thread::Builder::new()
             .name("keyway-sqlite-writer".into())
-            .spawn(move || write_loop(&mut conn, &q, &limits, rx))
+            .spawn({
+                let metrics = metrics.clone();
+                move || write_loop(&mut conn, &q, &limits, &metrics, rx)
+            })
             .map_err(|e| StoreError::BatchFailed(format!("cannot start the writer: {e}")))?;
         let (checkpoints, alive) = (connect(path)?, tx.downgrade());
         std::thread::Builder::new()
@@ -106,6 +117,7 @@ impl SqliteStore {
             queries,
             limits,
             writer: tx,
+            metrics,
         })
     }
 
@@ -202,7 +214,13 @@ fn run_now<F: Future>(future: F) -> F::Output {
 }
 
 /// The writer thread: drains the queue in batches until every sender is gone.
-fn write_loop(conn: &mut Connection, q: &Queries, limits: &Limits, mut rx: mpsc::Receiver<Job>) {
+fn write_loop(
+    conn: &mut Connection,
+    q: &Queries,
+    limits: &Limits,
+    metrics: &DbMetrics,
+    mut rx: mpsc::Receiver<Job>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -212,10 +230,14 @@ fn write_loop(conn: &mut Connection, q: &Queries, limits: &Limits, mut rx: mpsc:
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let result = run_batch(conn, q, limits, &batch);
+        metrics.transaction(started.elapsed());
         if writer::deliver(&mut batch, result) {
             for job in batch.drain(..) {
+                let started = std::time::Instant::now();
                 let single = run_batch(conn, q, limits, std::slice::from_ref(&job));
+                metrics.transaction(started.elapsed());
                 job.finish(single.map_err(StoreError::from).and_then(writer::only));
             }
         }
