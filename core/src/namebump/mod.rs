@@ -7,7 +7,7 @@ pub mod address;
 pub mod freshness;
 pub mod packet;
 pub mod reply;
-pub mod stream;
+pub mod tcp_framing;
 pub mod usage;
 
 pub use packet::{DecodeError, EncodeError, Op, Packet};

@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use keyway_core::ecies;
 use keyway_core::namebump::packet::MAX_PACKET_LEN;
-use keyway_core::namebump::stream::SealedStream;
+use keyway_core::namebump::tcp_framing::SealedStream;
 use keyway_core::namebump::usage::Usage;
 use keyway_core::namebump::{
     DEFAULT_REQUEST_TTL, DO_BUMP, DONT_BUMP, EncodeError, MAX_NAME_LEN, MAX_VALUE_LEN, Op, Packet,
@@ -519,7 +519,7 @@ impl Client {
         // One write: a reference server reads one chunk as one message.
         stream.write_all(sealed).await?;
         let mut framer = SealedStream::new();
-        let mut plaintext = vec![0u8; keyway_core::namebump::stream::MAX_SEALED_REQUEST];
+        let mut plaintext = vec![0u8; keyway_core::namebump::tcp_framing::MAX_SEALED_REQUEST];
         loop {
             while let Ok(Some(p)) = framer.next_message(reply_key, &mut plaintext) {
                 if let Some(reply) = parse_reply(p, pkid, op) {

@@ -10,7 +10,7 @@ use keyway_core::ecies;
 use keyway_core::mqtt;
 use keyway_core::namebump::freshness::check_freshness;
 use keyway_core::namebump::packet::MAX_PACKET_LEN;
-use keyway_core::namebump::stream::{MAX_SEALED_REQUEST, SealedStream};
+use keyway_core::namebump::tcp_framing::{MAX_SEALED_REQUEST, SealedStream};
 use keyway_core::namebump::{Op, Packet, reply};
 use keyway_core::rand_core::{TryCryptoRng, TryRng};
 use keyway_core::rate::{RateLimit, TokenBucket};
