@@ -4,6 +4,7 @@
 //! inside [`crate::ecies`], signed with [`crate::signature`].
 
 pub mod address;
+pub mod client;
 pub mod freshness;
 pub mod packet;
 pub mod reply;
