@@ -1,51 +1,34 @@
-//! The namebump client (spec §4.5 and the seed's API), for tokio.
+//! The namebump client (spec §4.5 and the seed's API), for tokio: a thin
+//! shell around [`keyway_core::namebump::client::Exchange`], which decides
+//! everything (the request's bytes, the UDP/TCP × IPv4/IPv6 race, retries,
+//! reply matching, the reading of error replies; see its documentation).
 //!
-//! - PUT, DEL and USAGE: each attempt builds **one** signed packet and sends
-//!   it over UDP and TCP at once; the first valid reply wins. Unlike the
-//!   reference (which signs each leg separately, so the server executes the
-//!   write twice: bug 12) both legs carry the same request, which the
-//!   server's replay cache answers once.
-//! - GET: races every address family × {TCP, UDP}. UDP GETs are padded to
-//!   the size of the largest possible reply, because servers (ours) never
-//!   answer a datagram with a bigger one.
-//! - [`ClientConfig::udp`] `= false` leaves UDP out of both races.
-//! - 3 attempts, 0.5 s apart, on network errors and timeouts only.
-//! - Every attempt uses a fresh reply key, and a reply is accepted only if
-//!   it decrypts under that key and carries the request's pkid and op (or
-//!   is an error reply): a stale reply to an earlier call, such as one of
-//!   the reference server's 5 UDP copies, cannot even be read (bugs 10, 41).
+//! This file keeps only I/O: resolving the server's name, one socket or
+//! connection per leg the machine transmits on (a task each, dropped when
+//! the machine closes the leg), the clocks, and the GET the machine asks
+//! for when it needs a name's owner.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
-use keyway_core::ecies;
-use keyway_core::namebump::packet::MAX_PACKET_LEN;
-use keyway_core::namebump::tcp_framing::SealedStream;
-use keyway_core::namebump::usage::Usage;
-use keyway_core::namebump::{
-    DEFAULT_REQUEST_TTL, DO_BUMP, DONT_BUMP, EncodeError, MAX_NAME_LEN, MAX_VALUE_LEN, Op, Packet,
+use keyway_core::namebump::client::{
+    Event, Exchange, Failure, Families, Family, LEGS, Leg, LegFault, Outcome, Policy, TRANSMIT_LEN,
+    Target, Transport,
 };
+use keyway_core::namebump::usage::Usage;
+use keyway_core::namebump::{EncodeError, Op};
 use keyway_core::rand_core::{Rng, UnwrapErr};
+use keyway_core::time::Instant;
 use keyway_core::{Keypair, PublicKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, UdpSocket, lookup_host};
+use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
+
+pub use keyway_core::namebump::client::{Behavior, ErrorKind};
 
 use crate::clock::{Clock, SystemClock};
-
-/// What a PUT may do when the address's quota is full.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Behavior {
-    /// Evict the oldest bumpable name of the same quota row (DO_BUMP).
-    #[default]
-    Bump,
-    /// Fail with [`ClientError::RejectedAtQuota`] (DONT_BUMP).
-    DontBump,
-    /// Fail with [`ClientError::WouldBump`] instead of bumping (THROW_BUMP).
-    Throw,
-}
 
 /// A name's current value, as the server returned it.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,6 +66,24 @@ pub enum ClientError {
     BadReply,
 }
 
+impl ClientError {
+    /// The kind every face reports (the CLI's `kind` word, the C status
+    /// code, the Python exception): the one mapping (issue 13).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::RejectedAtQuota => ErrorKind::RejectedAtQuota,
+            Self::WouldBump => ErrorKind::WouldBump,
+            Self::NotOwner => ErrorKind::NotOwner,
+            Self::ClockSkew { .. } => ErrorKind::ClockSkew,
+            Self::ServerError => ErrorKind::ServerError,
+            Self::Timeout { .. } => ErrorKind::Timeout,
+            Self::InvalidInput(_) => ErrorKind::InvalidInput,
+            Self::Network { .. } => ErrorKind::Network,
+            Self::BadReply => ErrorKind::BadReply,
+        }
+    }
+}
+
 impl From<EncodeError> for ClientError {
     fn from(e: EncodeError) -> Self {
         Self::InvalidInput(e.to_string())
@@ -105,12 +106,24 @@ pub struct ClientConfig {
 
 impl Default for ClientConfig {
     fn default() -> Self {
+        let policy = Policy::default();
         Self {
-            attempts: 3,
-            retry_pause: Duration::from_millis(500),
-            reply_timeout: Duration::from_secs(2),
+            attempts: policy.attempts,
+            retry_pause: policy.retry_pause,
+            reply_timeout: policy.reply_timeout,
             source: None,
-            udp: true,
+            udp: policy.udp,
+        }
+    }
+}
+
+impl ClientConfig {
+    fn policy(&self) -> Policy {
+        Policy {
+            attempts: self.attempts,
+            retry_pause: self.retry_pause,
+            reply_timeout: self.reply_timeout,
+            udp: self.udp,
         }
     }
 }
@@ -146,11 +159,23 @@ pub struct Reply {
     pub vkc: Option<[u8; 33]>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Transport {
-    Udp,
-    Tcp,
+/// What a leg's task reports, tagged with the transmit it serves.
+#[derive(Debug)]
+struct LegReport {
+    leg: Leg,
+    generation: u64,
+    what: LegInput,
 }
+
+#[derive(Debug)]
+enum LegInput {
+    Bytes(Vec<u8>),
+    Failed(std::io::Error),
+}
+
+/// Reports a leg task may queue before it waits for the exchange to read
+/// them: a flooding peer slows its own task, not the exchange.
+const LEG_REPORTS: usize = 16;
 
 impl Client {
     /// Resolves `server` ("host:port") and builds a client with a fresh reply key.
@@ -195,20 +220,17 @@ impl Client {
 
     /// Reads a name. `Ok(None)` when it does not exist (or has expired).
     pub async fn get(&self, name: &[u8]) -> Result<Option<Record>, ClientError> {
-        check_name(name)?;
-        let reply = self.with_retries(|| self.get_once(name)).await?;
-        if reply.op != Op::Get || reply.name != name {
-            return Err(ClientError::BadReply);
+        let exchange = Exchange::get(name, self.config.policy(), self.target())?;
+        let (exchange, outcome) = self.run(exchange).await?;
+        match (outcome, exchange.reply()) {
+            (Outcome::NotFound, _) => Ok(None),
+            (Outcome::Found, Some(reply)) => Ok(Some(Record {
+                value: reply.value.to_vec(),
+                owner: reply.vkc.ok_or(ClientError::BadReply)?,
+                timestamp: reply.updated,
+            })),
+            _ => Err(ClientError::BadReply),
         }
-        if reply.updated == 0.0 {
-            return Ok(None);
-        }
-        let owner = reply.vkc.ok_or(ClientError::BadReply)?;
-        Ok(Some(Record {
-            value: reply.value,
-            owner,
-            timestamp: reply.updated,
-        }))
     }
 
     /// Claims or updates a name with `key`; ttl in seconds (at most 60).
@@ -235,25 +257,25 @@ impl Client {
         behavior: Behavior,
         ttl: Option<f64>,
     ) -> Result<Reply, ClientError> {
-        check_name(name)?;
-        if value.len() > MAX_VALUE_LEN {
-            return Err(EncodeError::ValueTooLong { len: value.len() }.into());
-        }
-        let wire_behavior = if behavior == Behavior::Bump {
-            DO_BUMP
-        } else {
-            DONT_BUMP
-        };
-        let reply = self
-            .with_retries(|| self.signed_once(Op::Put, name, value, key, wire_behavior, ttl))
-            .await?;
-        match reply.op {
-            Op::Put if reply.updated == 0.0 && reply.value.is_empty() => match behavior {
-                Behavior::Throw => Err(ClientError::WouldBump),
-                _ => Err(ClientError::RejectedAtQuota),
-            },
-            Op::Put => Ok(reply),
-            Op::Error => Err(self.explain_error(&reply, Some((name, key))).await),
+        let exchange = Exchange::put(
+            name,
+            value,
+            key,
+            behavior,
+            ttl,
+            self.config.policy(),
+            self.target(),
+        )?;
+        let (exchange, outcome) = self.run(exchange).await?;
+        match (outcome, exchange.reply()) {
+            (Outcome::Stored, Some(p)) => Ok(Reply {
+                op: p.op,
+                pkid: p.pkid,
+                updated: p.updated,
+                name: p.name.to_vec(),
+                value: p.value.to_vec(),
+                vkc: p.vkc,
+            }),
             _ => Err(ClientError::BadReply),
         }
     }
@@ -265,198 +287,166 @@ impl Client {
         key: &Keypair,
         ttl: Option<f64>,
     ) -> Result<(), ClientError> {
-        check_name(name)?;
-        let reply = self
-            .with_retries(|| self.signed_once(Op::Del, name, b"", key, DO_BUMP, ttl))
-            .await?;
-        match reply.op {
-            Op::Del => Ok(()),
-            Op::Error => Err(self.explain_error(&reply, Some((name, key))).await),
+        let exchange = Exchange::delete(name, key, ttl, self.config.policy(), self.target())?;
+        match self.run(exchange).await?.1 {
+            Outcome::Deleted => Ok(()),
             _ => Err(ClientError::BadReply),
         }
     }
 
     /// This address's quota state (any key may ask).
     pub async fn usage(&self, key: &Keypair, ttl: Option<f64>) -> Result<Usage, ClientError> {
-        let reply = self
-            .with_retries(|| self.signed_once(Op::Usage, b"", b"", key, DO_BUMP, ttl))
-            .await?;
-        match reply.op {
-            Op::Usage => Usage::decode(&reply.value).map_err(|_| ClientError::BadReply),
-            Op::Error => Err(self.explain_error(&reply, None).await),
+        let exchange = Exchange::usage(key, ttl, self.config.policy(), self.target())?;
+        match self.run(exchange).await?.1 {
+            Outcome::Usage(usage) => Ok(usage),
             _ => Err(ClientError::BadReply),
         }
     }
 
-    /// An error reply carries no reason (spec §6.5): tell clock skew by the
-    /// server time it carries, and a foreign owner by looking the name up.
-    async fn explain_error(&self, reply: &Reply, name: Option<(&[u8], &Keypair)>) -> ClientError {
-        let skew = reply.updated - self.clock.now();
-        if skew.abs() > keyway_core::namebump::freshness::CLOCK_SKEW_SLACK {
-            return ClientError::ClockSkew { skew };
-        }
-        if let Some((name, key)) = name
-            && let Ok(Some(record)) = self.get(name).await
-            && record.owner != *key.public().as_bytes()
-        {
-            return ClientError::NotOwner;
-        }
-        ClientError::ServerError
-    }
-
-    async fn with_retries<F, Fut>(&self, mut attempt: F) -> Result<Reply, ClientError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<Reply, ClientError>>,
-    {
-        let attempts = self.config.attempts.max(1);
-        let mut last = None;
-        for i in 0..attempts {
-            if i > 0 {
-                tokio::time::sleep(self.config.retry_pause).await;
-            }
-            match attempt().await {
-                Err(e @ (ClientError::Timeout { .. } | ClientError::Network { .. })) => {
-                    last = Some(e)
-                }
-                other => return other,
-            }
-        }
-        Err(match last {
-            Some(ClientError::Timeout { .. }) | None => ClientError::Timeout {
-                server: self.label.to_string(),
-                attempts,
+    fn target(&self) -> Target {
+        Target {
+            key: self.server_pk,
+            families: Families {
+                v4: self.servers.iter().any(SocketAddr::is_ipv4),
+                v6: self.servers.iter().any(SocketAddr::is_ipv6),
             },
-            Some(e) => e,
-        })
-    }
-
-    async fn signed_once(
-        &self,
-        op: Op,
-        name: &[u8],
-        value: &[u8],
-        key: &Keypair,
-        behavior: u8,
-        ttl: Option<f64>,
-    ) -> Result<Reply, ClientError> {
-        let pkid = random_pkid();
-        let reply_key = Keypair::generate(&mut UnwrapErr(getrandom::SysRng));
-        let mut packet = Packet::new(op, pkid, self.clock.now(), name, value);
-        packet.reply_pk = Some(*reply_key.public().as_bytes());
-        packet.behavior = behavior;
-        packet.ttl = ttl.unwrap_or(DEFAULT_REQUEST_TTL);
-        packet.sign(key)?;
-        let plaintext = encode(&packet)?;
-        let server = self.servers[0];
-        let legs = [Transport::Udp, Transport::Tcp]
-            .into_iter()
-            .filter(|t| self.config.udp || *t == Transport::Tcp)
-            .map(|t| self.leg(t, server, &plaintext, &reply_key, pkid, op));
-        self.race(legs.collect()).await
-    }
-
-    async fn get_once(&self, name: &[u8]) -> Result<Reply, ClientError> {
-        let pkid = random_pkid();
-        let reply_key = Keypair::generate(&mut UnwrapErr(getrandom::SysRng));
-        let mut packet = Packet::new(Op::Get, pkid, self.clock.now(), name, b"");
-        packet.reply_pk = Some(*reply_key.public().as_bytes());
-        // As the reference client does without a key.
-        packet.vkc = packet.reply_pk;
-        let plain = encode(&packet)?;
-        let padding = [0u8; MAX_VALUE_LEN];
-        let padded = encode(&Packet {
-            value: &padding,
-            ..packet
-        })?;
-        let mut families: Vec<SocketAddr> = Vec::new();
-        for addr in self.servers.iter() {
-            if !families.iter().any(|a| a.is_ipv6() == addr.is_ipv6()) {
-                families.push(*addr);
-            }
         }
-        let legs: FuturesUnordered<_> = families
+    }
+
+    /// The address a leg of `family` goes to: the first resolved one.
+    fn address(&self, family: Family) -> Option<SocketAddr> {
+        self.servers
             .iter()
-            .flat_map(|addr| {
-                [(Transport::Udp, &padded), (Transport::Tcp, &plain)]
-                    .into_iter()
-                    .filter(|(t, _)| self.config.udp || *t == Transport::Tcp)
-                    .map(|(t, request)| self.leg(t, *addr, request, &reply_key, pkid, Op::Get))
-            })
-            .collect();
-        self.race(legs).await
+            .find(|a| a.is_ipv6() == (family == Family::V6))
+            .copied()
     }
 
-    /// The first leg to succeed wins. An error reply is returned only when
-    /// no leg succeeds: a reference server executes both legs of one
-    /// request, and the second may fail ("0 rows changed", bug 14) even
-    /// though the first was stored.
-    async fn race<F>(&self, mut legs: FuturesUnordered<F>) -> Result<Reply, ClientError>
-    where
-        F: Future<Output = Result<Reply, ClientError>>,
-    {
-        let mut error_reply = None;
-        let mut last = None;
-        while let Some(result) = legs.next().await {
-            match result {
-                Ok(reply) if reply.op != Op::Error => return Ok(reply),
-                Ok(reply) => error_reply = Some(reply),
-                // Prefer a network error's reason over a bare timeout.
-                Err(e) if last.is_none() || matches!(e, ClientError::Network { .. }) => {
-                    last = Some(e);
+    /// Drives `exchange` to its end: its transmits become leg tasks, their
+    /// bytes and failures and the timers go back in. A successful outcome
+    /// comes back with the machine (which holds the reply).
+    async fn run(&self, mut exchange: Exchange) -> Result<(Exchange, Outcome), ClientError> {
+        let origin = tokio::time::Instant::now();
+        let now = || {
+            Instant::from_micros(u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX))
+        };
+        let (reports, mut inbox) = mpsc::channel::<LegReport>(LEG_REPORTS);
+        let mut tasks: [Option<AbortOnDropHandle<()>>; LEGS] = Default::default();
+        let mut generations = [0u64; LEGS];
+        let mut errors: [Option<std::io::Error>; LEGS] = Default::default();
+        let mut rng = UnwrapErr(getrandom::SysRng);
+        let mut buf = vec![0u8; TRANSMIT_LEN];
+        loop {
+            while let Some(event) = exchange.poll_event() {
+                match event {
+                    Event::CloseLeg(leg) => tasks[leg.index()] = None,
+                    Event::LookupOwner => {
+                        // A second exchange: the name's owner, if any.
+                        let owner = match Box::pin(self.get(exchange.name())).await {
+                            Ok(Some(record)) => Some(record.owner),
+                            _ => None,
+                        };
+                        exchange.handle_lookup(now(), owner);
+                    }
+                    Event::Done(Outcome::Failed(failure)) => {
+                        return Err(self.failure(failure, &mut errors));
+                    }
+                    Event::Done(outcome) => return Ok((exchange, outcome)),
                 }
-                Err(_) => {}
+            }
+            while let Some(transmit) =
+                exchange.poll_transmit(now(), self.clock.now(), &mut rng, &mut buf)
+            {
+                let i = transmit.leg.index();
+                generations[i] += 1;
+                errors[i] = None;
+                let Some(server) = self.address(transmit.leg.family) else {
+                    continue;
+                };
+                let leg = LegTask {
+                    leg: transmit.leg,
+                    generation: generations[i],
+                    server,
+                    local: self.local_addr(server),
+                    bind: self.config.source.is_some(),
+                    request: buf[..transmit.len].to_vec(),
+                    reports: reports.clone(),
+                };
+                tasks[i] = Some(AbortOnDropHandle::new(tokio::spawn(leg.run())));
+            }
+            if exchange.outcome().is_some() {
+                continue;
+            }
+            let Some(deadline) = exchange.poll_timeout() else {
+                // Only a finished exchange or a pending lookup has no timer,
+                // and both were handled above.
+                return Err(self.timeout(exchange.attempts()));
+            };
+            let wake = origin
+                .checked_add(Duration::from_micros(deadline.as_micros()))
+                .unwrap_or_else(|| origin + Duration::from_secs(86_400 * 365));
+            tokio::select! {
+                Some(report) = inbox.recv() => {
+                    let i = report.leg.index();
+                    if report.generation != generations[i] || tasks[i].is_none() {
+                        continue;
+                    }
+                    match report.what {
+                        LegInput::Bytes(bytes) => match report.leg.transport {
+                            Transport::Udp => {
+                                exchange.handle_datagram(now(), self.clock.now(), report.leg, &bytes)
+                            }
+                            Transport::Tcp => {
+                                exchange.handle_stream(now(), self.clock.now(), report.leg, &bytes)
+                            }
+                        },
+                        LegInput::Failed(e) => {
+                            errors[i] = Some(e);
+                            exchange.handle_leg_failed(now(), report.leg);
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => exchange.handle_timeout(now()),
             }
         }
-        match (error_reply, last) {
-            (Some(reply), _) => Ok(reply),
-            (None, Some(e)) => Err(e),
-            (None, None) => Err(ClientError::Timeout {
-                server: self.label.to_string(),
-                attempts: 1,
-            }),
-        }
     }
 
-    async fn leg(
+    fn failure(
         &self,
-        transport: Transport,
-        server: SocketAddr,
-        plaintext: &[u8],
-        reply_key: &Keypair,
-        pkid: u32,
-        op: Op,
-    ) -> Result<Reply, ClientError> {
-        let mut sealed = vec![0u8; ecies::sealed_len(plaintext.len())];
-        ecies::seal(
-            &self.server_pk,
-            plaintext,
-            &mut UnwrapErr(getrandom::SysRng),
-            &mut sealed,
-        )
-        .map_err(|e| ClientError::InvalidInput(e.to_string()))?;
-        let exchange = async {
-            match transport {
-                Transport::Udp => {
-                    self.udp_exchange(server, &sealed, reply_key, pkid, op)
-                        .await
-                }
-                Transport::Tcp => {
-                    self.tcp_exchange(server, &sealed, reply_key, pkid, op)
-                        .await
+        failure: Failure,
+        errors: &mut [Option<std::io::Error>; LEGS],
+    ) -> ClientError {
+        match failure {
+            Failure::RejectedAtQuota => ClientError::RejectedAtQuota,
+            Failure::WouldBump => ClientError::WouldBump,
+            Failure::NotOwner => ClientError::NotOwner,
+            Failure::ClockSkew { skew } => ClientError::ClockSkew { skew },
+            Failure::ServerError => ClientError::ServerError,
+            Failure::Timeout { attempts } => self.timeout(attempts),
+            Failure::Network { leg, fault } => {
+                let source = match (fault, errors[leg.index()].take()) {
+                    (LegFault::Io, Some(e)) => e,
+                    (LegFault::Io, None) => std::io::ErrorKind::UnexpectedEof.into(),
+                    (LegFault::Unframeable, _) => std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the reply stream is not sealed to our reply key",
+                    ),
+                };
+                ClientError::Network {
+                    server: self
+                        .address(leg.family)
+                        .map_or_else(|| self.label.to_string(), |a| a.to_string()),
+                    source,
                 }
             }
-        };
-        let network = |source| ClientError::Network {
-            server: server.to_string(),
-            source,
-        };
-        match tokio::time::timeout(self.config.reply_timeout, exchange).await {
-            Ok(result) => result.map_err(network),
-            Err(_) => Err(ClientError::Timeout {
-                server: self.label.to_string(),
-                attempts: 1,
-            }),
+            Failure::BadReply => ClientError::BadReply,
+            Failure::InvalidInput(e) => e.into(),
+        }
+    }
+
+    fn timeout(&self, attempts: u32) -> ClientError {
+        ClientError::Timeout {
+            server: self.label.to_string(),
+            attempts,
         }
     }
 
@@ -468,69 +458,77 @@ impl Client {
         };
         SocketAddr::new(ip, 0)
     }
+}
 
-    /// Decrypts and matches one reply; `None` for anything else (a stray
-    /// or stale datagram), which the caller ignores.
-    fn accept(sealed: &[u8], reply_key: &Keypair, pkid: u32, op: Op) -> Option<Reply> {
-        let mut buf = vec![0u8; sealed.len()];
-        let plaintext = ecies::open(reply_key, sealed, &mut buf).ok()?;
-        parse_reply(plaintext, pkid, op)
+/// One leg's socket: sends the request, then reports what arrives until
+/// it fails or the exchange drops it.
+struct LegTask {
+    leg: Leg,
+    generation: u64,
+    server: SocketAddr,
+    local: SocketAddr,
+    /// Bind TCP to `local` too (UDP always binds).
+    bind: bool,
+    request: Vec<u8>,
+    reports: mpsc::Sender<LegReport>,
+}
+
+impl LegTask {
+    async fn run(self) {
+        let result = match self.leg.transport {
+            Transport::Udp => self.udp().await,
+            Transport::Tcp => self.tcp().await,
+        };
+        if let Err(e) = result {
+            self.report(LegInput::Failed(e)).await;
+        }
     }
 
-    async fn udp_exchange(
-        &self,
-        server: SocketAddr,
-        sealed: &[u8],
-        reply_key: &Keypair,
-        pkid: u32,
-        op: Op,
-    ) -> std::io::Result<Reply> {
-        let socket = UdpSocket::bind(self.local_addr(server)).await?;
+    async fn report(&self, what: LegInput) -> bool {
+        let report = LegReport {
+            leg: self.leg,
+            generation: self.generation,
+            what,
+        };
+        self.reports.send(report).await.is_ok()
+    }
+
+    async fn udp(&self) -> std::io::Result<()> {
+        let socket = UdpSocket::bind(self.local).await?;
         // Connected: datagrams from anyone but the server are not even read.
-        socket.connect(server).await?;
-        socket.send(sealed).await?;
+        socket.connect(self.server).await?;
+        socket.send(&self.request).await?;
         let mut buf = vec![0u8; 2048];
         loop {
             let n = socket.recv(&mut buf).await?;
-            if let Some(reply) = Self::accept(&buf[..n], reply_key, pkid, op) {
-                return Ok(reply);
+            if !self.report(LegInput::Bytes(buf[..n].to_vec())).await {
+                return Ok(());
             }
         }
     }
 
-    async fn tcp_exchange(
-        &self,
-        server: SocketAddr,
-        sealed: &[u8],
-        reply_key: &Keypair,
-        pkid: u32,
-        op: Op,
-    ) -> std::io::Result<Reply> {
-        let socket = if server.is_ipv6() {
+    async fn tcp(&self) -> std::io::Result<()> {
+        let socket = if self.server.is_ipv6() {
             TcpSocket::new_v6()?
         } else {
             TcpSocket::new_v4()?
         };
-        if self.config.source.is_some() {
-            socket.bind(self.local_addr(server))?;
+        if self.bind {
+            socket.bind(self.local)?;
         }
-        let mut stream = socket.connect(server).await?;
+        let mut stream = socket.connect(self.server).await?;
         stream.set_nodelay(true)?;
         // One write: a reference server reads one chunk as one message.
-        stream.write_all(sealed).await?;
-        let mut framer = SealedStream::new();
-        let mut plaintext = vec![0u8; keyway_core::namebump::tcp_framing::MAX_SEALED_REQUEST];
+        stream.write_all(&self.request).await?;
+        let mut buf = vec![0u8; 4096];
         loop {
-            while let Ok(Some(p)) = framer.next_message(reply_key, &mut plaintext) {
-                if let Some(reply) = parse_reply(p, pkid, op) {
-                    return Ok(reply);
-                }
-            }
-            let n = stream.read(framer.spare()).await?;
+            let n = stream.read(&mut buf).await?;
             if n == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
-            framer.filled(n);
+            if !self.report(LegInput::Bytes(buf[..n].to_vec())).await {
+                return Ok(());
+            }
         }
     }
 }
@@ -539,33 +537,4 @@ impl Client {
 /// the signature (bug 27).
 pub fn random_pkid() -> u32 {
     UnwrapErr(getrandom::SysRng).next_u32().max(1)
-}
-
-fn check_name(name: &[u8]) -> Result<(), ClientError> {
-    if name.len() > MAX_NAME_LEN {
-        return Err(EncodeError::NameTooLong { len: name.len() }.into());
-    }
-    Ok(())
-}
-
-fn encode(packet: &Packet<'_>) -> Result<Vec<u8>, ClientError> {
-    let mut buf = vec![0u8; MAX_PACKET_LEN];
-    let n = packet.encode(&mut buf)?;
-    buf.truncate(n);
-    Ok(buf)
-}
-
-fn parse_reply(plaintext: &[u8], pkid: u32, op: Op) -> Option<Reply> {
-    let p = Packet::decode(plaintext).ok()?;
-    // Reference servers give error replies a random pkid (bug 31); ours echo it.
-    let ours = p.pkid == pkid && (p.op == op || p.op == Op::Error);
-    let reference_error = p.op == Op::Error && p.name == keyway_core::namebump::reply::ERROR_NAME;
-    (ours || reference_error).then(|| Reply {
-        op: p.op,
-        pkid: p.pkid,
-        updated: p.updated,
-        name: p.name.to_vec(),
-        value: p.value.to_vec(),
-        vkc: p.vkc,
-    })
 }

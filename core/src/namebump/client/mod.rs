@@ -18,7 +18,7 @@ pub mod target;
 pub use behavior::Behavior;
 pub use error_kind::ErrorKind;
 pub use exchange::{Event, Exchange, TRANSMIT_LEN};
-pub use leg::{Family, Leg, LegFault, Transmit, Transport};
+pub use leg::{Family, LEGS, Leg, LegFault, Transmit, Transport};
 pub use outcome::{Failure, Outcome};
 pub use policy::Policy;
 pub use target::{Families, Target};
