@@ -765,3 +765,24 @@ fn error_kinds_have_stable_words() {
         ]
     );
 }
+
+#[test]
+fn the_reply_deadline_runs_from_the_last_transmit() {
+    let server = Server::new();
+    let mut ex = Exchange::get(b"n", policy(), server.target(Families::V4)).unwrap();
+    let mut buf = [0u8; TRANSMIT_LEN];
+    let first = ex.poll_transmit(ms(0), UNIX, &mut rng(), &mut buf).unwrap();
+    assert_eq!(first.leg, UDP4);
+    assert_eq!(ex.poll_timeout(), Some(ms(2000)));
+    // Sealing the second leg took 300 ms (a busy CPU).
+    let second = ex
+        .poll_transmit(ms(300), UNIX, &mut rng(), &mut buf)
+        .unwrap();
+    assert_eq!(second.leg, TCP4);
+    assert_eq!(ex.poll_timeout(), Some(ms(2300)));
+    ex.handle_timeout(ms(2000));
+    assert_eq!(events(&mut ex), []);
+    ex.handle_timeout(ms(2300));
+    assert_eq!(events(&mut ex).len(), 2);
+    assert_eq!(ex.poll_timeout(), Some(ms(2800)));
+}

@@ -10,7 +10,7 @@
 //!   [`Event::LookupOwner`], then [`Event::Done`] once) and
 //!   [`Exchange::reply`] (the reply's bytes once done).
 //! - **Timers** ([`Exchange::poll_timeout`]): the attempt's reply deadline
-//!   (`reply_timeout` from its start) and the pause before a retry.
+//!   (`reply_timeout` from its last transmit) and the pause before a retry.
 //!
 //! Rules (spec §4.5): every attempt builds one request with a fresh pkid and
 //! reply key. Signed requests race UDP and TCP to the first resolved
@@ -283,6 +283,12 @@ impl Exchange {
         match sealed {
             Ok(len) => {
                 self.legs[index] = LegState::Waiting;
+                // The wait runs from the last send, so time spent sealing
+                // (an ECDH per leg, slow on a busy or small CPU) is not
+                // taken from the server's reply time.
+                self.phase = Phase::Racing {
+                    deadline: now + self.policy.reply_timeout,
+                };
                 Some(Transmit { leg, len })
             }
             Err(e) => {

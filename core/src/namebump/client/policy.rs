@@ -9,7 +9,7 @@ pub struct Policy {
     pub attempts: u32,
     /// Pause between an attempt that got no reply and the next.
     pub retry_pause: Duration,
-    /// How long one attempt waits for a reply, from its start.
+    /// How long one attempt waits for a reply, from its last transmit.
     pub reply_timeout: Duration,
     /// Race UDP next to TCP; `false` sends over TCP only, for networks
     /// that drop UDP.
