@@ -34,6 +34,12 @@ cargo check --locked --manifest-path fuzz/Cargo.toml --target-dir target/fuzz-ch
 step "C library (the C examples in ffi/tests link the static library)"
 cargo build --locked -p keyway-ffi
 
+step "the C library takes the namebump client without the server's crates (issue 13)"
+if cargo tree --locked -p keyway-ffi -e normal | grep -E '(sqlx|rusqlite|axum|prometheus-client) v'; then
+    echo "keyway-ffi depends on a server crate (above): keyway-namebump must come with features = [\"client\"] only" >&2
+    exit 1
+fi
+
 step "tests"
 cargo test --workspace --locked
 

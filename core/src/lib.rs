@@ -8,7 +8,8 @@
 //! - [`signature`]: ECDSA over SHA-1 with raw `r‖s`, as namebump and sidewire sign.
 //! - [`ecies`]: aionetiface's hybrid encryption (raw ECDH, RC6-CBC, HMAC-SHA256).
 //! - [`namebump`]: the namebump packet, request freshness, quota address helpers,
-//!   server replies and the TCP request reader.
+//!   server replies, the TCP framing and the client exchange machine.
+//! - [`address_family`]: the AF_INET/AF_INET6 bytes both protocols put on the wire.
 //! - [`rate`]: the token bucket behind per-source rate limits.
 //! - [`sidewire`]: the signed AppPacket, rendezvous broker ranking, and the
 //!   node as a sans-I/O state machine (`sidewire::node`).
@@ -65,6 +66,7 @@ extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod address_family;
 #[cfg(feature = "drayer")]
 pub mod drayer;
 pub mod ecies;

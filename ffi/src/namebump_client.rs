@@ -12,7 +12,7 @@ use std::ffi::CStr;
 use std::future::Future;
 
 use keyway_core::PublicKey;
-use keyway_namebump::{Behavior, Client, ClientError};
+use keyway_namebump::{Behavior, Client, ClientError, ErrorKind};
 use tokio::runtime::{Handle, Runtime};
 
 use crate::boundary::{Fail, guard, input, input_array, object, output, put};
@@ -53,16 +53,18 @@ impl KeywayNamebumpClient {
     }
 }
 
+/// The status code of each error kind (the one classification, issue 13).
+/// A timeout is `KEYWAY_ERR_NETWORK`, as it always was: the codes are ABI.
 fn client_error(e: ClientError) -> Fail {
-    match e {
-        ClientError::RejectedAtQuota => KEYWAY_ERR_QUOTA,
-        ClientError::WouldBump => KEYWAY_ERR_WOULD_BUMP,
-        ClientError::NotOwner => KEYWAY_ERR_NOT_OWNER,
-        ClientError::ClockSkew { .. } => KEYWAY_ERR_CLOCK_SKEW,
-        ClientError::ServerError => KEYWAY_ERR_SERVER,
-        ClientError::Timeout { .. } | ClientError::Network { .. } => KEYWAY_ERR_NETWORK,
-        ClientError::InvalidInput(_) => KEYWAY_ERR_INVALID_INPUT,
-        ClientError::BadReply => KEYWAY_ERR_MALFORMED,
+    match e.kind() {
+        ErrorKind::RejectedAtQuota => KEYWAY_ERR_QUOTA,
+        ErrorKind::WouldBump => KEYWAY_ERR_WOULD_BUMP,
+        ErrorKind::NotOwner => KEYWAY_ERR_NOT_OWNER,
+        ErrorKind::ClockSkew => KEYWAY_ERR_CLOCK_SKEW,
+        ErrorKind::ServerError => KEYWAY_ERR_SERVER,
+        ErrorKind::Timeout | ErrorKind::Network => KEYWAY_ERR_NETWORK,
+        ErrorKind::InvalidInput => KEYWAY_ERR_INVALID_INPUT,
+        ErrorKind::BadReply => KEYWAY_ERR_MALFORMED,
     }
 }
 

@@ -26,6 +26,9 @@ pub const KEYWAY_SIDEWIRE_ACK: u8 = 2;
 pub const KEYWAY_AF_INET: u8 = 2;
 /// Address family of IPv6 brokers, as the ranking hashes it.
 pub const KEYWAY_AF_INET6: u8 = 10;
+// Literals for cbindgen; the one definition is the core's (issue 13).
+const _: () = assert!(KEYWAY_AF_INET == keyway_core::address_family::AF_INET);
+const _: () = assert!(KEYWAY_AF_INET6 == keyway_core::address_family::AF_INET6);
 
 /// Builds a packet of `msg` on queue `queue_id` (32 bytes) with sequence
 /// number `seq_no`, `timestamp` (Unix seconds) and `msg_type`, signed by

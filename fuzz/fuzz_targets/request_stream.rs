@@ -6,7 +6,7 @@
 use std::sync::LazyLock;
 
 use keyway_core::Keypair;
-use keyway_core::namebump::stream::{MAX_SEALED_REQUEST, SealedStream};
+use keyway_core::namebump::tcp_framing::{MAX_SEALED_REQUEST, SealedStream};
 use libfuzzer_sys::fuzz_target;
 
 static SERVER: LazyLock<Keypair> =

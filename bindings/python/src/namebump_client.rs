@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use keyway_core::namebump::freshness::MAX_REQUEST_TTL;
 use keyway_core::{Keypair, PublicKey};
-use keyway_namebump::{Behavior, Client, ClientConfig, ClientError, Clock};
+use keyway_namebump::{Behavior, Client, ClientConfig, ClientError, Clock, ErrorKind};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyConnectionError, PyException, PyValueError};
 use pyo3::prelude::*;
@@ -24,7 +24,7 @@ create_exception!(
     _native,
     Refused,
     PyException,
-    "The server refused a request: args are (kind, message), kind one of quota, would_bump, not_owner, clock_skew, server_error, bad_reply."
+    "The server refused a request: args are (kind, message), kind one of rejected_at_quota, would_bump, not_owner, clock_skew, server_error, bad_reply."
 );
 
 /// A Python clock object (anything with `.time()`), read when a request is
@@ -58,20 +58,14 @@ impl Clock for PyClock {
     }
 }
 
+/// The exception of each error kind (the one classification, issue 13):
+/// `Refused`'s first argument is the kind's word, as the CLI prints it.
 fn to_py(e: ClientError) -> PyErr {
-    let kind = match &e {
-        ClientError::Timeout { .. } | ClientError::Network { .. } => {
-            return PyConnectionError::new_err(e.to_string());
-        }
-        ClientError::InvalidInput(_) => return PyValueError::new_err(e.to_string()),
-        ClientError::RejectedAtQuota => "quota",
-        ClientError::WouldBump => "would_bump",
-        ClientError::NotOwner => "not_owner",
-        ClientError::ClockSkew { .. } => "clock_skew",
-        ClientError::ServerError => "server_error",
-        ClientError::BadReply => "bad_reply",
-    };
-    Refused::new_err((kind, e.to_string()))
+    match e.kind() {
+        ErrorKind::Timeout | ErrorKind::Network => PyConnectionError::new_err(e.to_string()),
+        ErrorKind::InvalidInput => PyValueError::new_err(e.to_string()),
+        kind => Refused::new_err((kind.as_str(), e.to_string())),
+    }
 }
 
 fn keypair(secret: &[u8]) -> PyResult<Keypair> {

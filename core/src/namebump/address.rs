@@ -6,10 +6,8 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-/// Address family of IPv4 quota rows and USAGE replies.
-pub const AF_INET: u8 = 2;
-/// Address family of IPv6 quota rows and USAGE replies.
-pub const AF_INET6: u8 = 10;
+/// Address families of quota rows and USAGE replies.
+pub use crate::address_family::{AF_INET, AF_INET6};
 
 /// An IPv4 address as the `ipv4s.v4_val` column stores it.
 pub fn ipv4_to_u32(addr: Ipv4Addr) -> u32 {

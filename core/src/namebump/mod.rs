@@ -4,10 +4,11 @@
 //! inside [`crate::ecies`], signed with [`crate::signature`].
 
 pub mod address;
+pub mod client;
 pub mod freshness;
 pub mod packet;
 pub mod reply;
-pub mod stream;
+pub mod tcp_framing;
 pub mod usage;
 
 pub use packet::{DecodeError, EncodeError, Op, Packet};

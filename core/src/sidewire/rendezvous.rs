@@ -23,10 +23,8 @@ use sha2::{Digest, Sha256};
 
 use crate::identity::PUBLIC_KEY_LEN;
 
-/// Address-family byte of IPv4 brokers.
-pub const AF_INET: u8 = 2;
-/// Address-family byte of IPv6 brokers (Linux's value, on every OS).
-pub const AF_INET6: u8 = 10;
+/// Address-family bytes of brokers (Linux's values, on every OS).
+pub use crate::address_family::{AF_INET, AF_INET6};
 
 /// A broker of the pool. Its identity is the host string alone (an FQDN
 /// or an IP literal); the port is not hashed (spec §5.1).

@@ -210,26 +210,12 @@ pub(crate) fn run(command: Command, matches: &ArgMatches) -> ExitCode {
             if json {
                 let kind = e
                     .downcast_ref::<ClientError>()
-                    .map(error_kind)
+                    .map(|e| e.kind().as_str())
                     .unwrap_or("error");
                 println!("{}", json!({ "error": reason, "kind": kind }));
             }
             ExitCode::FAILURE
         }
-    }
-}
-
-fn error_kind(e: &ClientError) -> &'static str {
-    match e {
-        ClientError::RejectedAtQuota => "rejected_at_quota",
-        ClientError::WouldBump => "would_bump",
-        ClientError::NotOwner => "not_owner",
-        ClientError::ClockSkew { .. } => "clock_skew",
-        ClientError::ServerError => "server_error",
-        ClientError::Timeout { .. } => "timeout",
-        ClientError::InvalidInput(_) => "invalid_input",
-        ClientError::Network { .. } => "network",
-        ClientError::BadReply => "bad_reply",
     }
 }
 

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use keyway_core::ecies;
 use keyway_core::namebump::packet::MAX_PACKET_LEN;
-use keyway_core::namebump::stream::MAX_SEALED_REQUEST;
+use keyway_core::namebump::tcp_framing::MAX_SEALED_REQUEST;
 use keyway_core::namebump::{DO_BUMP, Op, Packet};
 use keyway_core::rand_core::{Rng, UnwrapErr};
 use keyway_core::{Keypair, PublicKey};

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use keyway_core::ecies;
 use keyway_core::namebump::packet::MAX_PACKET_LEN;
-use keyway_core::namebump::stream::{MAX_SEALED_REQUEST, SealedStream};
+use keyway_core::namebump::tcp_framing::{MAX_SEALED_REQUEST, SealedStream};
 use keyway_core::namebump::{DO_BUMP, DONT_BUMP, Op, Packet, V4_NAME_LIMIT};
 use keyway_core::rand_core::{Rng, UnwrapErr};
 use keyway_core::{Keypair, PublicKey};

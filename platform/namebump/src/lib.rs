@@ -7,13 +7,25 @@
 //! protection, one UDP reply to the right peer, no amplification.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+//!
+//! Features (issue 13): `client` (the client and the load generator) and
+//! `server` (the server and its SQLite, PostgreSQL and MariaDB stores, with
+//! their database, HTTP and metrics dependencies); both by default.
+
+#[cfg(feature = "client")]
 pub mod bench;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod clock;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod store;
 
-pub use client::{Behavior, Client, ClientConfig, ClientError, Record, Reply};
+#[cfg(feature = "client")]
+pub use client::{Behavior, Client, ClientConfig, ClientError, ErrorKind, Record, Reply};
 pub use clock::{Clock, ManualClock, SystemClock};
+#[cfg(feature = "server")]
 pub use server::{Server, ServerConfig};
+#[cfg(feature = "server")]
 pub use store::{Limits, NameStore, SqlStore};

@@ -364,7 +364,7 @@ impl Raw {
     async fn tcp(&self, sealed: &[u8]) -> Op {
         let mut stream = TcpStream::connect(self.server).await.unwrap();
         stream.write_all(sealed).await.unwrap();
-        let mut framer = keyway_core::namebump::stream::SealedStream::new();
+        let mut framer = keyway_core::namebump::tcp_framing::SealedStream::new();
         let mut out = vec![0u8; 2048];
         loop {
             let n = tokio::time::timeout(Duration::from_secs(5), stream.read(framer.spare()))
@@ -635,7 +635,7 @@ async fn tcp_requests_split_or_coalesced_are_answered_in_order() {
         stream.write_all(&[*byte]).await.unwrap();
     }
     stream.write_all(&b).await.unwrap();
-    let mut framer = keyway_core::namebump::stream::SealedStream::new();
+    let mut framer = keyway_core::namebump::tcp_framing::SealedStream::new();
     let mut ops = Vec::new();
     let mut out = vec![0u8; 2048];
     while ops.len() < 2 {

@@ -13,7 +13,7 @@ use keyway_core::ecies;
 use keyway_core::mqtt;
 use keyway_core::namebump::freshness::check_freshness;
 use keyway_core::namebump::packet::MAX_PACKET_LEN;
-use keyway_core::namebump::stream::{MAX_SEALED_REQUEST, SealedStream};
+use keyway_core::namebump::tcp_framing::{MAX_SEALED_REQUEST, SealedStream};
 use keyway_core::namebump::{Op, Packet, reply};
 use keyway_core::rand_core::{TryCryptoRng, TryRng};
 use keyway_core::rate::{RateLimit, TokenBucket};
@@ -243,4 +243,59 @@ pub fn mqtt_session_round_trip(seed: u64) -> u8 {
         return 6;
     }
     0
+}
+
+/// Runs one namebump GET through the client exchange machine against a
+/// hand-made server reply, in fake time, with no heap; returns 0 on success.
+pub fn namebump_client_exchange(seed: u64, unix: f64) -> u8 {
+    use keyway_core::namebump::client::{
+        Event, Exchange, Families, Outcome, Policy, TRANSMIT_LEN, Target,
+    };
+    use keyway_core::time::Instant;
+
+    let mut rng = CounterRng(seed);
+    let server = Keypair::generate(&mut rng);
+    let target = Target {
+        key: *server.public(),
+        families: Families::V4,
+    };
+    let Ok(mut exchange) = Exchange::get(b"name", Policy::default(), target) else {
+        return 1;
+    };
+    let mut buf = [0u8; TRANSMIT_LEN];
+    let Some(transmit) = exchange.poll_transmit(Instant::ZERO, unix, &mut rng, &mut buf) else {
+        return 2;
+    };
+    let mut plain = [0u8; MAX_SEALED_REQUEST];
+    let Ok(request) = ecies::open(&server, &buf[..transmit.len], &mut plain) else {
+        return 3;
+    };
+    let Ok(request) = Packet::decode(request) else {
+        return 4;
+    };
+    let Some(reply_pk) = request.reply_pk else {
+        return 5;
+    };
+    let Ok(reply_pk) = keyway_core::PublicKey::from_bytes(&reply_pk) else {
+        return 6;
+    };
+    let mut encoded = [0u8; MAX_PACKET_LEN];
+    let Ok(n) = reply::not_found(&request, server.public()).encode(&mut encoded) else {
+        return 7;
+    };
+    let mut sealed = [0u8; MAX_SEALED_REQUEST];
+    let Ok(m) = ecies::seal(&reply_pk, &encoded[..n], &mut rng, &mut sealed) else {
+        return 8;
+    };
+    let now = Instant::from_millis(5);
+    exchange.handle_datagram(now, unix, transmit.leg, &sealed[..m]);
+    // Bounded: one close per leg and one outcome.
+    for _ in 0..8 {
+        match exchange.poll_event() {
+            Some(Event::Done(Outcome::NotFound)) => return 0,
+            Some(Event::Done(_)) | None => return 9,
+            Some(_) => {}
+        }
+    }
+    10
 }

@@ -176,7 +176,7 @@ class Client:
             kind, message = e.args
             if kind == "would_bump":
                 raise KeyError("putting this will bump.") from None
-            if kind == "quota":
+            if kind == "rejected_at_quota":
                 raise PutRejected(
                     "namebump put rejected by server (likely ResourceLimit; "
                     "name='{0}' dest={1})".format(name, self.dest)

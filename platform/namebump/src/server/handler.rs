@@ -17,7 +17,7 @@ use keyway_core::PublicKey;
 use keyway_core::ecies;
 use keyway_core::namebump::freshness::check_freshness;
 use keyway_core::namebump::packet::MAX_PACKET_LEN;
-use keyway_core::namebump::stream::MAX_SEALED_REQUEST;
+use keyway_core::namebump::tcp_framing::MAX_SEALED_REQUEST;
 use keyway_core::namebump::usage::{MAX_USAGE_LEN, Usage};
 use keyway_core::namebump::{Op, Packet, reply};
 use keyway_core::rand_core::UnwrapErr;

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyway_core::namebump::stream::{MAX_SEALED_REQUEST, SealedStream};
+use keyway_core::namebump::tcp_framing::{MAX_SEALED_REQUEST, SealedStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::time::Instant;

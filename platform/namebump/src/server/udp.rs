@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use keyway_core::namebump::stream::MAX_SEALED_REQUEST;
+use keyway_core::namebump::tcp_framing::MAX_SEALED_REQUEST;
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
