@@ -228,7 +228,7 @@ fn a_pull_ends_at_its_deadline_and_not_before() {
         take_all(&mut pull, now, &records(cursor, PAGE, 300));
         cursor += PAGE as i64;
         pages += 1;
-        now = now + Duration::from_secs(10);
+        now += Duration::from_secs(10);
     }
     assert_eq!(pages, 60);
     pull.handle_timeout(Instant::from_micros(1_600_000_000 - 1));
