@@ -335,6 +335,7 @@ impl Stream {
     }
 
     /// The file's connection, for the HTTP server's streamed reads.
+    #[cfg(feature = "server")]
     pub(crate) fn connection(&self) -> &Connection {
         &self.conn
     }
