@@ -223,3 +223,25 @@ async fn the_shipped_pull_leaves_memory_and_sqlite_mirrors_equal() {
         );
     }
 }
+
+/// A pull without limits (a source in the same process) has no timer that
+/// could overflow the clock, and takes everything.
+#[tokio::test(flavor = "current_thread")]
+async fn a_pull_without_limits_takes_everything() {
+    use keyway_core::drayer::pull::PullLimits;
+    use keyway_drayer::sync::pull_with;
+    let dir = scratch();
+    let key = SigningKey::from_bytes(&[42u8; 32]);
+    let mut owner = Stream::create_with_key(&dir.path().join("owner"), key.clone()).unwrap();
+    for i in 0..250 {
+        owner
+            .set_at(&format!("k{i}"), "obj", b"v", T0 + i, None)
+            .unwrap();
+    }
+    let mut mirror = Stream::mirror(&dir.path().join("mirror"), key.verifying_key()).unwrap();
+    let pulled = pull_with(&mut mirror, &mut Local(&mut owner), &PullLimits::NONE)
+        .await
+        .unwrap();
+    assert_eq!(pulled.inserted, 250);
+    assert_eq!(on_file(&mirror), on_file(&owner));
+}

@@ -45,7 +45,8 @@ pub(super) async fn run<S: Source>(
     // connection included, runs within it.
     let deadline = Pull::new(Instant::ZERO, 0, mode, *limits)
         .poll_timeout()
-        .map(|d| origin + std::time::Duration::from_micros(d.as_micros()));
+        // Beyond what the clock can hold (a limit of centuries): no timer.
+        .and_then(|d| origin.checked_add(std::time::Duration::from_micros(d.as_micros())));
     let work = async {
         let mut store = Store::open(stream).await?;
         let tip = store.run(|s| s.tip()).await?.map_err(SyncError::Local)?;
