@@ -7,9 +7,7 @@ use alloc::vec::Vec;
 use super::{Conflict, MemoryBody, MemoryChain, PAGE};
 use crate::drayer::apply::{Applied, ApplyError, Mender, Repair, Verified, apply, apply_verified};
 use crate::drayer::chain::Chain;
-use crate::drayer::pull::{
-    Event, Mode, PageRecord, Pull, PullError, PullLimits, Request, Stop, record_size,
-};
+use crate::drayer::pull::{Event, Mode, PageRecord, Pull, PullError, PullLimits, Request, Stop};
 use crate::drayer::record::Meta;
 use crate::time::Instant;
 use ed25519_dalek::VerifyingKey;
@@ -218,14 +216,7 @@ impl MemoryChain {
 
 /// What the pull judges of a record.
 fn page_record((meta, body): &(Meta, MemoryBody)) -> PageRecord {
-    PageRecord {
-        modified: meta.modified,
-        size: record_size(
-            body.key.len(),
-            body.kind.len(),
-            body.value.as_ref().map_or(0, Vec::len),
-        ),
-    }
+    PageRecord::new(meta, &body.key, &body.kind, body.value.as_deref())
 }
 
 /// A pull's end as [`MemoryChain::sync_from`] has always reported it: the

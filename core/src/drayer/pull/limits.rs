@@ -2,6 +2,8 @@
 
 use core::time::Duration;
 
+use crate::drayer::Meta;
+
 /// What one record counts against [`PullLimits::max_bytes`] beyond its
 /// value, key and type: its signed fields and field names on the wire.
 pub const RECORD_OVERHEAD: u64 = 256;
@@ -54,6 +56,17 @@ pub struct PageRecord {
     pub modified: i64,
     /// [`record_size`] of its key, type and value.
     pub size: u64,
+}
+
+impl PageRecord {
+    /// A record received with its key, type and value (`None` in a
+    /// metadata-only copy).
+    pub fn new(meta: &Meta, key: &str, kind: &str, value: Option<&[u8]>) -> Self {
+        Self {
+            modified: meta.modified,
+            size: record_size(key.len(), kind.len(), value.map_or(0, <[u8]>::len)),
+        }
+    }
 }
 
 /// What a record counts against the byte budget: [`RECORD_OVERHEAD`]

@@ -8,7 +8,7 @@
 //! reported after the page before it is applied.
 
 use keyway_core::drayer::pull::{
-    Event, Mode, PageRecord, Pull, PullError, PullLimits, Pulled, Request, Stop, record_size,
+    Event, Mode, PageRecord, Pull, PullError, PullLimits, Pulled, Request, Stop,
 };
 use keyway_core::drayer::{ApplyError, Meta, RecordError, Repair, Verified};
 use keyway_core::time::Instant;
@@ -274,14 +274,7 @@ impl<S: Source, N: Fn() -> Instant> Driver<'_, S, N> {
 
 /// What the pull judges of a record.
 fn page_record((meta, body): &(Meta, Body)) -> PageRecord {
-    PageRecord {
-        modified: meta.modified,
-        size: record_size(
-            body.key.len(),
-            body.kind.len(),
-            body.value.as_ref().map_or(0, Vec::len),
-        ),
-    }
+    PageRecord::new(meta, &body.key, &body.kind, body.value.as_deref())
 }
 
 /// An input the machine was not waiting for: this loop's bug.
