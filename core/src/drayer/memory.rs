@@ -7,16 +7,12 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::apply::{Applied, ApplyError, Mender, Repair, apply};
 use super::chain::Chain;
 use super::record::Meta;
-use ed25519_dalek::VerifyingKey;
 
-/// Records per `newRecords` page (spec O4: the original never applied it).
-pub const PAGE: usize = 100;
+pub use super::pull::{MAX_REPAIRS, PAGE};
 
-/// Repairs fetched for one record before giving up.
-pub const MAX_REPAIRS: usize = 16;
+mod pull;
 
 /// Key, type and value; the value is `None` in a metadata-only copy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,128 +86,6 @@ impl MemoryChain {
     pub fn crdr(&self, pdest: i64) -> Option<(Meta, MemoryBody)> {
         let (_, id) = self.by_prevchange.range(..=pdest).next_back()?;
         self.records.get(id).cloned()
-    }
-
-    /// Mirrors `source` in memory the way the HTTP client does: pages of
-    /// [`PAGE`] records after the local tip (again while a page is full),
-    /// each record in its own transaction, fetching `crdr` answers when a
-    /// repair is needed. Stops at the first refused record. Returns the
-    /// records inserted and the repairs fetched.
-    pub fn sync_from(
-        &mut self,
-        source: &Self,
-        stream: &VerifyingKey,
-    ) -> Result<(usize, usize), ApplyError<Conflict>> {
-        let (mut inserted, mut fetched) = (0, 0);
-        loop {
-            let tip = self
-                .tip()
-                .map_err(ApplyError::Store)?
-                .map_or(0, |m| m.modified);
-            let page = source.modified_after(tip, PAGE);
-            for (meta, body) in &page {
-                let mut repairs: Vec<Repair> = Vec::new();
-                loop {
-                    let result = self.transaction(|chain| {
-                        apply(
-                            chain,
-                            stream,
-                            meta,
-                            body.clone(),
-                            body.value.as_deref(),
-                            &Mender::Mirror(&repairs),
-                        )
-                    });
-                    match result {
-                        Ok(Applied::Inserted) => inserted += 1,
-                        Ok(Applied::Duplicate) => {}
-                        Err(ApplyError::NeedsRepair { pdest, .. })
-                            if repairs.len() < MAX_REPAIRS =>
-                        {
-                            let answer = source.crdr(pdest).map(|(m, _)| m);
-                            repairs.push(Repair { pdest, answer });
-                            fetched += 1;
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                    break;
-                }
-            }
-            // Each page of a chain in memory comes after the tip and moves
-            // it; were one ever not to, asking again would never end.
-            let moved = self
-                .tip()
-                .map_err(ApplyError::Store)?
-                .is_some_and(|m| m.modified > tip);
-            if page.len() < PAGE || !moved {
-                return Ok((inserted, fetched));
-            }
-        }
-    }
-
-    /// A partial mirror of `source` (spec D8): on first use it starts from
-    /// `source`'s newest `keep` records (its back pointer is the oldest
-    /// one's predecessor), then syncs like any mirror and lets go of its
-    /// oldest records beyond `keep`.
-    pub fn sync_newest_from(
-        &mut self,
-        source: &Self,
-        stream: &VerifyingKey,
-        keep: usize,
-    ) -> Result<(usize, usize), ApplyError<Conflict>> {
-        if self.is_empty() && keep > 0 {
-            let newest: Vec<(Meta, MemoryBody)> = source
-                .in_mchain_order()
-                .rev()
-                .take(keep)
-                .map(|(m, b)| (*m, b.clone()))
-                .collect();
-            if let Some((oldest, _)) = newest.last() {
-                self.back = oldest.prevchange;
-            }
-            for (meta, body) in newest.into_iter().rev() {
-                let value = body.value.clone();
-                self.transaction(|c| {
-                    apply(
-                        c,
-                        stream,
-                        &meta,
-                        body,
-                        value.as_deref(),
-                        &Mender::Mirror(&[]),
-                    )
-                })?;
-            }
-        }
-        let pulled = self.sync_from(source, stream)?;
-        self.keep_newest(keep);
-        // A silent patch of the oldest record held (its predecessor, not
-        // held, was deleted or moved) shows no orphan here: ask for it.
-        let oldest = self.in_mchain_order().next().map(|(m, _)| *m);
-        if let Some(oldest) = oldest
-            && let Some((patch, _)) = source.crdr(self.back)
-        {
-            self.refresh_oldest(&oldest, &patch, stream)?;
-        }
-        Ok(pulled)
-    }
-
-    /// Takes `patch` (the owner's answer to `crdr/<back>`) if it is the
-    /// oldest record held, re-pointed further back.
-    fn refresh_oldest(
-        &mut self,
-        oldest: &Meta,
-        patch: &Meta,
-        stream: &VerifyingKey,
-    ) -> Result<(), ApplyError<Conflict>> {
-        if !patch.repoints(oldest) {
-            return Ok(());
-        }
-        patch.verify(stream)?;
-        self.set_meta(patch).map_err(ApplyError::Store)?;
-        self.back = patch.prevchange;
-        Ok(())
     }
 
     /// Lets go of all but the `keep` most recently modified records,

@@ -8,6 +8,7 @@
 //! - [`chain`]: what the algorithms need from a store.
 //! - [`apply`](mod@apply): the receiver's rules, for mirrors and the owner alike.
 //! - [`owner`]: set and delete.
+//! - [`pull`](mod@pull): the pull from a peer, as a sans-I/O machine.
 //! - `memory` (feature `alloc`): a chain in memory.
 
 pub mod apply;
@@ -15,6 +16,7 @@ pub mod chain;
 #[cfg(feature = "alloc")]
 pub mod memory;
 pub mod owner;
+pub mod pull;
 pub mod record;
 
 pub use apply::{Applied, ApplyError, Mender, Repair, Verified, apply, apply_verified};

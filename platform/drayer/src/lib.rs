@@ -8,13 +8,15 @@
 //! - [`keyfile`]: the `<stream>.privatekey` file.
 //! - [`file_record`]: `file` records, directory import and export.
 //! - [`sync`]: pulling a stream from a peer.
+//! - [`http`]: the HTTP API's client, and its server (feature `server`).
 //! - [`wire`]: the msgpack record maps of the HTTP API.
-//! - [`discovery`]: DrayerUDP LAN discovery.
+//! - `discovery` (feature `server`): DrayerUDP LAN discovery.
 //! - [`primary_servers`]: the `primaryServers` record.
 //! - [`obj`]: the dict API's msgpack values.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod blocking;
+#[cfg(feature = "server")]
 pub mod discovery;
 pub mod file_record;
 pub mod http;

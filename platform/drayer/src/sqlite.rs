@@ -255,6 +255,7 @@ pub fn nth_newest_modified(conn: &Connection, n: usize) -> Result<Option<i64>, C
 }
 
 /// The main chain's name in the `chain` column, for queries over it.
+#[cfg(feature = "server")]
 pub(crate) const MAIN_CHAIN: &[u8] = MAIN;
 
 fn blob<const N: usize>(

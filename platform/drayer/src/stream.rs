@@ -1,14 +1,23 @@
-//! A stream file: create, open (owner or mirror), read, write, verify.
+//! A stream file: its lifecycle (create, open as owner or mirror,
+//! reopen) and its reads. Writes are split by who makes them: the
+//! owner's ([`owner`](mod@owner)), a mirror's ([`mirror`](mod@mirror));
+//! [`verify`](mod@verify) checks a whole file.
+
+mod mirror;
+mod owner;
+mod verify;
+
+pub use mirror::Batch;
+pub use verify::VerifyReport;
 
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use keyway_core::drayer::{
-    Applied, ApplyError, Chain, Mender, Meta, Repair, SigningKey, Verified, VerifyingKey,
-    WriteError, apply, apply_verified, delete, hash, is_reserved, seal, set, set_unsigned,
+    ApplyError, Chain, Meta, SigningKey, VerifyingKey, WriteError, is_reserved,
 };
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::keyfile::{self, KeyFileError};
 use crate::sqlite::{Body, ChainError, INDEXES, Listing, SCHEMA, SqliteChain};
@@ -68,25 +77,6 @@ pub struct Entry {
     pub value: Option<Vec<u8>>,
 }
 
-/// What [`Stream::apply_batch`] did.
-#[derive(Debug)]
-pub struct Batch {
-    /// Records applied or already held, from the start of the batch.
-    pub done: usize,
-    /// Of those, the ones that changed the stream.
-    pub inserted: usize,
-    /// Why the batch stopped early.
-    pub stopped: Option<StreamError>,
-}
-
-/// What [`Stream::verify`] found.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct VerifyReport {
-    pub records: usize,
-    /// Each problem, naming the record.
-    pub problems: Vec<String>,
-}
-
 /// One stream file and, for its owner, the private key.
 #[derive(Debug)]
 pub struct Stream {
@@ -114,24 +104,6 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, StreamError> {
         .map_err(|_| bad())?;
     let bytes: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
     VerifyingKey::from_bytes(&bytes).map_err(|_| bad())
-}
-
-/// Values a peer would refuse are refused here first.
-fn check_size(value: &[u8]) -> Result<(), StreamError> {
-    if value.len() > crate::wire::MAX_VALUE {
-        return Err(StreamError::TooLarge {
-            len: value.len(),
-            max: crate::wire::MAX_VALUE,
-        });
-    }
-    Ok(())
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl Stream {
@@ -335,6 +307,7 @@ impl Stream {
     }
 
     /// The file's connection, for the HTTP server's streamed reads.
+    #[cfg(feature = "server")]
     pub(crate) fn connection(&self) -> &Connection {
         &self.conn
     }
@@ -357,12 +330,6 @@ impl Stream {
         self.owner.is_some()
     }
 
-    fn owner(&self) -> Result<&SigningKey, StreamError> {
-        self.owner
-            .as_ref()
-            .ok_or_else(|| StreamError::NotOwner(keyfile::path_for(&self.path)))
-    }
-
     /// The value of (key, kind), checked against its signed hash and the
     /// signature. Reads change nothing (the original deleted rows on read:
     /// O15). The placeholder of a deleted newest record is not data: absent.
@@ -383,141 +350,6 @@ impl Stream {
                 .map_err(ApplyError::<ChainError>::Record)?;
         }
         Ok(value)
-    }
-
-    /// Sets (key, kind) to `value`, now.
-    pub fn set(&mut self, key: &str, kind: &str, value: &[u8]) -> Result<Meta, StreamError> {
-        self.set_at(key, kind, value, now_micros(), None)
-    }
-
-    /// Sets (key, kind) to `value` with the owner's clock at `now` (µs)
-    /// and an application timestamp (default: the version time).
-    pub fn set_at(
-        &mut self,
-        key: &str,
-        kind: &str,
-        value: &[u8],
-        now: i64,
-        timestamp: Option<i64>,
-    ) -> Result<Meta, StreamError> {
-        let owner = self.owner()?.clone();
-        check_size(value)?;
-        let tx = self.conn.transaction()?;
-        let body = Body {
-            key: key.to_owned(),
-            kind: kind.to_owned(),
-            value: Some(value.to_vec()),
-        };
-        let meta = set(
-            &mut SqliteChain::new(&tx),
-            &owner,
-            key,
-            kind,
-            hash(value),
-            body,
-            now,
-            timestamp,
-        )?;
-        tx.commit()?;
-        Ok(meta)
-    }
-
-    /// Sets many (key, kind, value) in one transaction: each is chained in
-    /// order as if set one by one, but the file is written once (each
-    /// single `set` commits, which dominates its cost) and the signatures
-    /// are made on another thread while the store works (signing is the
-    /// other half). All or nothing.
-    pub fn set_many<'v>(
-        &mut self,
-        entries: impl IntoIterator<Item = (&'v str, &'v str, &'v [u8])>,
-    ) -> Result<usize, StreamError> {
-        /// Records handed to the signer at a time.
-        const CHUNK: usize = 64;
-        let owner = self.owner()?.clone();
-        let tx = self.conn.transaction()?;
-        let mut chain = SqliteChain::new(&tx);
-        let signer_key = owner.clone();
-        let count = std::thread::scope(|scope| {
-            let (to_signer, jobs) = std::sync::mpsc::channel::<Vec<Meta>>();
-            let (to_writer, signed) = std::sync::mpsc::channel::<Vec<Meta>>();
-            let signer = scope.spawn(move || {
-                for mut batch in jobs {
-                    for meta in &mut batch {
-                        meta.sign(&signer_key);
-                    }
-                    if to_writer.send(batch).is_err() {
-                        return;
-                    }
-                }
-            });
-            // Sealing as signatures come back (a seal is guarded: a later
-            // write of this batch to the same record is not undone).
-            let seal_all = |chain: &mut SqliteChain<'_>, batch: Vec<Meta>| {
-                batch
-                    .iter()
-                    .try_for_each(|meta| seal(chain, meta).map(drop))
-            };
-            let written = (|| {
-                let mut count = 0;
-                let mut pending = Vec::with_capacity(CHUNK);
-                for (key, kind, value) in entries {
-                    check_size(value)?;
-                    let body = Body {
-                        key: key.to_owned(),
-                        kind: kind.to_owned(),
-                        value: Some(value.to_vec()),
-                    };
-                    pending.push(set_unsigned(
-                        &mut chain,
-                        &owner,
-                        key,
-                        kind,
-                        hash(value),
-                        body,
-                        now_micros(),
-                        None,
-                    )?);
-                    count += 1;
-                    if pending.len() == CHUNK {
-                        // The signer stops only when this sender drops.
-                        let _ = to_signer
-                            .send(std::mem::replace(&mut pending, Vec::with_capacity(CHUNK)));
-                        while let Ok(batch) = signed.try_recv() {
-                            seal_all(&mut chain, batch)?;
-                        }
-                    }
-                }
-                let _ = to_signer.send(pending);
-                Ok::<_, StreamError>(count)
-            })();
-            drop(to_signer);
-            // On an error the transaction is dropped unsealed: nothing of
-            // it is kept.
-            let count = written?;
-            for batch in signed {
-                seal_all(&mut chain, batch)?;
-            }
-            // Signing does not fail; a panic there is a bug, passed on.
-            signer
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            Ok::<_, StreamError>(count)
-        })?;
-        tx.commit()?;
-        Ok(count)
-    }
-
-    /// Deletes (key, kind).
-    pub fn delete(&mut self, key: &str, kind: &str) -> Result<(), StreamError> {
-        self.delete_at(key, kind, now_micros())
-    }
-
-    pub fn delete_at(&mut self, key: &str, kind: &str, now: i64) -> Result<(), StreamError> {
-        let owner = self.owner()?.clone();
-        let tx = self.conn.transaction()?;
-        delete(&mut SqliteChain::new(&tx), &owner, key, kind, now)?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// Records, by id, optionally of one type (without the placeholder of
@@ -570,246 +402,6 @@ impl Stream {
     /// The record with the largest `prevchange` ≤ `pdest` (crdr).
     pub fn crdr(&self, pdest: i64) -> Result<Option<(Meta, Body)>, StreamError> {
         Ok(SqliteChain::new(&self.conn).crdr(pdest)?)
-    }
-
-    /// Applies a record received from a peer, in one transaction (nothing
-    /// is stored if it is refused).
-    pub fn apply_received(
-        &mut self,
-        meta: &Meta,
-        body: Body,
-        repairs: &[Repair],
-    ) -> Result<Applied, StreamError> {
-        let tx = self.conn.transaction()?;
-        let value = body.value.clone();
-        let applied = apply(
-            &mut SqliteChain::new(&tx),
-            &self.public,
-            meta,
-            body,
-            value.as_deref(),
-            &Mender::Mirror(repairs),
-        )?;
-        tx.commit()?;
-        Ok(applied)
-    }
-
-    /// Applies received records in order, in one transaction: stops at
-    /// the first refused one (which leaves nothing behind) and keeps the
-    /// ones before it. Returns how many were
-    /// applied (or already held), how many of those were new, and the
-    /// error that stopped it.
-    pub fn apply_batch(
-        &mut self,
-        records: &[(Verified, Body)],
-        repairs: &[Repair],
-    ) -> Result<Batch, StreamError> {
-        // One transaction, no savepoints (each costs two parsed
-        // statements): on a refusal, roll back and apply again the records
-        // before it, which succeeded once and will again.
-        let (done, inserted, stopped) = self.apply_prefix(records, repairs, records.len())?;
-        if let Some(stopped) = stopped {
-            let (again, inserted, failed) = self.apply_prefix(records, repairs, done)?;
-            debug_assert!(failed.is_none() && again == done);
-            return Ok(Batch {
-                done: again,
-                inserted,
-                stopped: Some(failed.unwrap_or(stopped)),
-            });
-        }
-        Ok(Batch {
-            done,
-            inserted,
-            stopped: None,
-        })
-    }
-
-    /// Applies up to `limit` records in one transaction; commits only if
-    /// all of them applied.
-    fn apply_prefix(
-        &mut self,
-        records: &[(Verified, Body)],
-        repairs: &[Repair],
-        limit: usize,
-    ) -> Result<(usize, usize, Option<StreamError>), StreamError> {
-        // Immediate: a deferred transaction reads first and then fails at
-        // once (SQLITE_BUSY, no busy wait) if another connection is writing
-        // when it comes to write; this one waits its turn.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut chain = SqliteChain::new(&tx);
-        let (mut done, mut inserted) = (0, 0);
-        for (record, body) in records.iter().take(limit) {
-            match apply_verified(
-                &mut chain,
-                &self.public,
-                record,
-                body.clone(),
-                body.value.as_deref(),
-                &Mender::Mirror(repairs),
-            ) {
-                Ok(applied) => {
-                    done += 1;
-                    inserted += usize::from(applied == Applied::Inserted);
-                }
-                Err(e) => {
-                    tx.rollback()?;
-                    return Ok((done, inserted, Some(StreamError::Apply(e))));
-                }
-            }
-        }
-        tx.commit()?;
-        Ok((done, inserted, None))
-    }
-
-    /// The back pointer of a partial mirror (0 for a whole copy).
-    pub fn back_pointer(&self) -> Result<i64, StreamError> {
-        Ok(SqliteChain::new(&self.conn).back()?)
-    }
-
-    /// The `n` most recently modified records, oldest first.
-    pub fn newest_records(&self, n: usize) -> Result<Vec<(Meta, Body)>, StreamError> {
-        Ok(SqliteChain::new(&self.conn).newest(None, n)?)
-    }
-
-    /// Starts an empty partial mirror from a peer's newest records
-    /// (oldest first): the oldest one's predecessor becomes the back
-    /// pointer. One transaction.
-    pub fn start_partial(&mut self, newest: &[(Meta, Body)]) -> Result<(), StreamError> {
-        let tx = self.conn.transaction()?;
-        let mut chain = SqliteChain::new(&tx);
-        if chain.tip()?.is_some() {
-            return Err(StreamError::Record("the mirror is not empty".into()));
-        }
-        if let Some((oldest, _)) = newest.first() {
-            chain.set_back(oldest.prevchange)?;
-        }
-        for (meta, body) in newest {
-            apply(
-                &mut chain,
-                &self.public,
-                meta,
-                body.clone(),
-                body.value.as_deref(),
-                &Mender::Mirror(&[]),
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Lets go of all but the `keep` most recently modified records,
-    /// moving the back pointer up (a partial mirror). One transaction.
-    pub fn keep_newest(&mut self, keep: usize) -> Result<usize, StreamError> {
-        let tx = self.conn.transaction()?;
-        let mut chain = SqliteChain::new(&tx);
-        let held = chain.count()?;
-        let mut dropped = 0;
-        for _ in keep.max(1)..held {
-            let Some(oldest) = chain.first_after(i64::MIN)? else {
-                break;
-            };
-            chain.remove(oldest.id)?;
-            chain.set_back(oldest.modified)?;
-            dropped += 1;
-        }
-        tx.commit()?;
-        Ok(dropped)
-    }
-
-    /// Takes the owner's answer to `crdr/<back>` if it is this partial
-    /// mirror's oldest record re-pointed further back (a silent patch no
-    /// orphan here reveals).
-    pub fn refresh_oldest(&mut self, patch: &Meta) -> Result<bool, StreamError> {
-        let tx = self.conn.transaction()?;
-        let mut chain = SqliteChain::new(&tx);
-        let Some(oldest) = chain.first_after(i64::MIN)? else {
-            return Ok(false);
-        };
-        if !patch.repoints(&oldest) {
-            return Ok(false);
-        }
-        patch
-            .verify(&self.public)
-            .map_err(ApplyError::<ChainError>::Record)?;
-        chain.set_meta(patch)?;
-        chain.set_back(patch.prevchange)?;
-        tx.commit()?;
-        Ok(true)
-    }
-
-    /// Checks every record (ranges, value hash, signature) and both
-    /// chains (spec §6.1), naming each problem.
-    pub fn verify(&self) -> Result<VerifyReport, StreamError> {
-        let chain = SqliteChain::new(&self.conn);
-        let mut report = VerifyReport::default();
-        let mut by_id = Vec::new();
-        let rows = chain.all(None)?;
-        // Each record on its own: spread over the machine's cores.
-        let public = self.public;
-        let check = move |(meta, body): &(Meta, Body)| -> Vec<String> {
-            let name = format!("record {} ({} {:?})", meta.id, body.kind, body.key);
-            let mut problems = Vec::new();
-            if let Err(e) = meta.verify(&public) {
-                problems.push(format!("{name}: {e}"));
-            }
-            // A metadata-only row has no value to check.
-            if let Some(value) = &body.value
-                && let Err(e) = meta.check_value(value)
-            {
-                problems.push(format!("{name}: {e}"));
-            }
-            problems
-        };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = rows.len().div_ceil(threads).max(64);
-        let found: Vec<Vec<String>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = rows
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || part.iter().flat_map(check).collect()))
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| {
-                    w.join()
-                        .unwrap_or_else(|_| vec!["a verification thread failed".to_owned()])
-                })
-                .collect()
-        });
-        report.problems.extend(found.into_iter().flatten());
-        report.records = rows.len();
-        by_id.extend(rows.iter().map(|(meta, _)| *meta));
-        let back = chain.back()?;
-        let mut previous = 0;
-        // A partial mirror holds an arbitrary set of ids: only its
-        // modification chain, from the back pointer, can be checked.
-        for meta in by_id.iter().filter(|_| back == 0) {
-            if meta.prev != previous {
-                report.problems.push(format!(
-                    "ID chain: record {} points at id {}, expected {previous}",
-                    meta.id, meta.prev
-                ));
-            }
-            previous = meta.id;
-        }
-        let mut by_modified = by_id;
-        by_modified.sort_by_key(|m| m.modified);
-        let mut previous = back;
-        for meta in &by_modified {
-            if meta.prevchange != previous {
-                report.problems.push(format!(
-                    "modification chain: record {} follows {}, expected {previous}",
-                    meta.id, meta.prevchange
-                ));
-            }
-            previous = meta.modified;
-        }
-        let foreign = chain.foreign_rows()?;
-        if foreign > 0 {
-            tracing::info!(foreign, "rows of sibling chains left unchecked");
-        }
-        Ok(report)
     }
 }
 

@@ -299,3 +299,49 @@ pub fn namebump_client_exchange(seed: u64, unix: f64) -> u8 {
     }
     10
 }
+
+/// The Drayer pull machine with no heap: a whole mirror takes two pages
+/// (the second after the first's last record) and stops at an empty one;
+/// returns 0 on success.
+pub fn drayer_pull(start_micros: u64) -> u8 {
+    use drayer::pull::{Event, Mode, PageRecord, Pull, PullLimits, Request};
+    use keyway_core::time::Instant;
+    let now = Instant::from_micros(start_micros);
+    let mut pull = Pull::new(now, 0, Mode::Whole, PullLimits::default());
+    let mut path = [0u8; 48];
+    let page = |after: i64| {
+        (1..=3).map(move |i| PageRecord {
+            modified: after + i,
+            size: drayer::pull::record_size(5, 3, 5),
+        })
+    };
+    for expected_after in [0, 3] {
+        let Some(transmit) = pull.poll_transmit(now, &mut path) else {
+            return 1;
+        };
+        if transmit.request
+            != (Request::Page {
+                after: expected_after,
+            })
+            || transmit.len == 0
+        {
+            return 2;
+        }
+        if pull.handle_page(now, page(expected_after)) != Ok(3)
+            || pull.handle_verified(now, 3, None).is_err()
+            || pull.poll_event() != Some(Event::Apply { from: 0, to: 3 })
+            || pull.handle_applied(now, 3, 3, None).is_err()
+        {
+            return 3;
+        }
+    }
+    if pull.poll_transmit(now, &mut path).is_none()
+        || pull.handle_page(now, page(6).take(0)).is_err()
+    {
+        return 4;
+    }
+    match pull.poll_event() {
+        Some(Event::Done(pulled)) if pulled.inserted == 6 => 0,
+        _ => 5,
+    }
+}
