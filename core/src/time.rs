@@ -6,10 +6,82 @@
 //! start, a boot counter, `embassy_time::Instant`); only differences
 //! between instants of one shell mean anything. Wall-clock time, where a
 //! protocol puts it on the wire (namebump's `updated`, sidewire's
-//! timestamps), is a separate argument in Unix seconds.
+//! timestamps), is a separate argument in Unix seconds, read by shells from
+//! a [`Clock`].
 
 use core::ops::{Add, AddAssign, Sub};
 use core::time::Duration;
+
+/// Wall-clock time in Unix seconds: the one clock type of every shell
+/// (issue 13). Shells read it and pass the value in; the machines never
+/// call it. Tests substitute [`ManualClock`]; the Python wheel its own.
+pub trait Clock: Send + Sync + 'static {
+    /// Unix time in fractional seconds.
+    fn now(&self) -> f64;
+
+    /// Whole Unix seconds (sidewire's timestamps); 0 before 1970.
+    fn unix_secs(&self) -> u64 {
+        let now = self.now();
+        if now.is_finite() && now > 0.0 {
+            now as u64
+        } else {
+            0
+        }
+    }
+
+    /// Unix microseconds (Drayer's record times); 0 before 1970.
+    fn unix_micros(&self) -> i64 {
+        let now = self.now();
+        if now.is_finite() && now > 0.0 {
+            (now * 1e6) as i64
+        } else {
+            0
+        }
+    }
+}
+
+/// The host's wall clock.
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+#[cfg(feature = "std")]
+impl Clock for SystemClock {
+    fn now(&self) -> f64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    }
+}
+
+/// A clock that only moves when told to.
+#[cfg(feature = "std")]
+#[derive(Debug)]
+pub struct ManualClock(core::sync::atomic::AtomicU64);
+
+#[cfg(feature = "std")]
+impl ManualClock {
+    pub fn new(now: f64) -> Self {
+        Self(core::sync::atomic::AtomicU64::new(now.to_bits()))
+    }
+
+    pub fn set(&self, now: f64) {
+        self.0
+            .store(now.to_bits(), core::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, seconds: f64) {
+        self.set(self.now() + seconds);
+    }
+}
+
+#[cfg(feature = "std")]
+impl Clock for ManualClock {
+    fn now(&self) -> f64 {
+        f64::from_bits(self.0.load(core::sync::atomic::Ordering::SeqCst))
+    }
+}
 
 /// A point in monotonic time, in microseconds from the shell's origin.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -76,6 +148,17 @@ impl Sub for Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wall_clock_conversions_refuse_nonsense() {
+        let clock = ManualClock::new(1_800_000_000.25);
+        assert_eq!(clock.unix_secs(), 1_800_000_000);
+        assert_eq!(clock.unix_micros(), 1_800_000_000_250_000);
+        clock.set(f64::NAN);
+        assert_eq!((clock.unix_secs(), clock.unix_micros()), (0, 0));
+        clock.set(-5.0);
+        assert_eq!((clock.unix_secs(), clock.unix_micros()), (0, 0));
+    }
 
     #[test]
     fn arithmetic_saturates_instead_of_panicking() {

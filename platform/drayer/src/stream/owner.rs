@@ -19,10 +19,7 @@ fn check_size(value: &[u8]) -> Result<(), StreamError> {
 }
 
 fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    keyway_core::time::Clock::unix_micros(&keyway_core::time::SystemClock)
 }
 
 impl Stream {
