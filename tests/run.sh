@@ -27,6 +27,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "no_std proof: keyway-core linked into a #![no_std] staticlib with its own panic handler"
 cargo build --release --locked --manifest-path tests/no-std-check/Cargo.toml \
     --target-dir target/no-std-check
+step "no_std proof: every machine run from that crate (its tests call each one)"
+cargo test --locked --manifest-path tests/no-std-check/Cargo.toml --target-dir target/no-std-check
 
 step "fuzz targets compile"
 cargo check --locked --manifest-path fuzz/Cargo.toml --target-dir target/fuzz-check

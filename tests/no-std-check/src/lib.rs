@@ -1,7 +1,15 @@
 //! Calls every keyway-core API family from a `no_std` context.
+//!
+//! Built as a staticlib (`tests/run.sh`), it proves the machines need
+//! neither std nor an allocator: a std or alloc dependency anywhere would
+//! collide with this crate's own panic handler or fail to link. Its tests
+//! (`cargo test --manifest-path tests/no-std-check/Cargo.toml`) then run
+//! every function here, so each machine is not only compiled without a
+//! heap but seen to work that way.
 #![no_std]
 #![forbid(unsafe_code)]
 
+#[cfg(not(test))]
 use core::panic::PanicInfo;
 
 mod sidewire_node;
@@ -21,6 +29,7 @@ use keyway_core::sidewire::rendezvous::{self, Broker, Ranked, Ranking};
 use keyway_core::sidewire::screen::{Peer, Screen, ScreenLimits};
 use keyway_core::sidewire::{AppPacket, MsgType, Receiver, Slot, Verdict};
 
+#[cfg(not(test))]
 #[panic_handler]
 fn panic(_: &PanicInfo<'_>) -> ! {
     loop {}
@@ -343,5 +352,27 @@ pub fn drayer_pull(start_micros: u64) -> u8 {
     match pull.poll_event() {
         Some(Event::Done(pulled)) if pulled.inserted == 6 => 0,
         _ => 5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The test harness links std; the functions under test do not use it.
+    extern crate std;
+
+    const UNIX: u64 = 1_800_000_000;
+
+    #[test]
+    fn every_machine_runs_without_a_heap() {
+        assert_eq!(super::put_round_trip(1, UNIX as f64), 0, "namebump packet");
+        assert_eq!(super::sidewire_round_trip(2, UNIX), 0, "sidewire packet");
+        assert_eq!(super::mqtt_session_round_trip(3), 0, "MQTT session");
+        assert_eq!(
+            super::namebump_client_exchange(4, UNIX as f64),
+            0,
+            "namebump client exchange"
+        );
+        assert_eq!(super::drayer_pull(5), 0, "Drayer pull");
+        assert_eq!(super::node_round_trip(6, UNIX), 0, "sidewire node");
     }
 }
