@@ -281,15 +281,7 @@ impl OptimisticTx for SqlxTx<'_> {
             .fetch_optional(self.c())
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let existing = Existing {
-            id: row.try_get(0)?,
-            owner: owner(&row, 1)?,
-            value: row.try_get(2)?,
-            af: row.try_get(3)?,
-            ip_id: row.try_get(4)?,
-            timestamp: row.try_get(5)?,
-            updated: row.try_get(6)?,
-        };
+        let existing = existing(&row)?;
         let v4: Option<i64> = row.try_get(7)?;
         let v6: [Option<i64>; 4] = [
             row.try_get(8)?,
@@ -383,6 +375,19 @@ fn retry_reason(e: &sqlx::Error) -> Option<RetryReason> {
         Some("55P03") => Some(RetryReason::LockTimeout),
         _ => None,
     }
+}
+
+/// A names row's first seven columns, in `Queries::name_row`'s order.
+fn existing(row: &AnyRow) -> Result<Existing, sqlx::Error> {
+    Ok(Existing {
+        id: row.try_get(0)?,
+        owner: owner(row, 1)?,
+        value: row.try_get(2)?,
+        af: row.try_get(3)?,
+        ip_id: row.try_get(4)?,
+        timestamp: row.try_get(5)?,
+        updated: row.try_get(6)?,
+    })
 }
 
 fn owner(row: &AnyRow, index: usize) -> Result<[u8; 33], sqlx::Error> {
@@ -501,15 +506,7 @@ impl WriteTx for SqlxTx<'_> {
         self.metrics.lock(started.elapsed());
         let row = row?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(Existing {
-            id: row.try_get(0)?,
-            owner: owner(&row, 1)?,
-            value: row.try_get(2)?,
-            af: row.try_get(3)?,
-            ip_id: row.try_get(4)?,
-            timestamp: row.try_get(5)?,
-            updated: row.try_get(6)?,
-        }))
+        Ok(Some(existing(&row)?))
     }
 
     async fn delete_expired(&mut self, id: i64, cutoff: i64) -> Result<u64, TxError> {
