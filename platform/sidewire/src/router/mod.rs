@@ -1,7 +1,7 @@
 //! The Router: a node's presence on a pool of brokers (spec §5–§6).
 //!
 //! - It subscribes to its own topic (its key's hex) on the top of its own
-//!   ranking in each address family, [`set_size`] brokers plus spares (by
+//!   ranking in each address family, [`set_size`](keyway_core::sidewire::rendezvous::set_size) brokers plus spares (by
 //!   default down to the 10th, where reference senders may publish),
 //!   skipping only brokers that fail (not "whichever connects first":
 //!   spec §10 item 10).
