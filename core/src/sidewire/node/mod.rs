@@ -45,6 +45,7 @@
 //! re-ACKed); the replay table, peer table and ACK cache are the caller's
 //! storage.
 
+pub mod ack_budget;
 pub mod ack_cache;
 pub mod arrival;
 pub mod backoff;
@@ -57,6 +58,7 @@ pub mod pending;
 pub mod pool_view;
 mod route;
 pub mod verify_queue;
+pub mod walk;
 pub mod widening;
 
 use core::ops::Range;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use keyway_core::PublicKey;
+use keyway_core::sidewire::node::walk::Walk;
 use keyway_core::sidewire::node::{LinkDown, links, widening};
 
 use super::Inner;
@@ -146,32 +147,32 @@ impl Inner {
             .collect()
     }
 
-    /// Links to the first `wanted` brokers of each group that answer,
-    /// connected in parallel (each one that fails or is backing off is
-    /// replaced by the next of its group), each handed to `found` as soon
-    /// as it is up: one slow or silent broker delays no other.
+    /// Links to the first `wanted` brokers of each group that answer, in
+    /// the order and parallelism the core's [`Walk`] gives, each handed to
+    /// `found` as soon as it is up.
     pub(super) async fn walk(
         self: &Arc<Self>,
         groups: Vec<(Vec<&BrokerEntry>, usize)>,
         mut found: impl FnMut(BrokerLink),
     ) {
-        let mut rest = Vec::with_capacity(groups.len());
+        let shape: Vec<(usize, usize)> = groups.iter().map(|(b, w)| (b.len(), *w)).collect();
+        let mut walk = Walk::new(&shape);
         let mut connects = FuturesUnordered::new();
-        for (group, (brokers, wanted)) in groups.into_iter().enumerate() {
-            let mut brokers = brokers.into_iter();
-            for broker in brokers.by_ref().take(wanted) {
-                connects.push(self.tagged_link(group, broker));
-            }
-            rest.push(brokers);
-        }
-        while let Some((group, link)) = connects.next().await {
-            match link {
-                Some(link) => found(link),
-                None => {
-                    if let Some(next) = rest.get_mut(group).and_then(Iterator::next) {
-                        connects.push(self.tagged_link(group, next));
-                    }
+        loop {
+            while let Some((group, index)) = walk.poll_connect() {
+                if let Some(broker) = groups.get(group).and_then(|(b, _)| b.get(index)) {
+                    connects.push(self.tagged_link(group, broker));
                 }
+            }
+            let Some((group, link)) = connects.next().await else {
+                return;
+            };
+            match link {
+                Some(link) => {
+                    walk.handle_up(group);
+                    found(link);
+                }
+                None => walk.handle_failed(group),
             }
         }
     }
