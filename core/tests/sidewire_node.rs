@@ -1152,3 +1152,15 @@ fn beyond_the_walk_table_an_ack_opens_no_link() {
     shell.drain(&mut n, at(0.2), UNIX);
     assert_eq!(published(&shell), at_once, "and nowhere later");
 }
+
+#[test]
+fn a_dropped_link_is_judged_stalled_first_then_unheard_else_closed() {
+    assert_eq!(LinkDown::of(true, true), LinkDown::Stalled);
+    assert_eq!(LinkDown::of(true, false), LinkDown::Stalled);
+    assert_eq!(LinkDown::of(false, false), LinkDown::Unheard);
+    assert_eq!(LinkDown::of(false, true), LinkDown::Closed);
+    assert!(
+        !LinkDown::of(false, true).is_failure(),
+        "only a link that worked resets"
+    );
+}

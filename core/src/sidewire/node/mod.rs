@@ -122,6 +122,19 @@ pub enum LinkDown {
 }
 
 impl LinkDown {
+    /// How a link that dropped ended, from what its session saw: a missed
+    /// write deadline (`stalled`) first, then never hearing from the
+    /// broker after the handshake (`heard` false), else it worked.
+    pub fn of(stalled: bool, heard: bool) -> Self {
+        if stalled {
+            Self::Stalled
+        } else if !heard {
+            Self::Unheard
+        } else {
+            Self::Closed
+        }
+    }
+
     /// Whether the broker backs off for it: every way but [`Self::Closed`].
     pub fn is_failure(self) -> bool {
         self != Self::Closed

@@ -113,13 +113,7 @@ impl Inner {
                 return true;
             }
             let mut backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
-            let how = if l.stalled() {
-                LinkDown::Stalled
-            } else if !l.heard() {
-                LinkDown::Unheard
-            } else {
-                LinkDown::Closed
-            };
+            let how = LinkDown::of(l.stalled(), l.heard());
             if how.is_failure() {
                 let (failures, wait) = backoff.failed(address.clone(), self.mono());
                 tracing::debug!(failures, ?wait, ?how, "broker link failed");
