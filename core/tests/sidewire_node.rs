@@ -1164,3 +1164,45 @@ fn a_dropped_link_is_judged_stalled_first_then_unheard_else_closed() {
         "only a link that worked resets"
     );
 }
+
+#[test]
+fn a_sends_walk_takes_every_hint_at_once_and_widens_each_family_with_each_publish() {
+    use keyway_core::sidewire::node::walk::Walk;
+    use keyway_core::sidewire::node::widening::MAX_HINTS;
+    let wanted = |mut walk: Walk, group: usize| {
+        starts(&mut walk)
+            .iter()
+            .filter(|(g, _)| *g == group)
+            .count()
+    };
+    // 12 IPv4 brokers (set size 3), 2 IPv6 (set size 1).
+    let per_attempt: Vec<[usize; 3]> = (0..5)
+        .map(|a| {
+            let w = Walk::for_send(20, [12, 2], a);
+            [wanted(w.clone(), 0), wanted(w.clone(), 1), wanted(w, 2)]
+        })
+        .collect();
+    assert_eq!(
+        per_attempt,
+        [
+            [MAX_HINTS, 3, 1],
+            [MAX_HINTS, 4, 2],
+            [MAX_HINTS, 6, 2],
+            [MAX_HINTS, 10, 2],
+            [MAX_HINTS, 10, 2]
+        ]
+    );
+    assert_eq!(wanted(Walk::for_send(2, [12, 0], 0), 0), 2);
+    let set = Walk::for_set([12, 2], 0);
+    assert_eq!(
+        [wanted(set.clone(), 0), wanted(set, 1)],
+        [3, 1],
+        "a sender's set"
+    );
+    let own = Walk::for_set([12, 2], 10);
+    assert_eq!(
+        [wanted(own.clone(), 0), wanted(own, 1)],
+        [10, 2],
+        "set and spares"
+    );
+}

@@ -16,6 +16,8 @@
 //! sends, its own subscriptions and its ACKs to a sender's set; a
 //! firmware shell can drive it the same way.
 
+use super::widening::{self, MAX_HINTS};
+
 /// Groups a walk holds, at most: a send's hints and the two families.
 pub const MAX_GROUPS: usize = 3;
 
@@ -48,6 +50,32 @@ impl Walk {
             g.wanted = wanted;
         }
         walk
+    }
+
+    /// Publish number `attempt` of a send (0 for the first): group 0 is
+    /// its `hints` (the caller's, then remembered ones), all at once, at
+    /// most [`MAX_HINTS`]; groups 1 and 2 are the families of the
+    /// destination's ranking (`families`: their lengths, IPv4 then IPv6),
+    /// each reached as far as [`widening::reach`] says.
+    pub fn for_send(hints: usize, families: [usize; 2], attempt: u32) -> Self {
+        let extra = widening::extra(attempt);
+        let [v4, v6] = families;
+        Self::new(&[
+            (hints.min(MAX_HINTS), usize::MAX),
+            (v4, widening::reach(v4, extra)),
+            (v6, widening::reach(v6, extra)),
+        ])
+    }
+
+    /// The top of a ranking, `extra` brokers beyond the set size per
+    /// family (groups 0 and 1: IPv4, IPv6): a sender's set for its ACK
+    /// (`extra` 0), the node's own subscriptions (`extra`: the spares).
+    pub fn for_set(families: [usize; 2], extra: usize) -> Self {
+        let [v4, v6] = families;
+        Self::new(&[
+            (v4, widening::reach(v4, extra)),
+            (v6, widening::reach(v6, extra)),
+        ])
     }
 
     /// The next connect to start, as `(group, candidate index)`; poll

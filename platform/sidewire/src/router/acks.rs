@@ -118,7 +118,7 @@ impl Inner {
             };
             // Connects are bounded by their own timeout; this bounds the
             // task whatever the brokers do.
-            let walk = inner.walk(inner.ranked_groups(&to, 0), publish);
+            let walk = inner.walk(inner.set_walk(&to, 0), publish);
             let _ = tokio::time::timeout(inner.config.link.connect_timeout, walk).await;
         });
     }
