@@ -16,7 +16,6 @@ use crate::time::Instant;
 
 use super::ack_cache::{ACK_LEN, Reack, SourceAcks};
 use super::arrival::{InboundRules, after_check, screen_arrival};
-use super::route::Targets;
 use super::{Delivery, Dropped, Event, LinkId, Node, PoolView, Screened, Table, Ticket, seconds};
 
 impl<P, Sl, Wm, Pe, Ak, const L: usize, const S: usize, const Q: usize>
@@ -123,7 +122,7 @@ where
 
     /// Signs `ack` for `msg`, keeps it for copies and publishes it on the
     /// link the MSG came by; a first copy's ACK also goes through the
-    /// sender's own set where the node is linked already.
+    /// sender's own set ([`super::ack_walk`]).
     fn sign_and_ack(
         &mut self,
         now: Instant,
@@ -148,23 +147,6 @@ where
         self.outbox.publish_ack(arrived_on, to, bytes);
         if first {
             self.ack_on_sender_set(now, &to, arrived_on, bytes);
-        }
-    }
-
-    fn ack_on_sender_set(
-        &mut self,
-        now: Instant,
-        to: &[u8; PUBLIC_KEY_LEN],
-        arrived_on: LinkId,
-        bytes: [u8; ACK_LEN],
-    ) {
-        let mut set = Targets::new_empty();
-        self.ranked_targets(now, to, 0, &mut set);
-        for &b in set.as_slice() {
-            if let Some(l) = self.links.to(b).filter(|l| l.up && l.id != arrived_on) {
-                let link = l.id;
-                self.outbox.publish_ack(link, *to, bytes);
-            }
         }
     }
 }

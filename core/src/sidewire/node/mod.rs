@@ -30,13 +30,15 @@
 //! **Timers**: resends (every `resend_every`, widening: [`widening`]) and
 //! send deadlines ([`pending`]); own subscriptions checked every
 //! `resubscribe_every`, replacing brokers that dropped; connect timeouts;
+//! ACK walks to a sender's set end at the connect timeout ([`ack_walk`]);
 //! idle close of links opened only to send ([`links`]); broker backoff
 //! from 1 s doubling to 5 min ([`backoff`]); re-ACKs at most once per half
 //! `resend_every` per link ([`ack_cache`]); hint expiry ([`hints`]).
 //!
 //! **Shells**: the tokio crate `keyway-sidewire` uses its pieces today
 //! (backoff, widening, send schedule, ACK cache, verify queue, hint
-//! rules, the inbound rule order, and [`key_cache`] for its verifiers);
+//! rules, the inbound rule order, [`key_cache`] for its verifiers, the
+//! connect [`walk`] and the ACK task budget [`ack_budget`]);
 //! embassy firmware and the uniffi mobile face drive the whole machine.
 //!
 //! Bounded everywhere: `L` links, `S` sends, `Q` queued checks per class,
@@ -45,7 +47,9 @@
 //! re-ACKed); the replay table, peer table and ACK cache are the caller's
 //! storage.
 
+pub mod ack_budget;
 pub mod ack_cache;
+pub mod ack_walk;
 pub mod arrival;
 pub mod backoff;
 pub mod hints;
@@ -57,6 +61,7 @@ pub mod pending;
 pub mod pool_view;
 mod route;
 pub mod verify_queue;
+pub mod walk;
 pub mod widening;
 
 use core::ops::Range;
@@ -70,6 +75,7 @@ use crate::sidewire::screen::{Peer, Screen, ScreenLimits};
 use crate::time::Instant;
 
 use ack_cache::{AckCache, SourceAcks};
+use ack_walk::{ACK_WALKS, AckWalk};
 pub use arrival::precheck;
 use backoff::{Backoff, BackoffLimits};
 use hints::Hints;
@@ -116,6 +122,19 @@ pub enum LinkDown {
 }
 
 impl LinkDown {
+    /// How a link that dropped ended, from what its session saw: a missed
+    /// write deadline (`stalled`) first, then never hearing from the
+    /// broker after the handshake (`heard` false), else it worked.
+    pub fn of(stalled: bool, heard: bool) -> Self {
+        if stalled {
+            Self::Stalled
+        } else if !heard {
+            Self::Unheard
+        } else {
+            Self::Closed
+        }
+    }
+
     /// Whether the broker backs off for it: every way but [`Self::Closed`].
     pub fn is_failure(self) -> bool {
         self != Self::Closed
@@ -327,6 +346,7 @@ pub struct Node<P, Sl, Wm, Pe, Ak, const L: usize, const S: usize, const Q: usiz
     outbox: Outbox<L>,
     reached: Option<Event>,
     next_maintain: Instant,
+    ack_walks: [Option<AckWalk>; ACK_WALKS],
 }
 
 impl<P, Sl, Wm, Pe, Ak, const L: usize, const S: usize, const Q: usize>
@@ -372,6 +392,7 @@ where
             outbox: Outbox::default(),
             reached: None,
             next_maintain: now,
+            ack_walks: [None; ACK_WALKS],
             config,
         }
     }
@@ -481,8 +502,9 @@ where
         l.used = now;
         let broker = l.broker;
         self.backoff.connected(&broker, now);
-        // The sends waiting for this broker publish there.
+        // The sends and ACKs waiting for this broker publish there.
         self.reroute(now, unix);
+        self.advance_acks(now);
     }
 
     /// `link` is gone (or its connect failed).
@@ -497,6 +519,7 @@ where
         }
         // The next broker of each group replaces it.
         self.reroute(now, unix);
+        self.advance_acks(now);
         if l.own {
             self.next_maintain = now;
         }
@@ -509,6 +532,7 @@ where
             Some(self.next_maintain),
             self.links
                 .poll_timeout(self.config.connect_timeout, self.config.idle_timeout),
+            self.acks_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -529,6 +553,7 @@ where
                 self.backoff.failed(l.broker, now);
             }
         }
+        self.expire_acks(now);
         self.run_pending(now, unix);
         if now >= self.next_maintain {
             self.maintain(now);

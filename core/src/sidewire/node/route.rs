@@ -33,7 +33,7 @@ impl Targets {
         }
     }
 
-    fn push(&mut self, id: BrokerId) {
+    pub(super) fn push(&mut self, id: BrokerId) {
         if self.len < MAX_TARGETS && !self.contains(id) {
             self.ids[self.len] = id;
             self.len += 1;

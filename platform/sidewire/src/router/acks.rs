@@ -7,6 +7,7 @@ use std::sync::Arc;
 use keyway_core::PublicKey;
 use keyway_core::sidewire::AppPacket;
 use keyway_core::sidewire::node::LinkId;
+use keyway_core::sidewire::node::ack_budget::{AckWork, ack_work};
 use keyway_core::sidewire::node::ack_cache::{ACK_LEN, Reack};
 
 use super::Inner;
@@ -68,12 +69,13 @@ impl Inner {
     ) {
         let id = (msg.queue_id, msg.seq_no);
         let (src, digest) = (msg.src_pk, msg.digest());
-        if !first {
-            let reserved = self.config.max_ack_tasks / 4;
-            if self.ack_permits.available_permits() <= reserved {
-                tracing::debug!("ACK dropped: ACK tasks reserved for first copies");
-                return;
-            }
+        let max = self.config.max_ack_tasks;
+        let work = ack_work(first, self.ack_permits.available_permits(), max);
+        if work == AckWork::Drop {
+            tracing::debug!("ACK dropped: ACK tasks reserved for first copies");
+            return;
+        }
+        if work == AckWork::InTask {
             let Ok(permit) = self.ack_permits.clone().try_acquire_owned() else {
                 return;
             };
@@ -89,11 +91,11 @@ impl Inner {
         let Some(bytes) = self.keep(src, id, digest, ack, arrived_on) else {
             return;
         };
-        // Bounded work per inbound MSG: with every permit taken (brokers
-        // slow to connect, a flood), this ACK goes out only on the link
-        // the MSG came by; the sender's resend is answered from the kept
-        // bytes.
-        let Ok(permit) = self.ack_permits.clone().try_acquire_owned() else {
+        let permit = match work {
+            AckWork::Walk => self.ack_permits.clone().try_acquire_owned().ok(),
+            _ => None,
+        };
+        let Some(permit) = permit else {
             tracing::debug!("ACK walk dropped: too many ACKs under way");
             self.publish_on(arrived_on, &to, &bytes);
             return;
@@ -116,7 +118,7 @@ impl Inner {
             };
             // Connects are bounded by their own timeout; this bounds the
             // task whatever the brokers do.
-            let walk = inner.walk(inner.ranked_groups(&to, 0), publish);
+            let walk = inner.walk(inner.set_walk(&to, 0), publish);
             let _ = tokio::time::timeout(inner.config.link.connect_timeout, walk).await;
         });
     }

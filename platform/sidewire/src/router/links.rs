@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use keyway_core::PublicKey;
-use keyway_core::sidewire::node::{LinkDown, links, widening};
+use keyway_core::sidewire::node::walk::Walk;
+use keyway_core::sidewire::node::{LinkDown, links};
 
 use super::Inner;
 use crate::link::BrokerLink;
@@ -112,13 +113,7 @@ impl Inner {
                 return true;
             }
             let mut backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
-            let how = if l.stalled() {
-                LinkDown::Stalled
-            } else if !l.heard() {
-                LinkDown::Unheard
-            } else {
-                LinkDown::Closed
-            };
+            let how = LinkDown::of(l.stalled(), l.heard());
             if how.is_failure() {
                 let (failures, wait) = backoff.failed(address.clone(), self.mono());
                 tracing::debug!(failures, ?wait, ?how, "broker link failed");
@@ -129,49 +124,38 @@ impl Inner {
         });
     }
 
-    /// The top of each family of `dest`'s ranking: the set size plus
-    /// `extra` brokers (at most the 10 a reference node may use).
-    pub(super) fn ranked_groups(
-        &self,
-        dest: &PublicKey,
-        extra: usize,
-    ) -> Vec<(Vec<&BrokerEntry>, usize)> {
-        self.pool
-            .ranked(dest)
-            .into_iter()
-            .map(|family| {
-                let wanted = widening::reach(family.len(), extra);
-                (family, wanted)
-            })
-            .collect()
+    /// The walk to the top of each family of `dest`'s ranking: the set
+    /// size plus `extra` brokers (at most the 10 a reference node may use).
+    pub(super) fn set_walk(&self, dest: &PublicKey, extra: usize) -> Candidates<'_> {
+        let families = self.pool.ranked(dest);
+        let walk = Walk::for_set(family_lens(&families), extra);
+        (families, walk)
     }
 
-    /// Links to the first `wanted` brokers of each group that answer,
-    /// connected in parallel (each one that fails or is backing off is
-    /// replaced by the next of its group), each handed to `found` as soon
-    /// as it is up: one slow or silent broker delays no other.
+    /// Links to the brokers of each group that answer, in the order and
+    /// parallelism the core's [`Walk`] gives, each handed to
+    /// `found` as soon as it is up.
     pub(super) async fn walk(
         self: &Arc<Self>,
-        groups: Vec<(Vec<&BrokerEntry>, usize)>,
+        (groups, mut walk): Candidates<'_>,
         mut found: impl FnMut(BrokerLink),
     ) {
-        let mut rest = Vec::with_capacity(groups.len());
         let mut connects = FuturesUnordered::new();
-        for (group, (brokers, wanted)) in groups.into_iter().enumerate() {
-            let mut brokers = brokers.into_iter();
-            for broker in brokers.by_ref().take(wanted) {
-                connects.push(self.tagged_link(group, broker));
-            }
-            rest.push(brokers);
-        }
-        while let Some((group, link)) = connects.next().await {
-            match link {
-                Some(link) => found(link),
-                None => {
-                    if let Some(next) = rest.get_mut(group).and_then(Iterator::next) {
-                        connects.push(self.tagged_link(group, next));
-                    }
+        loop {
+            while let Some((group, index)) = walk.poll_connect() {
+                if let Some(broker) = groups.get(group).and_then(|b| b.get(index)) {
+                    connects.push(self.tagged_link(group, broker));
                 }
+            }
+            let Some((group, link)) = connects.next().await else {
+                return;
+            };
+            match link {
+                Some(link) => {
+                    walk.handle_up(group);
+                    found(link);
+                }
+                None => walk.handle_failed(group),
             }
         }
     }
@@ -192,7 +176,7 @@ impl Inner {
         extra: usize,
     ) -> Vec<BrokerLink> {
         let mut chosen = Vec::new();
-        self.walk(self.ranked_groups(dest, extra), |link| chosen.push(link))
+        self.walk(self.set_walk(dest, extra), |link| chosen.push(link))
             .await;
         chosen
     }
@@ -230,6 +214,14 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|(a, _)| !idle(a));
     }
+}
+
+/// Candidate brokers by group, and the walk that picks among them.
+pub(super) type Candidates<'a> = (Vec<Vec<&'a BrokerEntry>>, Walk);
+
+/// The lengths of the two families of a ranking (IPv4, IPv6).
+pub(super) fn family_lens(families: &[Vec<&BrokerEntry>]) -> [usize; 2] {
+    [0, 1].map(|i| families.get(i).map_or(0, Vec::len))
 }
 
 /// A claim on connecting to one broker, released when dropped (also when

@@ -7,10 +7,11 @@ use std::time::Duration;
 use keyway_core::PublicKey;
 use keyway_core::rand_core::{Rng, UnwrapErr};
 use keyway_core::sidewire::node::pending::{Schedule, Step};
-use keyway_core::sidewire::node::widening::{self, MAX_HINTS};
+use keyway_core::sidewire::node::walk::Walk;
 use keyway_core::sidewire::{AppPacket, MsgType};
 use tokio::sync::oneshot;
 
+use super::links::family_lens;
 use super::{Inner, MessageId, RouterError};
 use crate::pool::BrokerEntry;
 
@@ -142,17 +143,14 @@ impl SmartPipe {
                 _ => Vec::new(),
             };
             // Every hint, then the destination's set, then 1, 3, 7… brokers
-            // more per family with each resend (see `widening`).
+            // more per family with each resend (`Walk::for_send`).
             let groups = attempt.map(|attempt| {
-                let hints: Vec<&BrokerEntry> = self
-                    .hints
-                    .iter()
-                    .chain(&remembered)
-                    .take(MAX_HINTS)
-                    .collect();
-                let mut groups = vec![(hints, usize::MAX)];
-                groups.extend(inner.ranked_groups(&self.dest, widening::extra(attempt)));
-                groups
+                let hints: Vec<&BrokerEntry> = self.hints.iter().chain(&remembered).collect();
+                let families = inner.pool.ranked(&self.dest);
+                let walk = Walk::for_send(hints.len(), family_lens(&families), attempt);
+                let mut groups = vec![hints];
+                groups.extend(families);
+                (groups, walk)
             });
             let wait = at(schedule.poll_timeout());
             // All connected in parallel, each link given the packet as soon
