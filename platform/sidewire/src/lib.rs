@@ -35,5 +35,5 @@ pub use pool_file::PoolFileError;
 
 pub use router::{
     BrokerEntry, Clock, Handler, Message, Pool, Router, RouterConfig, RouterError, SmartPipe,
-    system_time,
+    clock_fn, system_time,
 };

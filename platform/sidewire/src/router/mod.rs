@@ -25,7 +25,7 @@ mod pipe;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use keyway_core::rand_core::{Rng, UnwrapErr};
 use keyway_core::sidewire::node::ack_cache::{AckCache, SourceAcks};
@@ -34,6 +34,7 @@ use keyway_core::sidewire::node::key_cache::{KeyCache, KeySlot};
 use keyway_core::sidewire::node::verify_queue::VerifyQueue;
 use keyway_core::sidewire::screen::{Peer, Screen, ScreenLimits};
 use keyway_core::sidewire::{Receiver, Slot};
+use keyway_core::time::{Clock as WallClock, SystemClock};
 use keyway_core::{Keypair, PublicKey};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -76,15 +77,20 @@ pub type Handler = Arc<dyn Fn(&Message) + Send + Sync>;
 
 /// Wall-clock time in Unix seconds. Packets are stamped with it and
 /// judged fresh against it, so a node with a skewed clock neither sends
-/// nor accepts messages: pass an NTP-corrected clock in production.
+/// nor accepts messages: pass an NTP-corrected clock in production. A
+/// function, as the reference's `get_time`; [`clock_fn`] makes one of the
+/// workspace's one clock type, `keyway_core::time::Clock`.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// The system clock, for [`Router::new`]'s `get_time`.
 pub fn system_time() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemClock.unix_secs()
+}
+
+/// `get_time` reading any [`keyway_core::time::Clock`] (a test's
+/// `ManualClock`, say), in whole seconds.
+pub fn clock_fn(clock: Arc<dyn WallClock>) -> impl Fn() -> u64 + Send + Sync + 'static {
+    move || clock.unix_secs()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -415,5 +421,22 @@ impl Router {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use std::sync::Arc;
+
+    use keyway_core::time::ManualClock;
+
+    #[test]
+    fn get_time_follows_the_workspace_clock() {
+        let clock = Arc::new(ManualClock::new(1_800_000_000.7));
+        let get_time = super::clock_fn(clock.clone());
+        assert_eq!(get_time(), 1_800_000_000);
+        clock.advance(5.0);
+        assert_eq!(get_time(), 1_800_000_005);
+        assert!(super::system_time() > 1_700_000_000);
     }
 }
