@@ -126,6 +126,8 @@ impl Cluster {
             .unwrap()
             .with_config(ClientConfig {
                 source: Some(source),
+                // 200 requests at once on two cores: give each time.
+                reply_timeout: Duration::from_secs(10),
                 ..ClientConfig::default()
             })
     }
@@ -160,16 +162,23 @@ async fn claims_stop_at_the_quota(cluster: &Cluster) {
             (name, put)
         }));
     }
-    let mut stored = Vec::new();
+    let (mut stored, mut unknown) = (Vec::new(), 0);
     for task in tasks {
         let (name, result) = task.await.unwrap();
         match result {
             Ok(()) => stored.push(name),
             Err(ClientError::RejectedAtQuota) => {}
+            // A claim whose replies were all lost (a loaded machine) may
+            // or may not be stored: the database count below decides.
+            Err(ClientError::Timeout { .. }) => unknown += 1,
             Err(e) => panic!("{name}: {e}"),
         }
     }
-    assert_eq!(stored.len(), 20, "stored: {stored:?}");
+    assert!(
+        stored.len() <= 20 && stored.len() + unknown >= 20,
+        "acknowledged {}, unanswered {unknown}: {stored:?}",
+        stored.len()
+    );
     for (i, name) in stored.iter().enumerate() {
         let client = cluster.client(i, source).await;
         assert!(client.get(name.as_bytes()).await.unwrap().is_some());
