@@ -1,0 +1,291 @@
+//! The firmware on a Linux TAP device: keyway-embassy's namebump client and
+//! sidewire node on embassy-net, with embassy's std executor and clock.
+//!
+//! ```text
+//! host_node --tap TAP --addr CIDR --gateway IP namebump put NAME VALUE --server HOST:PORT --server-pk HEX --key FILE
+//! host_node --tap TAP --addr CIDR --gateway IP namebump get NAME --server HOST:PORT --server-pk HEX
+//! host_node --tap TAP --addr CIDR --gateway IP namebump del NAME --server HOST:PORT --server-pk HEX --key FILE
+//! host_node --tap TAP --addr CIDR --gateway IP sidewire listen --key FILE --brokers FILE [--count N] [--timeout SECS] [--json]
+//! host_node --tap TAP --addr CIDR --gateway IP sidewire send DEST_PK_HEX MESSAGE --key FILE --brokers FILE [--timeout SECS]
+//! ```
+//!
+//! Output and exit codes are the `keyway` CLI's: `get` writes the value's
+//! bytes to stdout (exit 2 when absent), `listen` prints one line per
+//! message and `listening pk=… brokers=…` on stderr, failures exit 1 with
+//! `keyway: <reason>` on stderr.
+//!
+//! The host part (std) parses arguments and reads the key and pool files;
+//! everything on the network goes through keyway-embassy on embassy-net.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use embassy_executor::Spawner;
+use embassy_net::{Config, Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4};
+use embassy_net_tuntap::TunTapDevice;
+use keyway_core::rand_core::UnwrapErr;
+use keyway_core::time::SystemClock;
+use keyway_core::{Keypair, PublicKey};
+use keyway_embassy::keyway_core;
+use keyway_embassy::namebump::{Behavior, Client};
+use static_cell::StaticCell;
+
+#[derive(Debug, Parser)]
+#[command(name = "host_node", about = "keyway-embassy on a Linux TAP device")]
+struct Args {
+    /// The TAP device (created and up beforehand).
+    #[arg(long)]
+    tap: String,
+    /// This node's address, e.g. 192.168.69.2/24.
+    #[arg(long)]
+    addr: String,
+    /// The default gateway (the TAP's kernel side).
+    #[arg(long)]
+    gateway: std::net::Ipv4Addr,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    #[command(subcommand)]
+    Namebump(NamebumpCommand),
+    #[command(subcommand)]
+    Sidewire(SidewireCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServerArgs {
+    /// The server, HOST:PORT (an IPv4 address or a name the DNS resolves).
+    #[arg(long)]
+    server: String,
+    /// The server's public key (66 hex digits).
+    #[arg(long = "server-pk")]
+    server_pk: PublicKey,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BehaviorArg {
+    Bump,
+    DontBump,
+    Throw,
+}
+
+#[derive(Debug, Subcommand)]
+enum NamebumpCommand {
+    /// Claim or update NAME with VALUE.
+    Put {
+        name: String,
+        value: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, value_enum, default_value_t = BehaviorArg::Bump)]
+        behavior: BehaviorArg,
+        #[arg(long, default_value_t = 10.0)]
+        ttl: f64,
+    },
+    /// Print NAME's value (exit 2 if absent).
+    Get {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Delete NAME.
+    Del {
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, default_value_t = 10.0)]
+        ttl: f64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SidewireCommand {
+    /// Receive messages sent to --key's public key.
+    Listen {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        brokers: PathBuf,
+        #[arg(long)]
+        count: Option<usize>,
+        #[arg(long)]
+        timeout: Option<f64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send MESSAGE to DEST_PK_HEX and wait for its acknowledgement.
+    Send {
+        dest_pk_hex: PublicKey,
+        message: String,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        brokers: PathBuf,
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+    },
+}
+
+/// Sockets the stack holds at once: the namebump exchange's two (and the
+/// owner lookup's two), or the node's links, and DNS.
+const SOCKETS: usize = 8;
+
+#[embassy_executor::task]
+async fn net_task(mut runner: Runner<'static, TunTapDevice>) -> ! {
+    runner.run().await
+}
+
+#[embassy_executor::main]
+async fn main(spawner: Spawner) {
+    let args = Args::parse();
+    let code = match run(spawner, args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("keyway: {e:#}");
+            1
+        }
+    };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
+}
+
+async fn run(spawner: Spawner, args: Args) -> Result<i32> {
+    let stack = start_stack(spawner, &args)?;
+    stack.wait_config_up().await;
+    match args.command {
+        Command::Namebump(command) => namebump(stack, command).await,
+        Command::Sidewire(command) => sidewire::run(stack, command).await,
+    }
+}
+
+/// The stack on the TAP device, with a static IPv4 configuration.
+fn start_stack(spawner: Spawner, args: &Args) -> Result<Stack<'static>> {
+    let device = TunTapDevice::new(&args.tap)
+        .with_context(|| format!("cannot open TAP device {}", args.tap))?;
+    let (ip, prefix) = args
+        .addr
+        .split_once('/')
+        .ok_or_else(|| anyhow!("--addr must be ADDRESS/PREFIX, got {:?}", args.addr))?;
+    let ip: std::net::Ipv4Addr = ip.parse().context("--addr")?;
+    let prefix: u8 = prefix.parse().context("--addr prefix")?;
+    if prefix > 32 {
+        bail!("--addr prefix must be at most 32");
+    }
+    let config = Config::ipv4_static(StaticConfigV4 {
+        address: Ipv4Cidr::new(ip, prefix),
+        gateway: Some(args.gateway),
+        dns_servers: Default::default(),
+    });
+    static RESOURCES: StaticCell<StackResources<SOCKETS>> = StaticCell::new();
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).map_err(|e| anyhow!("no randomness: {e}"))?;
+    let (stack, runner) = embassy_net::new(
+        device,
+        config,
+        RESOURCES.init(StackResources::new()),
+        u64::from_le_bytes(seed),
+    );
+    spawner.spawn(net_task(runner).map_err(|e| anyhow!("cannot spawn the stack: {e:?}"))?);
+    Ok(stack)
+}
+
+fn load_key(path: &Path) -> Result<Keypair> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    Keypair::from_secret_hex(text.trim())
+        .with_context(|| format!("{} is not a secp256k1 key file", path.display()))
+}
+
+async fn namebump_client(
+    stack: Stack<'static>,
+    server: &ServerArgs,
+) -> Result<Client<'static, SystemClock>> {
+    let (host, port) = server
+        .server
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow!("--server must be HOST:PORT"))?;
+    let port: u16 = port.parse().context("--server port")?;
+    let endpoint = Client::<SystemClock>::resolve(stack, host, port)
+        .await
+        .with_context(|| format!("cannot resolve {}", server.server))?;
+    Ok(Client::new(stack, endpoint, server.server_pk, SystemClock))
+}
+
+async fn namebump(stack: Stack<'static>, command: NamebumpCommand) -> Result<i32> {
+    let mut rng = UnwrapErr(getrandom::SysRng);
+    match command {
+        NamebumpCommand::Put {
+            name,
+            value,
+            server,
+            key,
+            behavior,
+            ttl,
+        } => {
+            let key = load_key(&key)?;
+            let behavior = match behavior {
+                BehaviorArg::Bump => Behavior::Bump,
+                BehaviorArg::DontBump => Behavior::DontBump,
+                BehaviorArg::Throw => Behavior::Throw,
+            };
+            namebump_client(stack, &server)
+                .await?
+                .put(
+                    name.as_bytes(),
+                    value.as_bytes(),
+                    &key,
+                    behavior,
+                    Some(ttl),
+                    &mut rng,
+                )
+                .await?;
+            Ok(0)
+        }
+        NamebumpCommand::Get { name, server } => {
+            let client = namebump_client(stack, &server).await?;
+            match client.get(name.as_bytes(), &mut rng).await? {
+                Some(record) => {
+                    std::io::stdout()
+                        .write_all(record.value())
+                        .context("writing the value")?;
+                    Ok(0)
+                }
+                None => {
+                    eprintln!("keyway: not found: {name}");
+                    Ok(2)
+                }
+            }
+        }
+        NamebumpCommand::Del {
+            name,
+            server,
+            key,
+            ttl,
+        } => {
+            let key = load_key(&key)?;
+            namebump_client(stack, &server)
+                .await?
+                .delete(name.as_bytes(), &key, Some(ttl), &mut rng)
+                .await?;
+            Ok(0)
+        }
+    }
+}
+
+mod sidewire {
+    use super::*;
+
+    pub(super) async fn run(_stack: Stack<'static>, _command: SidewireCommand) -> Result<i32> {
+        let _ = Duration::ZERO;
+        bail!("sidewire: not yet")
+    }
+}
