@@ -282,10 +282,204 @@ async fn namebump(stack: Stack<'static>, command: NamebumpCommand) -> Result<i32
 }
 
 mod sidewire {
+    //! The node: 3 broker links, 2 sends at once, 2 KiB packets.
+
+    use embassy_net::{IpAddress, IpEndpoint};
+    use embassy_time::Instant;
+    use keyway_core::mqtt::SessionConfig;
+    use keyway_core::sidewire::node::ack_cache::SourceAcks;
+    use keyway_core::sidewire::node::{Node, NodeConfig, NodeTables, PoolBroker, PoolSlice};
+    use keyway_core::sidewire::{Peer, Slot};
+    use keyway_embassy::sidewire::{Happening, Sidewire, SocketMemory};
+    use keyway_sidewire::Pool;
+
     use super::*;
 
-    pub(super) async fn run(_stack: Stack<'static>, _command: SidewireCommand) -> Result<i32> {
-        let _ = Duration::ZERO;
-        bail!("sidewire: not yet")
+    const LINKS: usize = 3;
+    const SENDS: usize = 2;
+    const CHECKS: usize = 4;
+    /// The largest MQTT packet a link takes or sends.
+    const PACKET: usize = 2048;
+    const SOCKET: usize = 4096;
+
+    type HostNode = Node<
+        PoolSlice<'static>,
+        [Slot; 64],
+        [u64; 256],
+        [Peer; 16],
+        [SourceAcks; 16],
+        LINKS,
+        SENDS,
+        CHECKS,
+    >;
+
+    type HostSidewire = Sidewire<
+        'static,
+        PoolSlice<'static>,
+        [Slot; 64],
+        [u64; 256],
+        [Peer; 16],
+        [SourceAcks; 16],
+        SystemClock,
+        LINKS,
+        SENDS,
+        CHECKS,
+        PACKET,
+    >;
+
+    static SOCKETS: StaticCell<[SocketMemory<SOCKET>; LINKS]> = StaticCell::new();
+
+    /// The pool file, as the firmware takes it: ranked by host string,
+    /// reached at IPv4 endpoints (an IPv6 broker is never reached here).
+    fn pool(path: &Path) -> Result<(PoolSlice<'static>, &'static [IpEndpoint])> {
+        let pool = Pool::load(path)?;
+        let mut brokers = Vec::new();
+        let mut endpoints = Vec::new();
+        for b in &pool.brokers {
+            let ip = match b.host.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(ip)) => IpAddress::Ipv4(ip),
+                Ok(std::net::IpAddr::V6(_)) => IpAddress::v4(0, 0, 0, 0),
+                Err(_) => bail!("broker {}: the pool must give IP addresses", b.host),
+            };
+            endpoints.push(IpEndpoint::new(ip, b.port));
+            brokers.push(PoolBroker {
+                host: Box::leak(b.host.clone().into_boxed_str()),
+                weight: b.weight,
+                af: b.af,
+            });
+        }
+        let slice = PoolSlice {
+            brokers: Box::leak(brokers.into_boxed_slice()),
+            ranking: pool.ranking,
+        };
+        Ok((slice, Box::leak(endpoints.into_boxed_slice())))
+    }
+
+    fn node(stack: Stack<'static>, key: &Path, brokers: &Path) -> Result<HostSidewire> {
+        let key = load_key(key)?;
+        let (pool, endpoints) = pool(brokers)?;
+        let mut rng = UnwrapErr(getrandom::SysRng);
+        let tables = NodeTables {
+            slots: [Slot::EMPTY; 64],
+            watermarks: [0; 256],
+            peers: [Peer::EMPTY; 16],
+            acks: [SourceAcks::EMPTY; 16],
+        };
+        let config = NodeConfig {
+            max_message: PACKET - 128,
+            ..NodeConfig::default()
+        };
+        let now = keyway_embassy::clock::now();
+        let node: HostNode = Node::new(key, pool, config, tables, &mut rng, now);
+        let sockets = SOCKETS.init(core::array::from_fn(|_| SocketMemory::new()));
+        let sidewire = Sidewire::new(
+            stack,
+            node,
+            endpoints,
+            sockets,
+            SessionConfig::default(),
+            SystemClock,
+        );
+        Ok(sidewire)
+    }
+
+    fn after(seconds: f64) -> Instant {
+        let micros = (seconds.max(0.0) * 1e6).min(1e15) as u64;
+        Instant::now() + embassy_time::Duration::from_micros(micros)
+    }
+
+    pub(super) async fn run(stack: Stack<'static>, command: SidewireCommand) -> Result<i32> {
+        let mut rng = UnwrapErr(getrandom::SysRng);
+        match command {
+            SidewireCommand::Listen {
+                key,
+                brokers,
+                count,
+                timeout,
+                json,
+            } => {
+                let mut node = node(stack, &key, &brokers)?;
+                let deadline = timeout.map(after);
+                let seen = std::cell::Cell::new(0usize);
+                let mut print = |h: Happening<'_>| {
+                    if let Happening::Delivered { from, data } = h {
+                        seen.set(seen.get() + 1);
+                        let from = base16ct::lower::encode_string(&from);
+                        if json {
+                            let hex = base16ct::lower::encode_string(data);
+                            println!("{}", serde_json::json!({ "from": from, "msg_hex": hex }));
+                        } else {
+                            println!("{from} {}", String::from_utf8_lossy(data).escape_debug());
+                        }
+                        return count.is_some_and(|n| seen.get() >= n);
+                    }
+                    false
+                };
+                // Joined once its links are up or given up (the tokio
+                // router's start), and at least one is.
+                let joined_by = deadline.map_or(after(10.0), |d| d.min(after(10.0)));
+                while (node.links_up() == 0 || node.links_joining() > 0)
+                    && Instant::now() < joined_by
+                {
+                    node.run_until(after(0.05), &mut rng, &mut print).await;
+                }
+                if node.links_up() == 0 {
+                    bail!("no broker of the pool could be reached");
+                }
+                eprintln!(
+                    "listening pk={} brokers={}",
+                    node.public_key(),
+                    node.links_up()
+                );
+                let end = deadline.unwrap_or(Instant::MAX);
+                while count.is_none_or(|n| seen.get() < n) && Instant::now() < end {
+                    node.run_until(end, &mut rng, &mut print).await;
+                }
+                // Let the ACKs of what was delivered go out before leaving.
+                node.run_until(after(1.0), &mut rng, &mut |_| false).await;
+                let seen = seen.get();
+                if let Some(n) = count
+                    && seen < n
+                {
+                    bail!("timed out after {seen} of {n} messages");
+                }
+                Ok(0)
+            }
+            SidewireCommand::Send {
+                dest_pk_hex,
+                message,
+                key,
+                brokers,
+                timeout,
+            } => {
+                let mut node = node(stack, &key, &brokers)?;
+                let wait = Duration::from_secs_f64(timeout.max(0.0));
+                let id = node
+                    .send(&dest_pk_hex, message.as_bytes(), wait, &mut rng)
+                    .with_context(|| format!("sending to {dest_pk_hex}"))?;
+                let mut acked = None;
+                let end = after(timeout + 1.0);
+                while acked.is_none() && Instant::now() < end {
+                    node.run_until(end, &mut rng, &mut |h| match h {
+                        Happening::SendAcked(s) if s == id => {
+                            acked = Some(true);
+                            true
+                        }
+                        Happening::SendFailed(s, _) if s == id => {
+                            acked = Some(false);
+                            true
+                        }
+                        _ => false,
+                    })
+                    .await;
+                }
+                if acked != Some(true) {
+                    bail!("sending to {dest_pk_hex}: no acknowledgement within {wait:?}");
+                }
+                // The DISCONNECTs and any ACKs owed go out (router.close).
+                node.run_until(after(0.2), &mut rng, &mut |_| false).await;
+                Ok(0)
+            }
+        }
     }
 }
