@@ -114,7 +114,12 @@ impl<'a, const B: usize> Link<'a, B> {
     /// Lets the slot go after its session closed; how the node hears it.
     pub(super) fn finish(&mut self, reason: CloseReason) -> LinkDown {
         let heard = self.session.as_ref().is_some_and(Session::heard);
-        self.socket.abort();
+        if reason == CloseReason::Disconnected {
+            // Our DISCONNECT went out: end with a FIN, as a broker expects.
+            self.socket.close();
+        } else {
+            self.socket.abort();
+        }
         self.phase = Phase::Idle;
         self.session = None;
         self.write_len = 0;

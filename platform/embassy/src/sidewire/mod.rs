@@ -79,6 +79,8 @@ pub struct Sidewire<
     ack: [u8; ACK_LEN],
     /// Set when the application's callback asked `run_until` to return.
     stop: bool,
+    /// Set by [`Self::close`]: no new link opens.
+    closing: bool,
 }
 
 impl<P, Sl, Wm, Pe, Ak, C, const L: usize, const S: usize, const Q: usize, const B: usize>
@@ -134,6 +136,7 @@ where
             clock,
             ack: [0; ACK_LEN],
             stop: false,
+            closing: false,
         }
     }
 
@@ -204,6 +207,29 @@ where
                 Either::First((io, index)) => self.handle_io(index, io, on),
                 Either::Second(()) => self.handle_timeout(),
             }
+        }
+    }
+
+    /// Says goodbye to every broker (MQTT DISCONNECT, then FIN) and runs
+    /// until all links are closed or `until`. The node opens no link after
+    /// this (it would replace the ones closing).
+    pub async fn close<R: CryptoRng>(&mut self, until: embassy_time::Instant, rng: &mut R) {
+        self.closing = true;
+        let now = now();
+        for link in &mut self.links {
+            if let Some(session) = link.session.as_mut() {
+                session.handle_disconnect(now);
+            }
+        }
+        while self.links.iter().any(|l| !l.is_free()) && embassy_time::Instant::now() < until {
+            let step = embassy_time::Instant::now() + embassy_time::Duration::from_millis(10);
+            self.run_until(step.min(until), rng, &mut |_| false).await;
+        }
+        // A DISCONNECT counts as written once the socket holds it: wait
+        // until the brokers have it (and the FIN), so that a device going
+        // to sleep or a process exiting does not take it along.
+        for link in &mut self.links {
+            let _ = select(link.socket.flush(), Timer::at(until)).await;
         }
     }
 
@@ -338,6 +364,10 @@ where
 
     fn transmit<R: CryptoRng>(&mut self, now: Instant, unix: u64, transmit: Transmit, rng: &mut R) {
         match transmit {
+            Transmit::Connect { link, .. } if self.closing => {
+                self.node
+                    .handle_link_down(now, unix, link, LinkDown::Closed);
+            }
             Transmit::Connect { link, broker } => {
                 let endpoint = usize::try_from(broker.0)
                     .ok()
