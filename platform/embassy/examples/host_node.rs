@@ -226,7 +226,7 @@ async fn namebump_client(
         .rsplit_once(':')
         .ok_or_else(|| anyhow!("--server must be HOST:PORT"))?;
     let port: u16 = port.parse().context("--server port")?;
-    let endpoint = Client::<SystemClock>::resolve(stack, host, port)
+    let endpoint = keyway_embassy::namebump::resolve(stack, host, port)
         .await
         .with_context(|| format!("cannot resolve {}", server.server))?;
     let policy = Policy {
