@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The firmware budget of issue 14, "namebump client + sidewire node with 3
+# broker links" (targets: at most 64 KiB of RAM, 256 KiB of code), printed
+# as a Markdown table for BENCHMARKS.md.
+#
+# - Code size, .data and .bss: the firmware image of tests/embassy-budget
+#   (#![no_std], no allocator, opt-level "z", LTO) built for
+#   thumbv7em-none-eabihf (Cortex-M4F), read with binutils' size.
+# - State: the bytes of every machine and buffer the firmware keeps
+#   (node with its tables, three MQTT sessions, the namebump exchange,
+#   packet buffers), as compiled for that target (read from the image).
+# - Stack high-water mark: the same firmware side run on the host, on
+#   threads of known stack size (smallest passing size in 4 KiB pages),
+#   once with the state kept outside the stack (as in a static: the work
+#   alone) and once built on the stack by value. The host is x86_64, so
+#   this one is a proxy for the thumb figure.
+#
+# embassy-net's own buffers and executor are not in these figures until
+# keyway-embassy takes the place of tests/embassy-budget.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export PATH="$HOME/.cargo/bin:$PATH" CARGO_INCREMENTAL=0
+
+target=thumbv7em-none-eabihf
+manifest=tests/embassy-budget/Cargo.toml
+dir=target/embassy-budget
+
+if ! rustup target list --installed | grep -qx "$target"; then
+    rustup target add "$target" >&2 || {
+        echo "cannot install the $target target (rustup target add $target): no firmware image to measure" >&2
+        exit 1
+    }
+fi
+for tool in size readelf nm od; do
+    command -v "$tool" >/dev/null || { echo "$tool is missing (binutils)" >&2; exit 1; }
+done
+
+cargo build --quiet --locked --release --manifest-path "$manifest" --target-dir "$dir" \
+    --target "$target" --bin firmware >&2
+cargo build --quiet --locked --release --manifest-path "$manifest" --target-dir "$dir" \
+    --bin stack >&2
+image="$dir/$target/release/firmware"
+
+section() { size -A "$image" | awk -v s="$1" '$1 == s { print $2; found = 1 } END { if (!found) print 0 }'; }
+text=$(section .text)
+rodata=$(section .rodata)
+exidx=$(section .ARM.exidx)
+data=$(section .data)
+bss=$(section .bss)
+code=$((text + rodata + exidx + data))
+
+# The state's sizes on the target: five u32 in .rodata (src/lib.rs STATE_SIZES).
+read -r sym_addr _ < <(nm -S "$image" | awk '/STATE_SIZES/ { print $1, $2 }')
+read -r sec_addr sec_off < <(readelf -SW "$image" | awk '{ for (i = 1; i < NF; i++) if ($i == ".rodata") print $(i + 2), $(i + 3) }')
+offset=$((0x$sym_addr - 0x$sec_addr + 0x$sec_off))
+read -r state node link exchange tables < <(od -An -w20 -tu4 -j "$offset" -N 20 "$image")
+
+declare -A host
+while IFS='=' read -r key value; do host[$key]=$value; done < <("$dir/release/stack")
+stack=${host[stack_bytes]}
+stack_with_state=${host[stack_with_state_bytes]}
+ram=$((data + bss + state + stack))
+
+kib() { awk -v b="$1" 'BEGIN { printf "%.1f KiB", b / 1024 }'; }
+verdict() { if [ "$1" -le "$2" ]; then echo "within"; else echo "**over**"; fi; }
+
+cat <<EOF
+| Firmware budget (issue 14): namebump client + sidewire node, 3 broker links | Bytes | |
+| --- | ---: | --- |
+| Code: .text + .rodata + .ARM.exidx + .data image ($target, opt-level z, LTO) | $code | $(kib "$code"); target ≤ 256 KiB: $(verdict "$code" $((256 * 1024))) |
+| Static RAM: .data + .bss of the image | $((data + bss)) | the state below lives on the task's stack in this image |
+| State: everything the firmware keeps ($target) | $state | $(kib "$state") |
+| · sidewire node (3 links, 4 sends) with its tables | $node | tables (64 replay slots, 256 watermarks, 16 peers, 4 ACK sources): $tables |
+| · one MQTT link (session, 1216-byte inbox and outbox) | $link | ×3 |
+| · namebump client exchange | $exchange | |
+| Stack high-water mark of the firmware's work (state kept outside) | $stack | host x86_64 proxy, 4 KiB pages |
+| Stack high-water mark with the state built on the stack by value | $stack_with_state | host x86_64 proxy: why a firmware builds it in place (static) |
+| **RAM: .data + .bss + state + work stack** | $ram | $(kib "$ram"); target ≤ 64 KiB: $(verdict "$ram" $((64 * 1024))) |
+EOF
