@@ -1,0 +1,212 @@
+//! The namebump client (spec §4.5) on embassy-net: a shell around
+//! [`Exchange`], which decides the request's bytes, the UDP/TCP race,
+//! retries, reply matching and the reading of error replies. Same
+//! semantics, retries and typed errors as the tokio client
+//! (`keyway-namebump`), since both drive the same machine.
+//!
+//! Files: `driver` (the loop feeding one exchange), `tcp_leg` (the TCP
+//! leg's connection, step by step), `error` (why a call failed).
+//!
+//! IPv4 only: the stack is built with `proto-ipv4`, so the machine is told
+//! the server has no IPv6 address and never opens those legs.
+
+mod driver;
+mod error;
+mod tcp_leg;
+
+use embassy_net::{IpAddress, IpEndpoint, Stack};
+use keyway_core::namebump::MAX_VALUE_LEN;
+use keyway_core::namebump::client::{Exchange, Families, Outcome, Policy, Target};
+use keyway_core::namebump::usage::Usage;
+use keyway_core::rand_core::CryptoRng;
+use keyway_core::time::Clock;
+use keyway_core::{Keypair, PublicKey};
+
+pub use error::NamebumpError;
+pub use keyway_core::namebump::client::{Behavior, ErrorKind, Failure};
+
+use driver::Step;
+
+/// A name's current value, as the server returned it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    value: [u8; MAX_VALUE_LEN],
+    len: usize,
+    /// The owner's compressed public key.
+    pub owner: [u8; 33],
+    /// Unix seconds of the last write.
+    pub timestamp: f64,
+}
+
+impl Record {
+    pub fn value(&self) -> &[u8] {
+        &self.value[..self.len]
+    }
+}
+
+/// A client of one namebump server, reached at an IPv4 address.
+pub struct Client<'s, C> {
+    stack: Stack<'s>,
+    server: IpEndpoint,
+    server_pk: PublicKey,
+    clock: C,
+    policy: Policy,
+}
+
+impl<C> core::fmt::Debug for Client<'_, C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client")
+            .field("server", &self.server)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'s, C: Clock> Client<'s, C> {
+    /// A client of the server at `server` (an IPv4 endpoint) whose key is
+    /// `server_pk`; `clock` is the wall clock signed requests carry.
+    pub fn new(stack: Stack<'s>, server: IpEndpoint, server_pk: PublicKey, clock: C) -> Self {
+        Self {
+            stack,
+            server,
+            server_pk,
+            clock,
+            policy: Policy::default(),
+        }
+    }
+
+    /// Resolves `host` (an IPv4 literal, or a name through the stack's DNS).
+    pub async fn resolve(
+        stack: Stack<'s>,
+        host: &str,
+        port: u16,
+    ) -> Result<IpEndpoint, NamebumpError> {
+        if let Ok(ip) = host.parse::<core::net::Ipv4Addr>() {
+            return Ok(IpEndpoint::new(IpAddress::Ipv4(ip), port));
+        }
+        let found = stack
+            .dns_query(host, embassy_net::dns::DnsQueryType::A)
+            .await
+            .map_err(|_| NamebumpError::Resolve)?;
+        let ip = found.first().ok_or(NamebumpError::Resolve)?;
+        Ok(IpEndpoint::new(*ip, port))
+    }
+
+    /// Attempts, their pause and reply timeout, and whether UDP races TCP.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Reads a name. `Ok(None)` when it does not exist (or has expired).
+    pub async fn get<R: CryptoRng + ?Sized>(
+        &self,
+        name: &[u8],
+        rng: &mut R,
+    ) -> Result<Option<Record>, NamebumpError> {
+        let mut exchange = Exchange::get(name, self.policy, self.target())?;
+        match self.finish(&mut exchange, rng).await? {
+            Outcome::NotFound => Ok(None),
+            Outcome::Found => {
+                let reply = exchange.reply().ok_or(Failure::BadReply)?;
+                let owner = reply.vkc.ok_or(Failure::BadReply)?;
+                let mut value = [0u8; MAX_VALUE_LEN];
+                let len = reply.value.len().min(MAX_VALUE_LEN);
+                value[..len].copy_from_slice(&reply.value[..len]);
+                Ok(Some(Record {
+                    value,
+                    len,
+                    owner,
+                    timestamp: reply.updated,
+                }))
+            }
+            _ => Err(Failure::BadReply.into()),
+        }
+    }
+
+    /// Claims or updates a name with `key`; ttl in seconds (at most 60).
+    pub async fn put<R: CryptoRng + ?Sized>(
+        &self,
+        name: &[u8],
+        value: &[u8],
+        key: &Keypair,
+        behavior: Behavior,
+        ttl: Option<f64>,
+        rng: &mut R,
+    ) -> Result<(), NamebumpError> {
+        let policy = self.policy;
+        let mut exchange = Exchange::put(name, value, key, behavior, ttl, policy, self.target())?;
+        match self.finish(&mut exchange, rng).await? {
+            Outcome::Stored => Ok(()),
+            _ => Err(Failure::BadReply.into()),
+        }
+    }
+
+    /// Deletes a name owned by `key`. Deleting a missing name succeeds.
+    pub async fn delete<R: CryptoRng + ?Sized>(
+        &self,
+        name: &[u8],
+        key: &Keypair,
+        ttl: Option<f64>,
+        rng: &mut R,
+    ) -> Result<(), NamebumpError> {
+        let mut exchange = Exchange::delete(name, key, ttl, self.policy, self.target())?;
+        match self.finish(&mut exchange, rng).await? {
+            Outcome::Deleted => Ok(()),
+            _ => Err(Failure::BadReply.into()),
+        }
+    }
+
+    /// This address's quota state (any key may ask).
+    pub async fn usage<R: CryptoRng + ?Sized>(
+        &self,
+        key: &Keypair,
+        ttl: Option<f64>,
+        rng: &mut R,
+    ) -> Result<Usage, NamebumpError> {
+        let mut exchange = Exchange::usage(key, ttl, self.policy, self.target())?;
+        match self.finish(&mut exchange, rng).await? {
+            Outcome::Usage(usage) => Ok(usage),
+            _ => Err(Failure::BadReply.into()),
+        }
+    }
+
+    /// Drives `exchange` to its outcome; the owner lookup an error reply
+    /// to PUT or DEL asks for runs as a GET exchange of its own.
+    async fn finish<R: CryptoRng + ?Sized>(
+        &self,
+        exchange: &mut Exchange,
+        rng: &mut R,
+    ) -> Result<Outcome, NamebumpError> {
+        // A PUT/DEL asks once at most; the bound only keeps the loop finite.
+        for _ in 0..4 {
+            match self.drive(exchange, rng).await {
+                Step::Done(Outcome::Failed(failure)) => return Err(failure.into()),
+                Step::Done(outcome) => return Ok(outcome),
+                Step::LookupOwner => {
+                    let owner = self.owner_of(exchange.name(), rng).await;
+                    exchange.handle_lookup(crate::clock::now(), owner);
+                }
+            }
+        }
+        Err(Failure::ServerError.into())
+    }
+
+    async fn owner_of<R: CryptoRng + ?Sized>(&self, name: &[u8], rng: &mut R) -> Option<[u8; 33]> {
+        let mut lookup = Exchange::get(name, self.policy, self.target()).ok()?;
+        match self.drive(&mut lookup, rng).await {
+            Step::Done(Outcome::Found) => lookup.reply().and_then(|r| r.vkc),
+            _ => None,
+        }
+    }
+
+    fn target(&self) -> Target {
+        Target {
+            key: self.server_pk,
+            families: Families {
+                v4: true,
+                v6: false,
+            },
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! One broker link: a TCP socket and the MQTT [`Session`] on it. The node
+//! machine decides when a link opens and closes and what it publishes; the
+//! session decides the MQTT bytes and its own deadlines. This file only
+//! connects, writes what the session gives and reads what comes.
+
+use embassy_futures::select::{Either, select};
+use embassy_net::IpEndpoint;
+use embassy_net::tcp::{State, TcpSocket};
+use keyway_core::mqtt::{CloseReason, Session};
+use keyway_core::sidewire::node::{BrokerId, LinkDown, LinkId};
+
+/// Bytes read from a socket at a time.
+pub const READ_CHUNK: usize = 512;
+
+/// A TCP socket's buffers, one pair per link (the application sizes them).
+#[derive(Debug)]
+pub struct SocketMemory<const N: usize> {
+    rx: [u8; N],
+    tx: [u8; N],
+}
+
+impl<const N: usize> SocketMemory<N> {
+    pub const fn new() -> Self {
+        Self {
+            rx: [0; N],
+            tx: [0; N],
+        }
+    }
+
+    pub(super) fn buffers(&mut self) -> (&mut [u8], &mut [u8]) {
+        (&mut self.rx, &mut self.tx)
+    }
+}
+
+impl<const N: usize> Default for SocketMemory<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    Idle,
+    Connecting,
+    Open,
+}
+
+/// What one wake-up of a link brought.
+#[derive(Debug)]
+pub(super) enum Io {
+    Connected,
+    Wrote(usize),
+    Read(usize),
+    /// The transport is gone (refused, reset, EOF).
+    Lost,
+}
+
+/// A link slot; `B` is the size of the session's inbox and outbox.
+pub(super) struct Link<'a, const B: usize> {
+    pub(super) socket: TcpSocket<'a>,
+    pub(super) phase: Phase,
+    pub(super) id: LinkId,
+    pub(super) broker: BrokerId,
+    pub(super) endpoint: IpEndpoint,
+    pub(super) session: Option<Session<[u8; B]>>,
+    /// Whether the node was told the link is up.
+    pub(super) up: bool,
+    pub(super) write: [u8; B],
+    pub(super) write_len: usize,
+    pub(super) written: usize,
+    pub(super) read: [u8; READ_CHUNK],
+}
+
+impl<'a, const B: usize> Link<'a, B> {
+    pub(super) fn new(socket: TcpSocket<'a>) -> Self {
+        Self {
+            socket,
+            phase: Phase::Idle,
+            id: LinkId(u64::MAX),
+            broker: BrokerId(u32::MAX),
+            endpoint: IpEndpoint::new(embassy_net::IpAddress::v4(0, 0, 0, 0), 0),
+            session: None,
+            up: false,
+            write: [0; B],
+            write_len: 0,
+            written: 0,
+            read: [0; READ_CHUNK],
+        }
+    }
+
+    pub(super) fn is_free(&self) -> bool {
+        self.phase == Phase::Idle && self.session.is_none()
+    }
+
+    /// Takes the slot for `id`: the session is new, its socket reset.
+    pub(super) fn start(
+        &mut self,
+        id: LinkId,
+        broker: BrokerId,
+        endpoint: IpEndpoint,
+        session: Session<[u8; B]>,
+    ) {
+        self.socket.abort();
+        self.phase = Phase::Connecting;
+        self.id = id;
+        self.broker = broker;
+        self.endpoint = endpoint;
+        self.session = Some(session);
+        self.up = false;
+        self.write_len = 0;
+        self.written = 0;
+    }
+
+    /// Lets the slot go after its session closed; how the node hears it.
+    pub(super) fn finish(&mut self, reason: CloseReason) -> LinkDown {
+        let heard = self.session.as_ref().is_some_and(Session::heard);
+        self.socket.abort();
+        self.phase = Phase::Idle;
+        self.session = None;
+        self.write_len = 0;
+        self.written = 0;
+        // The tokio router's rule (router/links.rs): a stalled writer and
+        // a silent broker are failures; a link that never came up failed
+        // to connect.
+        if !self.up {
+            LinkDown::ConnectFailed
+        } else if reason == CloseReason::WriteStalled {
+            LinkDown::Stalled
+        } else if !heard {
+            LinkDown::Unheard
+        } else {
+            LinkDown::Closed
+        }
+    }
+
+    /// Waits for this link's next I/O; never completes for a free slot.
+    /// Dropping it loses nothing: reads and writes are embassy-net's
+    /// cancel-safe ones, and a connect is issued once and then waited on.
+    pub(super) async fn io(&mut self) -> Io {
+        match self.phase {
+            Phase::Idle => core::future::pending().await,
+            Phase::Connecting => match self.socket.state() {
+                State::Closed => match self.socket.connect(self.endpoint).await {
+                    Ok(()) => Io::Connected,
+                    Err(_) => Io::Lost,
+                },
+                State::SynSent | State::SynReceived => {
+                    // A refused connect is ended by the session's
+                    // handshake deadline.
+                    self.socket.wait_write_ready().await;
+                    Io::Connected
+                }
+                State::Established => Io::Connected,
+                _ => Io::Lost,
+            },
+            Phase::Open => {
+                let (mut reader, mut writer) = self.socket.split();
+                let pending = &self.write[self.written..self.write_len];
+                let read = reader.read(&mut self.read);
+                let result = if pending.is_empty() {
+                    read.await.map(Io::Read)
+                } else {
+                    match select(writer.write(pending), read).await {
+                        Either::First(r) => r.map(Io::Wrote),
+                        Either::Second(r) => r.map(Io::Read),
+                    }
+                };
+                match result {
+                    Ok(Io::Read(0)) | Ok(Io::Wrote(0)) | Err(_) => Io::Lost,
+                    Ok(io) => io,
+                }
+            }
+        }
+    }
+}
+
+/// Waits for the first link with I/O; `None` entries never complete.
+pub(super) async fn any_io<const B: usize>(link: Option<&mut Link<'_, B>>) -> Io {
+    match link {
+        Some(link) => link.io().await,
+        None => core::future::pending().await,
+    }
+}

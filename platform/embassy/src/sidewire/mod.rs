@@ -1,0 +1,493 @@
+//! A sidewire node (spec §5–§6) on embassy-net: a shell around
+//! [`keyway_core::sidewire::node::Node`], which decides which brokers to
+//! link to (rendezvous ranking), what to publish where and when (sends,
+//! resends, ACKs), backoff and reconnection, and what to deliver; each
+//! link is one [`keyway_core::mqtt::Session`] (keep-alive, handshake and
+//! write deadlines) over one embassy-net TCP socket.
+//!
+//! The shell runs the sockets and one timer, checks signatures inline (in
+//! the order the node gives), and keeps each send's signed packet until
+//! the send ends.
+//!
+//! Memory, all chosen by the application: the node's tables (inside the
+//! [`Node`] it builds), `L` links each with a [`SocketMemory`] and an MQTT
+//! inbox, outbox and write buffer of `B` bytes (the largest packet a
+//! link takes or sends), and `S` send buffers of `B` bytes.
+//!
+//! Files: `link` (one broker link), `happening` (what the application hears).
+
+mod happening;
+mod link;
+
+use core::time::Duration;
+
+use embassy_futures::select::{Either, select, select_array};
+use embassy_net::tcp::TcpSocket;
+use embassy_net::{IpEndpoint, Stack};
+use embassy_time::Timer;
+use keyway_core::PublicKey;
+use keyway_core::mqtt::{Event as MqttEvent, QoS, Session, SessionConfig};
+use keyway_core::rand_core::CryptoRng;
+use keyway_core::sidewire::AppPacket;
+use keyway_core::sidewire::node::ack_cache::{ACK_LEN, SourceAcks};
+use keyway_core::sidewire::node::{
+    Event, LinkDown, LinkId, Node, PoolView, Screened, SendError, SendId, Table, Transmit,
+};
+use keyway_core::sidewire::{Peer, Slot};
+use keyway_core::time::{Clock, Instant};
+
+pub use happening::Happening;
+pub use link::{READ_CHUNK, SocketMemory};
+
+use crate::clock::{now, to_embassy};
+use link::{Io, Link, Phase, any_io};
+
+/// Rounds of machine work one wake-up may do before waiting again: each
+/// round moves at least one transmit or event, so this only bounds a
+/// hostile flood's hold on the executor.
+const ROUNDS: usize = 256;
+
+/// A send's signed packet, kept until the send ends.
+#[derive(Debug)]
+struct SendSlot<const B: usize> {
+    id: Option<SendId>,
+    packet: [u8; B],
+    len: usize,
+}
+
+/// The node and its links; see the module documentation.
+pub struct Sidewire<
+    'a,
+    P,
+    Sl,
+    Wm,
+    Pe,
+    Ak,
+    C,
+    const L: usize,
+    const S: usize,
+    const Q: usize,
+    const B: usize,
+> {
+    node: Node<P, Sl, Wm, Pe, Ak, L, S, Q>,
+    links: [Link<'a, B>; L],
+    /// Where each [`BrokerId`] of the pool is reached (by index).
+    endpoints: &'a [IpEndpoint],
+    sends: [SendSlot<B>; S],
+    session: SessionConfig,
+    clock: C,
+    ack: [u8; ACK_LEN],
+    /// Set when the application's callback asked `run_until` to return.
+    stop: bool,
+}
+
+impl<P, Sl, Wm, Pe, Ak, C, const L: usize, const S: usize, const Q: usize, const B: usize>
+    core::fmt::Debug for Sidewire<'_, P, Sl, Wm, Pe, Ak, C, L, S, Q, B>
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Sidewire")
+            .field("links", &L)
+            .field("sends", &S)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, P, Sl, Wm, Pe, Ak, C, const L: usize, const S: usize, const Q: usize, const B: usize>
+    Sidewire<'a, P, Sl, Wm, Pe, Ak, C, L, S, Q, B>
+where
+    P: PoolView,
+    Sl: Table<Slot>,
+    Wm: Table<u64>,
+    Pe: Table<Peer>,
+    Ak: Table<SourceAcks>,
+    C: Clock,
+{
+    /// A node on `stack`: `node` is the machine (its pool view names
+    /// brokers by index into `endpoints`), `sockets` the links' TCP
+    /// buffers, `session` each link's MQTT settings (its largest packet is
+    /// lowered to `B`).
+    pub fn new<const N: usize>(
+        stack: Stack<'a>,
+        node: Node<P, Sl, Wm, Pe, Ak, L, S, Q>,
+        endpoints: &'a [IpEndpoint],
+        sockets: &'a mut [SocketMemory<N>; L],
+        session: SessionConfig,
+        clock: C,
+    ) -> Self {
+        let links = sockets.each_mut().map(|memory| {
+            let (rx, tx) = memory.buffers();
+            Link::new(TcpSocket::new(stack, rx, tx))
+        });
+        Self {
+            node,
+            links,
+            endpoints,
+            sends: core::array::from_fn(|_| SendSlot {
+                id: None,
+                packet: [0; B],
+                len: 0,
+            }),
+            session: SessionConfig {
+                max_packet: session.max_packet.min(B),
+                ..session
+            },
+            clock,
+            ack: [0; ACK_LEN],
+            stop: false,
+        }
+    }
+
+    pub fn public_key(&self) -> &PublicKey {
+        self.node.public_key()
+    }
+
+    /// Links up now (each subscribed to the node's topic).
+    pub fn links_up(&self) -> usize {
+        self.node.links_up().count()
+    }
+
+    /// Links still connecting or in their MQTT handshake.
+    pub fn links_joining(&self) -> usize {
+        self.links.iter().filter(|l| !l.is_free() && !l.up).count()
+    }
+
+    /// The machine, for what this shell does not wrap.
+    pub fn node(&self) -> &Node<P, Sl, Wm, Pe, Ak, L, S, Q> {
+        &self.node
+    }
+
+    /// Signs `data` for `dest` and starts sending it; its end comes as
+    /// [`Happening::SendAcked`] or [`Happening::SendFailed`] from
+    /// [`Self::run_until`].
+    pub fn send<R: CryptoRng + ?Sized>(
+        &mut self,
+        dest: &PublicKey,
+        data: &[u8],
+        timeout: Duration,
+        rng: &mut R,
+    ) -> Result<SendId, SendError> {
+        let Some(slot) = self.sends.iter_mut().find(|s| s.id.is_none()) else {
+            return Err(SendError::Full);
+        };
+        let unix = self.clock.unix_secs();
+        let dest = dest.as_bytes();
+        let (id, len) =
+            self.node
+                .send(now(), unix, dest, data, &[], timeout, rng, &mut slot.packet)?;
+        slot.id = Some(id);
+        slot.len = len;
+        Ok(id)
+    }
+
+    /// Runs the node until `until` (or until `stop` says so after a
+    /// happening), telling `on` what happens.
+    pub async fn run_until<R: CryptoRng>(
+        &mut self,
+        until: embassy_time::Instant,
+        rng: &mut R,
+        on: &mut impl FnMut(Happening<'_>) -> bool,
+    ) {
+        self.stop = false;
+        loop {
+            self.work(rng, on);
+            if core::mem::take(&mut self.stop) {
+                return;
+            }
+            let now = now();
+            if to_embassy(now) >= until {
+                return;
+            }
+            let deadline = self.deadline().map_or(until, |d| to_embassy(d).min(until));
+            let mut links = self.links.iter_mut();
+            let io = select_array(core::array::from_fn::<_, L, _>(|_| any_io(links.next())));
+            match select(io, Timer::at(deadline)).await {
+                Either::First((io, index)) => self.handle_io(index, io, on),
+                Either::Second(()) => self.handle_timeout(),
+            }
+        }
+    }
+
+    /// The earliest of the node's and the sessions' timers.
+    fn deadline(&self) -> Option<Instant> {
+        let sessions = self
+            .links
+            .iter()
+            .filter_map(|l| l.session.as_ref().and_then(Session::poll_timeout));
+        sessions.chain(self.node.poll_timeout()).min()
+    }
+
+    fn handle_timeout(&mut self) {
+        let now = now();
+        self.node.handle_timeout(now, self.clock.unix_secs());
+        for link in &mut self.links {
+            if let Some(session) = link.session.as_mut() {
+                session.handle_timeout(now);
+            }
+        }
+    }
+
+    fn handle_io(&mut self, index: usize, io: Io, on: &mut impl FnMut(Happening<'_>) -> bool) {
+        let now = now();
+        let Some(link) = self.links.get_mut(index) else {
+            return;
+        };
+        let Some(session) = link.session.as_mut() else {
+            return;
+        };
+        match io {
+            Io::Connected => {
+                link.phase = Phase::Open;
+                session.handle_connected(now);
+            }
+            Io::Wrote(n) => {
+                link.written += n;
+                if link.written >= link.write_len {
+                    link.written = 0;
+                    link.write_len = 0;
+                    session.handle_written(now);
+                }
+            }
+            Io::Lost => session.handle_closed(now),
+            Io::Read(n) => {
+                let mut offset = 0;
+                // Each round takes bytes or drains a message; bounded
+                // all the same.
+                for _ in 0..ROUNDS {
+                    let Some(session) = self.links[index].session.as_mut() else {
+                        return;
+                    };
+                    let taken = session.handle_received(now, &self.links[index].read[offset..n]);
+                    offset += taken;
+                    let drained = self.drain_session(index, on);
+                    if offset >= n || (taken == 0 && !drained) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Feeds a session's events to the node; whether there were any.
+    fn drain_session(&mut self, index: usize, on: &mut impl FnMut(Happening<'_>) -> bool) -> bool {
+        let mut any = false;
+        for _ in 0..ROUNDS {
+            let now = now();
+            let unix = self.clock.unix_secs();
+            let link = &mut self.links[index];
+            let id = link.id;
+            let Some(session) = link.session.as_mut() else {
+                return any;
+            };
+            let Some(event) = session.poll_event() else {
+                return any;
+            };
+            any = true;
+            match event {
+                MqttEvent::Connected => {}
+                MqttEvent::Subscribed { .. } => {
+                    if !link.up {
+                        link.up = true;
+                        self.node.handle_link_up(now, unix, id);
+                    }
+                }
+                MqttEvent::Message { topic, payload } => {
+                    self.stop |= screen(&mut self.node, now, unix, id, topic, payload, on);
+                }
+                MqttEvent::Closed(reason) => {
+                    let how = link.finish(reason);
+                    self.node.handle_link_down(now, unix, id, how);
+                }
+            }
+        }
+        any
+    }
+
+    /// Moves transmits and events between the node, the sessions and the
+    /// application until nothing moves.
+    fn work<R: CryptoRng>(&mut self, rng: &mut R, on: &mut impl FnMut(Happening<'_>) -> bool) {
+        for _ in 0..ROUNDS {
+            let mut moved = false;
+            let now = now();
+            let unix = self.clock.unix_secs();
+            while let Some(transmit) = self.node.poll_transmit(now, &mut self.ack) {
+                moved = true;
+                self.transmit(now, unix, transmit, rng);
+            }
+            while let Some(event) = self.node.poll_event() {
+                moved = true;
+                self.stop |= self.event(event, on);
+            }
+            for index in 0..L {
+                moved |= self.drain_session(index, on);
+                let link = &mut self.links[index];
+                if link.phase == Phase::Open
+                    && link.write_len == 0
+                    && let Some(session) = link.session.as_mut()
+                    && let Some(t) = session.poll_transmit(now, &mut link.write)
+                {
+                    link.write_len = t.len;
+                    link.written = 0;
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn transmit<R: CryptoRng>(&mut self, now: Instant, unix: u64, transmit: Transmit, rng: &mut R) {
+        match transmit {
+            Transmit::Connect { link, broker } => {
+                let endpoint = usize::try_from(broker.0)
+                    .ok()
+                    .and_then(|i| self.endpoints.get(i).copied());
+                let slot = self.links.iter_mut().find(|l| l.is_free());
+                let client_id = Session::<[u8; B]>::random_client_id(rng);
+                let session = Session::new(now, self.session, &client_id, [0; B], [0; B]);
+                match (endpoint, slot, session) {
+                    (Some(endpoint), Some(slot), Ok(mut session)) => {
+                        let subscribed =
+                            session.handle_subscribe(now, self.node.topic(), QoS::AtLeastOnce);
+                        if subscribed.is_ok() {
+                            slot.start(link, broker, endpoint, session);
+                        } else {
+                            self.node
+                                .handle_link_down(now, unix, link, LinkDown::ConnectFailed);
+                        }
+                    }
+                    // No slot, no address, or buffers too small: the
+                    // broker backs off as if refused.
+                    _ => self
+                        .node
+                        .handle_link_down(now, unix, link, LinkDown::ConnectFailed),
+                }
+            }
+            Transmit::Disconnect { link } => {
+                if let Some(session) = self.session_of(link) {
+                    session.handle_disconnect(now);
+                }
+            }
+            Transmit::PublishSend { link, to, send } => {
+                let Some(slot) = self.sends.iter().position(|s| s.id == Some(send)) else {
+                    return;
+                };
+                let topic = hex_topic(&to);
+                let SendSlot { packet, len, .. } = &self.sends[slot];
+                let payload = &packet[..*len];
+                if let Some(l) = self.links.iter_mut().find(|l| l.id == link && !l.is_free())
+                    && let Some(session) = l.session.as_mut()
+                {
+                    // A full outbox drops it: the next resend tries again.
+                    let _ = session.handle_publish(now, &topic, QoS::AtLeastOnce, payload);
+                }
+            }
+            Transmit::PublishAck { link, to, len } => {
+                let topic = hex_topic(&to);
+                let Some(ack) = self.ack.get(..len) else {
+                    return;
+                };
+                if let Some(l) = self.links.iter_mut().find(|l| l.id == link && !l.is_free())
+                    && let Some(session) = l.session.as_mut()
+                {
+                    // Copies are re-ACKed: a dropped ACK is not lost.
+                    let _ = session.handle_publish(now, &topic, QoS::AtLeastOnce, ack);
+                }
+            }
+        }
+    }
+
+    fn session_of(&mut self, link: LinkId) -> Option<&mut Session<[u8; B]>> {
+        self.links
+            .iter_mut()
+            .find(|l| l.id == link && !l.is_free())
+            .and_then(|l| l.session.as_mut())
+    }
+
+    fn event(&mut self, event: Event, on: &mut impl FnMut(Happening<'_>) -> bool) -> bool {
+        match event {
+            Event::SendAcked(id) => {
+                self.release(id);
+                on(Happening::SendAcked(id))
+            }
+            Event::SendFailed(id, why) => {
+                self.release(id);
+                on(Happening::SendFailed(id, why))
+            }
+            Event::Reached { dest, broker } => on(Happening::Reached { dest, broker }),
+        }
+    }
+
+    fn release(&mut self, id: SendId) {
+        for slot in &mut self.sends {
+            if slot.id == Some(id) {
+                slot.id = None;
+                slot.len = 0;
+            }
+        }
+    }
+}
+
+/// A PUBLISH on a link: the node screens it, the signature is checked
+/// here at once (so the queue holds this packet alone), and a verified
+/// MSG goes to the application; true when it asked to stop.
+fn screen<P, Sl, Wm, Pe, Ak, const L: usize, const S: usize, const Q: usize>(
+    node: &mut Node<P, Sl, Wm, Pe, Ak, L, S, Q>,
+    now: Instant,
+    unix: u64,
+    link: LinkId,
+    topic: &[u8],
+    payload: &[u8],
+    on: &mut impl FnMut(Happening<'_>) -> bool,
+) -> bool
+where
+    P: PoolView,
+    Sl: Table<Slot>,
+    Wm: Table<u64>,
+    Pe: Table<Peer>,
+    Ak: Table<SourceAcks>,
+{
+    if !matches!(
+        node.handle_message(now, unix, link, topic, payload),
+        Screened::Queued { .. }
+    ) {
+        return false;
+    }
+    let mut stop = false;
+    while let Some((_, from)) = node.poll_verify() {
+        let valid = AppPacket::decode(payload).is_ok_and(|p| p.verify().is_ok());
+        if let Some(delivery) = node.handle_verified(now, unix, from, payload, valid)
+            && let Some(data) = payload.get(delivery.data)
+        {
+            stop |= on(Happening::Delivered {
+                from: delivery.from,
+                data,
+            });
+        }
+    }
+    stop
+}
+
+/// A key's topic: its 33 bytes in lowercase hex.
+fn hex_topic(key: &[u8; 33]) -> [u8; 66] {
+    let mut topic = [0u8; 66];
+    // 66 bytes always hold 33 bytes of hex.
+    let _ = base16ct::lower::encode(key, &mut topic);
+    topic
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hex_topic;
+
+    #[test]
+    fn topics_are_the_keys_in_lowercase_hex() {
+        let mut key = [0u8; 33];
+        key[0] = 0x02;
+        key[32] = 0xab;
+        let topic = hex_topic(&key);
+        assert_eq!(&topic[..2], b"02");
+        assert_eq!(&topic[64..], b"ab");
+        assert!(topic[2..64].iter().all(|&c| c == b'0'));
+    }
+}
