@@ -60,6 +60,16 @@ start() {
     wait_line "$work/serve-$port.out" server_pk=
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU ticks of every PostgreSQL process, as "pid ticks" lines (a backend
+# born during a run counts from 0).
+pg_ticks() {
+    for p in $(pgrep -x postgres); do
+        awk -v p="$p" '{print p, $14 + $15}' "/proc/$p/stat" 2>/dev/null || true
+    done
+}
+pg_delta() { # before-file after-file
+    awk 'NR == FNR {b[$1] = $2; next} {d += $2 - b[$1]} END {print d + 0}' "$1" "$2"
+}
 metric() { # mport name
     curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {s += $2} END {print s + 0}'
 }
@@ -111,6 +121,7 @@ for n in 1 2 3; do
     done
     for kind in claim put; do
         sleep 5
+        pg_ticks > "$work/pg0"
         c0=0; s0=0; t0=0
         for i in "${!ports[@]}"; do
             c0=$((c0 + $(cpu_ticks "${spids[$i]}")))
@@ -129,8 +140,9 @@ for n in 1 2 3; do
             s1=$((s1 + $(metric "${mports[$i]}" keyway_namebump_db_write_statements_total)))
             t1=$((t1 + $(metric "${mports[$i]}" keyway_namebump_db_transactions_total)))
         done
-        echo "pg-x$n max $kind $((c1 - c0)) $((s1 - s0)) $((t1 - t0)) $(cat "$work"/multi-*.json | tr '\n' ' ')" \
-            | tee -a "$results" >&2
+        pg_ticks > "$work/pg1"
+        echo "pg-x$n max $kind $((c1 - c0)) $((s1 - s0)) $((t1 - t0)) $(pg_delta "$work/pg0" "$work/pg1") \
+$(cat "$work"/multi-*.json | tr '\n' ' ')" | tee -a "$results" >&2
         rm -f "$work"/multi-*.json
     done
     for p in "${spids[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
@@ -155,8 +167,12 @@ def docs(rest):
         while i < len(rest) and rest[i] == " ": i += 1
     return out
 rows = {}
+pg = {}
 for line in lines[1:]:
     label, phase, kind, ticks, stmts, txs, rest = line.split(" ", 6)
+    if label.startswith("pg-x"):
+        pg_ticks, rest = rest.split(" ", 1)
+        pg[(label, kind)] = int(pg_ticks)
     rows[(label, phase, kind)] = (int(ticks), int(stmts), int(txs), docs(rest))
 name = {"claim": "claims", "put": "refreshes", "get": "GETs"}
 print("| server | operation | max ops/s | p50 / p99 at ½ max | server CPU per op | vs floor | round trips per write | errors / timeouts |")
@@ -174,13 +190,14 @@ for label in ("keyway-sqlite", "keyway-postgres"):
               f"{h[kind]['p50_ms']:.2f} / {h[kind]['p99_ms']:.2f} ms (at {h[kind]['per_sec']:,.0f}/s) | "
               f"{cpu_us:.0f} µs | {vs} | {rt} | {err} / {tmo} |")
 print()
-print("| servers on one PostgreSQL | operation | aggregate ops/s | per server | server CPU per op | transactions per write | round trips per write | errors / timeouts |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
+print("| servers on one PostgreSQL | operation | aggregate ops/s | per server | server CPU per op | PostgreSQL CPU per op | transactions per write | round trips per write | errors / timeouts |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for n in (1, 2, 3):
     for kind in ("claim", "put"):
         ticks, stmts, txs, ds = rows[(f"pg-x{n}", "max", kind)]
         total = sum(d[kind]["per_sec"] for d in ds); count = sum(d[kind]["count"] for d in ds)
         err = sum(d["errors"] for d in ds); tmo = sum(d["timeouts"] for d in ds)
+        db_us = pg[(f"pg-x{n}", kind)] / hz / max(count, 1) * 1e6
         print(f"| {n} | {name[kind]} | {total:,.0f} | {total / n:,.0f} | {ticks / hz / max(count, 1) * 1e6:.0f} µs | "
-              f"{txs / max(count, 1):.2f} | {stmts / max(count, 1):.1f} | {err} / {tmo} |")
+              f"{db_us:.0f} µs | {txs / max(count, 1):.2f} | {stmts / max(count, 1):.1f} | {err} / {tmo} |")
 PY

@@ -26,11 +26,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use embassy_executor::Spawner;
 use embassy_net::{Config, Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4};
 use embassy_net_tuntap::TunTapDevice;
+use keyway_core::namebump::client::Policy;
 use keyway_core::rand_core::UnwrapErr;
 use keyway_core::time::SystemClock;
 use keyway_core::{Keypair, PublicKey};
 use keyway_embassy::keyway_core;
-use keyway_embassy::namebump::{Behavior, Client};
+use keyway_embassy::namebump::{Behavior, Client, Failure, NamebumpError};
 use static_cell::StaticCell;
 
 #[derive(Debug, Parser)]
@@ -65,6 +66,9 @@ struct ServerArgs {
     /// The server's public key (66 hex digits).
     #[arg(long = "server-pk")]
     server_pk: PublicKey,
+    /// TCP only: the machine's policy without the UDP legs.
+    #[arg(long)]
+    no_udp: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -217,7 +221,24 @@ async fn namebump_client(
     let endpoint = Client::<SystemClock>::resolve(stack, host, port)
         .await
         .with_context(|| format!("cannot resolve {}", server.server))?;
-    Ok(Client::new(stack, endpoint, server.server_pk, SystemClock))
+    let policy = Policy {
+        udp: !server.no_udp,
+        ..Policy::default()
+    };
+    Ok(Client::new(stack, endpoint, server.server_pk, SystemClock).with_policy(policy))
+}
+
+/// The tokio CLI's wording for the failures that name the server.
+fn with_server(e: NamebumpError, server: &ServerArgs) -> anyhow::Error {
+    match e {
+        NamebumpError::Failed(Failure::Timeout { attempts }) => {
+            anyhow!("no reply from {} after {attempts} attempts", server.server)
+        }
+        NamebumpError::Failed(Failure::Network { .. }) => {
+            anyhow!("cannot reach {}: {e}", server.server)
+        }
+        e => e.into(),
+    }
 }
 
 async fn namebump(stack: Stack<'static>, command: NamebumpCommand) -> Result<i32> {
@@ -252,7 +273,8 @@ async fn namebump(stack: Stack<'static>, command: NamebumpCommand) -> Result<i32
         }
         NamebumpCommand::Get { name, server } => {
             let client = namebump_client(stack, &server).await?;
-            match client.get(name.as_bytes(), &mut rng).await? {
+            let found = client.get(name.as_bytes(), &mut rng).await;
+            match found.map_err(|e| with_server(e, &server))? {
                 Some(record) => {
                     std::io::stdout()
                         .write_all(record.value())
@@ -275,7 +297,8 @@ async fn namebump(stack: Stack<'static>, command: NamebumpCommand) -> Result<i32
             namebump_client(stack, &server)
                 .await?
                 .delete(name.as_bytes(), &key, Some(ttl), &mut rng)
-                .await?;
+                .await
+                .map_err(|e| with_server(e, &server))?;
             Ok(0)
         }
     }

@@ -3,7 +3,7 @@
 use core::fmt;
 
 use keyway_core::namebump::EncodeError;
-use keyway_core::namebump::client::{ErrorKind, Failure};
+use keyway_core::namebump::client::{ErrorKind, Failure, LegFault, Transport};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum NamebumpError {
@@ -57,7 +57,15 @@ impl fmt::Display for NamebumpError {
                 write!(f, "no reply after {attempts} attempts")
             }
             Self::Failed(Failure::Network { leg, fault }) => {
-                write!(f, "cannot reach the server ({leg:?}: {fault:?})")
+                let how = match fault {
+                    LegFault::Io => "the connection failed",
+                    LegFault::Unframeable => "the reply stream is not sealed to our reply key",
+                };
+                let transport = match leg.transport {
+                    Transport::Udp => "UDP",
+                    Transport::Tcp => "TCP",
+                };
+                write!(f, "{how} ({transport})")
             }
             Self::Failed(Failure::BadReply) => f.write_str("the server's reply is malformed"),
             Self::Failed(Failure::InvalidInput(e)) => write!(f, "invalid input: {e}"),
