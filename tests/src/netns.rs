@@ -95,6 +95,21 @@ impl Netns {
         &self.name
     }
 
+    /// Packets the kernel received on the TAP device: what the firmware's
+    /// own stack sent.
+    pub fn tap_rx_packets(&self) -> Result<u64> {
+        let out = Command::new(ip_binary()?)
+            .args(["-n", &self.name, "-s", "-j", "link", "show", TAP])
+            .stdin(Stdio::null())
+            .output()
+            .context("running ip -s link show")?;
+        ensure!(out.status.success(), "ip -s link show {TAP} failed");
+        let links: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        links[0]["stats64"]["rx"]["packets"]
+            .as_u64()
+            .context("no rx packet count in ip -s -j link show")
+    }
+
     fn exec_ip(&self, args: &[&str]) -> Result<()> {
         let mut all = vec!["-n", self.name.as_str()];
         all.extend_from_slice(args);

@@ -340,11 +340,18 @@ impl Listener {
 
     /// Waits (bounded) for the exit after `--count` messages; returns the
     /// messages as (sender, text).
-    fn finish(mut self) -> Vec<(String, String)> {
+    fn finish(self) -> Vec<(String, String)> {
+        let (status, messages) = self.finish_any();
+        assert!(status.success(), "{status}: {messages:?}");
+        messages
+    }
+
+    /// Waits (bounded) for the exit, whatever its status (a `--timeout`
+    /// before `--count` exits 1), and returns the messages.
+    fn finish_any(mut self) -> (ExitStatus, Vec<(String, String)>) {
         let status = self.proc.wait(Duration::from_secs(150));
         let lines = self.stdout.rest();
-        assert!(status.success(), "{status}: {lines:?}");
-        lines
+        let messages = lines
             .iter()
             .map(|l| {
                 let v: Value = serde_json::from_str(l).unwrap();
@@ -354,7 +361,8 @@ impl Listener {
                     String::from_utf8(bytes).unwrap(),
                 )
             })
-            .collect()
+            .collect();
+        (status, messages)
     }
 }
 
@@ -363,13 +371,17 @@ fn base16_decode(hex: &str) -> Vec<u8> {
 }
 
 fn listen_args(key: &Path, pool: &Path, count: usize) -> Vec<String> {
+    listen_args_for(key, pool, count, 120)
+}
+
+fn listen_args_for(key: &Path, pool: &Path, count: usize, seconds: u32) -> Vec<String> {
     vec![
         "sidewire".into(),
         "listen".into(),
         "--count".into(),
         count.to_string(),
         "--timeout".into(),
-        "120".into(),
+        seconds.to_string(),
         "--key".into(),
         key.display().to_string(),
         "--brokers".into(),
@@ -414,14 +426,26 @@ fn firmware_puts_gets_and_deletes_a_name() {
         with(command, &all)
     };
 
+    let before = lab.ns.tap_rx_packets().unwrap();
     let put = ["put", "device-name", "10.77.0.2:7000", "--key", &key];
     run(nb(lab.firmware(), &put), "firmware put").ok();
+    // The request came over the TAP device, from the firmware's own stack.
+    assert!(lab.ns.tap_rx_packets().unwrap() > before);
     // The kernel-side CLI reads what the firmware wrote…
     let get = run(nb(lab.keyway(), &["get", "device-name"]), "keyway get").ok();
     assert_eq!(get.stdout, "10.77.0.2:7000");
     // …and the firmware reads it too.
     let get = run(nb(lab.firmware(), &["get", "device-name"]), "firmware get").ok();
     assert_eq!(get.stdout, "10.77.0.2:7000");
+
+    // The same over TCP only (the UDP legs off).
+    let get = ["get", "device-name", "--no-udp"];
+    let get = run(nb(lab.firmware(), &get), "firmware get over TCP").ok();
+    assert_eq!(get.stdout, "10.77.0.2:7000");
+    let put = ["put", "device-name", "over TCP", "--no-udp", "--key", &key];
+    run(nb(lab.firmware(), &put), "firmware put over TCP").ok();
+    let get = run(nb(lab.keyway(), &["get", "device-name"]), "keyway get").ok();
+    assert_eq!(get.stdout, "over TCP");
 
     // A name the CLI put, read by the firmware.
     let put = [
@@ -519,9 +543,14 @@ fn firmware_and_the_reference_router_exchange_messages() {
     ];
 
     // The firmware listens; the reference sends it three messages, then
-    // waits for three from the firmware.
+    // waits for three from the firmware. The reference's smart pipe queues
+    // one message on each broker client it holds, and a receiver may see
+    // two of those copies as two messages (seen with Keyway's tokio node in
+    // this namespace too, about one run in four): the listener takes up to
+    // six within a bounded 25 s and the test checks each text arrived, in
+    // order, from the reference's key.
     let listener = Listener::start(
-        with(lab.firmware(), &listen_args(&fw_key, &pool, 3)),
+        with(lab.firmware(), &listen_args_for(&fw_key, &pool, 6, 25)),
         "firmware sidewire listen",
         &fw_pk,
     );
@@ -558,7 +587,8 @@ fn firmware_and_the_reference_router_exchange_messages() {
     let ref_pk = ready.strip_prefix("ready ").expect("ready <pk>").to_owned();
     assert_eq!(ref_pk, reference_secret.public().to_string());
 
-    let got = listener.finish();
+    let (_, mut got) = listener.finish_any();
+    got.dedup();
     let expected: Vec<(String, String)> = texts
         .iter()
         .map(|t| (ref_pk.clone(), (*t).to_owned()))
