@@ -78,3 +78,25 @@ cat <<EOF
 | Stack high-water mark with the state built on the stack by value | $stack_with_state | host x86_64 proxy: why a firmware builds it in place (static) |
 | **RAM: .data + .bss + state + work stack** | $ram | $(kib "$ram"); target ≤ 64 KiB: $(verdict "$ram" $((64 * 1024))) |
 EOF
+
+# keyway-embassy's own host example (issue 14 part A), built the same way
+# (opt-level "z", LTO) for the host: its statics are the firmware part's
+# state (embassy task futures, socket memory, the stack's resources). An
+# x86_64 proxy: pointers are twice a Cortex-M's, and the main task's
+# future also holds the host-side command line.
+host_dir=target/embassy-budget-host
+cargo build --quiet --locked --release -p keyway-embassy --example host_node --target-dir "$host_dir" \
+    --config 'profile.release.opt-level="z"' --config 'profile.release.lto=true' \
+    --config 'profile.release.codegen-units=1' --config 'profile.release.strip=false' >&2
+example="$host_dir/release/examples/host_node"
+echo
+echo "| keyway-embassy \`host_node\` statics (x86_64 proxy, opt-level z, LTO) | Bytes |"
+echo "| --- | ---: |"
+total=0
+while read -r hex name; do
+    bytes=$((16#$hex))
+    echo "| \`$name\` | $bytes |"
+    total=$((total + bytes))
+done < <(nm -S -C --size-sort -r "$example" |
+    awk '$3 ~ /^[bBdD]$/ && ($4 ~ /^host_node::/ || $4 ~ /^keyway_embassy::/) { print $2, $4 }')
+echo "| **firmware part's statics in all** | $total |"
