@@ -5,6 +5,7 @@
 //! host_node --tap TAP --addr CIDR --gateway IP namebump put NAME VALUE --server HOST:PORT --server-pk HEX --key FILE
 //! host_node --tap TAP --addr CIDR --gateway IP namebump get NAME --server HOST:PORT --server-pk HEX
 //! host_node --tap TAP --addr CIDR --gateway IP namebump del NAME --server HOST:PORT --server-pk HEX --key FILE
+//! host_node --tap TAP --addr CIDR --gateway IP namebump usage --server HOST:PORT --server-pk HEX --key FILE
 //! host_node --tap TAP --addr CIDR --gateway IP sidewire listen --key FILE --brokers FILE [--count N] [--timeout SECS] [--json]
 //! host_node --tap TAP --addr CIDR --gateway IP sidewire send DEST_PK_HEX MESSAGE --key FILE --brokers FILE [--timeout SECS]
 //! ```
@@ -108,6 +109,13 @@ enum NamebumpCommand {
         key: PathBuf,
         #[arg(long, default_value_t = 10.0)]
         ttl: f64,
+    },
+    /// This address's quota state.
+    Usage {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        key: PathBuf,
     },
 }
 
@@ -218,7 +226,7 @@ async fn namebump_client(
         .rsplit_once(':')
         .ok_or_else(|| anyhow!("--server must be HOST:PORT"))?;
     let port: u16 = port.parse().context("--server port")?;
-    let endpoint = Client::<SystemClock>::resolve(stack, host, port)
+    let endpoint = keyway_embassy::namebump::resolve(stack, host, port)
         .await
         .with_context(|| format!("cannot resolve {}", server.server))?;
     let policy = Policy {
@@ -299,6 +307,17 @@ async fn namebump(stack: Stack<'static>, command: NamebumpCommand) -> Result<i32
                 .delete(name.as_bytes(), &key, Some(ttl), &mut rng)
                 .await
                 .map_err(|e| with_server(e, &server))?;
+            Ok(0)
+        }
+        NamebumpCommand::Usage { server, key } => {
+            let key = load_key(&key)?;
+            let u = namebump_client(stack, &server)
+                .await?
+                .usage(&key, None, &mut rng)
+                .await
+                .map_err(|e| with_server(e, &server))?;
+            let family = if u.af == 10 { "IPv6" } else { "IPv4" };
+            println!("{} of {} names used ({family})", u.names_used, u.name_limit);
             Ok(0)
         }
     }
@@ -459,7 +478,8 @@ mod sidewire {
                     node.run_until(end, &mut rng, &mut print).await;
                 }
                 // Let the ACKs of what was delivered go out before leaving.
-                node.run_until(after(1.0), &mut rng, &mut |_| false).await;
+                node.run_until(after(0.5), &mut rng, &mut |_| false).await;
+                node.close(after(2.0), &mut rng).await;
                 let seen = seen.get();
                 if let Some(n) = count
                     && seen < n
@@ -499,8 +519,8 @@ mod sidewire {
                 if acked != Some(true) {
                     bail!("sending to {dest_pk_hex}: no acknowledgement within {wait:?}");
                 }
-                // The DISCONNECTs and any ACKs owed go out (router.close).
-                node.run_until(after(0.2), &mut rng, &mut |_| false).await;
+                // The DISCONNECTs go out (the tokio CLI's router.close).
+                node.close(after(1.0), &mut rng).await;
                 Ok(0)
             }
         }

@@ -16,9 +16,9 @@ use super::Client;
 use super::tcp_leg::{self, TcpLeg, TcpStep};
 use crate::clock::{now, to_embassy};
 
-/// Datagrams the UDP socket holds before the driver reads them: a reply,
-/// and a few strays that the machine will ignore.
-const DATAGRAMS: usize = 4;
+/// Datagrams the UDP socket holds before the driver reads them: a reply
+/// and one stray (more are dropped by the stack; a lost reply is retried).
+const DATAGRAMS: usize = 2;
 
 const UDP_V4: Leg = Leg::new(Transport::Udp, Family::V4);
 const TCP_V4: Leg = Leg::new(Transport::Tcp, Family::V4);

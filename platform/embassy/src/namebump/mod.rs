@@ -44,6 +44,19 @@ impl Record {
     }
 }
 
+/// Resolves `host` (an IPv4 literal, or a name through the stack's DNS).
+pub async fn resolve(stack: Stack<'_>, host: &str, port: u16) -> Result<IpEndpoint, NamebumpError> {
+    if let Ok(ip) = host.parse::<core::net::Ipv4Addr>() {
+        return Ok(IpEndpoint::new(IpAddress::Ipv4(ip), port));
+    }
+    let found = stack
+        .dns_query(host, embassy_net::dns::DnsQueryType::A)
+        .await
+        .map_err(|_| NamebumpError::Resolve)?;
+    let ip = found.first().ok_or(NamebumpError::Resolve)?;
+    Ok(IpEndpoint::new(*ip, port))
+}
+
 /// A client of one namebump server, reached at an IPv4 address.
 pub struct Client<'s, C> {
     stack: Stack<'s>,
@@ -73,23 +86,6 @@ impl<'s, C: Clock> Client<'s, C> {
             clock,
             policy: Policy::default(),
         }
-    }
-
-    /// Resolves `host` (an IPv4 literal, or a name through the stack's DNS).
-    pub async fn resolve(
-        stack: Stack<'s>,
-        host: &str,
-        port: u16,
-    ) -> Result<IpEndpoint, NamebumpError> {
-        if let Ok(ip) = host.parse::<core::net::Ipv4Addr>() {
-            return Ok(IpEndpoint::new(IpAddress::Ipv4(ip), port));
-        }
-        let found = stack
-            .dns_query(host, embassy_net::dns::DnsQueryType::A)
-            .await
-            .map_err(|_| NamebumpError::Resolve)?;
-        let ip = found.first().ok_or(NamebumpError::Resolve)?;
-        Ok(IpEndpoint::new(*ip, port))
     }
 
     /// Attempts, their pause and reply timeout, and whether UDP races TCP.

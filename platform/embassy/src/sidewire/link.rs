@@ -114,23 +114,17 @@ impl<'a, const B: usize> Link<'a, B> {
     /// Lets the slot go after its session closed; how the node hears it.
     pub(super) fn finish(&mut self, reason: CloseReason) -> LinkDown {
         let heard = self.session.as_ref().is_some_and(Session::heard);
-        self.socket.abort();
+        if reason == CloseReason::Disconnected {
+            // Our DISCONNECT went out: end with a FIN, as a broker expects.
+            self.socket.close();
+        } else {
+            self.socket.abort();
+        }
         self.phase = Phase::Idle;
         self.session = None;
         self.write_len = 0;
         self.written = 0;
-        // The tokio router's rule (router/links.rs): a stalled writer and
-        // a silent broker are failures; a link that never came up failed
-        // to connect.
-        if !self.up {
-            LinkDown::ConnectFailed
-        } else if reason == CloseReason::WriteStalled {
-            LinkDown::Stalled
-        } else if !heard {
-            LinkDown::Unheard
-        } else {
-            LinkDown::Closed
-        }
+        link_down(self.up, heard, reason)
     }
 
     /// Waits for this link's next I/O; never completes for a free slot.
@@ -174,10 +168,55 @@ impl<'a, const B: usize> Link<'a, B> {
     }
 }
 
+/// How a link's end is told to the node. The tokio router's rule
+/// (router/links.rs): a stalled writer and a silent broker are failures
+/// (the broker backs off); a link that never came up failed to connect.
+pub(super) fn link_down(up: bool, heard: bool, reason: CloseReason) -> LinkDown {
+    if !up {
+        LinkDown::ConnectFailed
+    } else if reason == CloseReason::WriteStalled {
+        LinkDown::Stalled
+    } else if !heard {
+        LinkDown::Unheard
+    } else {
+        LinkDown::Closed
+    }
+}
+
 /// Waits for the first link with I/O; `None` entries never complete.
 pub(super) async fn any_io<const B: usize>(link: Option<&mut Link<'_, B>>) -> Io {
     match link {
         Some(link) => link.io().await,
         None => core::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keyway_core::mqtt::Refusal;
+
+    use super::*;
+
+    #[test]
+    fn a_link_that_never_came_up_failed_to_connect() {
+        for reason in [
+            CloseReason::HandshakeTimeout,
+            CloseReason::ConnectionLost,
+            CloseReason::Refused(Refusal::Unexpected { packet_type: 9 }),
+        ] {
+            assert_eq!(link_down(false, false, reason), LinkDown::ConnectFailed);
+        }
+    }
+
+    #[test]
+    fn stalled_and_silent_brokers_are_failures_and_a_closed_one_is_not() {
+        let stalled = link_down(true, true, CloseReason::WriteStalled);
+        let silent = link_down(true, false, CloseReason::PingTimeout);
+        let closed = link_down(true, true, CloseReason::ConnectionLost);
+        assert_eq!(stalled, LinkDown::Stalled);
+        assert_eq!(silent, LinkDown::Unheard);
+        assert_eq!(closed, LinkDown::Closed);
+        assert!(stalled.is_failure() && silent.is_failure());
+        assert!(!closed.is_failure());
     }
 }

@@ -79,6 +79,8 @@ pub struct Sidewire<
     ack: [u8; ACK_LEN],
     /// Set when the application's callback asked `run_until` to return.
     stop: bool,
+    /// Set by [`Self::close`]: no new link opens.
+    closing: bool,
 }
 
 impl<P, Sl, Wm, Pe, Ak, C, const L: usize, const S: usize, const Q: usize, const B: usize>
@@ -134,6 +136,7 @@ where
             clock,
             ack: [0; ACK_LEN],
             stop: false,
+            closing: false,
         }
     }
 
@@ -204,6 +207,29 @@ where
                 Either::First((io, index)) => self.handle_io(index, io, on),
                 Either::Second(()) => self.handle_timeout(),
             }
+        }
+    }
+
+    /// Says goodbye to every broker (MQTT DISCONNECT, then FIN) and runs
+    /// until all links are closed or `until`. The node opens no link after
+    /// this (it would replace the ones closing).
+    pub async fn close<R: CryptoRng>(&mut self, until: embassy_time::Instant, rng: &mut R) {
+        self.closing = true;
+        let now = now();
+        for link in &mut self.links {
+            if let Some(session) = link.session.as_mut() {
+                session.handle_disconnect(now);
+            }
+        }
+        while self.links.iter().any(|l| !l.is_free()) && embassy_time::Instant::now() < until {
+            let step = embassy_time::Instant::now() + embassy_time::Duration::from_millis(10);
+            self.run_until(step.min(until), rng, &mut |_| false).await;
+        }
+        // A DISCONNECT counts as written once the socket holds it: wait
+        // until the brokers have it (and the FIN), so that a device going
+        // to sleep or a process exiting does not take it along.
+        for link in &mut self.links {
+            let _ = select(link.socket.flush(), Timer::at(until)).await;
         }
     }
 
@@ -338,6 +364,10 @@ where
 
     fn transmit<R: CryptoRng>(&mut self, now: Instant, unix: u64, transmit: Transmit, rng: &mut R) {
         match transmit {
+            Transmit::Connect { link, .. } if self.closing => {
+                self.node
+                    .handle_link_down(now, unix, link, LinkDown::Closed);
+            }
             Transmit::Connect { link, broker } => {
                 let endpoint = usize::try_from(broker.0)
                     .ok()
@@ -478,7 +508,142 @@ fn hex_topic(key: &[u8; 33]) -> [u8; 66] {
 
 #[cfg(test)]
 mod tests {
-    use super::hex_topic;
+    #![allow(clippy::unwrap_used)]
+
+    use core::time::Duration;
+
+    use keyway_core::Keypair;
+    use keyway_core::rand_core::UnwrapErr;
+    use keyway_core::sidewire::node::{NodeConfig, NodeTables, PoolBroker, PoolSlice};
+    use keyway_core::sidewire::rendezvous::{AF_INET, Ranking};
+
+    use super::*;
+
+    type TestNode =
+        Node<PoolSlice<'static>, [Slot; 64], [u64; 256], [Peer; 16], [SourceAcks; 16], 2, 2, 4>;
+
+    const POOL: [PoolBroker<'static>; 2] = [
+        PoolBroker {
+            host: "10.0.0.1",
+            weight: 1.0,
+            af: AF_INET,
+        },
+        PoolBroker {
+            host: "10.0.0.2",
+            weight: 1.0,
+            af: AF_INET,
+        },
+    ];
+
+    fn node(key: Keypair) -> TestNode {
+        let tables = NodeTables {
+            slots: [Slot::EMPTY; 64],
+            watermarks: [0; 256],
+            peers: [Peer::EMPTY; 16],
+            acks: [SourceAcks::EMPTY; 16],
+        };
+        let pool = PoolSlice {
+            brokers: &POOL,
+            ranking: Ranking::Compatible,
+        };
+        let rng = &mut UnwrapErr(getrandom::SysRng);
+        Node::new(key, pool, NodeConfig::default(), tables, rng, Instant::ZERO)
+    }
+
+    /// Brings up every link `n` asks for; returns one of them.
+    fn join(n: &mut TestNode, unix: u64) -> LinkId {
+        n.handle_timeout(Instant::ZERO, unix);
+        let mut buf = [0u8; ACK_LEN];
+        while let Some(t) = n.poll_transmit(Instant::ZERO, &mut buf) {
+            if let Transmit::Connect { link, .. } = t {
+                n.handle_link_up(Instant::ZERO, unix, link);
+            }
+        }
+        n.links_up().next().unwrap().0
+    }
+
+    /// The inline check delivers a signed MSG once (of three copies) and
+    /// ACKs it, and drops a forged one: the node's rules, driven the way
+    /// the shell drives them.
+    #[test]
+    fn the_inline_check_delivers_once_acks_and_drops_forgeries() {
+        let unix = 1_800_000_000;
+        let rng = &mut UnwrapErr(getrandom::SysRng);
+        let mut a = node(Keypair::generate(rng));
+        let mut b = node(Keypair::generate(rng));
+        let link = join(&mut b, unix);
+        let b_pub = *b.public_key().as_bytes();
+        let mut packet = [0u8; 256];
+        let (_, len) = a
+            .send(
+                Instant::ZERO,
+                unix,
+                &b_pub,
+                b"hi",
+                &[],
+                Duration::from_secs(5),
+                rng,
+                &mut packet,
+            )
+            .unwrap();
+        let packet = &packet[..len];
+        let topic = hex_topic(&b_pub);
+        let (mut delivered, mut acks) = (0, 0);
+        for _ in 0..3 {
+            screen(
+                &mut b,
+                Instant::ZERO,
+                unix,
+                link,
+                &topic,
+                packet,
+                &mut |h| {
+                    if let Happening::Delivered { data, .. } = h {
+                        assert_eq!(data, b"hi");
+                        delivered += 1;
+                    }
+                    false
+                },
+            );
+            let mut ack = [0u8; ACK_LEN];
+            while let Some(t) = b.poll_transmit(Instant::ZERO, &mut ack) {
+                acks += usize::from(matches!(t, Transmit::PublishAck { .. }));
+            }
+        }
+        assert_eq!(delivered, 1, "delivered once");
+        assert!(acks >= 1, "ACKed");
+
+        // A new MSG (a new queue id) with its data changed after signing:
+        // only the signature check can refuse it.
+        let mut forged = [0u8; 256];
+        let (_, len) = a
+            .send(
+                Instant::ZERO,
+                unix,
+                &b_pub,
+                b"yo",
+                &[],
+                Duration::from_secs(5),
+                rng,
+                &mut forged,
+            )
+            .unwrap();
+        forged[len - 1] ^= 1;
+        let mut forged_delivered = 0;
+        screen(
+            &mut b,
+            Instant::ZERO,
+            unix,
+            link,
+            &topic,
+            &forged[..len],
+            &mut |h| {
+                forged_delivered += usize::from(matches!(h, Happening::Delivered { .. }));
+                false
+            },
+        );
+        assert_eq!(forged_delivered, 0);
+    }
 
     #[test]
     fn topics_are_the_keys_in_lowercase_hex() {
