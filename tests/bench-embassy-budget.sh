@@ -37,12 +37,20 @@ for tool in size readelf nm od; do
 done
 
 cargo build --quiet --locked --release --manifest-path "$manifest" --target-dir "$dir" \
-    --target "$target" --bin firmware >&2
+    --target "$target" --bin firmware --bin embassy >&2
 cargo build --quiet --locked --release --manifest-path "$manifest" --target-dir "$dir" \
     --bin stack >&2
 image="$dir/$target/release/firmware"
 
-section() { size -A "$image" | awk -v s="$1" '$1 == s { print $2; found = 1 } END { if (!found) print 0 }'; }
+section() { size -A "${2:-$image}" | awk -v s="$1" '$1 == s { print $2; found = 1 } END { if (!found) print 0 }'; }
+
+# `count` u32 values at symbol `name` in `elf`'s .rodata.
+rodata_u32() {
+    local elf=$1 name=$2 count=$3 sym_addr sec_addr sec_off
+    read -r sym_addr _ < <(nm -S "$elf" | awk -v n="$name" '$0 ~ n { print $1, $2 }')
+    read -r sec_addr sec_off < <(readelf -SW "$elf" | awk '{ for (i = 1; i < NF; i++) if ($i == ".rodata") print $(i + 2), $(i + 3) }')
+    od -An -w$((4 * count)) -tu4 -j $((0x$sym_addr - 0x$sec_addr + 0x$sec_off)) -N $((4 * count)) "$elf"
+}
 text=$(section .text)
 rodata=$(section .rodata)
 exidx=$(section .ARM.exidx)
@@ -50,11 +58,8 @@ data=$(section .data)
 bss=$(section .bss)
 code=$((text + rodata + exidx + data))
 
-# The state's sizes on the target: five u32 in .rodata (src/lib.rs STATE_SIZES).
-read -r sym_addr _ < <(nm -S "$image" | awk '/STATE_SIZES/ { print $1, $2 }')
-read -r sec_addr sec_off < <(readelf -SW "$image" | awk '{ for (i = 1; i < NF; i++) if ($i == ".rodata") print $(i + 2), $(i + 3) }')
-offset=$((0x$sym_addr - 0x$sec_addr + 0x$sec_off))
-read -r state node link exchange tables < <(od -An -w20 -tu4 -j "$offset" -N 20 "$image")
+# The state's sizes on the target (src/lib.rs STATE_SIZES).
+read -r state node link exchange tables < <(rodata_u32 "$image" STATE_SIZES 5)
 
 declare -A host
 while IFS='=' read -r key value; do host[$key]=$value; done < <("$dir/release/stack")
@@ -77,6 +82,25 @@ cat <<EOF
 | Stack high-water mark of the firmware's work (state kept outside) | $stack | host x86_64 proxy, 4 KiB pages |
 | Stack high-water mark with the state built on the stack by value | $stack_with_state | host x86_64 proxy: why a firmware builds it in place (static) |
 | **RAM: .data + .bss + state + work stack** | $ram | $(kib "$ram"); target ≤ 64 KiB: $(verdict "$ram" $((64 * 1024))) |
+EOF
+
+# keyway-embassy itself on embassy-net (src/bin/embassy.rs), same target.
+embassy="$dir/$target/release/embassy"
+e_code=$(( $(section .text "$embassy") + $(section .rodata "$embassy") + $(section .ARM.exidx "$embassy") + $(section .data "$embassy") ))
+e_static=$(( $(section .data "$embassy") + $(section .bss "$embassy") ))
+read -r e_sidewire e_sockets e_resources e_runner < <(rodata_u32 "$embassy" EMBASSY_SIZES 4)
+e_state=$((e_sidewire + e_sockets + e_resources + e_runner + exchange))
+cat <<EOF
+
+| keyway-embassy image ($target, opt-level z, LTO): namebump client + sidewire node on embassy-net | Bytes | |
+| --- | ---: | --- |
+| Code: .text + .rodata + .ARM.exidx + .data | $e_code | $(kib "$e_code"); target ≤ 256 KiB: $(verdict "$e_code" $((256 * 1024))) |
+| Static RAM: .data + .bss | $e_static | futures polled in \`_start\`'s frame, no executor |
+| Sidewire (node, 3 links' sessions, 4 send packets of 1 KiB) | $e_sidewire | |
+| 3 links' TCP buffers (1536 B each way) | $e_sockets | |
+| embassy-net resources (8 sockets) + runner | $((e_resources + e_runner)) | |
+| namebump exchange (held by the client's future) | $exchange | |
+| **State in all** | $e_state | $(kib "$e_state"); with the work stack above: $(kib $((e_state + stack))) |
 EOF
 
 # keyway-embassy's own host example (issue 14 part A), built the same way
