@@ -124,3 +124,62 @@ while read -r hex name; do
 done < <(nm -S -C --size-sort -r "$example" |
     awk '$3 ~ /^[bBdD]$/ && ($4 ~ /^host_node::/ || $4 ~ /^keyway_embassy::/) { print $2, $4 }')
 echo "| **firmware part's statics in all** | $total |"
+
+# The host example's whole main-thread stack (ulimit -s, 32 KiB steps)
+# for one `sidewire send` acknowledged by a `keyway sidewire listen`,
+# inside a network namespace of its own with one broker (as
+# tests/tests/embassy_tap.rs sets it up). Needs root.
+if [ "$(id -u)" -ne 0 ]; then
+    echo
+    echo "host_node stack: not measured (creating the namespace and TAP device needs root)"
+    exit 0
+fi
+cargo build --quiet --locked -p keyway --bin keyway >&2
+keyway=target/debug/keyway
+ns="kw-emb-bench-$$"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+ip -n "$ns" tuntap add name tap0 mode tap
+ip -n "$ns" addr add 10.77.0.1/24 dev tap0
+ip -n "$ns" link set tap0 up
+printf 'per_listener_settings false\nlistener 1883 10.77.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n' \
+    >"$work/mosquitto.conf"
+ip netns exec "$ns" /usr/sbin/mosquitto -c "$work/mosquitto.conf" &
+pids+=($!)
+printf '[[broker]]\nhost = "10.77.0.1"\nport = 1883\n' >"$work/pool.toml"
+"$keyway" keygen --out "$work/device.key" >/dev/null
+listener_pk=$("$keyway" keygen --out "$work/listener.key")
+sleep 1
+# Passes when the send is acknowledged on a main stack of $1 KiB.
+sends_with() {
+    ip netns exec "$ns" "$keyway" sidewire listen --key "$work/listener.key" \
+        --brokers "$work/pool.toml" --count 1 --timeout 15 >/dev/null 2>"$work/listen.err" &
+    local listener=$!
+    pids+=("$listener")
+    for _ in $(seq 50); do grep -q listening "$work/listen.err" && break; sleep 0.1; done
+    local rc=0
+    (ulimit -s "$1"; exec ip netns exec "$ns" "$example" --tap tap0 --addr 10.77.0.2/24 \
+        --gateway 10.77.0.1 sidewire send "$listener_pk" budget --key "$work/device.key" \
+        --brokers "$work/pool.toml" --timeout 5) >/dev/null 2>&1 || rc=$?
+    kill "$listener" 2>/dev/null || true
+    wait "$listener" 2>/dev/null || true
+    return "$rc"
+}
+lo=1 hi=32 # in 32 KiB steps: up to 1 MiB
+sends_with $((hi * 32)) || { echo "host_node sidewire send failed even on a 1 MiB stack" >&2; exit 1; }
+while [ "$lo" -lt "$hi" ]; do
+    mid=$(((lo + hi) / 2))
+    if sends_with $((mid * 32)); then hi=$mid; else lo=$((mid + 1)); fi
+done
+echo
+echo "| keyway-embassy \`host_node sidewire send\`, acknowledged (x86_64 proxy, opt-level z, LTO) | Main-thread stack |"
+echo "| --- | ---: |"
+echo "| smallest \`ulimit -s\` that passes (32 KiB steps; process start-up and the command line included) | $((hi * 32)) KiB |"
