@@ -4,7 +4,9 @@
 # clients over loopback, live interop with the Python reference), the no_std
 # proof and a build of the fuzz targets. Works on a fresh Debian machine:
 # it installs what it needs first. Network use: package installs only; every
-# test talks to loopback or to nothing at all.
+# test talks to loopback or to nothing at all, except the firmware's TAP
+# tests (tests/tests/embassy_tap.rs), which talk to 10.77.0.0/24 inside a
+# network namespace of their own: they need root, as CI runs this.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

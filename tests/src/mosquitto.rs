@@ -1,5 +1,6 @@
 //! Private mosquitto brokers for tests, on loopback addresses of their own
-//! (127.0.0.2, 127.0.0.3, …) and free ports; killed when dropped.
+//! (127.0.0.2, 127.0.0.3, …) and free ports, or inside a test's network
+//! namespace ([`crate::netns`]); killed when dropped.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -13,6 +14,8 @@ use anyhow::{Context, Result, bail};
 pub struct Mosquitto {
     child: Child,
     addr: SocketAddr,
+    /// The network namespace it runs in, if not the test's own.
+    netns: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -23,17 +26,24 @@ fn free_port(ip: &str) -> Result<u16> {
 impl Mosquitto {
     /// Starts a broker on `ip` (a loopback address) and waits until it accepts.
     pub fn start(ip: &str) -> Result<Self> {
-        Self::start_at(ip, free_port(ip)?)
+        Self::start_at(ip, free_port(ip)?, None)
+    }
+
+    /// Starts a broker inside `netns` on `ip:port` (the namespace is the
+    /// test's own, so the port is known to be free) and waits until it accepts.
+    pub fn start_in(netns: &crate::netns::Netns, ip: &str, port: u16) -> Result<Self> {
+        Self::start_at(ip, port, Some(netns.name().to_owned()))
     }
 
     /// Kills the broker and starts a new one on the same address and port.
     pub fn restart(&mut self) -> Result<()> {
         self.kill();
-        *self = Self::start_at(&self.addr.ip().to_string(), self.addr.port())?;
+        let netns = self.netns.take();
+        *self = Self::start_at(&self.addr.ip().to_string(), self.addr.port(), netns)?;
         Ok(())
     }
 
-    fn start_at(ip: &str, port: u16) -> Result<Self> {
+    fn start_at(ip: &str, port: u16, netns: Option<String>) -> Result<Self> {
         let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
             .into_iter()
             .map(PathBuf::from)
@@ -48,7 +58,15 @@ impl Mosquitto {
                  persistence false\nlog_dest none\nset_tcp_nodelay true\n"
             ),
         )?;
-        let child = Command::new(binary)
+        let mut command = match &netns {
+            Some(name) => {
+                let mut c = Command::new(crate::netns::ip_binary()?);
+                c.args(["netns", "exec", name]).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
@@ -59,16 +77,25 @@ impl Mosquitto {
         let mut broker = Self {
             child,
             addr,
+            netns,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !answers_mqtt(&addr) {
+        while !broker.answers()? {
             if Instant::now() > deadline || broker.child.try_wait()?.is_some() {
                 bail!("mosquitto on {addr} did not start");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(broker)
+    }
+
+    fn answers(&self) -> Result<bool> {
+        let addr = self.addr;
+        match &self.netns {
+            Some(name) => crate::netns::run_in(name, move || answers_mqtt(&addr)),
+            None => Ok(answers_mqtt(&addr)),
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
