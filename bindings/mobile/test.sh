@@ -22,7 +22,7 @@ export CARGO_INCREMENTAL=0
 # The Kotlin compiler from npm, pinned; cached under target/.
 KOTLIN_VERSION=2.4.20
 kotlin_home=target/kotlin/node_modules/kotlin-compiler
-out=target/mobile
+out=target/mobile-bindings
 
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
 need_apt=()
@@ -49,7 +49,8 @@ for f in "$kotlinc" "$coroutines" "$stdlib" "$jna"; do
     [ -e "$f" ] || { echo "mobile: $f is missing" >&2; exit 1; }
 done
 # Debian's JNA loads its JNI part from the system, not from the jar.
-jni_dir=$(dirname "$(find /usr/lib -name 'libjnidispatch*.so' -print -quit 2>/dev/null || true)")
+jnidispatch=$(find /usr/lib -name 'libjnidispatch*.so' -print -quit 2>/dev/null || true)
+jni_dir=${jnidispatch:+$(dirname "$jnidispatch")}
 
 step() { printf '\n== mobile: %s\n' "$*"; }
 
@@ -57,9 +58,11 @@ step "build the host library, its uniffi-bindgen and the keyway CLI"
 # Two builds: one would unify features, and the library must be the
 # client-only one a phone links.
 cargo build --locked -p keyway
-cargo build --locked -p keyway-mobile
-lib=target/debug/libkeyway_mobile.so
+cargo build --locked -p keyway-mobile --features bindgen --bin uniffi-bindgen
 bindgen=target/debug/uniffi-bindgen
+# The library last, without the generator's crates, as an app links it.
+cargo build --locked -p keyway-mobile --lib
+lib=target/debug/libkeyway_mobile.so
 
 step "the mobile library takes no server crate (the client-only ladder)"
 if cargo tree --locked -p keyway-mobile -e normal | grep -E '(sqlx|axum|prometheus-client|mime_guess) v'; then
@@ -164,7 +167,10 @@ export KEYWAY_BIN="$root/target/debug/keyway" KEYWAY_TEST_DIR="$scratch" BROKER_
 timeout 600 java -Djna.library.path="$root/target/debug" ${jni_dir:+-Djna.boot.library.path="$jni_dir"} \
     -cp "$out/kotlin-tests.jar:$stdlib:$jna:$coroutines" MainKt "$@"
 
-step "the README's Kotlin example (kotlinc -script)"
+step "the README's Kotlin example is examples/names.main.kts, and runs (kotlinc -script)"
+awk '/^## Mobile \(Kotlin, Swift\)/ {m = 1} m && /^```kotlin/ {f = 1; next} f && /^```/ {exit} f' README.md \
+    | diff - bindings/mobile/examples/names.main.kts \
+    || { echo "README.md's Kotlin example differs from bindings/mobile/examples/names.main.kts" >&2; exit 1; }
 "$KEYWAY_BIN" namebump serve --listen 127.0.0.1:0 --db "sqlite:$scratch/example.db" \
     --key "$scratch/example.key" > "$scratch/example-server.out" 2>&1 &
 pids+=("$!")
