@@ -30,6 +30,7 @@ val tests: List<Pair<String, suspend () -> Unit>> = listOf(
     "any_thread" to { testAnyThread() },
     "sidewire_both_ways" to { testSidewire() },
     "send_timeout_and_cancel" to { testSendTimeoutAndCancel() },
+    "close_leaves_the_pool" to { testCloseLeavesThePool() },
     "drayer_mirror" to { testDrayerMirror() },
     "drayer_owned" to { testDrayerOwned() },
 )

@@ -42,7 +42,7 @@ suspend fun testSidewire() {
             keywayBin, "sidewire", "listen", "--key", listenerKey, "--brokers", pool.path,
             "--count", "1", "--timeout", "60", "--json",
         ).use { listener ->
-            val ready = generateSequence { listener.errLine(60) }.firstOrNull { it.startsWith("listening") }
+            val ready = generateSequence { listener.errLine(60) }.take(100).firstOrNull { it.startsWith("listening") }
             check(ready != null) { "the tokio listener did not start: ${listener.stderr()}" }
             val text = "hello from kotlin ${System.nanoTime()}"
             node.send(listenerPk, text.toByteArray(), 20_000u)
@@ -93,5 +93,26 @@ suspend fun testSendTimeoutAndCancel() {
                 "the cancelled send is still pending in Rust (${node.pendingSends()})"
             }
         }
+    }
+}
+
+/** Two Kotlin nodes; closing one (dropping the Rust node) takes it off the pool. */
+suspend fun testCloseLeavesThePool() {
+    val inbox = Inbox()
+    val sender = SidewireNode(Keypair.generate(), poolToml(), Inbox())
+    sender.use {
+        sender.start()
+        val receiver = SidewireNode(Keypair.generate(), poolToml(), inbox)
+        val receiverPk = receiver.publicKeyHex()
+        receiver.use {
+            receiver.start()
+            sender.send(receiverPk, "before close".toByteArray(), 20_000u)
+            val got = inbox.messages.poll(30, TimeUnit.SECONDS)
+            check(got == sender.publicKeyHex() to "before close") { "the receiver got $got" }
+        }
+        expectThrows<KeywayException.Timeout>("a send to a closed node") {
+            sender.send(receiverPk, "after close".toByteArray(), 3_000u)
+        }
+        check(inbox.messages.isEmpty()) { "the closed node still received ${inbox.messages}" }
     }
 }
