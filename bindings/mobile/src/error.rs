@@ -4,8 +4,10 @@
 //! classification the CLI, C and Python faces use, issue 13); sidewire's
 //! and Drayer's errors are mapped onto the same kinds here.
 
+use keyway_core::drayer::{ApplyError, WriteError};
 use keyway_drayer::StreamError;
 use keyway_drayer::http::ClientError as HttpError;
+use keyway_drayer::sqlite::ChainError;
 use keyway_drayer::sync::SyncError;
 use keyway_namebump::{ClientError, ErrorKind};
 use keyway_sidewire::RouterError;
@@ -76,13 +78,25 @@ impl From<StreamError> for KeywayError {
         let text = e.to_string();
         match e {
             StreamError::NotOwner(_) => Self::NotOwner(text),
-            // What the file holds does not verify or is malformed.
-            StreamError::Chain(_) => Self::VerificationFailed(text),
-            StreamError::Write(keyway_core::drayer::WriteError::Apply(_)) => {
+            // What the file or a peer holds fails its signature, hash or
+            // chain rules, or is malformed.
+            StreamError::Chain(ChainError::Malformed { .. }) | StreamError::Record(_) => {
                 Self::VerificationFailed(text)
             }
+            StreamError::Apply(e) | StreamError::Write(WriteError::Apply(e)) => apply(e, text),
+            // The file cannot be used (SQLite's own errors included: the
+            // kinds have no storage failure, and the path is the caller's).
             _ => Self::InvalidInput(text),
         }
+    }
+}
+
+/// A record refused by the receiver's rules is a verification failure;
+/// the store failing under it is not.
+fn apply(e: ApplyError<ChainError>, text: String) -> KeywayError {
+    match e {
+        ApplyError::Store(ChainError::Sql(_)) => KeywayError::InvalidInput(text),
+        _ => KeywayError::VerificationFailed(text),
     }
 }
 

@@ -63,3 +63,21 @@ fun testDrayerOwned() {
         DrayerStream.mirror("$path.m", "not a key")
     }
 }
+
+/** A value changed in the file behind the library's back fails its signed hash. */
+fun testDrayerTampered() {
+    val path = File(scratch, "tampered-${System.nanoTime()}.drayer").path
+    DrayerStream.create(path).use { it.set("k", "signed value".toByteArray()) }
+    val sql = "UPDATE record SET value = X'00' WHERE key = 'k' AND type = 'obj'"
+    val python = ProcessBuilder(
+        "python3", "-c",
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); n = c.execute(sys.argv[2]).rowcount; c.commit(); sys.exit(0 if n == 1 else 1)",
+        path, sql,
+    ).redirectErrorStream(true).start()
+    check(python.waitFor(30, java.util.concurrent.TimeUnit.SECONDS) && python.exitValue() == 0) {
+        "could not tamper with $path: ${python.inputStream.bufferedReader().readText()}"
+    }
+    DrayerStream.open(path).use { stream ->
+        expectThrows<KeywayException.VerificationFailed>("reading a tampered value") { stream.get("k") }
+    }
+}

@@ -33,6 +33,7 @@ val tests: List<Pair<String, suspend () -> Unit>> = listOf(
     "close_leaves_the_pool" to { testCloseLeavesThePool() },
     "drayer_mirror" to { testDrayerMirror() },
     "drayer_owned" to { testDrayerOwned() },
+    "drayer_tampered" to { testDrayerTampered() },
 )
 
 fun main(args: Array<String>) {
