@@ -39,7 +39,7 @@ fi
 if ! grep -q "\"version\": \"$KOTLIN_VERSION\"" "$kotlin_home/package.json" 2>/dev/null; then
     echo "mobile: installing kotlin-compiler $KOTLIN_VERSION from npm into target/kotlin" >&2
     mkdir -p target/kotlin
-    npm install --silent --no-audit --no-fund --prefix target/kotlin "kotlin-compiler@$KOTLIN_VERSION"
+    npm install --silent --save-exact --no-audit --no-fund --prefix target/kotlin "kotlin-compiler@$KOTLIN_VERSION"
 fi
 kotlinc="$kotlin_home/bin/kotlinc"
 coroutines="$kotlin_home/lib/kotlinx-coroutines-core-jvm.jar"

@@ -62,7 +62,13 @@ impl SidewireNode {
         let pool = Pool::from_toml(&pool_toml)
             .map_err(|e| KeywayError::InvalidInput(format!("broker pool: {e}")))?;
         let handler = Arc::new(move |m: &Message| {
-            listener.on_message(m.from.to_string(), m.data.to_vec());
+            // An exception thrown by the app's listener reaches Rust as a
+            // panic (uniffi); it loses that one message and must not end
+            // the node's inbound task.
+            let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                listener.on_message(m.from.to_string(), m.data.to_vec());
+            }));
+            drop(delivered);
         });
         let _context = runtime()?.enter();
         let router = Router::new(keypair.inner.clone(), Some(handler), system_time, pool);

@@ -31,6 +31,7 @@ val tests: List<Pair<String, suspend () -> Unit>> = listOf(
     "sidewire_both_ways" to { testSidewire() },
     "send_timeout_and_cancel" to { testSendTimeoutAndCancel() },
     "close_leaves_the_pool" to { testCloseLeavesThePool() },
+    "throwing_listener" to { testThrowingListener() },
     "drayer_mirror" to { testDrayerMirror() },
     "drayer_owned" to { testDrayerOwned() },
     "drayer_tampered" to { testDrayerTampered() },

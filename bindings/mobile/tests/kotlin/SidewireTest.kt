@@ -116,3 +116,30 @@ suspend fun testCloseLeavesThePool() {
         check(inbox.messages.isEmpty()) { "the closed node still received ${inbox.messages}" }
     }
 }
+
+/** A listener that throws loses that message only: the node goes on delivering. */
+suspend fun testThrowingListener() {
+    val received = LinkedBlockingQueue<String>()
+    val listener = object : MessageListener {
+        override fun onMessage(fromPkHex: String, message: ByteArray) {
+            val text = message.decodeToString()
+            if (text == "throw") throw IllegalStateException("the app's listener failed")
+            received.put(text)
+        }
+    }
+    SidewireNode(Keypair.generate(), poolToml(), Inbox()).use { sender ->
+        sender.start()
+        SidewireNode(Keypair.generate(), poolToml(), listener).use { receiver ->
+            receiver.start()
+            // Acknowledged or not (the ACK may go before or after the
+            // listener), the node must survive it.
+            try {
+                sender.send(receiver.publicKeyHex(), "throw".toByteArray(), 5_000u)
+            } catch (_: KeywayException.Timeout) {
+            }
+            sender.send(receiver.publicKeyHex(), "after".toByteArray(), 20_000u)
+            val got = received.poll(30, TimeUnit.SECONDS)
+            check(got == "after") { "after a throwing call the listener got $got" }
+        }
+    }
+}
