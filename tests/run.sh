@@ -49,3 +49,6 @@ cargo test --workspace --locked
 
 step "Python wheel: the reference's unit tests, end to end against Keyway and the reference, the README example"
 bash bindings/python/test.sh
+
+step "mobile library (uniffi): Kotlin tests on the JVM against the CLI's servers, the README example, the Swift bindings' completeness"
+bash bindings/mobile/test.sh
