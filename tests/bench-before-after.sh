@@ -32,7 +32,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 namebump() { # tree label
     local K=$1/target/release/keyway port pid
     port=$(free_port)
-    "$K" keygen --out "$work/k" > "$work/pk"
+    rm -f "$work/k"; "$K" keygen --out "$work/k" > "$work/pk"
     rm -f "$work/nb.db"*
     "$K" namebump serve --listen "127.0.0.1:$port" --db "sqlite:$work/nb.db" --key "$work/k" \
         --rate-limit 0 > "$work/serve.out" 2>&1 & pid=$!; pids+=("$pid")
