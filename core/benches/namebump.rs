@@ -12,19 +12,52 @@ use keyway_core::namebump::packet::MAX_PACKET_LEN;
 use keyway_core::namebump::{Op, Packet};
 use keyway_core::rand_core::UnwrapErr;
 
-fn put_1kib(c: &mut Criterion) {
-    let mut rng = UnwrapErr(SysRng);
-    let owner = Keypair::generate(&mut rng);
-    let server = Keypair::generate(&mut rng);
-    let reply = Keypair::generate(&mut rng);
-    let value = [0x5au8; 1024];
-    let mut put = Packet::new(Op::Put, 0x1234_5678, 1_795_000_000.5, b"bench-name", &value);
+/// A PUT of `value`, signed by a fresh owner, encoded and sealed to a
+/// fresh server key: the input of every benchmark here.
+struct Signed<'v> {
+    owner: Keypair,
+    server: Keypair,
+    put: Packet<'v>,
+    plain: [u8; MAX_PACKET_LEN],
+    n: usize,
+    sealed: [u8; ecies::sealed_len(MAX_PACKET_LEN)],
+    m: usize,
+}
+
+fn signed<'v>(value: &'v [u8], rng: &mut UnwrapErr<SysRng>) -> Signed<'v> {
+    let owner = Keypair::generate(rng);
+    let server = Keypair::generate(rng);
+    let reply = Keypair::generate(rng);
+    let mut put = Packet::new(Op::Put, 0x1234_5678, 1_795_000_000.5, b"bench-name", value);
     put.reply_pk = Some(*reply.public().as_bytes());
     put.sign(&owner).unwrap();
     let mut plain = [0u8; MAX_PACKET_LEN];
     let n = put.encode(&mut plain).unwrap();
     let mut sealed = [0u8; ecies::sealed_len(MAX_PACKET_LEN)];
-    let m = ecies::seal(server.public(), &plain[..n], &mut rng, &mut sealed).unwrap();
+    let m = ecies::seal(server.public(), &plain[..n], rng, &mut sealed).unwrap();
+    Signed {
+        owner,
+        server,
+        put,
+        plain,
+        n,
+        sealed,
+        m,
+    }
+}
+
+fn put_1kib(c: &mut Criterion) {
+    let mut rng = UnwrapErr(SysRng);
+    let value = [0x5au8; 1024];
+    let Signed {
+        owner,
+        server,
+        put,
+        plain,
+        n,
+        sealed,
+        m,
+    } = signed(&value, &mut rng);
 
     let mut g = c.benchmark_group("namebump_put_1KiB");
     g.bench_function("pack", |b| {
@@ -63,17 +96,10 @@ fn put_1kib(c: &mut Criterion) {
 /// compared with this in BENCHMARKS.md.
 fn server_put_floor(c: &mut Criterion) {
     let mut rng = UnwrapErr(SysRng);
-    let owner = Keypair::generate(&mut rng);
-    let server = Keypair::generate(&mut rng);
-    let reply = Keypair::generate(&mut rng);
     let value = [0x5au8; 100];
-    let mut put = Packet::new(Op::Put, 0x1234_5678, 1_795_000_000.5, b"bench-name", &value);
-    put.reply_pk = Some(*reply.public().as_bytes());
-    put.sign(&owner).unwrap();
-    let mut plain = [0u8; MAX_PACKET_LEN];
-    let n = put.encode(&mut plain).unwrap();
-    let mut sealed = [0u8; ecies::sealed_len(MAX_PACKET_LEN)];
-    let m = ecies::seal(server.public(), &plain[..n], &mut rng, &mut sealed).unwrap();
+    let Signed {
+        server, sealed, m, ..
+    } = signed(&value, &mut rng);
 
     let mut g = c.benchmark_group("namebump_server");
     g.bench_function("put_floor", |b| {
