@@ -12,7 +12,9 @@ use std::sync::Arc;
 use keyway_core::namebump::address::Ipv6Parts;
 use keyway_namebump::server::Metrics;
 use keyway_namebump::store::{IpKey, Limits, NameStore, PutOutcome, PutRequest, SqlStore};
-use sqlx::Connection;
+
+mod common;
+use common::TestDatabase;
 
 const T0: f64 = 1_800_000_000.0;
 const DAY: f64 = 86_400.0;
@@ -176,43 +178,22 @@ async fn scenarios(url: &str) {
     }
 }
 
-fn rand_suffix() -> u32 {
-    let mut b = [0u8; 4];
-    getrandom::fill(&mut b).unwrap();
-    u32::from_le_bytes(b)
-}
-
 /// A fresh database on a server for the scenarios, dropped afterwards.
 async fn on_server(admin_url: &str, url_for: impl Fn(&str) -> String) {
-    sqlx::any::install_default_drivers();
-    let db = format!("keyway_race_{}_{}", std::process::id(), rand_suffix());
-    let mut admin = sqlx::AnyConnection::connect(admin_url)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot reach {admin_url} ({e}); run tests/run.sh, which starts the services")
-        });
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    scenarios(&url_for(&db)).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let db = TestDatabase::create(admin_url, "keyway_race").await;
+    scenarios(&url_for(&db.name)).await;
+    db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stores_race_correctly() {
-    let base = std::env::var("KEYWAY_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let base = common::postgres_base();
     on_server(&format!("{base}/postgres"), |db| format!("{base}/{db}")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_stores_race_correctly() {
-    let base =
-        std::env::var("KEYWAY_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    let base = common::mysql_base();
     on_server(&format!("{base}/mysql"), |db| format!("{base}/{db}")).await;
 }
 

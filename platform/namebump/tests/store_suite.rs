@@ -12,6 +12,9 @@ use keyway_namebump::store::{
 };
 use sqlx::Connection;
 
+mod common;
+use common::TestDatabase;
+
 const T0: f64 = 1_800_000_000.0;
 const DAY: f64 = 86_400.0;
 
@@ -573,27 +576,14 @@ async fn sqlite_store_passes_the_suite() {
 
 /// Creates a fresh database on a server, runs the suite, drops it.
 async fn on_server(admin_url: &str, url_for: impl Fn(&str) -> String) {
-    sqlx::any::install_default_drivers();
-    let db = format!("keyway_test_{}_{}", std::process::id(), rand_suffix());
-    let mut admin = sqlx::AnyConnection::connect(admin_url)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot reach {admin_url} ({e}); run tests/run.sh, which starts the services")
-        });
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let store = SqlStore::open(&url_for(&db), limits()).await.unwrap();
+    let db = TestDatabase::create(admin_url, "keyway_test").await;
+    let store = SqlStore::open(&url_for(&db.name), limits()).await.unwrap();
     suite(&store).await;
-    let second = SqlStore::open(&url_for(&db), limits()).await.unwrap();
+    let second = SqlStore::open(&url_for(&db.name), limits()).await.unwrap();
     two_stores_never_revert_a_write(&store, &second).await;
     second.close().await;
     store.close().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    db.drop().await;
 }
 
 /// The reference's DDL (specs/namebump-schema.sql), as a namebump 0.0.16
@@ -622,18 +612,9 @@ const REFERENCE_SCHEMA: [&str; 3] = [
 /// upgraded in place, its names served, and deletions durable on it too.
 #[tokio::test]
 async fn mysql_reference_database_is_upgraded_in_place() {
-    sqlx::any::install_default_drivers();
-    let base =
-        std::env::var("KEYWAY_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
-    let db = format!("keyway_test_ref_{}_{}", std::process::id(), rand_suffix());
-    let mut admin = sqlx::AnyConnection::connect(&format!("{base}/mysql"))
-        .await
-        .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = format!("{base}/{db}");
+    let base = common::mysql_base();
+    let db = TestDatabase::create(&format!("{base}/mysql"), "keyway_test_ref").await;
+    let url = format!("{base}/{}", db.name);
     let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
     for statement in REFERENCE_SCHEMA {
         sqlx::raw_sql(statement).execute(&mut conn).await.unwrap();
@@ -689,28 +670,17 @@ async fn mysql_reference_database_is_upgraded_in_place() {
     );
     suite(&store).await;
     store.close().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-}
-
-fn rand_suffix() -> u32 {
-    let mut b = [0u8; 4];
-    getrandom::fill(&mut b).unwrap();
-    u32::from_le_bytes(b)
+    db.drop().await;
 }
 
 #[tokio::test]
 async fn postgres_store_passes_the_suite() {
-    let base = std::env::var("KEYWAY_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let base = common::postgres_base();
     on_server(&format!("{base}/postgres"), |db| format!("{base}/{db}")).await;
 }
 
 #[tokio::test]
 async fn mysql_store_passes_the_suite() {
-    let base =
-        std::env::var("KEYWAY_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    let base = common::mysql_base();
     on_server(&format!("{base}/mysql"), |db| format!("{base}/{db}")).await;
 }
