@@ -1206,3 +1206,101 @@ fn a_sends_walk_takes_every_hint_at_once_and_widens_each_family_with_each_publis
         "set and spares"
     );
 }
+
+#[test]
+fn own_links_count_the_joining_set_until_each_connect_ends() {
+    let config = NodeConfig {
+        spare_subscriptions: 1,
+        ..NodeConfig::default()
+    };
+    let key = keypair(1);
+    let mut n = node(&key, 12, config);
+    assert_eq!(n.own_links(), (0, 0), "nothing before the first timer");
+    let mut shell = Shell {
+        hold: true,
+        ..Shell::default()
+    };
+    n.handle_timeout(Instant::ZERO, UNIX);
+    shell.drain(&mut n, Instant::ZERO, UNIX);
+    let joining = shell.links.clone();
+    assert_eq!(n.own_links(), (0, joining.len()));
+    assert_eq!(joining.len(), 4, "the set of 3 and one spare");
+    let now = at(0.5);
+    n.handle_link_up(now, UNIX, joining[0].0);
+    n.handle_link_down(now, UNIX, joining[1].0, LinkDown::ConnectFailed);
+    assert_eq!(n.own_links(), (1, 2));
+    for (link, _) in &joining[2..] {
+        n.handle_link_up(now, UNIX, *link);
+    }
+    assert_eq!(n.own_links(), (3, 0));
+}
+
+#[test]
+fn a_forgotten_broker_id_loses_its_backoff_unless_still_in_use() {
+    let key = keypair(1);
+    let mut n = node(&key, 1, NodeConfig::default());
+    let mut shell = Shell {
+        refuse: true,
+        ..Shell::default()
+    };
+    shell.run(&mut n, Instant::ZERO);
+    let broker = shell.connects[0].1;
+    assert!(!n.broker_ready(broker, at(0.5)), "backing off");
+    assert!(n.forget_broker(broker));
+    assert!(n.broker_ready(broker, at(0.5)), "the id starts afresh");
+    // A live link, or a send naming the id as a hint, keeps it.
+    shell.refuse = false;
+    shell.run(&mut n, Instant::from_secs(1));
+    assert_eq!(n.links_up().count(), 1);
+    assert!(!n.forget_broker(broker));
+    let hint = BrokerId(77);
+    let mut buf = vec![0; 512];
+    let (id, _) = n
+        .send(
+            Instant::from_secs(1),
+            UNIX,
+            keypair(2).public().as_bytes(),
+            b"x",
+            &[hint],
+            Duration::from_secs(5),
+            &mut UnwrapErr(getrandom::SysRng),
+            &mut buf,
+        )
+        .unwrap();
+    shell.refuse = true;
+    shell.drain(&mut n, Instant::from_secs(1), UNIX);
+    assert!(
+        !n.broker_ready(hint, Instant::from_secs(1)),
+        "its dial failed"
+    );
+    assert!(!n.forget_broker(hint), "the send still names it");
+    n.cancel(id);
+    assert!(n.forget_broker(hint));
+    assert!(n.broker_ready(hint, Instant::from_secs(1)));
+}
+
+#[test]
+fn a_lower_walk_limit_caps_the_ack_walks_waiting_for_connects() {
+    let config = NodeConfig {
+        spare_subscriptions: 0,
+        max_ack_walks: 2,
+        ..NodeConfig::default()
+    };
+    let (_, mut n, mut shell) = started(12, config);
+    let arrival = shell.links[0].0;
+    shell.hold = true;
+    let mut most = 0;
+    for (i, sender) in (2..=60u8).map(keypair).enumerate() {
+        let queue = u8::try_from(i).unwrap();
+        deliver(
+            &mut n,
+            &mut shell,
+            at(0.1),
+            UNIX,
+            arrival,
+            &msg(&sender, queue, 0, UNIX, b"x"),
+        );
+        most = most.max(n.ack_walks());
+    }
+    assert_eq!(most, 2, "walks started up to the limit, never beyond");
+}

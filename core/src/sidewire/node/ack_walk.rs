@@ -63,7 +63,11 @@ where
         if let Some(l) = self.links.get(arrived_on) {
             walk.sent.push(l.broker);
         }
-        let free = self.ack_walks.iter().position(Option::is_none);
+        let free = if self.ack_walks() < self.config.max_ack_walks {
+            self.ack_walks.iter().position(Option::is_none)
+        } else {
+            None
+        };
         if self.advance_ack(now, &mut walk, free.is_some())
             && let Some(slot) = free
         {

@@ -276,6 +276,10 @@ pub struct NodeConfig {
     pub hint_expiry: u64,
     /// Whether sends try remembered hints.
     pub use_hints: bool,
+    /// ACK walks waiting for connects at once, at most (and never more
+    /// than [`ack_walk::ACK_WALKS`]): beyond that a first ACK goes only on
+    /// links already up ([`ack_walk`]).
+    pub max_ack_walks: usize,
 }
 
 impl Default for NodeConfig {
@@ -291,6 +295,7 @@ impl Default for NodeConfig {
             connect_timeout: Duration::from_secs(10),
             hint_expiry: 3600,
             use_hints: true,
+            max_ack_walks: ACK_WALKS,
         }
     }
 }
@@ -425,6 +430,40 @@ where
     /// Whether the broker may be dialled at `now` (not backing off).
     pub fn broker_ready(&self, broker: BrokerId, now: Instant) -> bool {
         self.backoff.ready(&broker, now)
+    }
+
+    /// The node's own subscriptions: `(up, connecting)`. A shell waits
+    /// for `connecting` to reach 0 after the first [`Self::handle_timeout`]
+    /// to learn whether it joined the pool.
+    pub fn own_links(&self) -> (usize, usize) {
+        self.links
+            .iter()
+            .filter(|l| l.own)
+            .fold((0, 0), |(up, connecting), l| {
+                if l.up {
+                    (up + 1, connecting)
+                } else {
+                    (up, connecting + 1)
+                }
+            })
+    }
+
+    /// Forgets what the node knows of `broker` (its backoff), so that a
+    /// shell naming brokers outside the pool from a bounded table may give
+    /// the id to another broker. Refused (`false`, nothing forgotten)
+    /// while a link to it exists or a live send names it as a hint: the
+    /// id still means the old broker there.
+    pub fn forget_broker(&mut self, broker: BrokerId) -> bool {
+        let hinted = self
+            .routes
+            .iter()
+            .flatten()
+            .any(|r| r.hints.contains(&Some(broker)));
+        if hinted || self.links.to(broker).is_some() {
+            return false;
+        }
+        self.backoff.worked(&broker);
+        true
     }
 
     /// Builds and signs a MSG carrying `data` to `dest` into `out` (keep
