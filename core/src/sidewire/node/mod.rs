@@ -35,11 +35,11 @@
 //! from 1 s doubling to 5 min ([`backoff`]); re-ACKs at most once per half
 //! `resend_every` per link ([`ack_cache`]); hint expiry ([`hints`]).
 //!
-//! **Shells**: the tokio crate `keyway-sidewire` uses its pieces today
-//! (backoff, widening, send schedule, ACK cache, verify queue, hint
-//! rules, the inbound rule order, [`key_cache`] for its verifiers, the
-//! connect [`walk`] and the ACK task budget [`ack_budget`]);
-//! embassy firmware and the uniffi mobile face drive the whole machine.
+//! **Shells**: the tokio crate `keyway-sidewire` (its Router is one task
+//! owning one node; signatures checked on tasks, with [`key_cache`] for
+//! parsed keys; the hint file fed to each send as hints), embassy
+//! firmware and, through the Router, the uniffi mobile face, the Python
+//! wheel and the C library.
 //!
 //! Bounded everywhere: `L` links, `S` sends, `Q` queued checks per class,
 //! `B` brokers tracked for backoff and hints, `T` brokers one publish or
@@ -51,7 +51,6 @@
 //! [`ACK_WALKS`] (a server's sizes); a device with a few brokers picks
 //! smaller ones (issue 14's RAM budget).
 
-pub mod ack_budget;
 pub mod ack_cache;
 pub mod ack_walk;
 pub mod arrival;
@@ -65,7 +64,6 @@ pub mod pending;
 pub mod pool_view;
 mod route;
 pub mod verify_queue;
-pub mod walk;
 pub mod widening;
 
 use core::ops::Range;
@@ -285,8 +283,8 @@ pub struct NodeConfig {
     /// Whether sends try remembered hints.
     pub use_hints: bool,
     /// ACK walks waiting for connects at once, at most (and never more
-    /// than [`ack_walk::ACK_WALKS`]): beyond that a first ACK goes only on
-    /// links already up ([`ack_walk`]).
+    /// than the node's `W`): beyond that a first ACK goes only on links
+    /// already up ([`ack_walk`]).
     pub max_ack_walks: usize,
 }
 
