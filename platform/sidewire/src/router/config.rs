@@ -47,8 +47,8 @@ pub struct RouterConfig {
     /// that dropped and returning to them when they come back.
     pub resubscribe_every: Duration,
     /// Brokers per family subscribed beyond the set size, down the node's
-    /// own ranking (at most the top 10 in all). `start` returns once the
-    /// set and one spare are up; the maintenance loop adds the rest.
+    /// own ranking (at most the top 10 in all). `start` connects them
+    /// all at once and returns when each of those connects has ended.
     /// The default reaches the top 10, every broker a sidewire 0.1.9
     /// sender may publish on: it picks whichever of its top 10 connect
     /// first (spec §10 item 10), so with fewer subscriptions about one

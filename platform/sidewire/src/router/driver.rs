@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -120,8 +119,6 @@ pub(super) struct Shared {
     pub(super) abandoned: Notify,
     /// How long [`super::Router::close`] lets ACKs being checked go out.
     pub(super) grace: Mutex<Duration>,
-    /// Signature checks under way.
-    pub(super) verifying: AtomicUsize,
 }
 
 /// A send inside the node: its signed packet, kept until it ends.
@@ -169,6 +166,8 @@ pub(super) struct Driver {
     queued: HashMap<Ticket, Inbound>,
     checked_tx: mpsc::Sender<Checked>,
     checked: mpsc::Receiver<Checked>,
+    /// Signature checks under way, and at most how many (one per core).
+    verifying: usize,
     verifiers: usize,
     keys: Arc<Mutex<KeyCache<Box<[KeySlot]>>>>,
     hints: HintCache,
@@ -227,6 +226,7 @@ impl Driver {
             queued: HashMap::new(),
             checked_tx,
             checked,
+            verifying: 0,
             verifiers,
             keys: Arc::new(Mutex::new(KeyCache::new(
                 vec![KeySlot::EMPTY; KEY_CACHE].into_boxed_slice(),
@@ -424,14 +424,14 @@ impl Driver {
     /// Hands the node's most urgent packets to verifier tasks, at most
     /// one per core at once.
     fn start_checks(&mut self) {
-        while self.shared.verifying.load(Ordering::Relaxed) < self.verifiers {
+        while self.verifying < self.verifiers {
             let Some((ticket, link)) = self.node.poll_verify() else {
                 return;
             };
             let Some(inbound) = self.queued.remove(&ticket) else {
                 continue;
             };
-            self.shared.verifying.fetch_add(1, Ordering::Relaxed);
+            self.verifying += 1;
             let (keys, done) = (self.keys.clone(), self.checked_tx.clone());
             tokio::spawn(async move {
                 let from = AppPacket::decode(&inbound.payload).ok().and_then(|p| {
@@ -454,7 +454,7 @@ impl Driver {
     }
 
     fn on_checked(&mut self, checked: Checked) {
-        self.shared.verifying.fetch_sub(1, Ordering::Relaxed);
+        self.verifying = self.verifying.saturating_sub(1);
         let (now, unix) = self.clock();
         let payload = &checked.inbound.payload;
         let delivery =
@@ -638,7 +638,7 @@ impl Driver {
         }
         let grace = *self.shared.grace.lock().unwrap_or_else(|e| e.into_inner());
         let deadline = tokio::time::Instant::now() + grace;
-        while self.shared.verifying.load(Ordering::Relaxed) > 0 {
+        while self.verifying > 0 {
             match tokio::time::timeout_at(deadline, self.checked.recv()).await {
                 Ok(Some(checked)) => {
                     self.on_checked(checked);

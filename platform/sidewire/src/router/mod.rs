@@ -148,7 +148,6 @@ impl Router {
             handlers: Mutex::new(handler.into_iter().collect()),
             abandoned: tokio::sync::Notify::new(),
             grace: Mutex::new(Duration::ZERO),
-            verifying: AtomicUsize::new(0),
         });
         let closed = CancellationToken::new();
         let key = *keypair.public();
