@@ -637,9 +637,15 @@ impl Driver {
             let _ = request.done.send(Err(RouterError::Closed));
         }
         let grace = *self.shared.grace.lock().unwrap_or_else(|e| e.into_inner());
-        let deadline = tokio::time::Instant::now() + grace;
+        // A grace too long to add waits for the checks alone.
+        let deadline = tokio::time::Instant::now().checked_add(grace);
         while self.verifying > 0 {
-            match tokio::time::timeout_at(deadline, self.checked.recv()).await {
+            let next = self.checked.recv();
+            let checked = match deadline {
+                Some(at) => tokio::time::timeout_at(at, next).await,
+                None => Ok(next.await),
+            };
+            match checked {
                 Ok(Some(checked)) => {
                     self.on_checked(checked);
                     let (now, unix) = self.clock();
