@@ -48,7 +48,8 @@ pub struct RouterConfig {
     pub resubscribe_every: Duration,
     /// Brokers per family subscribed beyond the set size, down the node's
     /// own ranking (at most the top 10 in all). `start` connects them
-    /// all at once and returns when each of those connects has ended.
+    /// all at once and returns when they have ended, at most one connect
+    /// timeout after the first is up.
     /// The default reaches the top 10, every broker a sidewire 0.1.9
     /// sender may publish on: it picks whichever of its top 10 connect
     /// first (spec §10 item 10), so with fewer subscriptions about one

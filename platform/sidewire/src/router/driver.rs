@@ -60,7 +60,7 @@ pub(super) const INBOUND_QUEUE: usize = 1024;
 
 /// The node's connect timeout beyond the link's own: the link's handshake
 /// deadline ends a connect first, the node's only catches a lost report.
-const CONNECT_MARGIN: Duration = Duration::from_millis(500);
+pub(super) const CONNECT_MARGIN: Duration = Duration::from_millis(500);
 
 /// Brokers remembered as backing off, at most: hints name brokers outside
 /// the pool, so the table must not grow without bound (when full, the

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use self::config::RouterConfig;
-use self::driver::{Driver, SEND_QUEUE, SendRequest, Shared, Status};
+use self::driver::{CONNECT_MARGIN, Driver, SEND_QUEUE, SendRequest, Shared, Status};
 pub use self::pipe::SmartPipe;
 pub use crate::pool::{BrokerEntry, Pool};
 
@@ -83,6 +83,8 @@ pub enum RouterError {
 struct Inner {
     key: PublicKey,
     max_message: usize,
+    /// How long one connect may take (the node's connect timeout).
+    connect_timeout: Duration,
     /// Sends to the driver (bounded: a caller waits while it is full).
     commands: mpsc::Sender<SendRequest>,
     /// The driver until it is spawned (by `start` or the first send).
@@ -152,6 +154,7 @@ impl Router {
         let closed = CancellationToken::new();
         let key = *keypair.public();
         let max_message = config.max_message;
+        let connect_timeout = config.link.connect_timeout.saturating_add(CONNECT_MARGIN);
         let driver = Driver::new(
             keypair,
             pool,
@@ -166,6 +169,7 @@ impl Router {
             inner: Arc::new(Inner {
                 key,
                 max_message,
+                connect_timeout,
                 commands,
                 driver: Mutex::new(Some(driver)),
                 status,
@@ -179,8 +183,10 @@ impl Router {
     /// Joins the pool: subscribes at the top of the node's own ranking
     /// (the set and the spares, connected at once) and handles inbound
     /// packets; the subscriptions are kept up for the Router's life.
-    /// Returns once each of those first connects has ended; fails if none
-    /// of them answered. Starting again is a no-op once joined.
+    /// Returns once no own connect is under way, or after one connect
+    /// timeout once a subscription is up (brokers that keep failing are
+    /// replaced in the background); fails if none answered. Starting
+    /// again is a no-op once joined.
     pub async fn start(&self) -> Result<(), RouterError> {
         let inner = &self.inner;
         if inner.closed.is_cancelled() {
@@ -188,8 +194,27 @@ impl Router {
         }
         inner.spawn_driver();
         let mut status = inner.status.clone();
+        let waited = tokio::time::Instant::now().checked_add(inner.connect_timeout);
+        let joined = async {
+            let settled = |s: &Status| s.joined && s.own.1 == 0;
+            let first = match waited {
+                Some(at) => tokio::time::timeout_at(at, status.wait_for(settled))
+                    .await
+                    .ok()
+                    .map(|s| s.map(|s| s.own.0)),
+                None => Some(status.wait_for(settled).await.map(|s| s.own.0)),
+            };
+            match first {
+                Some(joined) => joined,
+                // A connect timeout passed: joined once one is up.
+                None => status
+                    .wait_for(|s| s.own.0 > 0 || s.own.1 == 0)
+                    .await
+                    .map(|s| s.own.0),
+            }
+        };
         let joined = tokio::select! {
-            joined = status.wait_for(|s| s.joined && s.own.1 == 0) => joined.map(|s| s.own.0),
+            joined = joined => joined,
             () = inner.closed.cancelled() => return Err(RouterError::Closed),
         };
         match joined {
