@@ -902,84 +902,6 @@ fn a_full_outbox_drops_publishes_and_counts_them() {
     assert_eq!(shell.acks.len(), before + 1);
 }
 
-/// Starts every connect the walk allows now.
-fn starts(walk: &mut keyway_core::sidewire::node::walk::Walk) -> Vec<(usize, usize)> {
-    std::iter::from_fn(|| walk.poll_connect())
-        .take(100)
-        .collect()
-}
-
-#[test]
-fn a_connect_walk_starts_the_wanted_brokers_at_once_and_replaces_failures_in_rank_order() {
-    use keyway_core::sidewire::node::walk::Walk;
-    // Hints (2 of 2), IPv4 (3 of 5), IPv6 (1 of 1).
-    let mut walk = Walk::new(&[(2, usize::MAX), (5, 3), (1, 1)]);
-    assert_eq!(
-        starts(&mut walk),
-        [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (2, 0)],
-        "all wanted candidates connect in parallel"
-    );
-    walk.handle_up(1);
-    assert_eq!(starts(&mut walk), [], "an up link needs no replacement");
-    walk.handle_failed(1);
-    assert_eq!(
-        starts(&mut walk),
-        [(1, 3)],
-        "the next of its group replaces it"
-    );
-    walk.handle_failed(1);
-    assert_eq!(starts(&mut walk), [(1, 4)]);
-    walk.handle_failed(1);
-    assert_eq!(starts(&mut walk), [], "the group is exhausted");
-    walk.handle_failed(1);
-    for group in [0, 0, 2] {
-        assert!(!walk.is_done());
-        walk.handle_up(group);
-    }
-    assert_eq!(walk.up(0), 2);
-    assert_eq!(walk.up(1), 1, "one of the family answered");
-    assert!(walk.is_done());
-    assert_eq!(starts(&mut walk), []);
-}
-
-#[test]
-fn a_connect_walk_over_nothing_is_done_at_once() {
-    use keyway_core::sidewire::node::walk::Walk;
-    let mut walk = Walk::new(&[(0, 3), (4, 0)]);
-    assert_eq!(starts(&mut walk), []);
-    assert!(walk.is_done());
-    // Groups beyond the walk's capacity are ignored, outcomes of unknown
-    // groups too.
-    let mut walk = Walk::new(&[(1, 1), (1, 1), (1, 1), (1, 1)]);
-    assert_eq!(starts(&mut walk).len(), 3);
-    walk.handle_up(7);
-    walk.handle_failed(7);
-    assert!(!walk.is_done());
-}
-
-#[test]
-fn first_acks_are_always_kept_and_copies_leave_a_quarter_of_the_ack_tasks() {
-    use keyway_core::sidewire::node::ack_budget::{AckWork, ack_work};
-    assert_eq!(ack_work(true, 1, 64), AckWork::Walk);
-    assert_eq!(
-        ack_work(true, 0, 64),
-        AckWork::ArrivedOnly,
-        "no task free: back the way it came only"
-    );
-    assert_eq!(ack_work(false, 17, 64), AckWork::InTask);
-    assert_eq!(
-        ack_work(false, 16, 64),
-        AckWork::Drop,
-        "16 kept for first copies"
-    );
-    assert_eq!(ack_work(false, 0, 64), AckWork::Drop);
-    assert_eq!(
-        ack_work(false, 1, 1),
-        AckWork::InTask,
-        "a quarter of 1 is none"
-    );
-}
-
 /// The top `n` of `key`'s IPv4 ranking in a pool of 12.
 fn ranking_of(key: &[u8; 33], n: usize) -> Vec<BrokerId> {
     let pool = PoolSlice {
@@ -1166,43 +1088,99 @@ fn a_dropped_link_is_judged_stalled_first_then_unheard_else_closed() {
 }
 
 #[test]
-fn a_sends_walk_takes_every_hint_at_once_and_widens_each_family_with_each_publish() {
-    use keyway_core::sidewire::node::walk::Walk;
-    use keyway_core::sidewire::node::widening::MAX_HINTS;
-    let wanted = |mut walk: Walk, group: usize| {
-        starts(&mut walk)
-            .iter()
-            .filter(|(g, _)| *g == group)
-            .count()
+fn own_links_count_the_joining_set_until_each_connect_ends() {
+    let config = NodeConfig {
+        spare_subscriptions: 1,
+        ..NodeConfig::default()
     };
-    // 12 IPv4 brokers (set size 3), 2 IPv6 (set size 1).
-    let per_attempt: Vec<[usize; 3]> = (0..5)
-        .map(|a| {
-            let w = Walk::for_send(20, [12, 2], a);
-            [wanted(w.clone(), 0), wanted(w.clone(), 1), wanted(w, 2)]
-        })
-        .collect();
-    assert_eq!(
-        per_attempt,
-        [
-            [MAX_HINTS, 3, 1],
-            [MAX_HINTS, 4, 2],
-            [MAX_HINTS, 6, 2],
-            [MAX_HINTS, 10, 2],
-            [MAX_HINTS, 10, 2]
-        ]
+    let key = keypair(1);
+    let mut n = node(&key, 12, config);
+    assert_eq!(n.own_links(), (0, 0), "nothing before the first timer");
+    let mut shell = Shell {
+        hold: true,
+        ..Shell::default()
+    };
+    n.handle_timeout(Instant::ZERO, UNIX);
+    shell.drain(&mut n, Instant::ZERO, UNIX);
+    let joining = shell.links.clone();
+    assert_eq!(n.own_links(), (0, joining.len()));
+    assert_eq!(joining.len(), 4, "the set of 3 and one spare");
+    let now = at(0.5);
+    n.handle_link_up(now, UNIX, joining[0].0);
+    n.handle_link_down(now, UNIX, joining[1].0, LinkDown::ConnectFailed);
+    assert_eq!(n.own_links(), (1, 2));
+    for (link, _) in &joining[2..] {
+        n.handle_link_up(now, UNIX, *link);
+    }
+    assert_eq!(n.own_links(), (3, 0));
+}
+
+#[test]
+fn a_forgotten_broker_id_loses_its_backoff_unless_still_in_use() {
+    let key = keypair(1);
+    let mut n = node(&key, 1, NodeConfig::default());
+    let mut shell = Shell {
+        refuse: true,
+        ..Shell::default()
+    };
+    shell.run(&mut n, Instant::ZERO);
+    let broker = shell.connects[0].1;
+    assert!(!n.broker_ready(broker, at(0.5)), "backing off");
+    assert!(n.forget_broker(broker));
+    assert!(n.broker_ready(broker, at(0.5)), "the id starts afresh");
+    // A live link, or a send naming the id as a hint, keeps it.
+    shell.refuse = false;
+    shell.run(&mut n, Instant::from_secs(1));
+    assert_eq!(n.links_up().count(), 1);
+    assert!(!n.forget_broker(broker));
+    let hint = BrokerId(77);
+    let mut buf = vec![0; 512];
+    let (id, _) = n
+        .send(
+            Instant::from_secs(1),
+            UNIX,
+            keypair(2).public().as_bytes(),
+            b"x",
+            &[hint],
+            Duration::from_secs(5),
+            &mut UnwrapErr(getrandom::SysRng),
+            &mut buf,
+        )
+        .unwrap();
+    shell.refuse = true;
+    shell.drain(&mut n, Instant::from_secs(1), UNIX);
+    assert!(
+        !n.broker_ready(hint, Instant::from_secs(1)),
+        "its dial failed"
     );
-    assert_eq!(wanted(Walk::for_send(2, [12, 0], 0), 0), 2);
-    let set = Walk::for_set([12, 2], 0);
-    assert_eq!(
-        [wanted(set.clone(), 0), wanted(set, 1)],
-        [3, 1],
-        "a sender's set"
-    );
-    let own = Walk::for_set([12, 2], 10);
-    assert_eq!(
-        [wanted(own.clone(), 0), wanted(own, 1)],
-        [10, 2],
-        "set and spares"
-    );
+    assert!(!n.forget_broker(hint), "the send still names it");
+    n.cancel(id);
+    assert!(n.forget_broker(hint));
+    assert!(n.broker_ready(hint, Instant::from_secs(1)));
+}
+
+#[test]
+fn a_lower_walk_limit_caps_the_ack_walks_waiting_for_connects() {
+    let config = NodeConfig {
+        spare_subscriptions: 0,
+        max_ack_walks: 2,
+        ..NodeConfig::default()
+    };
+    let (_, mut n, mut shell) = started(12, config);
+    let arrival = shell.links[0].0;
+    shell.hold = true;
+    let mut most = 0;
+    for (i, sender) in (2..=60u8).map(keypair).enumerate() {
+        let queue = u8::try_from(i).unwrap();
+        deliver(
+            &mut n,
+            &mut shell,
+            at(0.1),
+            UNIX,
+            arrival,
+            &msg(&sender, queue, 0, UNIX, b"x"),
+        );
+        most = most.max(n.ack_walks());
+    }
+    assert_eq!(most, 2, "walks started up to the limit, never beyond");
 }

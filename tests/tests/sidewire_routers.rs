@@ -847,3 +847,45 @@ async fn cancelled_sends_leave_nothing_pending() {
     }
     assert_eq!(ra.pending_sends(), 0);
 }
+
+/// Issue 13: the node holds a fixed number of sends (256) and the Router
+/// queues 64 more; further callers wait. Every send still ends by its own
+/// timeout, nothing stays pending, and the Router keeps delivering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_beyond_the_nodes_table_wait_and_end_by_their_timeout() {
+    use keyway_sidewire::RouterError;
+    let brokers = vec![Mosquitto::start("127.0.0.27").unwrap()];
+    let config = RouterConfig {
+        spare_subscriptions: 0,
+        ..RouterConfig::default()
+    };
+    let ra = join(key(), pool(&brokers), config.clone()).await;
+    let b = key();
+    let b_pk = *b.public();
+    let rb = join(b, pool(&brokers), config).await;
+    let got = inbox(&rb);
+    let nobody = *key().public();
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..400u32 {
+        let pipe = ra.pipe(nobody);
+        sends.spawn(async move { pipe.send(&i.to_be_bytes(), Duration::from_secs(2)).await });
+    }
+    let mut timed_out = 0;
+    while let Some(result) = tokio::time::timeout(Duration::from_secs(30), sends.join_next())
+        .await
+        .expect("every send ends")
+    {
+        assert!(
+            matches!(result.unwrap(), Err(RouterError::Timeout(_))),
+            "a send to nobody can only time out"
+        );
+        timed_out += 1;
+    }
+    assert_eq!(timed_out, 400);
+    assert_eq!(ra.pending_sends(), 0);
+    ra.pipe(b_pk)
+        .send(b"still delivering", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(got.lock().unwrap().len(), 1);
+}

@@ -238,6 +238,18 @@ impl BrokerLink {
         *self.alive.borrow()
     }
 
+    /// Resolves once the link is down (its task ended, [`Self::stalled`]
+    /// and [`Self::heard`] final), so that a driver learns of the drop
+    /// without polling [`Self::is_alive`]. Holds no share of the link:
+    /// dropping every clone still ends it.
+    pub fn down(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut alive = self.alive.clone();
+        async move {
+            // An error means the task is gone: down as well.
+            let _ = alive.wait_for(|up| !*up).await;
+        }
+    }
+
     /// Whether the link closed because a write to the broker missed
     /// [`LinkConfig::write_timeout`] (the broker stopped reading).
     pub fn stalled(&self) -> bool {

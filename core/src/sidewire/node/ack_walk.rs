@@ -9,7 +9,7 @@
 //! link of the set as soon as it is up, once per broker (never again on
 //! the broker it arrived by); a broker whose connect fails is replaced by
 //! the next of its family; the walk ends when every broker of the set has
-//! the ACK or at `connect_timeout`. At most [`ACK_WALKS`] walks wait for
+//! the ACK or at `connect_timeout`. At most `W` ([`ACK_WALKS`]) walks wait for
 //! connects: beyond that an ACK goes only on links already up and opens
 //! none (bounded work per inbound MSG; the sender's resend is answered
 //! from the kept bytes).
@@ -23,21 +23,33 @@ use super::ack_cache::{ACK_LEN, SourceAcks};
 use super::route::Targets;
 use super::{LinkId, Node, PoolView, Table};
 
-/// ACK walks waiting for connects, at most.
+/// ACK walks waiting for connects, at most, by default (`Node`'s `W`).
 pub const ACK_WALKS: usize = 16;
 
 /// One ACK on its way to the sender's set.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct AckWalk {
+pub(super) struct AckWalk<const T: usize> {
     to: [u8; PUBLIC_KEY_LEN],
     bytes: [u8; ACK_LEN],
     /// Brokers that have it (the arrival link's among them).
-    sent: Targets,
+    sent: Targets<T>,
     deadline: Instant,
 }
 
-impl<P, Sl, Wm, Pe, Ak, const L: usize, const S: usize, const Q: usize>
-    Node<P, Sl, Wm, Pe, Ak, L, S, Q>
+impl<
+    P,
+    Sl,
+    Wm,
+    Pe,
+    Ak,
+    const L: usize,
+    const S: usize,
+    const Q: usize,
+    const B: usize,
+    const T: usize,
+    const O: usize,
+    const W: usize,
+> Node<P, Sl, Wm, Pe, Ak, L, S, Q, B, T, O, W>
 where
     P: PoolView,
     Sl: Table<Slot>,
@@ -63,7 +75,11 @@ where
         if let Some(l) = self.links.get(arrived_on) {
             walk.sent.push(l.broker);
         }
-        let free = self.ack_walks.iter().position(Option::is_none);
+        let free = if self.ack_walks() < self.config.max_ack_walks {
+            self.ack_walks.iter().position(Option::is_none)
+        } else {
+            None
+        };
         if self.advance_ack(now, &mut walk, free.is_some())
             && let Some(slot) = free
         {
@@ -74,7 +90,7 @@ where
     /// Publishes `walk`'s ACK on every link of the set that is up and
     /// lacks it, connecting the missing brokers if `connect`; whether a
     /// connect it waits for is under way.
-    fn advance_ack(&mut self, now: Instant, walk: &mut AckWalk, connect: bool) -> bool {
+    fn advance_ack(&mut self, now: Instant, walk: &mut AckWalk<T>, connect: bool) -> bool {
         let mut set = Targets::new_empty();
         self.ranked_targets(now, &walk.to, 0, &mut set);
         let mut waiting = false;

@@ -18,8 +18,20 @@ use super::ack_cache::{ACK_LEN, Reack, SourceAcks};
 use super::arrival::{InboundRules, after_check, screen_arrival};
 use super::{Delivery, Dropped, Event, LinkId, Node, PoolView, Screened, Table, Ticket, seconds};
 
-impl<P, Sl, Wm, Pe, Ak, const L: usize, const S: usize, const Q: usize>
-    Node<P, Sl, Wm, Pe, Ak, L, S, Q>
+impl<
+    P,
+    Sl,
+    Wm,
+    Pe,
+    Ak,
+    const L: usize,
+    const S: usize,
+    const Q: usize,
+    const B: usize,
+    const T: usize,
+    const O: usize,
+    const W: usize,
+> Node<P, Sl, Wm, Pe, Ak, L, S, Q, B, T, O, W>
 where
     P: PoolView,
     Sl: Table<Slot>,
@@ -159,8 +171,20 @@ struct Rules<'a, N> {
     link: LinkId,
 }
 
-impl<P, Sl, Wm, Pe, Ak, const L: usize, const S: usize, const Q: usize> InboundRules
-    for Rules<'_, Node<P, Sl, Wm, Pe, Ak, L, S, Q>>
+impl<
+    P,
+    Sl,
+    Wm,
+    Pe,
+    Ak,
+    const L: usize,
+    const S: usize,
+    const Q: usize,
+    const B: usize,
+    const T: usize,
+    const O: usize,
+    const W: usize,
+> InboundRules for Rules<'_, Node<P, Sl, Wm, Pe, Ak, L, S, Q, B, T, O, W>>
 where
     P: PoolView,
     Sl: Table<Slot>,

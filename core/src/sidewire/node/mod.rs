@@ -35,19 +35,22 @@
 //! from 1 s doubling to 5 min ([`backoff`]); re-ACKs at most once per half
 //! `resend_every` per link ([`ack_cache`]); hint expiry ([`hints`]).
 //!
-//! **Shells**: the tokio crate `keyway-sidewire` uses its pieces today
-//! (backoff, widening, send schedule, ACK cache, verify queue, hint
-//! rules, the inbound rule order, [`key_cache`] for its verifiers, the
-//! connect [`walk`] and the ACK task budget [`ack_budget`]);
-//! embassy firmware and the uniffi mobile face drive the whole machine.
+//! **Shells**: the tokio crate `keyway-sidewire` (its Router is one task
+//! owning one node; signatures checked on tasks, with [`key_cache`] for
+//! parsed keys; the hint file fed to each send as hints), embassy
+//! firmware and, through the Router, the uniffi mobile face, the Python
+//! wheel and the C library.
 //!
 //! Bounded everywhere: `L` links, `S` sends, `Q` queued checks per class,
-//! [`OUTBOX`] publishes waiting to be polled (beyond that a publish is
-//! dropped, as a datagram would be: sends publish again, copies are
-//! re-ACKed); the replay table, peer table and ACK cache are the caller's
-//! storage.
+//! `B` brokers tracked for backoff and hints, `T` brokers one publish or
+//! ACK walk reaches, `O` publishes waiting to be polled (beyond that a
+//! publish is dropped, as a datagram would be: sends publish again,
+//! copies are re-ACKed), `W` ACK walks; the replay table, peer table and
+//! ACK cache are the caller's storage. `B`, `T`, `O` and `W` default to
+//! [`BROKERS_TRACKED`], [`MAX_TARGETS`], [`OUTBOX`] and
+//! [`ACK_WALKS`] (a server's sizes); a device with a few brokers picks
+//! smaller ones (issue 14's RAM budget).
 
-pub mod ack_budget;
 pub mod ack_cache;
 pub mod ack_walk;
 pub mod arrival;
@@ -61,7 +64,6 @@ pub mod pending;
 pub mod pool_view;
 mod route;
 pub mod verify_queue;
-pub mod walk;
 pub mod widening;
 
 use core::ops::Range;
@@ -75,7 +77,8 @@ use crate::sidewire::screen::{Peer, Screen, ScreenLimits};
 use crate::time::Instant;
 
 use ack_cache::{AckCache, SourceAcks};
-use ack_walk::{ACK_WALKS, AckWalk};
+pub use ack_walk::ACK_WALKS;
+use ack_walk::AckWalk;
 pub use arrival::precheck;
 use backoff::{Backoff, BackoffLimits};
 use hints::Hints;
@@ -84,6 +87,7 @@ use outbox::Outbox;
 use pending::{Due, Pending};
 pub use pending::{PendingFull, SendId};
 pub use pool_view::{PoolBroker, PoolSlice, PoolView};
+pub use route::MAX_TARGETS;
 use verify_queue::VerifyQueue;
 
 /// Names a link (one MQTT session to one broker); the node picks them.
@@ -100,10 +104,12 @@ pub struct BrokerId(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ticket(pub u64);
 
-/// Brokers remembered as hints, backoff entries: at most this many.
+/// Brokers remembered as hints, backoff entries: at most this many by
+/// default (`Node`'s `B`).
 pub const BROKERS_TRACKED: usize = 64;
 
-/// Publishes waiting for [`Node::poll_transmit`], at most.
+/// Publishes waiting for [`Node::poll_transmit`], at most, by default
+/// (`Node`'s `O`).
 pub const OUTBOX: usize = 64;
 
 /// How a link ended.
@@ -276,6 +282,10 @@ pub struct NodeConfig {
     pub hint_expiry: u64,
     /// Whether sends try remembered hints.
     pub use_hints: bool,
+    /// ACK walks waiting for connects at once, at most (and never more
+    /// than the node's `W`): beyond that a first ACK goes only on links
+    /// already up ([`ack_walk`]).
+    pub max_ack_walks: usize,
 }
 
 impl Default for NodeConfig {
@@ -291,6 +301,7 @@ impl Default for NodeConfig {
             connect_timeout: Duration::from_secs(10),
             hint_expiry: 3600,
             use_hints: true,
+            max_ack_walks: ACK_WALKS,
         }
     }
 }
@@ -316,41 +327,66 @@ pub struct NodeTables<Sl, Wm, Pe, Ak> {
 /// A send's routing: its hints, and which brokers its current publish
 /// reached.
 #[derive(Clone, Copy, Debug)]
-struct Route {
+struct Route<const T: usize> {
     id: SendId,
     dest: [u8; PUBLIC_KEY_LEN],
     hints: [Option<BrokerId>; widening::MAX_HINTS],
     attempt: u32,
-    published: [Option<BrokerId>; route::MAX_TARGETS],
+    published: [Option<BrokerId>; T],
     /// Set when the send ended, until [`Node::poll_event`] reports it.
     done: Option<Event>,
 }
 
 /// A sidewire node; see the module documentation.
 #[derive(Debug)]
-pub struct Node<P, Sl, Wm, Pe, Ak, const L: usize, const S: usize, const Q: usize> {
+pub struct Node<
+    P,
+    Sl,
+    Wm,
+    Pe,
+    Ak,
+    const L: usize,
+    const S: usize,
+    const Q: usize,
+    const B: usize = BROKERS_TRACKED,
+    const T: usize = MAX_TARGETS,
+    const O: usize = OUTBOX,
+    const W: usize = ACK_WALKS,
+> {
     key: Keypair,
     topic: [u8; 2 * PUBLIC_KEY_LEN],
     pool: P,
     config: NodeConfig,
     links: Links<L>,
-    backoff: Backoff<BrokerId, [Option<backoff::Entry<BrokerId>>; BROKERS_TRACKED]>,
+    backoff: Backoff<BrokerId, [Option<backoff::Entry<BrokerId>>; B]>,
     pending: Pending<S>,
-    routes: [Option<Route>; S],
+    routes: [Option<Route<T>>; S],
     receiver: Receiver<Sl, Wm>,
     screen: Screen<Pe>,
     acks: AckCache<Ak>,
     queues: [VerifyQueue<(Ticket, LinkId), Q>; 3],
     next_ticket: u64,
-    hints: Hints<BrokerId, BROKERS_TRACKED>,
-    outbox: Outbox<L>,
+    hints: Hints<BrokerId, B>,
+    outbox: Outbox<L, O>,
     reached: Option<Event>,
     next_maintain: Instant,
-    ack_walks: [Option<AckWalk>; ACK_WALKS],
+    ack_walks: [Option<AckWalk<T>>; W],
 }
 
-impl<P, Sl, Wm, Pe, Ak, const L: usize, const S: usize, const Q: usize>
-    Node<P, Sl, Wm, Pe, Ak, L, S, Q>
+impl<
+    P,
+    Sl,
+    Wm,
+    Pe,
+    Ak,
+    const L: usize,
+    const S: usize,
+    const Q: usize,
+    const B: usize,
+    const T: usize,
+    const O: usize,
+    const W: usize,
+> Node<P, Sl, Wm, Pe, Ak, L, S, Q, B, T, O, W>
 where
     P: PoolView,
     Sl: Table<Slot>,
@@ -380,7 +416,7 @@ where
             topic,
             pool,
             links: Links::default(),
-            backoff: Backoff::new([const { None }; BROKERS_TRACKED], config.backoff),
+            backoff: Backoff::new([const { None }; B], config.backoff),
             pending: Pending::new(config.resend_every),
             routes: [None; S],
             receiver: Receiver::new(tables.slots, tables.watermarks, seeds[0]),
@@ -392,7 +428,7 @@ where
             outbox: Outbox::default(),
             reached: None,
             next_maintain: now,
-            ack_walks: [None; ACK_WALKS],
+            ack_walks: [None; W],
             config,
         }
     }
@@ -411,7 +447,7 @@ where
         self.links.iter().filter(|l| l.up).map(|l| (l.id, l.broker))
     }
 
-    /// Publishes dropped because [`OUTBOX`] places were taken (the shell
+    /// Publishes dropped because the `O` outbox places were taken (the shell
     /// did not poll in time).
     pub fn publishes_dropped(&self) -> u64 {
         self.outbox.dropped
@@ -425,6 +461,40 @@ where
     /// Whether the broker may be dialled at `now` (not backing off).
     pub fn broker_ready(&self, broker: BrokerId, now: Instant) -> bool {
         self.backoff.ready(&broker, now)
+    }
+
+    /// The node's own subscriptions: `(up, connecting)`. A shell waits
+    /// for `connecting` to reach 0 after the first [`Self::handle_timeout`]
+    /// to learn whether it joined the pool.
+    pub fn own_links(&self) -> (usize, usize) {
+        self.links
+            .iter()
+            .filter(|l| l.own)
+            .fold((0, 0), |(up, connecting), l| {
+                if l.up {
+                    (up + 1, connecting)
+                } else {
+                    (up, connecting + 1)
+                }
+            })
+    }
+
+    /// Forgets what the node knows of `broker` (its backoff), so that a
+    /// shell naming brokers outside the pool from a bounded table may give
+    /// the id to another broker. Refused (`false`, nothing forgotten)
+    /// while a link to it exists or a live send names it as a hint: the
+    /// id still means the old broker there.
+    pub fn forget_broker(&mut self, broker: BrokerId) -> bool {
+        let hinted = self
+            .routes
+            .iter()
+            .flatten()
+            .any(|r| r.hints.contains(&Some(broker)));
+        if hinted || self.links.to(broker).is_some() {
+            return false;
+        }
+        self.backoff.worked(&broker);
+        true
     }
 
     /// Builds and signs a MSG carrying `data` to `dest` into `out` (keep
@@ -470,7 +540,7 @@ where
             dest: *dest,
             hints: [None; widening::MAX_HINTS],
             attempt: 0,
-            published: [None; route::MAX_TARGETS],
+            published: [None; T],
             done: None,
         };
         for (h, slot) in hints.iter().zip(route.hints.iter_mut()) {
@@ -589,7 +659,7 @@ where
                 Due::Publish { id, attempt } => {
                     if let Some(r) = self.route_mut(id) {
                         r.attempt = attempt;
-                        r.published = [None; route::MAX_TARGETS];
+                        r.published = [None; T];
                     }
                     self.publish_send(now, unix, id);
                 }
@@ -597,7 +667,7 @@ where
         }
     }
 
-    fn route_mut(&mut self, id: SendId) -> Option<&mut Route> {
+    fn route_mut(&mut self, id: SendId) -> Option<&mut Route<T>> {
         self.routes.iter_mut().flatten().find(|r| r.id == id)
     }
 }

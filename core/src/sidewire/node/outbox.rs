@@ -1,7 +1,7 @@
 //! What the node wants done, waiting for `poll_transmit`.
 //!
 //! Link commands have a place per link (`L` each), so none is lost while
-//! links open and close; publishes share [`OUTBOX`] places and one
+//! links open and close; publishes share `O` places ([`super::OUTBOX`] by default) and one
 //! arriving when they are full is dropped, as a datagram would be (a send
 //! publishes again on its next resend, a copy of a MSG is re-ACKed).
 //! Connects go out first, so a link opened and closed before the shell
@@ -10,7 +10,7 @@
 use crate::identity::PUBLIC_KEY_LEN;
 
 use super::ack_cache::ACK_LEN;
-use super::{BrokerId, LinkId, OUTBOX, SendId, Transmit};
+use super::{BrokerId, LinkId, SendId, Transmit};
 
 #[derive(Clone, Copy, Debug)]
 enum Publish {
@@ -27,26 +27,26 @@ enum Publish {
 }
 
 #[derive(Debug)]
-pub(super) struct Outbox<const L: usize> {
+pub(super) struct Outbox<const L: usize, const O: usize> {
     connects: [Option<(LinkId, BrokerId)>; L],
     disconnects: [Option<LinkId>; L],
-    publishes: [Option<Publish>; OUTBOX],
+    publishes: [Option<Publish>; O],
     /// Publishes dropped because the outbox was full.
     pub(super) dropped: u64,
 }
 
-impl<const L: usize> Default for Outbox<L> {
+impl<const L: usize, const O: usize> Default for Outbox<L, O> {
     fn default() -> Self {
         Self {
             connects: [None; L],
             disconnects: [None; L],
-            publishes: [None; OUTBOX],
+            publishes: [None; O],
             dropped: 0,
         }
     }
 }
 
-impl<const L: usize> Outbox<L> {
+impl<const L: usize, const O: usize> Outbox<L, O> {
     pub(super) fn connect(&mut self, link: LinkId, broker: BrokerId) {
         if let Some(slot) = self.connects.iter_mut().find(|c| c.is_none()) {
             *slot = Some((link, broker));

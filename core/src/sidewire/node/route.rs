@@ -14,27 +14,27 @@ use super::pool_view::MAX_FAMILY;
 use super::widening::{self, MAX_HINTS, REFERENCE_RACE_WIDTH};
 use super::{BrokerId, LinkId, Node, PoolView, SendId, Table};
 
-/// Brokers one publish reaches, at most: every hint and the top 10 of
-/// both families.
-pub(super) const MAX_TARGETS: usize = MAX_HINTS + 2 * REFERENCE_RACE_WIDTH;
+/// Brokers one publish reaches, at most, by default (`Node`'s `T`):
+/// every hint and the top 10 of both families.
+pub const MAX_TARGETS: usize = MAX_HINTS + 2 * REFERENCE_RACE_WIDTH;
 
 /// A list of brokers, deduplicated.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Targets {
-    ids: [BrokerId; MAX_TARGETS],
+pub(super) struct Targets<const T: usize> {
+    ids: [BrokerId; T],
     len: usize,
 }
 
-impl Targets {
+impl<const T: usize> Targets<T> {
     pub(super) fn new_empty() -> Self {
         Self {
-            ids: [BrokerId(0); MAX_TARGETS],
+            ids: [BrokerId(0); T],
             len: 0,
         }
     }
 
     pub(super) fn push(&mut self, id: BrokerId) {
-        if self.len < MAX_TARGETS && !self.contains(id) {
+        if self.len < T && !self.contains(id) {
             self.ids[self.len] = id;
             self.len += 1;
         }
@@ -49,8 +49,20 @@ impl Targets {
     }
 }
 
-impl<P, Sl, Wm, Pe, Ak, const L: usize, const S: usize, const Q: usize>
-    Node<P, Sl, Wm, Pe, Ak, L, S, Q>
+impl<
+    P,
+    Sl,
+    Wm,
+    Pe,
+    Ak,
+    const L: usize,
+    const S: usize,
+    const Q: usize,
+    const B: usize,
+    const T: usize,
+    const O: usize,
+    const W: usize,
+> Node<P, Sl, Wm, Pe, Ak, L, S, Q, B, T, O, W>
 where
     P: PoolView,
     Sl: Table<Slot>,
@@ -65,7 +77,7 @@ where
         now: Instant,
         dest: &[u8; PUBLIC_KEY_LEN],
         extra: usize,
-        out: &mut Targets,
+        out: &mut Targets<T>,
     ) {
         for af in [AF_INET, AF_INET6] {
             let mut ranked = [BrokerId(0); MAX_FAMILY];
@@ -92,7 +104,7 @@ where
         dest: &[u8; PUBLIC_KEY_LEN],
         hints: &[Option<BrokerId>],
         attempt: u32,
-    ) -> Targets {
+    ) -> Targets<T> {
         let mut out = Targets::new_empty();
         let remembered = self
             .config

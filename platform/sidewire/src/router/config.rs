@@ -3,8 +3,12 @@
 use std::time::Duration;
 
 use keyway_core::rate::RateLimit;
+use keyway_core::sidewire::node::ack_cache::SourceAcks;
+use keyway_core::sidewire::node::backoff::BackoffLimits;
 use keyway_core::sidewire::node::widening::REFERENCE_RACE_WIDTH;
+use keyway_core::sidewire::node::{NodeConfig, NodeTables};
 use keyway_core::sidewire::screen::ScreenLimits;
+use keyway_core::sidewire::{Peer, Slot};
 
 use crate::link::LinkConfig;
 
@@ -43,8 +47,9 @@ pub struct RouterConfig {
     /// that dropped and returning to them when they come back.
     pub resubscribe_every: Duration,
     /// Brokers per family subscribed beyond the set size, down the node's
-    /// own ranking (at most the top 10 in all). `start` returns once the
-    /// set and one spare are up; the maintenance loop adds the rest.
+    /// own ranking (at most the top 10 in all). `start` connects them
+    /// all at once and returns when they have ended, at most one connect
+    /// timeout after the first is up.
     /// The default reaches the top 10, every broker a sidewire 0.1.9
     /// sender may publish on: it picks whichever of its top 10 connect
     /// first (spec §10 item 10), so with fewer subscriptions about one
@@ -68,9 +73,11 @@ pub struct RouterConfig {
     pub hint_cache: Option<std::path::PathBuf>,
     /// How long a remembered broker stays a hint.
     pub hint_expiry: Duration,
-    /// ACKs being signed and published at once, at most; beyond that an
-    /// inbound MSG's ACK is dropped (its sender retransmits, and every
-    /// copy is acknowledged), so a flood cannot pile up tasks.
+    /// ACKs waiting for connects to their sender's set at once, at most;
+    /// beyond that an inbound MSG's ACK goes only back the way it came
+    /// (its sender retransmits, and every copy is acknowledged), so a
+    /// flood cannot pile up work. The Router's node holds 64 at most: the
+    /// lower of the two applies.
     pub max_ack_tasks: usize,
     /// Sources whose signed ACKs are kept (their 4 newest each, about
     /// 1.3 KiB per source, allocated up front), to re-send for a copy of
@@ -102,6 +109,48 @@ impl Default for RouterConfig {
             hint_expiry: Duration::from_secs(3600),
             max_ack_tasks: 256,
             ack_cache_sources: 8192,
+        }
+    }
+}
+
+/// The node's tables, allocated up front.
+pub(super) type Tables = NodeTables<Box<[Slot]>, Box<[u64]>, Box<[Peer]>, Box<[SourceAcks]>>;
+
+impl RouterConfig {
+    /// The core node's settings; its connect timeout is the link's plus
+    /// `margin` (the link's own handshake deadline ends a connect first).
+    /// Hints come from the Router's hint cache with each send (the node
+    /// keeps none of its own).
+    pub(super) fn node_config(&self, margin: Duration) -> NodeConfig {
+        NodeConfig {
+            max_message: self.max_message,
+            resend_every: self.resend_every,
+            screen: ScreenLimits {
+                peer: self.per_source,
+                claimed: self.claimed,
+                unverified: self.unverified,
+                ..ScreenLimits::default()
+            },
+            resubscribe_every: self.resubscribe_every,
+            spare_subscriptions: self.spare_subscriptions,
+            backoff: BackoffLimits {
+                base: self.backoff_base,
+                max: self.backoff_max,
+            },
+            idle_timeout: self.idle_timeout,
+            connect_timeout: self.link.connect_timeout.saturating_add(margin),
+            hint_expiry: self.hint_expiry.as_secs(),
+            use_hints: false,
+            max_ack_walks: self.max_ack_tasks,
+        }
+    }
+
+    pub(super) fn node_tables(&self) -> Tables {
+        NodeTables {
+            slots: vec![Slot::EMPTY; self.replay_slots].into_boxed_slice(),
+            watermarks: vec![0u64; self.replay_watermarks].into_boxed_slice(),
+            peers: vec![Peer::EMPTY; self.verified_peers].into_boxed_slice(),
+            acks: vec![SourceAcks::EMPTY; self.ack_cache_sources].into_boxed_slice(),
         }
     }
 }
