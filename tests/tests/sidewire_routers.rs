@@ -889,3 +889,48 @@ async fn sends_beyond_the_nodes_table_wait_and_end_by_their_timeout() {
         .unwrap();
     assert_eq!(got.lock().unwrap().len(), 1);
 }
+
+/// Review of issue 13's Router: handlers are blocking callbacks (the
+/// Python wheel's take the GIL). One that does not return must not stop
+/// the node: its messages are still acknowledged, later ones too, and they
+/// reach the handler in order once it returns. (With the handlers called
+/// on the driver task, the first ACK never went out and both sends timed
+/// out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_handler_does_not_stop_acks() {
+    let brokers = vec![Mosquitto::start("127.0.0.28").unwrap()];
+    let config = RouterConfig {
+        spare_subscriptions: 0,
+        ..RouterConfig::default()
+    };
+    let ra = join(key(), pool(&brokers), config.clone()).await;
+    let b = key();
+    let b_pk = *b.public();
+    let rb = join(b, pool(&brokers), config).await;
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    rb.add_msg_handler(move |m| {
+        // Blocks until the test releases it (at most 30 s).
+        let _ = gate.lock().unwrap().recv_timeout(Duration::from_secs(30));
+        sink.lock().unwrap().push(m.data.clone());
+    });
+    let to_b = ra.pipe(b_pk);
+    to_b.send(b"first", Duration::from_secs(5)).await.unwrap();
+    to_b.send(b"second", Duration::from_secs(5)).await.unwrap();
+    assert!(
+        got.lock().unwrap().is_empty(),
+        "the handler is still blocked"
+    );
+    release.send(()).unwrap();
+    release.send(()).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while got.lock().unwrap().len() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        *got.lock().unwrap(),
+        vec![b"first".to_vec(), b"second".to_vec()]
+    );
+}

@@ -58,6 +58,11 @@ const KEY_CACHE: usize = 1024;
 /// Inbound PUBLISHes from every link waiting for the driver.
 pub(super) const INBOUND_QUEUE: usize = 1024;
 
+/// Delivered messages waiting for the handlers' thread: a slow handler
+/// stops the driver (backpressure) only once this many are queued behind
+/// it, instead of at once.
+pub(super) const DELIVERY_QUEUE: usize = 1024;
+
 /// The node's connect timeout beyond the link's own: the link's handshake
 /// deadline ends a connect first, the node's only catches a lost report.
 pub(super) const CONNECT_MARGIN: Duration = Duration::from_millis(500);
@@ -172,6 +177,8 @@ pub(super) struct Driver {
     keys: Arc<Mutex<KeyCache<Box<[KeySlot]>>>>,
     hints: HintCache,
     shared: Arc<Shared>,
+    /// To the handlers' thread (see [`spawn_handlers`]).
+    deliveries: mpsc::Sender<Message>,
     status: watch::Sender<Status>,
     links_changed: bool,
     closed: CancellationToken,
@@ -207,6 +214,7 @@ impl Driver {
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
         let verifiers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let (checked_tx, checked) = mpsc::channel(verifiers);
+        let deliveries = spawn_handlers(Arc::clone(&shared));
         Self {
             node,
             brokers: Brokers::new(pool),
@@ -233,6 +241,7 @@ impl Driver {
                 key_seed,
             ))),
             shared,
+            deliveries,
             status,
             links_changed: false,
             closed,
@@ -249,7 +258,11 @@ impl Driver {
             let has_links = !self.link_events.is_empty();
             tokio::select! {
                 () = self.closed.cancelled() => break,
-                Some(checked) = self.checked.recv() => self.on_checked(checked),
+                Some(checked) = self.checked.recv() => {
+                    if let Some(message) = self.on_checked(checked) {
+                        self.deliver(message).await;
+                    }
+                }
                 Some(event) = self.link_events.next(), if has_links => self.on_link(event),
                 Some(inbound) = self.inbound.recv() => self.on_inbound(inbound),
                 command = self.commands.recv(), if room => match command {
@@ -453,7 +466,17 @@ impl Driver {
         }
     }
 
-    fn on_checked(&mut self, checked: Checked) {
+    /// Hands a delivered message to the handlers' thread; waits only when
+    /// [`DELIVERY_QUEUE`] messages are already queued there.
+    async fn deliver(&mut self, message: Message) {
+        // An error means the thread is gone (a handler panicked): the
+        // message has no one to go to.
+        let _ = self.deliveries.send(message).await;
+    }
+
+    /// The node's verdict on a checked packet; the message to deliver, if
+    /// the node delivers it.
+    fn on_checked(&mut self, checked: Checked) -> Option<Message> {
         self.verifying = self.verifying.saturating_sub(1);
         let (now, unix) = self.clock();
         let payload = &checked.inbound.payload;
@@ -461,22 +484,13 @@ impl Driver {
             self.node
                 .handle_verified(now, unix, checked.link, payload, checked.from.is_some());
         let (Some(delivery), Some(from)) = (delivery, checked.from) else {
-            return;
+            return None;
         };
-        let message = Message {
+        Some(Message {
             from,
             data: payload.get(delivery.data).unwrap_or_default().to_vec(),
             queue_id: delivery.queue_id,
-        };
-        let handlers = self
-            .shared
-            .handlers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for handler in handlers {
-            handler(&message);
-        }
+        })
     }
 
     fn on_send(&mut self, request: SendRequest) {
@@ -647,7 +661,9 @@ impl Driver {
             };
             match checked {
                 Ok(Some(checked)) => {
-                    self.on_checked(checked);
+                    if let Some(message) = self.on_checked(checked) {
+                        self.deliver(message).await;
+                    }
                     let (now, unix) = self.clock();
                     self.transmit(now, unix);
                 }
@@ -677,4 +693,33 @@ fn hex(key: &[u8; 33]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+/// The thread that calls the handlers, in delivery order. Handlers are
+/// plain (blocking) callbacks — the Python wheel's take the GIL — so they
+/// run on a thread of their own: never on the driver, whose timers, ACKs
+/// and keep-alives must not wait for an application, nor on the runtime's
+/// workers. It ends when the driver drops its sender.
+fn spawn_handlers(shared: Arc<Shared>) -> mpsc::Sender<Message> {
+    let (tx, mut rx) = mpsc::channel::<Message>(DELIVERY_QUEUE);
+    let spawned = std::thread::Builder::new()
+        .name("sidewire-handlers".into())
+        .spawn(move || {
+            while let Some(message) = rx.blocking_recv() {
+                let handlers = shared
+                    .handlers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                for handler in handlers {
+                    handler(&message);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // No thread, no handlers: deliveries fail (the receiver is gone)
+        // and are dropped; say so once.
+        tracing::error!(error = %e, "cannot start the sidewire handlers' thread");
+    }
+    tx
 }
