@@ -738,6 +738,7 @@ async fn postgres_refreshes_in_one_round_trip() {
         let got = store.get(name.as_bytes(), T0).await.unwrap().unwrap();
         assert_eq!((got.value.as_slice(), got.owner), (&b"v2"[..], owner(1)));
     }
+    claim_of_a_new_name_takes_six_round_trips(&store).await;
     // From another address: the name moves, under the locks.
     let before = metrics.round_trips();
     assert_eq!(
@@ -750,6 +751,43 @@ async fn postgres_refreshes_in_one_round_trip() {
     assert!(metrics.round_trips() - before > 1);
     assert_eq!(store.usage(B, T0).await.unwrap(), 1);
     assert_eq!(store.usage(A, T0).await.unwrap(), 0);
+    store.close().await;
+    db.drop().await;
+}
+
+/// A new name from an address that has a row: the fast path's read (no
+/// row), then BEGIN, the address row's lock, its counts, the INSERT and
+/// COMMIT; the name's row is not read a second time (7 before).
+async fn claim_of_a_new_name_takes_six_round_trips(store: &SqlStore) {
+    let metrics = store.db_metrics().unwrap();
+    let ip = IpKey::V4(0x7f00_0044);
+    assert_eq!(
+        store
+            .put(put("first", b"v", 4, ip, T0, false), T0)
+            .await
+            .unwrap(),
+        PutOutcome::Stored
+    );
+    let before = metrics.round_trips();
+    assert_eq!(
+        store
+            .put(put("second", b"v", 4, ip, T0, false), T0)
+            .await
+            .unwrap(),
+        PutOutcome::Stored
+    );
+    assert_eq!(metrics.round_trips() - before, 6);
+    assert_eq!(store.usage(ip, T0).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn mysql_claims_in_six_round_trips() {
+    let base = common::mysql_base();
+    let db = TestDatabase::create(&format!("{base}/mysql"), "keyway_test_rt").await;
+    let store = SqlStore::open(&format!("{base}/{}", db.name), limits())
+        .await
+        .unwrap();
+    claim_of_a_new_name_takes_six_round_trips(&store).await;
     store.close().await;
     db.drop().await;
 }

@@ -27,7 +27,9 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::db_metrics::{DbMetrics, RetryReason};
 use super::dialect::{Backend, Queries};
-use super::rules::{self, Existing, InPlace, NameWrite, OptimisticTx, RowCounts, WriteTx};
+use super::rules::{
+    self, Existing, FastPath, InPlace, NameWrite, OptimisticTx, RowCounts, WriteTx,
+};
 use super::writer::{Applied, Job};
 use super::{
     DelOutcome, DelRequest, IpKey, Limits, NameRecord, NameStore, Purged, PutOutcome, PutRequest,
@@ -155,12 +157,13 @@ impl SqlxStore {
             q: &self.queries,
             metrics: &self.metrics,
         };
+        let mut unheld = false;
         match job {
             Job::Put(r, now, _) => {
-                if let Some(outcome) =
-                    rules::put_without_locks(&mut autocommit, &self.limits, r, *now).await?
-                {
-                    return Ok(Applied::Put(outcome));
+                match rules::put_without_locks(&mut autocommit, &self.limits, r, *now).await? {
+                    FastPath::Decided(outcome) => return Ok(Applied::Put(outcome)),
+                    FastPath::NoRow => unheld = true,
+                    FastPath::Locking => {}
                 }
             }
             Job::Del(..) => return job.apply(&mut autocommit, &self.limits).await,
@@ -174,7 +177,12 @@ impl SqlxStore {
             q: &self.queries,
             metrics: &self.metrics,
         };
-        let result = job.apply(&mut writer, &self.limits).await;
+        let result = match job {
+            Job::Put(r, now, _) if unheld => rules::put_unheld(&mut writer, &self.limits, r, *now)
+                .await
+                .map(Applied::Put),
+            _ => job.apply(&mut writer, &self.limits).await,
+        };
         // COMMIT or ROLLBACK.
         self.metrics.round_trip();
         let result = match result {
