@@ -23,7 +23,9 @@
 //! bump victim (skipping names another writer holds). Every write that
 //! adds a name to an address row holds that row, so the quota count read
 //! under it is exact; a name no row holds yet is ordered by the unique
-//! key (the second insert fails and is decided again). SQLite has one
+//! key (the second insert fails and is decided again), which is why a
+//! claim the lock-free read found no row for skips the locked read of
+//! the name (`put_unheld`): there is no row for it to lock. SQLite has one
 //! writer and needs none of this: its lock statements are plain reads.
 
 use keyway_core::namebump::address::Ipv6Parts;
