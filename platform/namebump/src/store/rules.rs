@@ -344,23 +344,6 @@ pub(crate) enum FastPath {
     Locking,
 }
 
-/// A PUT decided the lock-free way first, then the locking way if needed,
-/// for a single writer (SQLite) whose transaction already holds the whole
-/// database: a refresh in place reads the name with its address and writes
-/// (two statements, not three), a claim does not read the name twice.
-pub(crate) async fn put_by_fast_path<T: OptimisticTx>(
-    tx: &mut T,
-    limits: &Limits,
-    r: &PutRequest,
-    now: f64,
-) -> Result<PutOutcome, T::Error> {
-    match put_without_locks(tx, limits, r, now).await? {
-        FastPath::Decided(outcome) => Ok(outcome),
-        FastPath::NoRow => put_unheld(tx, limits, r, now).await,
-        FastPath::Locking => put(tx, limits, r, now).await,
-    }
-}
-
 pub(crate) async fn put<T: WriteTx>(
     tx: &mut T,
     limits: &Limits,

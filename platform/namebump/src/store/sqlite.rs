@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use super::db_metrics::DbMetrics;
 use super::dialect::{Backend, Queries};
-use super::rules::{self, Existing, InPlace, NameWrite, OptimisticTx, RowCounts, WriteTx};
+use super::rules::{self, Existing, NameWrite, RowCounts, WriteTx};
 use super::writer::{self, Applied, Job, MAX_BATCH};
 use super::{
     DelOutcome, DelRequest, IpKey, Limits, NameRecord, NameStore, Purged, PutOutcome, PutRequest,
@@ -257,82 +257,10 @@ fn run_batch(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        let mut writer = SqliteTx { tx: &tx, q };
-        let applied = match job {
-            Job::Put(r, now, _) => {
-                run_now(rules::put_by_fast_path(&mut writer, limits, r, *now)).map(Applied::Put)
-            }
-            _ => run_now(job.apply(&mut writer, limits)),
-        };
-        results.push(applied?);
+        results.push(run_now(job.apply(&mut SqliteTx { tx: &tx, q }, limits))?);
     }
     tx.commit()?;
     Ok(results)
-}
-
-impl OptimisticTx for SqliteTx<'_> {
-    async fn name_row_with_address(
-        &mut self,
-        r: &PutRequest,
-        _cutoff: i64,
-    ) -> Result<Option<(Existing, Option<IpKey>, InPlace)>, rusqlite::Error> {
-        self.tx
-            .prepare_cached(self.q.name_row_with_address.as_str())?
-            .query_row(params![r.name], |row| {
-                let existing = Existing {
-                    id: row.get(0)?,
-                    owner: row.get(1)?,
-                    value: row.get(2)?,
-                    af: row.get(3)?,
-                    ip_id: row.get(4)?,
-                    timestamp: row.get(5)?,
-                    updated: row.get(6)?,
-                };
-                let v4: Option<i64> = row.get(7)?;
-                let v6: [Option<i64>; 4] = [row.get(8)?, row.get(9)?, row.get(10)?, row.get(11)?];
-                Ok((existing, row_address(v4, v6), InPlace::NotTried))
-            })
-            .optional()
-    }
-
-    async fn refresh_in_place(
-        &mut self,
-        id: i64,
-        row: &NameWrite<'_>,
-        cutoff: i64,
-    ) -> Result<u64, rusqlite::Error> {
-        let rows = self
-            .tx
-            .prepare_cached(self.q.refresh_in_place.as_str())?
-            .execute(params![
-                row.value,
-                row.timestamp,
-                row.updated,
-                id,
-                &row.owner[..],
-                row.af,
-                row.ip_id,
-                row.updated,
-                cutoff
-            ])?;
-        Ok(rows as u64)
-    }
-}
-
-/// The address of a live name's quota row from its IPv4 or IPv6 columns;
-/// values out of their types' range are no address a request comes from
-/// (the locking way then decides).
-fn row_address(v4: Option<i64>, v6: [Option<i64>; 4]) -> Option<IpKey> {
-    match (v4, v6) {
-        (Some(v4), _) => u32::try_from(v4).ok().map(IpKey::V4),
-        (None, [Some(main), Some(extra), Some(lan), Some(iface)]) => Some(IpKey::V6(Ipv6Parts {
-            glob_main: u32::try_from(main).ok()?,
-            glob_extra: u16::try_from(extra).ok()?,
-            lan_id: u16::try_from(lan).ok()?,
-            iface_id: iface as u64,
-        })),
-        _ => None,
-    }
 }
 
 /// The rules' statements on an open SQLite transaction.
