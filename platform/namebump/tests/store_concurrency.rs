@@ -166,12 +166,43 @@ fn database_work_is_measured(stores: &[Arc<SqlStore>; 3], sqlite: bool) {
     }
 }
 
+/// 30 owners, each from an address of its own, claim one new name at
+/// once over three stores: one claim wins, every other is refused as not
+/// the owner (the unique key orders claims of a name no row holds yet),
+/// and only the winner's address is charged.
+async fn claims_of_one_new_name_have_one_winner(stores: &[Arc<SqlStore>; 3]) {
+    let ip = |i: u32| IpKey::V4(0x0a00_0100 + i);
+    let mut tasks = Vec::new();
+    for i in 0..30u32 {
+        let store = stores[i as usize % 3].clone();
+        let request = claim("contested".into(), 7000 + i, ip(i), T0, false);
+        tasks.push(tokio::spawn(async move { store.put(request, T0).await }));
+    }
+    let mut winners = Vec::new();
+    for (i, task) in (0..30u32).zip(tasks) {
+        match task.await.unwrap().unwrap() {
+            PutOutcome::Stored => winners.push(i),
+            PutOutcome::NotOwner => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let winner = winners[0];
+    let stored = stores[0].get(b"contested", T0).await.unwrap().unwrap();
+    assert_eq!(stored.owner, owner(7000 + winner));
+    for i in 0..30u32 {
+        let used = stores[1].usage(ip(i), T0).await.unwrap();
+        assert_eq!(used, u32::from(i == winner), "address {i}");
+    }
+}
+
 async fn scenarios(url: &str) {
     let open = || async { Arc::new(SqlStore::open(url, Limits::default()).await.unwrap()) };
     let stores = [open().await, open().await, open().await];
     claims_from_one_address_stop_at_the_quota(&stores).await;
     addresses_of_one_64_stop_at_the_limit(&stores).await;
     concurrent_bumps_evict_distinct_names(&stores).await;
+    claims_of_one_new_name_have_one_winner(&stores).await;
     database_work_is_measured(&stores, url.starts_with("sqlite:"));
     for store in &stores {
         store.close().await;

@@ -684,3 +684,110 @@ async fn mysql_store_passes_the_suite() {
     let base = common::mysql_base();
     on_server(&format!("{base}/mysql"), |db| format!("{base}/{db}")).await;
 }
+
+/// A refresh of a live name from the address that holds it is one
+/// statement on PostgreSQL (issue 12, CPU per PUT: the read and the guarded
+/// write travel together); every other case still decides from what the
+/// row held.
+#[tokio::test]
+async fn postgres_refreshes_in_one_round_trip() {
+    let base = common::postgres_base();
+    let db = TestDatabase::create(&format!("{base}/postgres"), "keyway_test_rt").await;
+    let store = SqlStore::open(&format!("{base}/{}", db.name), limits())
+        .await
+        .unwrap();
+    let metrics = store.db_metrics().unwrap();
+    let here6 = v6("2001:db8:1:2::5");
+    for (name, ip) in [("rt4", A), ("rt6", here6)] {
+        assert_eq!(
+            store
+                .put(put(name, b"v1", 1, ip, T0, false), T0)
+                .await
+                .unwrap(),
+            PutOutcome::Stored
+        );
+        let trips = |before: u64| metrics.round_trips() - before;
+        let before = metrics.round_trips();
+        assert_eq!(
+            store
+                .put(put(name, b"v2", 1, ip, T0 + 1.0, false), T0)
+                .await
+                .unwrap(),
+            PutOutcome::Stored
+        );
+        assert_eq!(trips(before), 1, "{name}: a refresh in place");
+        let got = store.get(name.as_bytes(), T0).await.unwrap().unwrap();
+        assert_eq!((got.value.as_slice(), got.updated), (&b"v2"[..], T0 + 1.0));
+        // Refused from the row as read, in the same single statement, and
+        // nothing written.
+        for (refused, outcome) in [
+            (
+                put(name, b"x", 2, ip, T0 + 2.0, false),
+                PutOutcome::NotOwner,
+            ),
+            (put(name, b"old", 1, ip, T0 + 0.5, false), PutOutcome::Stale),
+            (
+                put(name, b"v2", 1, ip, T0 + 1.0, false),
+                PutOutcome::Unchanged,
+            ),
+        ] {
+            let before = metrics.round_trips();
+            assert_eq!(store.put(refused, T0).await.unwrap(), outcome);
+            assert_eq!(trips(before), 1, "{name}: {outcome:?}");
+        }
+        let got = store.get(name.as_bytes(), T0).await.unwrap().unwrap();
+        assert_eq!((got.value.as_slice(), got.owner), (&b"v2"[..], owner(1)));
+    }
+    claim_of_a_new_name_takes_six_round_trips(&store).await;
+    // From another address: the name moves, under the locks.
+    let before = metrics.round_trips();
+    assert_eq!(
+        store
+            .put(put("rt4", b"v3", 1, B, T0 + 3.0, false), T0)
+            .await
+            .unwrap(),
+        PutOutcome::Stored
+    );
+    assert!(metrics.round_trips() - before > 1);
+    assert_eq!(store.usage(B, T0).await.unwrap(), 1);
+    assert_eq!(store.usage(A, T0).await.unwrap(), 0);
+    store.close().await;
+    db.drop().await;
+}
+
+/// A new name from an address that has a row: the fast path's read (no
+/// row), then BEGIN, the address row's lock, its counts, the INSERT and
+/// COMMIT; the name's row is not read a second time (7 before).
+async fn claim_of_a_new_name_takes_six_round_trips(store: &SqlStore) {
+    let metrics = store.db_metrics().unwrap();
+    let ip = IpKey::V4(0x7f00_0044);
+    assert_eq!(
+        store
+            .put(put("first", b"v", 4, ip, T0, false), T0)
+            .await
+            .unwrap(),
+        PutOutcome::Stored
+    );
+    let before = metrics.round_trips();
+    assert_eq!(
+        store
+            .put(put("second", b"v", 4, ip, T0, false), T0)
+            .await
+            .unwrap(),
+        PutOutcome::Stored
+    );
+    assert_eq!(metrics.round_trips() - before, 6);
+    assert_eq!(store.usage(ip, T0).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn mysql_claims_in_six_round_trips() {
+    let base = common::mysql_base();
+    let db = TestDatabase::create(&format!("{base}/mysql"), "keyway_test_rt").await;
+    let store = SqlStore::open(&format!("{base}/{}", db.name), limits())
+        .await
+        .unwrap();
+    claim_of_a_new_name_takes_six_round_trips(&store).await;
+    store.close().await;
+    db.drop().await;
+}

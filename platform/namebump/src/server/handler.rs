@@ -15,6 +15,7 @@ use std::time::Instant;
 use keyway_core::Keypair;
 use keyway_core::PublicKey;
 use keyway_core::ecies;
+use keyway_core::identity::SECRET_KEY_LEN;
 use keyway_core::namebump::freshness::check_freshness;
 use keyway_core::namebump::packet::MAX_PACKET_LEN;
 use keyway_core::namebump::tcp_framing::MAX_SEALED_REQUEST;
@@ -51,6 +52,30 @@ fn encode(packet: &Packet<'_>) -> Arc<[u8]> {
         Ok(n) => Arc::from(&buf[..n]),
         Err(_) => Arc::from(&[][..]),
     }
+}
+
+/// Seals a reply under a fresh ephemeral key and IV, both from one read
+/// of the system's random source: one system call per reply where
+/// `ecies::seal` makes two (issue 12, CPU per request). `None` if the
+/// random source fails: no reply rather than a panic.
+fn seal_reply(to: &PublicKey, plaintext: &[u8]) -> Option<Vec<u8>> {
+    let mut random = [0u8; SECRET_KEY_LEN + ecies::BLOCK_LEN];
+    getrandom::fill(&mut random).ok()?;
+    let (secret, iv) = random.split_at(SECRET_KEY_LEN);
+    // Uniform over the valid scalars, as `Keypair::generate`'s rejection
+    // sampling; 32 random bytes are out of range with chance ~2^-128.
+    let ephemeral = match Keypair::from_secret_bytes(secret) {
+        Ok(key) => key,
+        Err(_) => Keypair::generate(&mut UnwrapErr(getrandom::SysRng)),
+    };
+    let iv: &[u8; ecies::BLOCK_LEN] = iv.try_into().ok()?;
+    let mut sealed = vec![0u8; ecies::sealed_len(plaintext.len())];
+    let n = ecies::seal_with(to, plaintext, &ephemeral, iv, &mut sealed).ok();
+    // Best effort, as the core's `Sealing`: the secret opens this reply.
+    random = [0u8; SECRET_KEY_LEN + ecies::BLOCK_LEN];
+    std::hint::black_box(&random);
+    sealed.truncate(n?);
+    Some(sealed)
 }
 
 fn op_name(op: Op) -> &'static str {
@@ -98,10 +123,7 @@ impl<S: NameStore> Handler<S> {
             return None;
         };
         let outcome = self.dispatch(&request, source).await;
-        let mut sealed = vec![0u8; ecies::sealed_len(outcome.plaintext.len())];
-        let mut rng = UnwrapErr(getrandom::SysRng);
-        let n = ecies::seal(&reply_to, &outcome.plaintext, &mut rng, &mut sealed).ok()?;
-        sealed.truncate(n);
+        let sealed = seal_reply(&reply_to, &outcome.plaintext)?;
         self.metrics
             .request(op_name(request.op), outcome.result, started.elapsed());
         Some(sealed)

@@ -285,6 +285,9 @@ pub(crate) struct Queries {
     pub(crate) delete_expired: SqlStr,
     pub(crate) name_row_with_address: SqlStr,
     pub(crate) refresh_in_place: SqlStr,
+    /// `name_row_with_address` and `refresh_in_place` in one statement,
+    /// where the dialect has data-modifying CTEs (PostgreSQL).
+    pub(crate) name_row_refreshing: Option<SqlStr>,
     pub(crate) v4_id: SqlStr,
     pub(crate) v4_insert: SqlStr,
     pub(crate) v6_id: SqlStr,
@@ -361,6 +364,26 @@ impl Queries {
                  WHERE id = ? AND owner_pub = ? AND af = ? AND ip_id = ? AND updated < ? \
                  AND timestamp > ?",
             ),
+            // The row as read, and whether the refresh guarded as
+            // `refresh_in_place` (plus: in the request's own address row,
+            // IPv4 or IPv6, the other family's parameters NULL) changed it.
+            name_row_refreshing: (b == Backend::Postgres).then(|| {
+                b.sql(
+                    "WITH cur AS (SELECT n.id, n.owner_pub, n.value, n.af, n.ip_id, \
+                     n.timestamp, n.updated, i4.v4_val, i6.v6_glob_main, i6.v6_glob_extra, \
+                     i6.v6_lan_id, i6.v6_iface_id \
+                     FROM names n LEFT JOIN ipv4s i4 ON n.af = 2 AND i4.id = n.ip_id \
+                     LEFT JOIN ipv6s i6 ON n.af = 10 AND i6.id = n.ip_id WHERE n.name = ?), \
+                     upd AS (UPDATE names SET value = ?, timestamp = ?, updated = ? FROM cur \
+                     WHERE names.id = cur.id AND names.owner_pub = ? AND names.af = cur.af \
+                     AND names.ip_id = cur.ip_id AND names.updated < ? AND names.timestamp > ? \
+                     AND (cur.v4_val = ? OR (cur.v6_glob_main = ? AND cur.v6_glob_extra = ? \
+                     AND cur.v6_lan_id = ? AND cur.v6_iface_id = ?)) RETURNING names.id) \
+                     SELECT cur.id, cur.owner_pub, cur.value, cur.af, cur.ip_id, cur.timestamp, \
+                     cur.updated, cur.v4_val, cur.v6_glob_main, cur.v6_glob_extra, cur.v6_lan_id, \
+                     cur.v6_iface_id, (SELECT COUNT(*) FROM upd) FROM cur",
+                )
+            }),
             delete_expired: b.sql("DELETE FROM names WHERE id = ? AND af <> 0 AND timestamp <= ?"),
             v4_id: b.sql(&format!("SELECT {id} FROM ipv4s WHERE v4_val = ?{lock}")),
             v4_insert: b.sql("INSERT INTO ipv4s (v4_val, timestamp) VALUES (?, ?)"),

@@ -27,7 +27,9 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::db_metrics::{DbMetrics, RetryReason};
 use super::dialect::{Backend, Queries};
-use super::rules::{self, Existing, NameWrite, OptimisticTx, RowCounts, WriteTx};
+use super::rules::{
+    self, Existing, FastPath, InPlace, NameWrite, OptimisticTx, RowCounts, WriteTx,
+};
 use super::writer::{Applied, Job};
 use super::{
     DelOutcome, DelRequest, IpKey, Limits, NameRecord, NameStore, Purged, PutOutcome, PutRequest,
@@ -155,12 +157,13 @@ impl SqlxStore {
             q: &self.queries,
             metrics: &self.metrics,
         };
+        let mut unheld = false;
         match job {
             Job::Put(r, now, _) => {
-                if let Some(outcome) =
-                    rules::put_without_locks(&mut autocommit, &self.limits, r, *now).await?
-                {
-                    return Ok(Applied::Put(outcome));
+                match rules::put_without_locks(&mut autocommit, &self.limits, r, *now).await? {
+                    FastPath::Decided(outcome) => return Ok(Applied::Put(outcome)),
+                    FastPath::NoRow => unheld = true,
+                    FastPath::Locking => {}
                 }
             }
             Job::Del(..) => return job.apply(&mut autocommit, &self.limits).await,
@@ -174,7 +177,12 @@ impl SqlxStore {
             q: &self.queries,
             metrics: &self.metrics,
         };
-        let result = job.apply(&mut writer, &self.limits).await;
+        let result = match job {
+            Job::Put(r, now, _) if unheld => rules::put_unheld(&mut writer, &self.limits, r, *now)
+                .await
+                .map(Applied::Put),
+            _ => job.apply(&mut writer, &self.limits).await,
+        };
         // COMMIT or ROLLBACK.
         self.metrics.round_trip();
         let result = match result {
@@ -274,43 +282,49 @@ impl NameStore for SqlxStore {
 impl OptimisticTx for SqlxTx<'_> {
     async fn name_row_with_address(
         &mut self,
-        name: &[u8],
-    ) -> Result<Option<(Existing, Option<IpKey>)>, TxError> {
-        let row = sqlx::query(self.q.name_row_with_address.clone())
-            .bind(name.to_vec())
-            .fetch_optional(self.c())
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let existing = existing(&row)?;
-        let v4: Option<i64> = row.try_get(7)?;
-        let v6: [Option<i64>; 4] = [
-            row.try_get(8)?,
-            row.try_get(9)?,
-            row.try_get(10)?,
-            row.try_get(11)?,
-        ];
-        // Columns out of their types' range cannot be an address a
-        // request comes from: no address, so the locking path decides.
-        let address = match (v4, v6) {
-            (Some(v4), _) => u32::try_from(v4).ok().map(IpKey::V4),
-            (None, [Some(main), Some(extra), Some(lan), Some(iface)]) => {
-                match (
-                    u32::try_from(main),
-                    u16::try_from(extra),
-                    u16::try_from(lan),
-                ) {
-                    (Ok(glob_main), Ok(glob_extra), Ok(lan_id)) => Some(IpKey::V6(Ipv6Parts {
-                        glob_main,
-                        glob_extra,
-                        lan_id,
-                        iface_id: iface as u64,
-                    })),
-                    _ => None,
-                }
-            }
-            _ => None,
+        r: &PutRequest,
+        cutoff: i64,
+    ) -> Result<Option<(Existing, Option<IpKey>, InPlace)>, TxError> {
+        let Some(statement) = &self.q.name_row_refreshing else {
+            let row = sqlx::query(self.q.name_row_with_address.clone())
+                .bind(r.name.clone())
+                .fetch_optional(self.c())
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            return Ok(Some((
+                existing(&row)?,
+                row_address(&row)?,
+                InPlace::NotTried,
+            )));
         };
-        Ok(Some((existing, address)))
+        let write = NameWrite::of(r, 0, 0);
+        let (v4, v6) = match r.ip {
+            IpKey::V4(v4) => (Some(i64::from(v4)), None),
+            IpKey::V6(p) => (None, Some(p)),
+        };
+        let query = sqlx::query(statement.clone())
+            .bind(r.name.clone())
+            .bind(r.value.clone())
+            .bind(write.timestamp)
+            .bind(write.updated)
+            .bind(r.owner.to_vec())
+            .bind(write.updated)
+            .bind(cutoff)
+            .bind(v4)
+            .bind(v6.map(|p| i64::from(p.glob_main)))
+            .bind(v6.map(|p| i64::from(p.glob_extra)))
+            .bind(v6.map(|p| i64::from(p.lan_id)))
+            .bind(v6.map(|p| p.iface_id as i64));
+        let Some(row) = query.fetch_optional(self.c()).await? else {
+            return Ok(None);
+        };
+        let refreshed: i64 = row.try_get(12)?;
+        let in_place = if refreshed > 0 {
+            InPlace::Refreshed
+        } else {
+            InPlace::Unchanged
+        };
+        Ok(Some((existing(&row)?, row_address(&row)?, in_place)))
     }
 
     async fn refresh_in_place(
@@ -375,6 +389,40 @@ fn retry_reason(e: &sqlx::Error) -> Option<RetryReason> {
         Some("55P03") => Some(RetryReason::LockTimeout),
         _ => None,
     }
+}
+
+/// The address of a live name's quota row, from columns 7 (IPv4) and 8 to
+/// 11 (IPv6) of `Queries::name_row_with_address`.
+fn row_address(row: &AnyRow) -> Result<Option<IpKey>, sqlx::Error> {
+    let v4: Option<i64> = row.try_get(7)?;
+    let v6: [Option<i64>; 4] = [
+        row.try_get(8)?,
+        row.try_get(9)?,
+        row.try_get(10)?,
+        row.try_get(11)?,
+    ];
+    // Columns out of their types' range cannot be an address a
+    // request comes from: no address, so the locking path decides.
+    let address = match (v4, v6) {
+        (Some(v4), _) => u32::try_from(v4).ok().map(IpKey::V4),
+        (None, [Some(main), Some(extra), Some(lan), Some(iface)]) => {
+            match (
+                u32::try_from(main),
+                u16::try_from(extra),
+                u16::try_from(lan),
+            ) {
+                (Ok(glob_main), Ok(glob_extra), Ok(lan_id)) => Some(IpKey::V6(Ipv6Parts {
+                    glob_main,
+                    glob_extra,
+                    lan_id,
+                    iface_id: iface as u64,
+                })),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    Ok(address)
 }
 
 /// A names row's first seven columns, in `Queries::name_row`'s order.
