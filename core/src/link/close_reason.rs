@@ -77,7 +77,10 @@ impl fmt::Display for CloseReason {
             Self::HandshakeFailed => f.write_str("handshake failed"),
             Self::BadProof => f.write_str("handshake failed: invalid identity proof"),
             Self::WrongPeerIdentity { expected, proved } => {
-                write!(f, "wrong peer identity: expected {expected}, peer proved {proved}")
+                write!(
+                    f,
+                    "wrong peer identity: expected {expected}, peer proved {proved}"
+                )
             }
             Self::Timeout => f.write_str("timeout"),
             Self::IdleTimeout => f.write_str("idle timeout"),
