@@ -14,6 +14,9 @@ pub enum Limit {
 }
 
 /// Why a link closed.
+// Both keys are carried so the dialer can report them; a close happens
+// once per link, so the size of this value does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseReason {
     /// The Noise handshake failed: a wrong network key, a corrupted,

@@ -2,7 +2,7 @@
 //!
 //! snow's default resolver brings X25519, ChaCha20-Poly1305 and BLAKE2s
 //! without std; its random source would be getrandom, which the core must
-//! not call (time and randomness are arguments). [`seeded_resolver`] wraps
+//! not call (time and randomness are arguments). `seeded_resolver` wraps
 //! the default resolver with a source that hands out bytes drawn once from
 //! the caller's RNG: an XX handshake draws exactly one ephemeral key per
 //! side, so 32 bytes suffice and any further draw is an error, not a reuse.
