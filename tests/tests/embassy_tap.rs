@@ -544,9 +544,10 @@ fn firmware_and_the_reference_router_exchange_messages() {
 
     // The firmware listens; the reference sends it three messages, then
     // waits for three from the firmware. The reference's smart pipe queues
-    // one message on each broker client it holds, a client it holds twice
-    // numbering its second copy anew in the same queue: the node ACKs that
-    // copy and delivers it once (core receiver's renumbering rule). The
+    // one message on each broker client it holds, and it holds one client
+    // thrice here (the brokers share a host, its client key), which numbers
+    // the copies 0, 1, 2 in one queue: the node ACKs each copy and delivers
+    // the message once (core receiver's renumbering rule). The
     // listener takes up to six within a bounded 25 s, so a second delivery
     // would show, and the test wants exactly the three texts, in order,
     // from the reference's key.

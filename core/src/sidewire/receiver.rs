@@ -31,10 +31,12 @@
 //!   sequence number, within the first copy's window, is the same message:
 //!   ACKed, not delivered again (issue 14). The sidewire 0.1.9 reference
 //!   router sends that: its pipe queues each message once per broker
-//!   client with one queue id, a client in the pipe twice (a hint broker
-//!   also in the ranking) numbers its second copy `max(seq) + 1` (spec
-//!   §4.4), and the reference itself dedupes by payload hash alone (§4.7),
-//!   so it never delivers such a copy twice. Keyed by the verified source
+//!   client with one queue id, and a client that is in the pipe twice
+//!   numbers its second copy `max(seq) + 1` (spec §4.4; its clients are
+//!   keyed by host alone, §10 item 13, so hint brokers on one host with
+//!   other ports are one client listed thrice); the reference itself
+//!   dedupes by payload hash alone (§4.7), so it never delivers such a
+//!   copy twice. Keyed by the verified source
 //!   and the sender's random queue id, this keeps what §10 item 5 fixed
 //!   (no pre-emption from another key, no loss of a payload repeated in a
 //!   new queue, exact bytes): it collapses a subset of what the reference
@@ -388,9 +390,9 @@ mod tests {
 
     /// The sidewire 0.1.9 reference router queues a message once per
     /// broker client of its pipe, all with the pipe's one queue id; a
-    /// client that sits in the pipe twice (a hint broker that is also in
-    /// the ranking) numbers its second copy seq 1 (spec §4.4: `max(seq in
-    /// the queue) + 1`). Both are validly signed; the second is the same
+    /// client that sits in the pipe twice (hint brokers sharing a host: its
+    /// clients are keyed by host alone) numbers its second copy seq 1
+    /// (spec §4.4: `max(seq in the queue) + 1`). Both are validly signed; the second is the same
     /// message, so it is ACKed (the reference waits for each copy's ACK)
     /// and not delivered again. Other content, another queue or another
     /// source is a new message, and the collapse ends with the window.
