@@ -116,6 +116,22 @@ if command -v llvm-objdump >/dev/null; then
              on && /^$/ { on = 0 }
              END { print s + 0 }')
     echo "| \`_start\`'s own stack frame in this image (the state as laid out: with the namebump future's buffers and construction temporaries) | $frame | $(kib "$frame"); with the work stack above: $(kib $((frame + stack))), target ≤ 64 KiB: $(verdict $((frame + stack)) $((64 * 1024))) |"
+    # The largest frames below it (each function's own, from its
+    # prologue): what polling the futures and building the state add.
+    echo
+    echo "| Largest stack frames in the keyway-embassy image ($target) | Bytes |"
+    echo "| --- | ---: |"
+    llvm-objdump -d --no-show-raw-insn -C "$embassy" |
+        awk '/^[0-9a-f]+ <.*>:$/ { name = $0; sub(/^[0-9a-f]+ </, "", name); sub(/>:$/, "", name); n = 0; next }
+             n++ < 12 && /sub(\.w)?[ \t]+sp, (sp, )?#/ { match($0, /#[0-9]+/); size[name] += substr($0, RSTART + 1, RLENGTH - 1) }
+             END { for (f in size) if (f != "_start" && size[f] >= 2048) print size[f] "\t" f }' |
+        sort -rn | head -8 |
+        while IFS=$'\t' read -r bytes name; do
+            name=$(printf '%s' "$name" | sed -E 's/::h[0-9a-f]{16}$//; s/_?\$LT\$/</g; s/\$GT\$/>/g; s/\$C\$/,/g;
+                s/\$u20\$/ /g; s/\$u7b\$/{/g; s/\$u7d\$/}/g; s/\$u5b\$/[/g; s/\$u5d\$/]/g; s/\$LP\$/(/g;
+                s/\$RP\$/)/g; s/\$u3b\$/;/g; s/\.\./::/g; s/\|/\\|/g' | cut -c1-110)
+            echo "| \`$name\` | $bytes |"
+        done
 fi
 
 # keyway-embassy's own host example (issue 14 part A), built the same way

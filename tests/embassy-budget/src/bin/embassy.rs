@@ -176,9 +176,10 @@ mod single_core {
     }
 }
 
-/// Polls `f` to its end with no executor (the image is never run).
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
+/// Polls `f` to its end with no executor (the image is never run). Takes
+/// it pinned where it was built: by value, it would be moved into this
+/// frame, a second copy of the whole state.
+fn block_on<F: Future>(mut f: core::pin::Pin<&mut F>) -> F::Output {
     let mut cx = Context::from_waker(Waker::noop());
     loop {
         if let core::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
@@ -261,7 +262,7 @@ pub extern "C" fn _start() -> ! {
                 .await;
         }
     };
-    block_on(embassy_futures::join::join(runner.run(), app));
+    block_on(pin!(embassy_futures::join::join(runner.run(), app)));
     loop {
         core::hint::spin_loop();
     }
