@@ -61,8 +61,9 @@ pub const WAYS: usize = 8;
 /// every one of its cells was raised to at least its message's expiry.
 pub const CELLS_PER_SOURCE: usize = 8;
 
-/// Deliveries remembered by (source, queue, payload), the latest first
-/// out: a renumbered copy of one of them is a duplicate.
+/// Deliveries remembered by (source, queue, payload) (when full, the
+/// one expiring first makes room): a renumbered copy of one of them is a
+/// duplicate.
 pub const RECENT_CONTENT: usize = 16;
 
 /// What to do with a verified packet.
