@@ -9,11 +9,12 @@
 # - State: the bytes of every machine and buffer the firmware keeps
 #   (node with its tables, three MQTT sessions, the namebump exchange,
 #   packet buffers), as compiled for that target (read from the image).
-# - Stack high-water mark: the same firmware side run on the host, on
-#   threads of known stack size (smallest passing size in 4 KiB pages),
-#   once with the state kept outside the stack (as in a static: the work
-#   alone) and once built on the stack by value. The host is x86_64, so
-#   this one is a proxy for the thumb figure.
+# - Stack high-water mark: the same firmware side run on the host, once
+#   with the state kept outside the stack (as in a static: the work
+#   alone; the thread's stack painted before and read after, to the
+#   byte) and once built on the stack by value (smallest passing thread
+#   stack in 4 KiB pages). The host is x86_64, so this one is a proxy for
+#   the thumb figure.
 #
 # embassy-net's own buffers and executor are not in these figures until
 # keyway-embassy takes the place of tests/embassy-budget.
@@ -76,10 +77,10 @@ cat <<EOF
 | Code: .text + .rodata + .ARM.exidx + .data image ($target, opt-level z, LTO) | $code | $(kib "$code"); target ≤ 256 KiB: $(verdict "$code" $((256 * 1024))) |
 | Static RAM: .data + .bss of the image | $((data + bss)) | the state below lives on the task's stack in this image |
 | State: everything the firmware keeps ($target) | $state | $(kib "$state") |
-| · sidewire node (3 links, 4 sends) with its tables | $node | tables (64 replay slots, 256 watermarks, 16 peers, 4 ACK sources): $tables |
+| · sidewire node (3 links, 2 sends; 8 brokers tracked, 8 targets per publish, 9 queued publishes, 4 ACK walks) with its tables | $node | tables (64 replay slots, 256 watermarks, 16 peers, 2 ACK sources): $tables |
 | · one MQTT link (session, 1216-byte inbox and outbox) | $link | ×3 |
 | · namebump client exchange | $exchange | |
-| Stack high-water mark of the firmware's work (state kept outside) | $stack | host x86_64 proxy, 4 KiB pages |
+| Stack high-water mark of the firmware's work (state kept outside) | $stack | host x86_64 proxy, painted stack |
 | Stack high-water mark with the state built on the stack by value | $stack_with_state | host x86_64 proxy: why a firmware builds it in place (static) |
 | **RAM: .data + .bss + state + work stack** | $ram | $(kib "$ram"); target ≤ 64 KiB: $(verdict "$ram" $((64 * 1024))) |
 EOF
@@ -96,12 +97,42 @@ cat <<EOF
 | --- | ---: | --- |
 | Code: .text + .rodata + .ARM.exidx + .data | $e_code | $(kib "$e_code"); target ≤ 256 KiB: $(verdict "$e_code" $((256 * 1024))) |
 | Static RAM: .data + .bss | $e_static | futures polled in \`_start\`'s frame, no executor |
-| Sidewire (node, 3 links' sessions, 4 send packets of 1 KiB) | $e_sidewire | |
+| Sidewire (node, 3 links' sessions, 2 send packets of 1 KiB) | $e_sidewire | |
 | 3 links' TCP buffers (1536 B each way) | $e_sockets | |
 | embassy-net resources (8 sockets) + runner | $((e_resources + e_runner)) | |
 | namebump exchange (held by the client's future) | $exchange | |
-| **State in all** | $e_state | $(kib "$e_state"); with the work stack above: $(kib $((e_state + stack))) |
+| **State in all** | $e_state | $(kib "$e_state") |
+| **RAM: .data + .bss + state in all + work stack above** | $((e_static + e_state + stack)) | $(kib $((e_static + e_state + stack))); target ≤ 64 KiB: $(verdict $((e_static + e_state + stack)) $((64 * 1024))) |
 EOF
+
+# The state as this image lays it out: `_start`'s own stack frame, where
+# the futures are polled (the parts above, plus the namebump client
+# future's buffers and every temporary the construction passes through).
+# Read from its prologue (`sub sp`), with llvm-objdump when installed.
+if command -v llvm-objdump >/dev/null; then
+    frame=$(llvm-objdump -d --no-show-raw-insn "$embassy" |
+        awk '/<_start>:$/ { on = 1; n = 0; next }
+             on && n++ < 12 && /sub(\.w)?[ \t]+sp, (sp, )?#/ { match($0, /#[0-9]+/); s += substr($0, RSTART + 1, RLENGTH - 1) }
+             on && /^$/ { on = 0 }
+             END { print s + 0 }')
+    echo "| \`_start\`'s own stack frame in this image (the state as laid out: with the namebump future's buffers and construction temporaries) | $frame | $(kib "$frame"); with the work stack above: $(kib $((frame + stack))), target ≤ 64 KiB: $(verdict $((frame + stack)) $((64 * 1024))) |"
+    # The largest frames below it (each function's own, from its
+    # prologue): what polling the futures and building the state add.
+    echo
+    echo "| Largest stack frames in the keyway-embassy image ($target) | Bytes |"
+    echo "| --- | ---: |"
+    llvm-objdump -d --no-show-raw-insn -C "$embassy" |
+        awk '/^[0-9a-f]+ <.*>:$/ { name = $0; sub(/^[0-9a-f]+ </, "", name); sub(/>:$/, "", name); n = 0; next }
+             n++ < 12 && /sub(\.w)?[ \t]+sp, (sp, )?#/ { match($0, /#[0-9]+/); size[name] += substr($0, RSTART + 1, RLENGTH - 1) }
+             END { for (f in size) if (f != "_start" && size[f] >= 2048) print size[f] "\t" f }' |
+        sort -rn | head -8 |
+        while IFS=$'\t' read -r bytes name; do
+            name=$(printf '%s' "$name" | sed -E 's/::h[0-9a-f]{16}$//; s/_?\$LT\$/</g; s/\$GT\$/>/g; s/\$C\$/,/g;
+                s/\$u20\$/ /g; s/\$u7b\$/{/g; s/\$u7d\$/}/g; s/\$u5b\$/[/g; s/\$u5d\$/]/g; s/\$LP\$/(/g;
+                s/\$RP\$/)/g; s/\$u3b\$/;/g; s/\.\./::/g; s/\|/\\|/g' | cut -c1-110)
+            echo "| \`$name\` | $bytes |"
+        done
+fi
 
 # keyway-embassy's own host example (issue 14 part A), built the same way
 # (opt-level "z", LTO) for the host: its statics are the firmware part's

@@ -37,6 +37,17 @@ cargo build --release --locked --manifest-path tests/no-std-check/Cargo.toml \
 cargo test --locked --manifest-path tests/no-std-check/Cargo.toml --target-dir target/no-std-check \
     --features link
 
+step "firmware timing: keyway-embassy on embassy-time's mock driver (no sockets, no sleeps)"
+cargo test --locked --manifest-path tests/embassy-mock-time/Cargo.toml \
+    --target-dir target/embassy-mock-time
+
+step "firmware budget images build (tests/bench-embassy-budget.sh measures them; sizes are not asserted)"
+rustup target add thumbv7em-none-eabihf
+cargo build --release --locked --manifest-path tests/embassy-budget/Cargo.toml \
+    --target-dir target/embassy-budget --target thumbv7em-none-eabihf --bin firmware --bin embassy
+cargo build --release --locked --manifest-path tests/embassy-budget/Cargo.toml \
+    --target-dir target/embassy-budget --bin stack
+
 step "fuzz targets compile"
 cargo check --locked --manifest-path fuzz/Cargo.toml --target-dir target/fuzz-check
 

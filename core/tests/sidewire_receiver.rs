@@ -54,8 +54,13 @@ fn a_flood_from_other_keys_does_not_silence_a_peer() {
             let _ = r.on_packet(&p, now);
         }
     }
-    for seq in 1..=5 {
-        let verdict = r.on_packet(&msg(a, [2; 32], seq, now), now);
+    for seq in 1..=5u32 {
+        // A payload of its own: the same one renumbered in its queue is a
+        // duplicate by content (the receiver's renumbering rule).
+        let body = seq.to_be_bytes();
+        let mut p = msg(a, [2; 32], seq, now);
+        p.msg = &body;
+        let verdict = r.on_packet(&p, now);
         let Verdict::Deliver { ack } = verdict else {
             panic!("A's fresh message {seq} refused: {verdict:?}")
         };

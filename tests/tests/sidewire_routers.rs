@@ -601,7 +601,16 @@ async fn a_flood_of_future_stamped_messages_does_not_silence_a_peer() {
     for round in 0..16u32 {
         for (i, k) in flooders.iter().enumerate() {
             let ahead = 110 + u64::from(round % 8);
-            let mut p = AppPacket::new([i as u8; 32], round, now + ahead, MsgType::Msg, b"flood");
+            // A payload per round: the same one renumbered in its queue
+            // is a duplicate by content (the core receiver's rule).
+            let body = format!("flood {round}");
+            let mut p = AppPacket::new(
+                [i as u8; 32],
+                round,
+                now + ahead,
+                MsgType::Msg,
+                body.as_bytes(),
+            );
             p.sign(k);
             let mut bytes = vec![0u8; p.encoded_len()];
             p.encode(&mut bytes).unwrap();

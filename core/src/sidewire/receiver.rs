@@ -27,6 +27,22 @@
 //!   cells, but refusing A's fresh messages takes all of them, which needs
 //!   many distinct flooding keys (a single node-wide watermark made one
 //!   overflowing bucket an off-switch for every peer).
+//! - The same payload from the same source in the same queue under another
+//!   sequence number, within the first copy's window, is the same message:
+//!   ACKed, not delivered again (issue 14). The sidewire 0.1.9 reference
+//!   router sends that: its pipe queues each message once per broker
+//!   client with one queue id, and a client that is in the pipe twice
+//!   numbers its second copy `max(seq) + 1` (spec §4.4; its clients are
+//!   keyed by host alone, §10 item 13, so hint brokers on one host with
+//!   other ports are one client listed thrice); the reference itself
+//!   dedupes by payload hash alone (§4.7), so it never delivers such a
+//!   copy twice. Keyed by the verified source
+//!   and the sender's random queue id, this keeps what §10 item 5 fixed
+//!   (no pre-emption from another key, no loss of a payload repeated in a
+//!   new queue, exact bytes): it collapses a subset of what the reference
+//!   collapses. The last [`RECENT_CONTENT`] deliveries are remembered
+//!   (the copies come within seconds of each other); beyond that a
+//!   renumbered copy may be delivered again, as before.
 
 use sha2::{Digest, Sha256};
 
@@ -44,6 +60,11 @@ pub const WAYS: usize = 8;
 /// Watermark cells per source in the sketch: a source is refused only if
 /// every one of its cells was raised to at least its message's expiry.
 pub const CELLS_PER_SOURCE: usize = 8;
+
+/// Deliveries remembered by (source, queue, payload) (when full, the
+/// one expiring first makes room): a renumbered copy of one of them is a
+/// duplicate.
+pub const RECENT_CONTENT: usize = 16;
 
 /// What to do with a verified packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +132,9 @@ pub struct Receiver<S, W> {
     seed: [u8; 16],
     /// With no watermark cells, the one watermark all sources share.
     evicted_until: u64,
+    /// Keyed hashes of (source, queue, payload) of the latest deliveries,
+    /// with their expiry (0: empty).
+    recent: [([u8; 16], u64); RECENT_CONTENT],
 }
 
 impl<S, W> Receiver<S, W>
@@ -131,6 +155,7 @@ where
             watermarks,
             seed,
             evicted_until: 0,
+            recent: [([0; 16], 0); RECENT_CONTENT],
         }
     }
 
@@ -224,7 +249,33 @@ where
         if evicted.expires >= now {
             self.raise(evicted.source, evicted.expires);
         }
-        Verdict::Deliver { ack }
+        if self.renumbered(packet, expires, now) {
+            Verdict::Duplicate { ack }
+        } else {
+            Verdict::Deliver { ack }
+        }
+    }
+
+    /// Whether `packet` repeats the payload of a recent delivery from its
+    /// source in its queue (under another seq: the same seq was found
+    /// above); remembers it if not, in place of the entry expiring first.
+    fn renumbered(&mut self, packet: &AppPacket<'_>, expires: u64, now: u64) -> bool {
+        let hash = Sha256::new()
+            .chain_update(self.seed)
+            .chain_update(b"content")
+            .chain_update(packet.src_pk)
+            .chain_update(packet.queue_id)
+            .chain_update(packet.msg)
+            .finalize();
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&hash[..16]);
+        if self.recent.iter().any(|&(t, e)| t == tag && e >= now) {
+            return true;
+        }
+        if let Some(oldest) = self.recent.iter_mut().min_by_key(|(_, e)| *e) {
+            *oldest = (tag, expires);
+        }
+        false
     }
 
     /// The keyed hash naming a source's watermark cells.
@@ -338,6 +389,51 @@ mod tests {
         p
     }
 
+    /// The sidewire 0.1.9 reference router queues a message once per
+    /// broker client of its pipe, all with the pipe's one queue id; a
+    /// client that sits in the pipe twice (hint brokers sharing a host: its
+    /// clients are keyed by host alone) numbers its second copy seq 1
+    /// (spec §4.4: `max(seq in the queue) + 1`). Both are validly signed; the second is the same
+    /// message, so it is ACKed (the reference waits for each copy's ACK)
+    /// and not delivered again. Other content, another queue or another
+    /// source is a new message, and the collapse ends with the window.
+    #[test]
+    fn the_same_payload_renumbered_in_its_queue_is_acked_not_delivered_again() {
+        let a = Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
+        let b = Keypair::from_secret_bytes(&[2u8; 32]).unwrap();
+        let mut r = Receiver::new([Slot::EMPTY; 16], [0u64; 64], [7; 16]);
+        assert!(matches!(
+            r.on_packet(&msg(&a, 1, 0, NOW, b"hi"), NOW),
+            Verdict::Deliver { .. }
+        ));
+        let Verdict::Duplicate { ack } = r.on_packet(&msg(&a, 1, 1, NOW + 1, b"hi"), NOW + 1)
+        else {
+            panic!("the renumbered copy was delivered again")
+        };
+        assert_eq!((ack.queue_id, ack.seq_no), ([1; 32], 1));
+        // Its own retransmission is a copy of it, as any other.
+        assert!(matches!(
+            r.on_packet(&msg(&a, 1, 1, NOW + 1, b"hi"), NOW + 2),
+            Verdict::Duplicate { .. }
+        ));
+        for (p, what) in [
+            (msg(&a, 1, 2, NOW, b"ho"), "other content in the queue"),
+            (msg(&a, 2, 0, NOW, b"hi"), "the payload on another queue"),
+            (msg(&b, 1, 0, NOW, b"hi"), "the payload from another source"),
+        ] {
+            assert!(
+                matches!(r.on_packet(&p, NOW + 2), Verdict::Deliver { .. }),
+                "{what} is a new message"
+            );
+        }
+        // Past the first copy's window, a renumbered copy is new.
+        let late = NOW + FRESHNESS_WINDOW + 1;
+        assert!(matches!(
+            r.on_packet(&msg(&a, 1, 3, late, b"hi"), late),
+            Verdict::Deliver { .. }
+        ));
+    }
+
     #[test]
     fn first_copy_delivers_later_copies_only_ack() {
         let a = Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
@@ -387,7 +483,7 @@ mod tests {
             Verdict::Deliver { .. }
         ));
         assert!(matches!(
-            r.on_packet(&msg(&a, 1, 1, NOW + 120, b"x"), NOW),
+            r.on_packet(&msg(&a, 1, 1, NOW + 120, b"y"), NOW),
             Verdict::Deliver { .. }
         ));
         assert_eq!(
@@ -429,8 +525,12 @@ mod tests {
         let a = Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
         // 4 buckets of 8: far fewer slots than messages.
         let mut r = Receiver::new([Slot::EMPTY; 32], [0u64; 64], [9; 16]);
+        // Distinct payloads: the same one renumbered in its queue is a
+        // duplicate by content (the renumbering test above).
+        let bodies: Vec<[u8; 4]> = (0..200u32).map(u32::to_be_bytes).collect();
         let sent: Vec<_> = (0..200u32)
-            .map(|i| msg(&a, 1, i, NOW - 100 + u64::from(i / 2), b"m"))
+            .zip(&bodies)
+            .map(|(i, body)| msg(&a, 1, i, NOW - 100 + u64::from(i / 2), body))
             .collect();
         let mut delivered = 0;
         for p in &sent {

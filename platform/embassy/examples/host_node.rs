@@ -343,6 +343,15 @@ mod sidewire {
     /// The largest MQTT packet a link takes or sends.
     const PACKET: usize = 2048;
     const SOCKET: usize = 4096;
+    /// The node's inner capacities (its `B`, `T`, `O`, `W`): a device's,
+    /// not a server's. Brokers tracked for backoff and destinations
+    /// remembered with hints; brokers one publish reaches (remembered
+    /// hints and the pool's top); publishes queued for the shell (every
+    /// send and an ACK on every link); ACKs waiting for a connect.
+    const TRACKED: usize = 16;
+    const TARGETS: usize = 16;
+    const OUTBOX: usize = LINKS * (SENDS + 1);
+    const ACK_WALKS: usize = 4;
 
     type HostNode = Node<
         PoolSlice<'static>,
@@ -353,6 +362,10 @@ mod sidewire {
         LINKS,
         SENDS,
         CHECKS,
+        TRACKED,
+        TARGETS,
+        OUTBOX,
+        ACK_WALKS,
     >;
 
     type HostSidewire = Sidewire<
@@ -367,6 +380,10 @@ mod sidewire {
         SENDS,
         CHECKS,
         PACKET,
+        TRACKED,
+        TARGETS,
+        OUTBOX,
+        ACK_WALKS,
     >;
 
     static SOCKETS: StaticCell<[SocketMemory<SOCKET>; LINKS]> = StaticCell::new();

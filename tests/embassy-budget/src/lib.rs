@@ -37,15 +37,28 @@ pub const MAX_MESSAGE: usize = 1024;
 /// Each link's MQTT inbox and outbox: one largest packet, its topic and
 /// MQTT header, with room for control packets.
 pub const LINK_BUFFER: usize = MAX_MESSAGE + 192;
-/// Sends waiting for their ACK at once.
-pub const SENDS: usize = 4;
+/// Sends waiting for their ACK at once (each keeps its signed packet).
+pub const SENDS: usize = 2;
 /// Packets queued per class for a signature check.
 pub const QUEUED: usize = 4;
 /// Sources whose signed ACKs are kept for re-sending: a device talks to a
-/// few peers (each source's slot holds four ACKs, about 1.3 KB).
-pub const ACK_SOURCES: usize = 4;
+/// few peers (each source's slot holds four ACKs, about 1.3 KB); a copy
+/// from another source gets a freshly signed ACK instead.
+pub const ACK_SOURCES: usize = 2;
+/// Brokers tracked for backoff, and destinations whose hints are kept:
+/// the three of the pool and a few hint brokers; a few peers (the node's
+/// default, 64, is a server's).
+pub const BROKERS_TRACKED: usize = 8;
+/// Brokers one publish reaches: a destination's remembered hints (at most
+/// 4) and the pool's three.
+pub const TARGETS: usize = 8;
+/// Publishes waiting for the shell: every send on every link, and an ACK
+/// on each (one input's worth; the shell drains them after each input).
+pub const OUTBOX: usize = LINKS * (SENDS + 1);
+/// ACKs on their way to a sender's set waiting for connects.
+pub const ACK_WALKS: usize = 4;
 
-/// The sidewire node with the tables a small device chooses.
+/// The sidewire node with the tables and capacities a small device chooses.
 pub type FirmwareNode = Node<
     PoolSlice<'static>,
     [Slot; 64],
@@ -55,6 +68,10 @@ pub type FirmwareNode = Node<
     LINKS,
     SENDS,
     QUEUED,
+    BROKERS_TRACKED,
+    TARGETS,
+    OUTBOX,
+    ACK_WALKS,
 >;
 /// One broker link's MQTT session.
 pub type Link = Session<[u8; LINK_BUFFER], [u8; LINK_BUFFER]>;
@@ -180,21 +197,10 @@ impl Firmware {
         value: &[u8],
         unix: f64,
     ) -> Result<(), Step> {
-        let target = Target {
-            key: server,
-            families: Families::V4,
+        self.start_put(server, name, value)?;
+        let Some(exchange) = self.exchange.as_mut() else {
+            return Err(Step::NamebumpEncode);
         };
-        let exchange = Exchange::put(
-            name,
-            value,
-            &self.key,
-            Behavior::Bump,
-            None,
-            Policy::default(),
-            target,
-        )
-        .map_err(|_| Step::NamebumpEncode)?;
-        let exchange = self.exchange.insert(exchange);
         let now = Instant::ZERO;
         let transmit = exchange
             .poll_transmit(now, unix, rng, &mut self.datagram)
@@ -210,6 +216,34 @@ impl Firmware {
             }
         }
         Err(Step::NamebumpNoReply)
+    }
+
+    /// Builds the PUT's exchange into [`Self::exchange`]. A frame of its
+    /// own: the exchange passes through temporaries on its way there (a
+    /// few KiB each), which must not stay on the stack under the
+    /// signature and ECIES work that follows.
+    #[inline(never)]
+    fn start_put(&mut self, server: PublicKey, name: &[u8], value: &[u8]) -> Result<(), Step> {
+        let target = Target {
+            key: server,
+            families: Families::V4,
+        };
+        self.exchange = None;
+        match Exchange::put(
+            name,
+            value,
+            &self.key,
+            Behavior::Bump,
+            None,
+            Policy::default(),
+            target,
+        ) {
+            Ok(exchange) => {
+                self.exchange = Some(exchange);
+                Ok(())
+            }
+            Err(_) => Err(Step::NamebumpEncode),
+        }
     }
 
     /// Opens every link the node asks for: MQTT CONNECT and SUBSCRIBE to
@@ -228,25 +262,10 @@ impl Firmware {
             else {
                 break;
             };
-            let slot = self
-                .links
-                .iter_mut()
-                .find(|l| l.is_none())
-                .ok_or(Step::LinkOpen)?;
-            let id = Link::random_client_id(rng);
-            let mut session = Session::new(
-                now,
-                SessionConfig::default(),
-                &id,
-                [0; LINK_BUFFER],
-                [0; LINK_BUFFER],
-            )
-            .map_err(|_| Step::LinkOpen)?;
-            session
-                .handle_subscribe(now, self.node.topic(), mqtt::QoS::AtLeastOnce)
-                .map_err(|_| Step::LinkOpen)?;
-            session.handle_connected(now);
-            let (_, session) = slot.insert((link, session));
+            let index = self.open_link(link, rng)?;
+            let Some((_, session)) = self.links[index].as_mut() else {
+                return Err(Step::LinkOpen);
+            };
             // CONNECT, then SUBSCRIBE once the CONNACK is in.
             let mut subscribed = false;
             for _ in 0..4 {
@@ -266,6 +285,35 @@ impl Firmware {
             self.node.handle_link_up(now, unix, link);
         }
         Ok(())
+    }
+
+    /// Builds link `link`'s session in a free place of [`Self::links`],
+    /// subscribed to the node's topic. A frame of its own, for the same
+    /// reason as [`Self::start_put`]: the session's buffers pass through
+    /// temporaries on their way there.
+    #[inline(never)]
+    fn open_link<R: CryptoRng>(&mut self, link: LinkId, rng: &mut R) -> Result<usize, Step> {
+        let now = Instant::ZERO;
+        let index = self
+            .links
+            .iter()
+            .position(Option::is_none)
+            .ok_or(Step::LinkOpen)?;
+        let id = Link::random_client_id(rng);
+        let mut session = Session::new(
+            now,
+            SessionConfig::default(),
+            &id,
+            [0; LINK_BUFFER],
+            [0; LINK_BUFFER],
+        )
+        .map_err(|_| Step::LinkOpen)?;
+        session
+            .handle_subscribe(now, self.node.topic(), mqtt::QoS::AtLeastOnce)
+            .map_err(|_| Step::LinkOpen)?;
+        session.handle_connected(now);
+        self.links[index] = Some((link, session));
+        Ok(index)
     }
 
     /// Sends `data` to `dest` and waits for its ACK; then takes the

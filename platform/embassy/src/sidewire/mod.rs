@@ -10,7 +10,10 @@
 //! the send ends.
 //!
 //! Memory, all chosen by the application: the node's tables (inside the
-//! [`Node`] it builds), `L` links each with a [`SocketMemory`] and an MQTT
+//! [`Node`] it builds) and its inner capacities (`NB` brokers tracked,
+//! `NT` brokers per publish, `NO` queued publishes, `NW` ACK walks: the
+//! node's `B`, `T`, `O`, `W`, defaulting to a server's sizes; a device
+//! with a few brokers picks small ones), `L` links each with a [`SocketMemory`] and an MQTT
 //! inbox, outbox and write buffer of `B` bytes (the largest packet a
 //! link takes or sends), and `S` send buffers of `B` bytes.
 //!
@@ -31,7 +34,8 @@ use keyway_core::rand_core::CryptoRng;
 use keyway_core::sidewire::AppPacket;
 use keyway_core::sidewire::node::ack_cache::{ACK_LEN, SourceAcks};
 use keyway_core::sidewire::node::{
-    Event, LinkDown, LinkId, Node, PoolView, Screened, SendError, SendId, Table, Transmit,
+    ACK_WALKS, BROKERS_TRACKED, Event, LinkDown, LinkId, MAX_TARGETS, Node, OUTBOX, PoolView,
+    Screened, SendError, SendId, Table, Transmit,
 };
 use keyway_core::sidewire::{Peer, Slot};
 use keyway_core::time::{Clock, Instant};
@@ -68,8 +72,12 @@ pub struct Sidewire<
     const S: usize,
     const Q: usize,
     const B: usize,
+    const NB: usize = BROKERS_TRACKED,
+    const NT: usize = MAX_TARGETS,
+    const NO: usize = OUTBOX,
+    const NW: usize = ACK_WALKS,
 > {
-    node: Node<P, Sl, Wm, Pe, Ak, L, S, Q>,
+    node: Node<P, Sl, Wm, Pe, Ak, L, S, Q, NB, NT, NO, NW>,
     links: [Link<'a, B>; L],
     /// Where each [`BrokerId`] of the pool is reached (by index).
     endpoints: &'a [IpEndpoint],
@@ -83,8 +91,22 @@ pub struct Sidewire<
     closing: bool,
 }
 
-impl<P, Sl, Wm, Pe, Ak, C, const L: usize, const S: usize, const Q: usize, const B: usize>
-    core::fmt::Debug for Sidewire<'_, P, Sl, Wm, Pe, Ak, C, L, S, Q, B>
+impl<
+    P,
+    Sl,
+    Wm,
+    Pe,
+    Ak,
+    C,
+    const L: usize,
+    const S: usize,
+    const Q: usize,
+    const B: usize,
+    const NB: usize,
+    const NT: usize,
+    const NO: usize,
+    const NW: usize,
+> core::fmt::Debug for Sidewire<'_, P, Sl, Wm, Pe, Ak, C, L, S, Q, B, NB, NT, NO, NW>
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Sidewire")
@@ -94,8 +116,23 @@ impl<P, Sl, Wm, Pe, Ak, C, const L: usize, const S: usize, const Q: usize, const
     }
 }
 
-impl<'a, P, Sl, Wm, Pe, Ak, C, const L: usize, const S: usize, const Q: usize, const B: usize>
-    Sidewire<'a, P, Sl, Wm, Pe, Ak, C, L, S, Q, B>
+impl<
+    'a,
+    P,
+    Sl,
+    Wm,
+    Pe,
+    Ak,
+    C,
+    const L: usize,
+    const S: usize,
+    const Q: usize,
+    const B: usize,
+    const NB: usize,
+    const NT: usize,
+    const NO: usize,
+    const NW: usize,
+> Sidewire<'a, P, Sl, Wm, Pe, Ak, C, L, S, Q, B, NB, NT, NO, NW>
 where
     P: PoolView,
     Sl: Table<Slot>,
@@ -110,7 +147,7 @@ where
     /// lowered to `B`).
     pub fn new<const N: usize>(
         stack: Stack<'a>,
-        node: Node<P, Sl, Wm, Pe, Ak, L, S, Q>,
+        node: Node<P, Sl, Wm, Pe, Ak, L, S, Q, NB, NT, NO, NW>,
         endpoints: &'a [IpEndpoint],
         sockets: &'a mut [SocketMemory<N>; L],
         session: SessionConfig,
@@ -155,7 +192,7 @@ where
     }
 
     /// The machine, for what this shell does not wrap.
-    pub fn node(&self) -> &Node<P, Sl, Wm, Pe, Ak, L, S, Q> {
+    pub fn node(&self) -> &Node<P, Sl, Wm, Pe, Ak, L, S, Q, NB, NT, NO, NW> {
         &self.node
     }
 
@@ -461,8 +498,21 @@ where
 /// A PUBLISH on a link: the node screens it, the signature is checked
 /// here at once (so the queue holds this packet alone), and a verified
 /// MSG goes to the application; true when it asked to stop.
-fn screen<P, Sl, Wm, Pe, Ak, const L: usize, const S: usize, const Q: usize>(
-    node: &mut Node<P, Sl, Wm, Pe, Ak, L, S, Q>,
+fn screen<
+    P,
+    Sl,
+    Wm,
+    Pe,
+    Ak,
+    const L: usize,
+    const S: usize,
+    const Q: usize,
+    const NB: usize,
+    const NT: usize,
+    const NO: usize,
+    const NW: usize,
+>(
+    node: &mut Node<P, Sl, Wm, Pe, Ak, L, S, Q, NB, NT, NO, NW>,
     now: Instant,
     unix: u64,
     link: LinkId,

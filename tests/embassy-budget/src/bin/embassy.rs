@@ -28,7 +28,10 @@ use keyway_core::time::Clock;
 use keyway_core::{Keypair, PublicKey};
 use keyway_embassy::namebump::Client;
 use keyway_embassy::sidewire::{Sidewire, SocketMemory};
-use keyway_embassy_budget::{ACK_SOURCES, FirmwareNode, LINKS, MAX_MESSAGE, node};
+use keyway_embassy_budget::{
+    ACK_SOURCES, ACK_WALKS, BROKERS_TRACKED, LINKS, MAX_MESSAGE, OUTBOX, QUEUED, SENDS, TARGETS,
+    node,
+};
 
 /// TCP buffers per link (each way).
 const SOCKET: usize = 1536;
@@ -45,9 +48,13 @@ type Node3 = Sidewire<
     [SourceAcks; ACK_SOURCES],
     Rtc,
     LINKS,
-    4,
-    4,
+    SENDS,
+    QUEUED,
     MAX_MESSAGE,
+    BROKERS_TRACKED,
+    TARGETS,
+    OUTBOX,
+    ACK_WALKS,
 >;
 
 /// The state's sizes on this target, read from the image by
@@ -169,9 +176,10 @@ mod single_core {
     }
 }
 
-/// Polls `f` to its end with no executor (the image is never run).
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
+/// Polls `f` to its end with no executor (the image is never run). Takes
+/// it pinned where it was built: by value, it would be moved into this
+/// frame, a second copy of the whole state.
+fn block_on<F: Future>(mut f: core::pin::Pin<&mut F>) -> F::Output {
     let mut cx = Context::from_waker(Waker::noop());
     loop {
         if let core::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
@@ -197,10 +205,27 @@ pub extern "C" fn _start() -> ! {
         IpEndpoint::new(Ipv4Address::new(10, 77, 0, 1).into(), 1883 + i as u16)
     });
     let mut sockets: [SocketMemory<SOCKET>; LINKS] = core::array::from_fn(|_| SocketMemory::new());
-    let node: FirmwareNode = node(key.clone(), &mut rng);
-    let mut sidewire: Sidewire<'_, _, _, _, _, _, Rtc, LINKS, 4, 4, MAX_MESSAGE> = Sidewire::new(
+    // The node built in the call, not in a local: a moved-from local keeps
+    // its place in this frame until the end of the scope.
+    let mut sidewire: Sidewire<
+        '_,
+        _,
+        _,
+        _,
+        _,
+        _,
+        Rtc,
+        LINKS,
+        SENDS,
+        QUEUED,
+        MAX_MESSAGE,
+        BROKERS_TRACKED,
+        TARGETS,
+        OUTBOX,
+        ACK_WALKS,
+    > = Sidewire::new(
         stack,
-        node,
+        node(key.clone(), &mut rng),
         &endpoints,
         &mut sockets,
         SessionConfig::default(),
@@ -237,7 +262,7 @@ pub extern "C" fn _start() -> ! {
                 .await;
         }
     };
-    block_on(embassy_futures::join::join(runner.run(), app));
+    block_on(pin!(embassy_futures::join::join(runner.run(), app)));
     loop {
         core::hint::spin_loop();
     }

@@ -4,11 +4,12 @@
 //! stack size, against a namebump server, three brokers and a peer node
 //! that answer from the main thread. `stack --run BYTES` runs once with the
 //! state kept outside the thread's stack, as a firmware keeps it in a
-//! static (the high-water mark of the work alone); `--run-on-stack BYTES`
-//! builds the state on that stack by value (what constructing it costs
-//! when it is not built in place). Exit 0: every step succeeded; a stack
-//! overflow kills the process. Plain `stack` finds, for both, the smallest
-//! stack in pages on which the run succeeds.
+//! static, and prints the work's high-water mark, painted (see
+//! `high_water`); `--run-on-stack BYTES` builds the state on that stack by
+//! value (what constructing it costs when it is not built in place). Exit
+//! 0: every step succeeded; a stack overflow kills the process. Plain
+//! `stack` prints the first's mark (on a 1 MiB stack) and, for the second,
+//! the smallest stack in pages on which the run succeeds.
 #![forbid(unsafe_code)]
 // A benchmark: its fixtures are known good, and a failed step is a failed
 // measurement (as in the workspace's tests and benches, unwrap is fine here).
@@ -301,7 +302,14 @@ fn run(stack: usize, on_stack: bool) -> Result<(), String> {
                 from: from_world,
             };
             match outside.take() {
-                Some(mut boxed) => work(&mut boxed, &mut net, &mut rng, server_pk, &peer_pk),
+                Some(mut boxed) => {
+                    let top = high_water::here();
+                    let painted = high_water::paint(top).map_err(|e| e.to_string())?;
+                    let delivered = work(&mut boxed, &mut net, &mut rng, server_pk, &peer_pk)?;
+                    let deepest = high_water::deepest(painted, top).map_err(|e| e.to_string())?;
+                    println!("painted_stack_bytes={}", top - deepest);
+                    Ok(delivered)
+                }
                 None => build_and_work(device_key, &mut net, &mut rng, server_pk, &peer_pk),
             }
         })
@@ -318,6 +326,71 @@ fn run(stack: usize, on_stack: bool) -> Result<(), String> {
         return Err(format!("{delivered} messages delivered, expected 1"));
     }
     Ok(())
+}
+
+/// The stack high-water mark by painting, with no unsafe code: the
+/// thread's stack below a margin is filled with a pattern through
+/// `/proc/self/mem` before the work and read back after it; the deepest
+/// byte that changed is how far the work reached. Exact to the byte,
+/// where the smallest passing stack size is only a page-granular bound
+/// (and Rust clamps a thread's stack to glibc's minimum, about 16 KiB,
+/// which the work fits in).
+mod high_water {
+    use std::fs::File;
+    use std::io::{Read, Seek, SeekFrom, Write};
+
+    const PAINT: u8 = 0xA5;
+    /// Left unpainted below the caller's frame: the frames of `paint`
+    /// itself (opening the file, the write). The work reaches far deeper.
+    pub const MARGIN: usize = 8 * 1024;
+
+    /// An address in the caller's stack frame.
+    #[inline(never)]
+    pub fn here() -> usize {
+        let marker = 0u8;
+        std::hint::black_box(&marker) as *const u8 as usize
+    }
+
+    /// The start of the mapping holding `addr` (`/proc/self/maps`).
+    fn mapping_start(addr: usize) -> std::io::Result<usize> {
+        let maps = std::fs::read_to_string("/proc/self/maps")?;
+        maps.lines()
+            .filter_map(|line| {
+                let (range, _) = line.split_once(' ')?;
+                let (a, b) = range.split_once('-')?;
+                Some((
+                    usize::from_str_radix(a, 16).ok()?,
+                    usize::from_str_radix(b, 16).ok()?,
+                ))
+            })
+            .find(|&(a, b)| a <= addr && addr < b)
+            .map(|(a, _)| a)
+            .ok_or_else(|| std::io::Error::other("no mapping holds the stack"))
+    }
+
+    /// Paints the stack from its lowest address to `MARGIN` below `top`;
+    /// returns where the paint starts.
+    pub fn paint(top: usize) -> std::io::Result<usize> {
+        let start = mapping_start(top)?;
+        let end = top - MARGIN;
+        let mut mem = File::options().write(true).open("/proc/self/mem")?;
+        mem.seek(SeekFrom::Start(start as u64))?;
+        mem.write_all(&vec![PAINT; end - start])?;
+        Ok(start)
+    }
+
+    /// The lowest address between `start` and `top` whose paint changed.
+    pub fn deepest(start: usize, top: usize) -> std::io::Result<usize> {
+        let mut mem = File::open("/proc/self/mem")?;
+        mem.seek(SeekFrom::Start(start as u64))?;
+        let mut bytes = vec![0u8; top - start];
+        mem.read_exact(&mut bytes)?;
+        Ok(start
+            + bytes
+                .iter()
+                .position(|&b| b != PAINT)
+                .unwrap_or(bytes.len()))
+    }
 }
 
 fn main() -> ExitCode {
@@ -344,10 +417,30 @@ fn main() -> ExitCode {
     println!("host_link_bytes={link}");
     println!("host_exchange_bytes={exchange}");
     println!("host_tables_bytes={tables}");
-    for (flag, key) in [
-        ("--run", "stack_bytes"),
-        ("--run-on-stack", "stack_with_state_bytes"),
-    ] {
+    // The work's own high-water mark, painted, on a 1 MiB stack.
+    match Command::new(&me)
+        .args(["--run", &(256 * PAGE).to_string()])
+        .output()
+    {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let Some(bytes) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("painted_stack_bytes="))
+            else {
+                eprintln!("--run printed no high-water mark");
+                return ExitCode::FAILURE;
+            };
+            println!("stack_bytes={bytes}");
+        }
+        _ => {
+            eprintln!("--run on a 1 MiB stack failed");
+            return ExitCode::FAILURE;
+        }
+    }
+    // Built on the stack by value, the state dwarfs the work: the
+    // smallest passing stack in pages is a fair measure there.
+    for (flag, key) in [("--run-on-stack", "stack_with_state_bytes")] {
         match smallest_stack(&me, flag) {
             Ok(bytes) => println!("{key}={bytes}"),
             Err(e) => {
@@ -366,6 +459,7 @@ fn smallest_stack(me: &std::path::Path, flag: &str) -> Result<usize, String> {
     let passes = |pages: usize| {
         Command::new(me)
             .args([flag, &(pages * PAGE).to_string()])
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
