@@ -116,7 +116,8 @@ pub(crate) enum Command {
         #[arg(long, value_name = "N")]
         newest: Option<usize>,
         /// Stop the pull after this many seconds (what it applied is kept;
-        /// the next sync goes on from there).
+        /// the next sync goes on from there). With --dht, for all the peers
+        /// tried together, so hostile peers cannot stretch it 16-fold.
         #[arg(long, value_name = "SECONDS", default_value_t = PullLimits::DEFAULT_MAX_TIME.as_secs())]
         max_seconds: u64,
         /// Stop the pull after receiving this many MiB of records.
@@ -302,7 +303,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             max_seconds,
             max_mib,
         } => {
-            let limits = PullLimits {
+            let mut limits = PullLimits {
                 max_time: std::time::Duration::from_secs(max_seconds),
                 max_bytes: max_mib.saturating_mul(1 << 20),
             };
@@ -332,7 +333,15 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             };
             let runtime = tokio::runtime::Runtime::new()?;
             let mut last_error = None;
+            let deadline = std::time::Instant::now() + limits.max_time;
             for url in &urls {
+                if dht {
+                    limits.max_time = deadline.saturating_duration_since(std::time::Instant::now());
+                    if limits.max_time.is_zero() {
+                        eprintln!("keyway: --max-seconds spent; {url} and later peers not tried");
+                        break;
+                    }
+                }
                 let mut source = HttpSource::new(url, *stream.public_key());
                 if metadata_only {
                     source = source.without_values();
@@ -362,6 +371,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             if let Some(e) = last_error {
                 return Err(e.into());
             }
+            bail!("no server tried within --max-seconds");
         }
         Command::Primary { path, urls } => {
             if urls.is_empty() {

@@ -219,4 +219,11 @@ fn only_hostile_or_no_peers_means_the_sync_fails() {
         "",
         "nothing from the hostile peer was kept"
     );
+
+    // --max-seconds bounds the peers together: none left, none tried.
+    args.extend(["--max-seconds", "0"]);
+    let out = keyway(&args, &[&mirror]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("not tried"), "{stderr}");
 }
