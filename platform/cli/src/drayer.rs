@@ -73,6 +73,14 @@ pub(crate) enum Command {
         /// announce newer records.
         #[arg(long)]
         lan: bool,
+        /// Also announce each stream on BitTorrent's Mainline DHT with this
+        /// server's HTTP port, again every 15 minutes (issue 17).
+        #[arg(long)]
+        dht: bool,
+        /// DHT node to join through (HOST:PORT, repeatable; default: the
+        /// public Mainline bootstrap nodes).
+        #[arg(long, value_name = "HOST:PORT", requires = "dht")]
+        dht_bootstrap: Vec<String>,
         /// Connections open at once from one source address (IPv6: one
         /// /64); behind a reverse proxy every client shares its address.
         #[arg(long, default_value_t = Limits::default().max_per_source)]
@@ -86,8 +94,16 @@ pub(crate) enum Command {
         path: PathBuf,
         /// The server's base URL, e.g. http://host:33125/ (default: the
         /// stream's primary servers, in turn, until one answers).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dht")]
         from: Option<String>,
+        /// Find servers of the stream on BitTorrent's Mainline DHT and pull
+        /// from the first that answers (at most 16 tried).
+        #[arg(long)]
+        dht: bool,
+        /// DHT node to join through (HOST:PORT, repeatable; default: the
+        /// public Mainline bootstrap nodes).
+        #[arg(long, value_name = "HOST:PORT", requires = "dht")]
+        dht_bootstrap: Vec<String>,
         /// The stream's public key (base64); needed to clone.
         #[arg(long)]
         pubkey: Option<String>,
@@ -100,7 +116,8 @@ pub(crate) enum Command {
         #[arg(long, value_name = "N")]
         newest: Option<usize>,
         /// Stop the pull after this many seconds (what it applied is kept;
-        /// the next sync goes on from there).
+        /// the next sync goes on from there). With --dht, for all the peers
+        /// tried together, so hostile peers cannot stretch it 16-fold.
         #[arg(long, value_name = "SECONDS", default_value_t = PullLimits::DEFAULT_MAX_TIME.as_secs())]
         max_seconds: u64,
         /// Stop the pull after receiving this many MiB of records.
@@ -228,6 +245,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             paths,
             listen,
             lan,
+            dht,
+            dht_bootstrap,
             max_per_source,
             max_connections,
         } => {
@@ -253,6 +272,13 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     node.announce().await.context("announcing on the LAN")?;
                     tokio::spawn(node.run());
                 }
+                if dht {
+                    let keys = streams
+                        .iter()
+                        .map(|s| (*s.public_key().as_bytes(), s.public_key_base64()))
+                        .collect();
+                    announce_on_dht(&dht_bootstrap, keys, bound.port())?;
+                }
                 let limits = Limits {
                     max_per_source,
                     max_connections,
@@ -269,13 +295,15 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Sync {
             path,
             from,
+            dht,
+            dht_bootstrap,
             pubkey,
             metadata_only,
             newest,
             max_seconds,
             max_mib,
         } => {
-            let limits = PullLimits {
+            let mut limits = PullLimits {
                 max_time: std::time::Duration::from_secs(max_seconds),
                 max_bytes: max_mib.saturating_mul(1 << 20),
             };
@@ -288,6 +316,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 ),
             };
             let urls = match from {
+                _ if dht => find_on_dht(&dht_bootstrap, stream.public_key().as_bytes())?,
                 Some(url) => vec![url],
                 None => {
                     let urls: Vec<String> = stream
@@ -304,7 +333,15 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             };
             let runtime = tokio::runtime::Runtime::new()?;
             let mut last_error = None;
+            let deadline = std::time::Instant::now() + limits.max_time;
             for url in &urls {
+                if dht {
+                    limits.max_time = deadline.saturating_duration_since(std::time::Instant::now());
+                    if limits.max_time.is_zero() {
+                        eprintln!("keyway: --max-seconds spent; {url} and later peers not tried");
+                        break;
+                    }
+                }
                 let mut source = HttpSource::new(url, *stream.public_key());
                 if metadata_only {
                     source = source.without_values();
@@ -334,6 +371,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             if let Some(e) = last_error {
                 return Err(e.into());
             }
+            bail!("no server tried within --max-seconds");
         }
         Command::Primary { path, urls } => {
             if urls.is_empty() {
@@ -393,4 +431,45 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `serve --dht`: a DHT node of this process announces every served stream
+/// with the HTTP port and prints `dht_announced=<base64 key>` once each
+/// stream's first announcement is stored; failures go to stderr and are
+/// retried (`keyway_drayer::dht::RETRY_INTERVAL`).
+fn announce_on_dht(
+    bootstrap: &[String],
+    keys: std::collections::HashMap<[u8; 32], String>,
+    http_port: u16,
+) -> Result<()> {
+    let node = keyway_drayer::dht::DhtNode::start(bootstrap)?;
+    let mut announced = std::collections::HashSet::new();
+    let raw = keys.keys().copied().collect();
+    tokio::spawn(node.keep_announced(raw, http_port, move |key, outcome| {
+        let key = keys.get(key).map_or("?", String::as_str);
+        match outcome {
+            Ok(()) => {
+                if announced.insert(key.to_owned()) {
+                    println!("dht_announced={key}");
+                    let _ = std::io::stdout().flush();
+                }
+            }
+            Err(e) => eprintln!("keyway: {key}: {e}"),
+        }
+    }));
+    Ok(())
+}
+
+/// `sync --dht`: the HTTP servers announced for the stream, at most
+/// `MAX_PEERS`, found within `QUERY_TIME`. What they serve verifies like
+/// any other source's.
+fn find_on_dht(bootstrap: &[String], public_key: &[u8; 32]) -> Result<Vec<String>> {
+    use keyway_drayer::dht::{DhtNode, MAX_PEERS, QUERY_TIME};
+    let runtime = tokio::runtime::Runtime::new()?;
+    let node = DhtNode::start(bootstrap)?;
+    let peers = runtime.block_on(node.find(public_key, MAX_PEERS, QUERY_TIME));
+    if peers.is_empty() {
+        bail!("no server of this stream found on the DHT");
+    }
+    Ok(peers.iter().map(|p| format!("http://{p}/")).collect())
 }

@@ -11,11 +11,14 @@
 //! - [`http`]: the HTTP API's client, and its server (feature `server`).
 //! - [`wire`]: the msgpack record maps of the HTTP API.
 //! - `discovery` (feature `server`): DrayerUDP LAN discovery.
+//! - `dht` (feature `server`): finding streams on the Mainline DHT.
 //! - [`primary_servers`]: the `primaryServers` record.
 //! - [`obj`]: the dict API's msgpack values.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod blocking;
+#[cfg(feature = "server")]
+pub mod dht;
 #[cfg(feature = "server")]
 pub mod discovery;
 pub mod file_record;
