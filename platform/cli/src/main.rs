@@ -2,6 +2,7 @@
 
 mod demo;
 mod drayer;
+mod identity;
 mod keyfile;
 mod namebump;
 mod serve_config;
@@ -55,6 +56,12 @@ enum Command {
     /// Drayer streams: signed, mutable record chains in SQLite files, synced over HTTP.
     #[command(subcommand)]
     Drayer(drayer::Command),
+    /// A node's identity file: its secret keys sealed under a password.
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
+    /// A network key: the secret every node of one network shares.
+    #[command(subcommand)]
+    Netkey(identity::NetkeyCommand),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +86,8 @@ fn main() -> ExitCode {
         }
         Command::Sidewire(command) => return sidewire::run(command),
         Command::Drayer(command) => return drayer::run(command),
+        Command::Identity(command) => identity::run_identity(command),
+        Command::Netkey(command) => identity::run_netkey(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
