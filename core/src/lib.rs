@@ -16,8 +16,10 @@
 //! - [`mqtt`]: the MQTT 3.1.1 packets sidewire uses, streaming and size-capped.
 //! - [`drayer`]: Drayer's signed, mutable single-writer record chains: the
 //!   record string, and the owner and receiver algorithms over any store.
+//! - [`link`]: secure node links (Noise XXpsk3, identity proofs, capabilities,
+//!   limits) as a sans-I/O machine; needs `alloc`.
 //!
-//! Protocols are features (`namebump`, `mqtt`, `sidewire`, `drayer`), so
+//! Protocols are features (`namebump`, `mqtt`, `sidewire`, `drayer`, `link`), so
 //! firmware compiles only what it uses; [`time`] is the monotonic clock
 //! every state machine takes as an argument.
 //!
@@ -71,6 +73,8 @@ pub mod address_family;
 pub mod drayer;
 pub mod ecies;
 pub mod identity;
+#[cfg(feature = "link")]
+pub mod link;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 #[cfg(feature = "namebump")]

@@ -93,6 +93,33 @@ pub fn verify_digest(
         .map_err(|_| SignatureError::Mismatch)
 }
 
+/// Signs a SHA-256 digest (RFC 6979 nonce with HMAC-SHA256, low-S).
+///
+/// For Keyway's own protocols (the link identity proof, issue 16), which
+/// owe nothing to the reference and so need not sign SHA-1.
+pub fn sign_digest_sha256(keypair: &Keypair, digest: &[u8; 32]) -> [u8; SIGNATURE_LEN] {
+    let (signature, _) =
+        hazmat::sign_prehashed_rfc6979::<Secp256k1, sha2::Sha256>(&keypair.scalar(), digest, &[]);
+    signature.to_bytes().into()
+}
+
+/// Verifies a raw `r‖s` signature over a SHA-256 digest. Only low-S is
+/// accepted: Keyway's own signers never emit high-S, so there is no reason
+/// to allow a second encoding of the same signature.
+pub fn verify_digest_sha256(
+    key: &PublicKey,
+    digest: &[u8; 32],
+    signature: &[u8; SIGNATURE_LEN],
+) -> Result<(), SignatureError> {
+    let signature =
+        k256::ecdsa::Signature::from_slice(signature).map_err(|_| SignatureError::OutOfRange)?;
+    if signature.normalize_s() != signature {
+        return Err(SignatureError::Mismatch);
+    }
+    hazmat::verify_prehashed::<Secp256k1>(&key.point().to_projective(), digest, &signature)
+        .map_err(|_| SignatureError::Mismatch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +152,25 @@ mod tests {
         assert_eq!(
             verify_digest(kp.public(), &digest, &[0u8; 64]),
             Err(SignatureError::OutOfRange)
+        );
+    }
+
+    #[test]
+    fn sha256_signatures_verify_and_refuse_high_s() {
+        let kp = Keypair::from_secret_bytes(&[7u8; 32]).unwrap();
+        let digest = [0x5a; 32];
+        let sig = sign_digest_sha256(&kp, &digest);
+        verify_digest_sha256(kp.public(), &digest, &sig).unwrap();
+        let parsed = k256::ecdsa::Signature::from_slice(&sig).unwrap();
+        let (r, s) = parsed.split_scalars();
+        let twin = k256::ecdsa::Signature::from_scalars(*r, -*s).unwrap();
+        assert_eq!(
+            verify_digest_sha256(kp.public(), &digest, &twin.to_bytes().into()),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_digest_sha256(kp.public(), &[0x5b; 32], &sig),
+            Err(SignatureError::Mismatch)
         );
     }
 }
