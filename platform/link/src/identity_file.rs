@@ -51,7 +51,9 @@ pub enum IdentityFileError {
     #[error(transparent)]
     File(#[from] FileError),
     /// The first line names a version this build does not read.
-    #[error("{path}: identity file version {version:?} is not supported (this build reads {VERSION})")]
+    #[error(
+        "{path}: identity file version {version:?} is not supported (this build reads {VERSION})"
+    )]
     UnsupportedVersion {
         /// The file.
         path: String,
@@ -180,12 +182,11 @@ pub fn create(
     }
     let mut salt = [0u8; SALT_LEN];
     UnwrapErr(SysRng).fill_bytes(&mut salt);
-    let key = SealingKey::derive(password, salt, params).map_err(|source| {
-        IdentityFileError::Kdf {
+    let key =
+        SealingKey::derive(password, salt, params).map_err(|source| IdentityFileError::Kdf {
             path: path.display().to_string(),
             source,
-        }
-    })?;
+        })?;
     let header = header(params, &salt);
     let (nonce, sealed) = key.seal(header.as_bytes(), &secrets.plaintext()[..]);
     let text = format!(
@@ -211,7 +212,11 @@ pub fn unlock(path: &Path, password: &[u8]) -> Result<UnlockedIdentity, Identity
                 version: version.to_owned(),
             });
         }
-        None => return Err(lines.malformed("it does not start with \"keyway-identity\"").into()),
+        None => {
+            return Err(lines
+                .malformed("it does not start with \"keyway-identity\"")
+                .into());
+        }
     }
     lines.expect(&format!("kdf={KDF}"))?;
     let params = KdfParams {
@@ -223,12 +228,11 @@ pub fn unlock(path: &Path, password: &[u8]) -> Result<UnlockedIdentity, Identity
     let nonce = lines.hex::<NONCE_LEN>("nonce")?;
     let sealed = lines.hex::<{ PLAINTEXT_LEN + TAG_LEN }>("sealed")?;
     lines.end()?;
-    let key = SealingKey::derive(password, salt, params).map_err(|source| {
-        IdentityFileError::Kdf {
+    let key =
+        SealingKey::derive(password, salt, params).map_err(|source| IdentityFileError::Kdf {
             path: shown(),
             source,
-        }
-    })?;
+        })?;
     let plaintext = key
         .open(header(params, &salt).as_bytes(), &nonce, &sealed)
         .map_err(|_| IdentityFileError::WrongPassword { path: shown() })?;
@@ -344,12 +348,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, _) = fresh(dir.path());
         let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, text.replace("keyway-identity v1", "keyway-identity v9")).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("keyway-identity v1", "keyway-identity v9"),
+        )
+        .unwrap();
         let err = unlock(&path, b"x").unwrap_err();
         assert!(err.to_string().contains("version \"v9\""), "{err}");
         std::fs::write(&path, "hello\n").unwrap();
         let err = unlock(&path, b"x").unwrap_err();
-        assert!(err.to_string().contains("is not a Keyway identity file"), "{err}");
+        assert!(
+            err.to_string().contains("is not a Keyway identity file"),
+            "{err}"
+        );
         std::fs::write(&path, text.replace("p=1\n", "p=1\nextra=2\n")).unwrap();
         assert!(matches!(
             unlock(&path, b"x"),
@@ -381,7 +392,10 @@ mod tests {
         assert!(err.to_string().contains("already exists"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), before);
         assert_eq!(
-            unlock(&path, b"correct horse").unwrap().secrets.public_key(),
+            unlock(&path, b"correct horse")
+                .unwrap()
+                .secrets
+                .public_key(),
             secrets.public_key()
         );
     }
