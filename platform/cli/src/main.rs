@@ -5,6 +5,7 @@ mod drayer;
 mod identity;
 mod keyfile;
 mod namebump;
+mod node;
 mod serve_config;
 mod sidewire;
 
@@ -62,6 +63,9 @@ enum Command {
     /// A network key: the secret every node of one network shares.
     #[command(subcommand)]
     Netkey(identity::NetkeyCommand),
+    /// A node on secure links: run one, or send it a message.
+    #[command(subcommand)]
+    Node(node::Command),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
         Command::Drayer(command) => return drayer::run(command),
         Command::Identity(command) => identity::run_identity(command),
         Command::Netkey(command) => identity::run_netkey(command),
+        Command::Node(command) => return node::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
