@@ -356,7 +356,14 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 if metadata_only || newest.is_some() {
                     bail!("--via pulls whole mirrors: --metadata-only and --newest need --from");
                 }
-                return sync_via(&mut stream, &via, &identity, &network_key, &password, &limits);
+                return sync_via(
+                    &mut stream,
+                    &via,
+                    &identity,
+                    &network_key,
+                    &password,
+                    &limits,
+                );
             }
             let urls = match from {
                 Some(url) => vec![url],
