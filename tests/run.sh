@@ -31,6 +31,11 @@ cargo build --release --locked --manifest-path tests/no-std-check/Cargo.toml \
     --target-dir target/no-std-check
 step "no_std proof: every machine run from that crate (its tests call each one)"
 cargo test --locked --manifest-path tests/no-std-check/Cargo.toml --target-dir target/no-std-check
+step "no_std + alloc proof: the secure-link machine (feature link) in the same staticlib, with a bump allocator"
+cargo build --release --locked --manifest-path tests/no-std-check/Cargo.toml \
+    --target-dir target/no-std-check --features link
+cargo test --locked --manifest-path tests/no-std-check/Cargo.toml --target-dir target/no-std-check \
+    --features link
 
 step "fuzz targets compile"
 cargo check --locked --manifest-path fuzz/Cargo.toml --target-dir target/fuzz-check

@@ -210,8 +210,14 @@ mod tests {
         let sync: Capability = alloc::format!("sync:{KEY_B64}").parse().unwrap();
         assert_eq!(sync, Capability::Sync(core::array::from_fn(|i| i as u8)));
         assert_eq!(sync.to_string(), alloc::format!("sync:{KEY_B64}"));
-        assert_eq!("sync:".parse::<Capability>(), Err(CapabilityError::BadStreamKey));
-        assert_eq!("Message".parse::<Capability>(), Err(CapabilityError::Unknown));
+        assert_eq!(
+            "sync:".parse::<Capability>(),
+            Err(CapabilityError::BadStreamKey)
+        );
+        assert_eq!(
+            "Message".parse::<Capability>(),
+            Err(CapabilityError::Unknown)
+        );
         assert_eq!("sync".parse::<Capability>(), Err(CapabilityError::Unknown));
     }
 

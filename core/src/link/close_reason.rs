@@ -14,6 +14,9 @@ pub enum Limit {
 }
 
 /// Why a link closed.
+// Both keys are carried so the dialer can report them; a close happens
+// once per link, so the size of this value does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseReason {
     /// The Noise handshake failed: a wrong network key, a corrupted,
@@ -77,7 +80,10 @@ impl fmt::Display for CloseReason {
             Self::HandshakeFailed => f.write_str("handshake failed"),
             Self::BadProof => f.write_str("handshake failed: invalid identity proof"),
             Self::WrongPeerIdentity { expected, proved } => {
-                write!(f, "wrong peer identity: expected {expected}, peer proved {proved}")
+                write!(
+                    f,
+                    "wrong peer identity: expected {expected}, peer proved {proved}"
+                )
             }
             Self::Timeout => f.write_str("timeout"),
             Self::IdleTimeout => f.write_str("idle timeout"),

@@ -52,7 +52,11 @@ pub enum Frame<'a> {
         chunk: &'a [u8],
     },
     /// A fragment of a response to the receiver's request `id`.
-    Response { id: u32, last: bool, chunk: &'a [u8] },
+    Response {
+        id: u32,
+        last: bool,
+        chunk: &'a [u8],
+    },
     /// The receiver's request `id` is refused.
     Refused { id: u32, reason: u8 },
 }

@@ -537,7 +537,8 @@ impl Link {
             } => self.handle_request(now, &peer, id, service, last, chunk),
             Frame::Response { id, last, chunk } => self.handle_response(id, last, chunk),
             Frame::Refused { id, reason } => {
-                let partial = matches!(&self.inbound, Some(Inbound::Response { id: r, .. }) if *r == id);
+                let partial =
+                    matches!(&self.inbound, Some(Inbound::Response { id: r, .. }) if *r == id);
                 if partial || !self.our_requests.remove(&id) {
                     self.close(CloseReason::Protocol);
                     return;
@@ -614,16 +615,18 @@ impl Link {
                     },
                 });
             }
-            Some(Inbound::Request {
-                id: current,
-                service: s,
-                ..
-            }
-            | Inbound::Discard {
-                id: current,
-                service: s,
-                ..
-            }) if *current == id && *s == service => {}
+            Some(
+                Inbound::Request {
+                    id: current,
+                    service: s,
+                    ..
+                }
+                | Inbound::Discard {
+                    id: current,
+                    service: s,
+                    ..
+                },
+            ) if *current == id && *s == service => {}
             Some(_) => {
                 // Fragments of two messages interleaved.
                 self.close(CloseReason::Protocol);
@@ -752,7 +755,11 @@ impl Link {
 
     /// Queues a request; it is transmitted once the link is connected.
     /// A sync request's body must start with the 32-byte stream key.
-    pub fn send_request(&mut self, service: Service, body: Vec<u8>) -> Result<RequestId, SendError> {
+    pub fn send_request(
+        &mut self,
+        service: Service,
+        body: Vec<u8>,
+    ) -> Result<RequestId, SendError> {
         self.check_send(&body)?;
         if self.our_requests.len() >= self.config.limits.concurrent_requests {
             return Err(SendError::TooManyRequests);
@@ -861,7 +868,10 @@ impl Link {
         if !self.is_connected() {
             return None;
         }
-        let room = plain.len().saturating_sub(REQUEST_HEADER_LEN).min(MAX_CHUNK);
+        let room = plain
+            .len()
+            .saturating_sub(REQUEST_HEADER_LEN)
+            .min(MAX_CHUNK);
         let front = self.outq.front_mut()?;
         let (frame, done, taken) = match front {
             Outgoing::Request {

@@ -37,4 +37,6 @@ pub use machine::{Event, Link, LinkConfig, MIN_TRANSMIT_BUF, RequestId, SendErro
 pub use network_key::{NETWORK_KEY_LEN, NetworkKey};
 pub use refusal::Refusal;
 pub use service::Service;
+/// The Noise library underneath, for [`noise::handshake_with`]'s callers.
+pub use snow;
 pub use wire::MAX_WIRE_FRAME;

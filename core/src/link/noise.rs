@@ -2,7 +2,7 @@
 //!
 //! snow's default resolver brings X25519, ChaCha20-Poly1305 and BLAKE2s
 //! without std; its random source would be getrandom, which the core must
-//! not call (time and randomness are arguments). [`seeded_resolver`] wraps
+//! not call (time and randomness are arguments). `seeded_resolver` wraps
 //! the default resolver with a source that hands out bytes drawn once from
 //! the caller's RNG: an XX handshake draws exactly one ephemeral key per
 //! side, so 32 bytes suffice and any further draw is an error, not a reuse.
@@ -85,7 +85,7 @@ impl CryptoResolver for SeededResolver {
 }
 
 /// A resolver whose only randomness is `seed` (the ephemeral key).
-pub(crate) fn seeded_resolver(seed: [u8; SEED_LEN]) -> BoxedCryptoResolver {
+fn seeded_resolver(seed: [u8; SEED_LEN]) -> BoxedCryptoResolver {
     Box::new(SeededResolver { seed })
 }
 
@@ -97,8 +97,23 @@ pub(crate) fn handshake(
     seed: [u8; SEED_LEN],
     psk: &[u8; KEY_LEN],
 ) -> Result<snow::HandshakeState, snow::Error> {
-    let builder = snow::Builder::with_resolver(params(), seeded_resolver(seed))
-        .prologue(PROLOGUE)?
+    handshake_with(initiator, PROLOGUE, static_secret, seed, psk)
+}
+
+/// The Noise layer the link machine uses, with the prologue as an
+/// argument: `ephemeral` becomes the ephemeral private key exactly (the
+/// seeded random source hands it to snow's key generation). For published
+/// test vectors (which fix prologue and ephemerals), relays in tests and
+/// fuzzing; links use [`PROLOGUE`] and fresh random keys.
+pub fn handshake_with(
+    initiator: bool,
+    prologue: &[u8],
+    static_secret: &[u8; KEY_LEN],
+    ephemeral: [u8; SEED_LEN],
+    psk: &[u8; KEY_LEN],
+) -> Result<snow::HandshakeState, snow::Error> {
+    let builder = snow::Builder::with_resolver(params(), seeded_resolver(ephemeral))
+        .prologue(prologue)?
         .local_private_key(static_secret)?
         .psk(3, psk)?;
     if initiator {
@@ -110,7 +125,7 @@ pub(crate) fn handshake(
 
 /// The X25519 public key of a static secret (the Noise static key the
 /// identity proof covers).
-pub(crate) fn static_public(static_secret: &[u8; KEY_LEN]) -> Result<[u8; KEY_LEN], snow::Error> {
+pub fn static_public(static_secret: &[u8; KEY_LEN]) -> Result<[u8; KEY_LEN], snow::Error> {
     let mut dh = DefaultResolver
         .resolve_dh(&DHChoice::Curve25519)
         .ok_or(snow::Error::Dh)?;

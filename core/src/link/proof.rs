@@ -63,10 +63,7 @@ pub fn sign_proof(
     handshake_hash: &[u8; KEY_LEN],
     noise_static: &[u8; KEY_LEN],
 ) -> [u8; SIGNATURE_LEN] {
-    sign_digest_sha256(
-        identity,
-        &proof_digest(role, handshake_hash, noise_static),
-    )
+    sign_digest_sha256(identity, &proof_digest(role, handshake_hash, noise_static))
 }
 
 /// Checks the peer's proof: `role` is the peer's role, `noise_static` the

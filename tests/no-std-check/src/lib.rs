@@ -14,6 +14,10 @@ use core::panic::PanicInfo;
 
 mod sidewire_node;
 pub use sidewire_node::node_round_trip;
+#[cfg(feature = "link")]
+mod link_session;
+#[cfg(feature = "link")]
+pub use link_session::link_round_trip;
 
 use keyway_core::Keypair;
 use keyway_core::drayer;
@@ -28,6 +32,13 @@ use keyway_core::rate::{RateLimit, TokenBucket};
 use keyway_core::sidewire::rendezvous::{self, Broker, Ranked, Ranking};
 use keyway_core::sidewire::screen::{Peer, Screen, ScreenLimits};
 use keyway_core::sidewire::{AppPacket, MsgType, Receiver, Slot, Verdict};
+
+/// The link machine needs a heap (its feature brings `alloc`): a bump
+/// allocator over static memory, as small firmware would use. Only in the
+/// `link` build, so the default build still proves the rest needs none.
+#[cfg(all(feature = "link", not(test)))]
+#[global_allocator]
+static HEAP: static_alloc::Bump<[u8; 1 << 20]> = static_alloc::Bump::uninit();
 
 #[cfg(not(test))]
 #[panic_handler]
@@ -374,5 +385,11 @@ mod tests {
         );
         assert_eq!(super::drayer_pull(5), 0, "Drayer pull");
         assert_eq!(super::node_round_trip(6, UNIX), 0, "sidewire node");
+    }
+
+    #[cfg(feature = "link")]
+    #[test]
+    fn the_link_machine_runs_with_alloc_and_no_std() {
+        assert_eq!(super::link_round_trip(7), 0, "link round trip");
     }
 }
