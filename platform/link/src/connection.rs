@@ -63,6 +63,9 @@ impl Handler for NoService {
 }
 
 /// Why a request on a link got no answer.
+// `CloseReason` carries two public keys (WrongPeerIdentity); errors are
+// rare and short-lived, so boxing would only make matching clumsy.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     /// The peer refused it (`not authorized`, busy, …); no data came.
@@ -112,6 +115,9 @@ impl LinkHandle {
     }
 }
 
+/// The application's answer to one of the peer's requests, on its way.
+type Answer = BoxFuture<'static, (RequestId, Result<Vec<u8>, Refusal>)>;
+
 /// How a link's setup went, reported once.
 pub(crate) type Ready = oneshot::Sender<Result<LinkHandle, CloseReason>>;
 
@@ -145,8 +151,7 @@ where
     let handed_out = ready.is_some();
     let mut pending: HashMap<RequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>> =
         HashMap::new();
-    let mut answering: FuturesUnordered<BoxFuture<'static, (RequestId, Result<Vec<u8>, Refusal>)>> =
-        FuturesUnordered::new();
+    let mut answering: FuturesUnordered<Answer> = FuturesUnordered::new();
     let mut frame = vec![0u8; MAX_WIRE_FRAME];
     let mut out = Vec::with_capacity(WRITE_BATCH);
     let mut inbuf = vec![0u8; READ_CHUNK];

@@ -7,6 +7,9 @@ use keyway_core::link::{CloseReason, Refusal, SendError};
 use crate::connection::RequestError;
 
 /// Why dialing, or a request over a link, failed.
+// `CloseReason` carries two public keys (WrongPeerIdentity); errors are
+// rare and short-lived, so boxing would only make matching clumsy.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
     /// No TCP connection (refused, unreachable, name not resolved).

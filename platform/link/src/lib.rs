@@ -10,7 +10,7 @@
 //! - [`network_key`]: the 32-byte network secret (the Noise PSK).
 //!
 //! Links:
-//! - [`address`]: `PUBKEY_HEX@HOST:PORT`.
+//! - [`address`]: node addresses, `PUBKEY_HEX@HOST:PORT`.
 //! - [`connection`]: one link over one socket (the loop around the core's
 //!   machine).
 //! - [`node`]: the listener — connection cap, blocklist, status.

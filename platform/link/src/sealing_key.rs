@@ -65,6 +65,9 @@ impl KdfParams {
     }
 }
 
+// Issue 16: at least 64 MiB and 3 passes by default, checked at compile time.
+const _: () = assert!(KdfParams::DEFAULT.m_cost_kib >= 64 * 1024 && KdfParams::DEFAULT.t_cost >= 3);
+
 impl Default for KdfParams {
     fn default() -> Self {
         Self::DEFAULT

@@ -137,6 +137,9 @@ fn answer(path: &std::path::Path, op: u8, arg: i64, max: usize) -> Result<Vec<u8
 }
 
 /// Why a pull over a link failed.
+// `CloseReason` carries two public keys (WrongPeerIdentity); errors are
+// rare and short-lived, so boxing would only make matching clumsy.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, thiserror::Error)]
 pub enum LinkSourceError {
     /// The link (or the request) failed: `not authorized`, closed, ….
@@ -192,7 +195,7 @@ impl Source for LinkSource {
 
     async fn modified_after(&mut self, t: i64) -> Result<Vec<(Meta, Body)>, LinkSourceError> {
         let bytes = self.ask(OP_PAGE, t).await?;
-        self.decode(bytes, |b, s| wire::decode_records(b, s)).await
+        self.decode(bytes, wire::decode_records).await
     }
 
     async fn crdr(&mut self, pdest: i64) -> Result<Option<Meta>, LinkSourceError> {
@@ -200,7 +203,7 @@ impl Source for LinkSource {
         if bytes.is_empty() {
             return Ok(None);
         }
-        let (meta, _) = self.decode(bytes, |b, s| wire::decode_record(b, s)).await?;
+        let (meta, _) = self.decode(bytes, wire::decode_record).await?;
         Ok(Some(meta))
     }
 }
