@@ -52,3 +52,6 @@ bash bindings/python/test.sh
 
 step "mobile library (uniffi): Kotlin tests on the JVM against the CLI's servers, the README example, the Swift bindings' completeness"
 bash bindings/mobile/test.sh
+
+step "node UI in a real headless Chromium: pairing, status, replayed/altered/reordered frames refused (issue 16)"
+bash platform/node-ui/tests/chromium.sh
