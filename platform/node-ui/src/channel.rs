@@ -10,7 +10,7 @@
 //! send next is the one with the next counter. Anything else — an earlier
 //! counter (replayed), a later one (reordered or dropped) or a frame that
 //! fails authentication (altered) — is refused, the opener's state does not
-//! move, and the node's shell closes the session (see [`crate::server`]).
+//! move, and the node's shell closes the session (see [`crate::session`]).
 //! The counter travels in clear so that a refusal can say which of the
 //! three it was; the key, not the clear counter, is what authenticates it.
 
@@ -263,7 +263,10 @@ mod tests {
         );
         let mut altered = f1.clone();
         *altered.last_mut().unwrap() ^= 1;
-        assert_eq!(n_open.open(&altered), Err(FrameError::Altered { counter: 1 }));
+        assert_eq!(
+            n_open.open(&altered),
+            Err(FrameError::Altered { counter: 1 })
+        );
         // A frame moved to the expected counter fails authentication.
         let mut renumbered = f2.clone();
         renumbered[1..HEADER_LEN].copy_from_slice(&1u64.to_be_bytes());

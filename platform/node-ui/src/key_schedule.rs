@@ -38,10 +38,7 @@ const CLIENT_TO_NODE_LABEL: &[u8] = b"keyway-ui/1 client to node";
 const NODE_TO_CLIENT_LABEL: &[u8] = b"keyway-ui/1 node to client";
 
 /// The hash of both ephemeral public keys, in the order page, node.
-pub fn transcript(
-    client_pub: &[u8; PUBLIC_KEY_LEN],
-    node_pub: &[u8; PUBLIC_KEY_LEN],
-) -> [u8; 32] {
+pub fn transcript(client_pub: &[u8; PUBLIC_KEY_LEN], node_pub: &[u8; PUBLIC_KEY_LEN]) -> [u8; 32] {
     let mut hash = Sha256::new();
     hash.update(TRANSCRIPT_LABEL);
     hash.update(client_pub);
@@ -79,12 +76,7 @@ pub fn proof(token: &PairingToken, prover: Prover, th: &[u8; 32]) -> [u8; MAC_LE
 }
 
 /// Whether `candidate` is `prover`'s proof for `token` and `th`, compared in constant time.
-pub fn verify_proof(
-    token: &PairingToken,
-    prover: Prover,
-    th: &[u8; 32],
-    candidate: &[u8],
-) -> bool {
+pub fn verify_proof(token: &PairingToken, prover: Prover, th: &[u8; 32], candidate: &[u8]) -> bool {
     proof_mac(token, prover, th).verify_slice(candidate).is_ok()
 }
 

@@ -34,6 +34,8 @@
 //! # drop(handle); Ok(()) }
 //! ```
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod channel;
 pub mod key_schedule;
 pub mod origin;
@@ -45,6 +47,6 @@ pub mod status;
 pub mod token;
 
 pub use origin::NotLoopback;
-pub use server::{ServeError, UiHandle, pairing_url, serve};
+pub use server::{MAX_SESSIONS, ServeError, UiHandle, pairing_url, serve};
 pub use status::{Direction, LinkInfo, PeerInfo, Status, StatusSource, StreamInfo};
 pub use token::PairingToken;

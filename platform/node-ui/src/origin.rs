@@ -56,7 +56,12 @@ mod tests {
         assert!(check_bind("127.0.0.1:0".parse().unwrap()).is_ok());
         assert!(check_bind("127.3.4.5:80".parse().unwrap()).is_ok());
         assert!(check_bind("[::1]:9".parse().unwrap()).is_ok());
-        for refused in ["0.0.0.0:8080", "[::]:8080", "192.168.1.2:8080", "10.0.0.1:1"] {
+        for refused in [
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "192.168.1.2:8080",
+            "10.0.0.1:1",
+        ] {
             let addr: SocketAddr = refused.parse().unwrap();
             let err = check_bind(addr).unwrap_err();
             assert!(err.to_string().contains(refused), "{err}");

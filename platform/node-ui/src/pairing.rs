@@ -164,7 +164,9 @@ impl Responder {
         let ResponderStep::AwaitConfirm { th, keys } =
             core::mem::replace(&mut self.step, ResponderStep::Done)
         else {
-            return Err(PairingError::Unexpected { expected: "nothing" });
+            return Err(PairingError::Unexpected {
+                expected: "nothing",
+            });
         };
         let candidate = body(message, CONFIRM, "confirm", PROOF_MESSAGE_LEN)?;
         let token = slot
@@ -285,7 +287,9 @@ mod tests {
         let mut slot = TokenSlot::new(token(1));
         let (mut page, hello) = Initiator::new(&secret(2), token(9)).unwrap();
         let mut node = Responder::new(&secret(3)).unwrap();
-        let confirm = page.handle_key(&node.handle_hello(&hello).unwrap()).unwrap();
+        let confirm = page
+            .handle_key(&node.handle_hello(&hello).unwrap())
+            .unwrap();
         assert_eq!(
             node.handle_confirm(&confirm, &mut slot).unwrap_err(),
             PairingError::Refused(RedeemError::Wrong)
@@ -294,7 +298,9 @@ mod tests {
 
         let (mut page, hello) = Initiator::new(&secret(4), token(1)).unwrap();
         let mut node = Responder::new(&secret(5)).unwrap();
-        let confirm = page.handle_key(&node.handle_hello(&hello).unwrap()).unwrap();
+        let confirm = page
+            .handle_key(&node.handle_hello(&hello).unwrap())
+            .unwrap();
         assert!(node.handle_confirm(&confirm, &mut slot).is_ok());
     }
 
@@ -304,7 +310,9 @@ mod tests {
         for (i, expected) in [(0u8, Ok(())), (1, Err(RedeemError::Used))] {
             let (mut page, hello) = Initiator::new(&secret(10 + i), token(1)).unwrap();
             let mut node = Responder::new(&secret(20 + i)).unwrap();
-            let confirm = page.handle_key(&node.handle_hello(&hello).unwrap()).unwrap();
+            let confirm = page
+                .handle_key(&node.handle_hello(&hello).unwrap())
+                .unwrap();
             let got = node.handle_confirm(&confirm, &mut slot).map(|_| ());
             assert_eq!(got, expected.map_err(PairingError::Refused));
         }
@@ -317,7 +325,9 @@ mod tests {
         let mut slot = TokenSlot::new(token(1));
         let (mut page, hello) = Initiator::new(&secret(2), token(1)).unwrap();
         let mut first = Responder::new(&secret(3)).unwrap();
-        let confirm = page.handle_key(&first.handle_hello(&hello).unwrap()).unwrap();
+        let confirm = page
+            .handle_key(&first.handle_hello(&hello).unwrap())
+            .unwrap();
         let mut second = Responder::new(&secret(4)).unwrap();
         second.handle_hello(&hello).unwrap();
         assert_eq!(
@@ -345,7 +355,9 @@ mod tests {
     fn a_node_without_the_token_is_not_believed() {
         let (mut page, hello) = Initiator::new(&secret(2), token(1)).unwrap();
         let mut impostor = Responder::new(&secret(3)).unwrap();
-        let confirm = page.handle_key(&impostor.handle_hello(&hello).unwrap()).unwrap();
+        let confirm = page
+            .handle_key(&impostor.handle_hello(&hello).unwrap())
+            .unwrap();
         // The impostor's own slot holds another token; it cannot prove token(1).
         let mut own = TokenSlot::new(token(9));
         assert!(impostor.handle_confirm(&confirm, &mut own).is_err());
@@ -388,7 +400,13 @@ mod tests {
             node.handle_hello(&[]),
             Err(PairingError::Unexpected { .. })
         ));
-        assert_eq!(Responder::new(&[0u8; 32]).unwrap_err(), PairingError::BadSecret);
-        assert_eq!(Responder::new(&[0xff; 32]).unwrap_err(), PairingError::BadSecret);
+        assert_eq!(
+            Responder::new(&[0u8; 32]).unwrap_err(),
+            PairingError::BadSecret
+        );
+        assert_eq!(
+            Responder::new(&[0xff; 32]).unwrap_err(),
+            PairingError::BadSecret
+        );
     }
 }

@@ -29,8 +29,8 @@ const UI_CSS: &str = include_str!("../assets/ui.css");
 /// HTTP connections open at once (the page, its script and style, the WebSocket
 /// upgrade; a browser opens about six per host). More are closed as accepted.
 const MAX_CONNECTIONS: usize = 16;
-/// WebSocket sessions open at once, paired or still pairing.
-pub(crate) const MAX_SESSIONS: usize = 4;
+/// WebSocket sessions open at once, paired or still pairing; more get 503.
+pub const MAX_SESSIONS: usize = 4;
 /// A request head must arrive within this.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// An HTTP connection (before any upgrade) lives at most this long.
@@ -203,7 +203,11 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     if !host_allowed(host, shared.local) {
-        return (StatusCode::FORBIDDEN, "unknown Host: this UI answers only to its loopback address").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "unknown Host: this UI answers only to its loopback address",
+        )
+            .into_response();
     }
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
@@ -260,7 +264,11 @@ async fn websocket(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     if !origin_allowed(origin, shared.local) {
-        return (StatusCode::FORBIDDEN, "foreign Origin: the UI's WebSocket serves its own page only").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "foreign Origin: the UI's WebSocket serves its own page only",
+        )
+            .into_response();
     }
     let Ok(permit) = shared.sessions.clone().try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many UI sessions").into_response();

@@ -71,7 +71,8 @@ fn ephemeral_responder() -> Result<Responder, End> {
     // A draw outside [1, n) has probability about 2^-32; four tries bound the loop.
     for _ in 0..4 {
         let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| End::Close(1011, format!("no randomness: {e}")))?;
+        getrandom::fill(&mut secret)
+            .map_err(|e| End::Close(1011, format!("no randomness: {e}")))?;
         if let Ok(responder) = Responder::new(&secret) {
             return Ok(responder);
         }
