@@ -16,7 +16,7 @@
 //! here both proofs cover both ephemeral keys, so a process in the middle
 //! that substitutes its own key breaks both. P-256 rather than X25519: it
 //! is the curve every browser's WebCrypto has had for ECDH for a decade,
-//! while WebCrypto X25519 only arrived in 2024–2025 releases, and the page
+//! while WebCrypto X25519 only arrived in 2023–2025 releases, and the page
 //! must work in whatever browser the node's owner has.
 
 use p256::elliptic_curve::sec1::ToSec1Point;
