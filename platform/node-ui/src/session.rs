@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use tokio::time::Instant;
 
-use crate::channel::node_channel;
+use crate::channel::{MAX_PLAINTEXT_LEN, node_channel};
 use crate::pairing::{PairingError, Responder};
 use crate::rpc::answer_json;
 use crate::server::{Shared, lock};
@@ -108,7 +108,11 @@ async fn pair_and_serve(socket: &mut WebSocket, shared: &Shared) -> Result<(), E
             tracing::warn!(error = %e, "UI frame refused");
             End::Close(FRAME_REFUSED, e.to_string())
         })?;
-        let answer = answer_json(&request, &*shared.source);
+        let mut answer = answer_json(&request, &*shared.source);
+        if answer.len() > MAX_PLAINTEXT_LEN {
+            // Thousands of peers or streams: say so rather than end the session.
+            answer = br#"{"id":null,"error":"the status is too large to send"}"#.to_vec();
+        }
         let sealed = sealer
             .seal(&answer)
             .map_err(|e| End::Close(1011, e.to_string()))?;
