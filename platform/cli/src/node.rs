@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use clap::Subcommand;
-use keyway_core::link::{AllowList, LinkConfig};
+use keyway_core::PublicKey;
+use keyway_core::link::{AllowList, BlockKey, LinkConfig};
 use keyway_link::PeerAddress;
 use keyway_link::config::{allow_list, link_config};
 use keyway_link::connection::NoService;
@@ -113,6 +114,7 @@ fn dispatch(command: Command) -> Result<()> {
             json,
             max_connections,
         } => {
+            let allow_entries = allow.clone();
             let allow = allow_list(allow.iter().map(String::as_str))
                 .map_err(|(entry, e)| anyhow!("--allow {entry}: {e}"))?;
             let config = Arc::new(load_config(&identity, &network_key, &password, allow)?);
@@ -123,15 +125,16 @@ fn dispatch(command: Command) -> Result<()> {
                     StreamServer::open(&serve_stream).context("--serve-stream")?,
                 ))
             };
-            if ui.is_some() {
-                // The local UI session lives in its own crate (issue 16,
-                // item 7); it is wired here once it lands.
-                return Err(anyhow!(
-                    "--ui: the local UI is not built into this version yet"
-                ));
-            }
+            let shown = ui.map(|addr| (addr, ui_view(&allow_entries, &serve_stream)));
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(run_node(config, listen, streams, json, max_connections))
+            runtime.block_on(run_node(
+                config,
+                listen,
+                streams,
+                json,
+                max_connections,
+                shown,
+            ))
         }
         Command::Send {
             peer,
@@ -173,6 +176,7 @@ async fn run_node(
     streams: Option<Arc<StreamServer>>,
     json: bool,
     max_connections: usize,
+    ui: Option<(SocketAddr, UiView)>,
 ) -> Result<()> {
     let (inbox, mut deliveries) = Inbox::new(INBOX_DEPTH);
     let services = Services {
@@ -184,11 +188,28 @@ async fn run_node(
         .with_context(|| format!("listening on {listen}"))?;
     let bound = listener.local_addr()?;
     let node = Node::new(config.clone(), Arc::new(services), max_connections);
+    // The UI first, so a refused --ui address fails before anything is
+    // printed; the handle is kept until the node stops (dropping it stops
+    // the UI).
+    let mut ui_started = None;
+    if let Some((addr, view)) = ui {
+        let status_node = node.clone();
+        let listening = bound.to_string();
+        let source = move || view.status(&status_node, &listening);
+        ui_started = Some(
+            keyway_node_ui::serve(addr, source)
+                .await
+                .with_context(|| format!("--ui {addr}"))?,
+        );
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "node_pk={}", config.identity.public())?;
     writeln!(out, "listening={bound}")?;
+    if let Some((url, _)) = &ui_started {
+        writeln!(out, "ui={url}")?;
+    }
     out.flush()?;
-    let serving = tokio::spawn(node.serve(listener));
+    let serving = tokio::spawn(node.clone().serve(listener));
     loop {
         tokio::select! {
             delivery = deliveries.recv() => {
@@ -213,4 +234,72 @@ async fn run_node(
     }
     serving.abort();
     Ok(())
+}
+
+/// What the status page shows besides the node's live links: the
+/// allow-list and the streams served, as given at start.
+#[derive(Debug)]
+struct UiView {
+    allowed: Vec<(PublicKey, Vec<String>)>,
+    streams: Vec<keyway_node_ui::StreamInfo>,
+}
+
+/// The page's view of `--allow` and `--serve-stream` (read once: the
+/// status source is called per page request and must not block on files).
+fn ui_view(allow: &[String], streams: &[PathBuf]) -> UiView {
+    let allowed = allow
+        .iter()
+        .filter_map(|entry| {
+            let (key, caps) = entry.split_once('=')?;
+            let key = PublicKey::from_hex(key).ok()?;
+            Some((key, caps.split(',').map(str::to_owned).collect()))
+        })
+        .collect();
+    let streams = streams
+        .iter()
+        .filter_map(|path| {
+            let stream = keyway_drayer::Stream::open_read_only(path).ok()?;
+            Some(keyway_node_ui::StreamInfo {
+                public_key: stream.public_key_base64(),
+                path: path.display().to_string(),
+                records: stream.count().ok()? as u64,
+                served: true,
+            })
+        })
+        .collect();
+    UiView { allowed, streams }
+}
+
+impl UiView {
+    fn status(&self, node: &Node, listening: &str) -> keyway_node_ui::Status {
+        let now = node.status();
+        keyway_node_ui::Status {
+            identity: now.node_pk.to_string(),
+            listening: vec![listening.to_owned()],
+            links: now
+                .peers
+                .iter()
+                .map(|p| keyway_node_ui::LinkInfo {
+                    peer: p.identity.map(|k| k.to_string()),
+                    address: p.address.to_string(),
+                    direction: keyway_node_ui::Direction::Inbound,
+                    age_secs: p.age.as_secs(),
+                    bytes_in: p.bytes_in,
+                    bytes_out: p.bytes_out,
+                })
+                .collect(),
+            peers: self
+                .allowed
+                .iter()
+                .map(|(key, caps)| keyway_node_ui::PeerInfo {
+                    identity: key.to_string(),
+                    capabilities: caps.clone(),
+                    blocked_for_secs: node
+                        .blocked_for(&BlockKey::identity(key))
+                        .map(|d| d.as_secs().max(1)),
+                })
+                .collect(),
+            streams: self.streams.clone(),
+        }
+    }
 }

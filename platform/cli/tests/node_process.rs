@@ -314,3 +314,51 @@ fn a_mirror_over_a_link_equals_the_source_and_needs_the_capability() {
     assert!(err.contains("not authorized"), "{err}");
     assert_eq!(listing(&refused), "");
 }
+
+#[test]
+fn ui_prints_a_pairing_url_on_loopback_and_refuses_other_addresses() {
+    use std::io::{Read, Write};
+
+    let setup = Setup::new();
+    let (a, _) = setup.identity("a.id");
+    let node = RunningNode::start(&setup, &a, &["--ui", "127.0.0.1:0"]);
+    let line = node.line();
+    let url = line.strip_prefix("ui=http://").unwrap();
+    let (host, fragment) = url.split_once("/#pair=").unwrap();
+    assert!(host.starts_with("127.0.0.1:"), "{line}");
+    assert!(fragment.len() >= 32, "a pairing token: {line}");
+    // The page itself is served (pairing and the session are the node-ui
+    // crate's tests, in a real Chromium).
+    let mut socket = std::net::TcpStream::connect(host).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        socket,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = socket.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        !answer.contains(fragment),
+        "the token never travels to the server"
+    );
+
+    let err = failed(keyway(&[
+        "node",
+        "run",
+        "--identity",
+        s(&a),
+        "--network-key",
+        s(&setup.net),
+        "--listen",
+        "127.0.0.1:0",
+        "--password-file",
+        s(&setup.pw),
+        "--ui",
+        "0.0.0.0:0",
+    ]));
+    assert!(err.contains("loopback"), "{err}");
+}

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -118,6 +119,15 @@ impl LinkHandle {
 /// The application's answer to one of the peer's requests, on its way.
 type Answer = BoxFuture<'static, (RequestId, Result<Vec<u8>, Refusal>)>;
 
+/// Bytes a link moved on its socket, for a status page.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Read from the peer.
+    pub bytes_in: AtomicU64,
+    /// Written to the peer.
+    pub bytes_out: AtomicU64,
+}
+
 /// How a link's setup went, reported once.
 pub(crate) type Ready = oneshot::Sender<Result<LinkHandle, CloseReason>>;
 
@@ -138,6 +148,7 @@ pub(crate) async fn run<S>(
     handler: Arc<dyn Handler>,
     observer: Option<Arc<dyn Observer>>,
     mut ready: Option<Ready>,
+    traffic: Arc<Traffic>,
 ) -> (CloseReason, Option<PublicKey>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -161,11 +172,11 @@ where
         let now = clock.now();
         while let Some(n) = link.poll_transmit(now, &mut frame) {
             out.extend_from_slice(&frame[..n]);
-            if out.len() >= WRITE_BATCH && !flush(&mut writer, &mut out).await {
+            if out.len() >= WRITE_BATCH && !flush(&mut writer, &mut out, &traffic).await {
                 link.close(CloseReason::Timeout);
             }
         }
-        if !out.is_empty() && !flush(&mut writer, &mut out).await {
+        if !out.is_empty() && !flush(&mut writer, &mut out, &traffic).await {
             link.close(CloseReason::Timeout);
         }
 
@@ -235,7 +246,10 @@ where
         tokio::select! {
             read = reader.read(&mut inbuf), if reading => match read {
                 Ok(0) => link.handle_eof(clock.now()),
-                Ok(n) => link.handle_input(clock.now(), &inbuf[..n]),
+                Ok(n) => {
+                    traffic.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    link.handle_input(clock.now(), &inbuf[..n]);
+                }
                 Err(_) => link.handle_eof(clock.now()),
             },
             () = sleep_until(deadline) => link.handle_timeout(clock.now()),
@@ -269,8 +283,18 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Writes `out` within [`WRITE_TIMEOUT`]; false if the peer did not take it.
-async fn flush<W: AsyncWrite + Unpin>(writer: &mut W, out: &mut Vec<u8>) -> bool {
+async fn flush<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    out: &mut Vec<u8>,
+    traffic: &Traffic,
+) -> bool {
     let written = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(out)).await;
+    let done = matches!(written, Ok(Ok(())));
+    if done {
+        traffic
+            .bytes_out
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
+    }
     out.clear();
-    matches!(written, Ok(Ok(())))
+    done
 }

@@ -55,6 +55,7 @@ pub async fn dial(
         handler,
         None,
         Some(ready_tx),
+        Arc::default(),
     ));
     match tokio::time::timeout_at(deadline, ready).await {
         Ok(Ok(Ok(handle))) => Ok(handle),

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::clock::Clock;
-use crate::connection::{self, Handler, Observer};
+use crate::connection::{self, Handler, Observer, Traffic};
 
 /// Connections a node holds at once unless told otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
@@ -28,6 +28,32 @@ pub struct PeerStatus {
     pub address: SocketAddr,
     /// The identity it proved (`None` until its proof).
     pub identity: Option<PublicKey>,
+    /// How long the link has been open.
+    pub age: Duration,
+    /// Bytes read from it.
+    pub bytes_in: u64,
+    /// Bytes written to it.
+    pub bytes_out: u64,
+}
+
+/// A link's entry in the node's table.
+struct Entry {
+    address: SocketAddr,
+    identity: Option<PublicKey>,
+    since: tokio::time::Instant,
+    traffic: Arc<Traffic>,
+}
+
+impl Entry {
+    fn status(&self) -> PeerStatus {
+        PeerStatus {
+            address: self.address,
+            identity: self.identity,
+            age: self.since.elapsed(),
+            bytes_in: self.traffic.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.traffic.bytes_out.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// What a node is doing, for a status page (`--ui`).
@@ -48,7 +74,7 @@ pub struct Node {
     clock: Clock,
     blocklist: Mutex<Blocklist>,
     slots: Arc<Semaphore>,
-    peers: Mutex<BTreeMap<u64, PeerStatus>>,
+    peers: Mutex<BTreeMap<u64, Entry>>,
     next_id: AtomicU64,
 }
 
@@ -94,14 +120,23 @@ impl Node {
         };
         NodeStatus {
             node_pk: *self.config.identity.public(),
-            peers: lock(&self.peers).values().cloned().collect(),
+            peers: lock(&self.peers).values().map(Entry::status).collect(),
             blocked,
         }
     }
 
-    /// Whether `ip` (before a proof) is on the blocklist now.
+    /// Whether `key` (a source before a proof, an identity after) is on
+    /// the blocklist now.
     pub fn is_blocked(&self, key: &BlockKey) -> bool {
         lock(&self.blocklist).is_blocked(key, self.clock.now())
+    }
+
+    /// How long `key` stays on the blocklist, if it is on it.
+    pub fn blocked_for(&self, key: &BlockKey) -> Option<Duration> {
+        let now = self.clock.now();
+        lock(&self.blocklist)
+            .blocked_until(key, now)
+            .map(|until| until.saturating_duration_since(now))
     }
 
     /// Accepts connections on `listener` for ever (until the task is
@@ -135,11 +170,14 @@ impl Node {
             let node = self.clone();
             tokio::spawn(async move {
                 let id = node.next_id.fetch_add(1, Ordering::Relaxed);
+                let traffic = Arc::new(Traffic::default());
                 lock(&node.peers).insert(
                     id,
-                    PeerStatus {
+                    Entry {
                         address: from,
                         identity: None,
+                        since: tokio::time::Instant::now(),
+                        traffic: traffic.clone(),
                     },
                 );
                 let link = Link::new_responder(
@@ -158,6 +196,7 @@ impl Node {
                     node.handler.clone(),
                     Some(observer),
                     None,
+                    traffic,
                 )
                 .await;
                 lock(&node.peers).remove(&id);
