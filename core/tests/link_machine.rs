@@ -858,3 +858,48 @@ fn wire_frames_round_trip_the_length_prefix() {
     let (body, used) = wire::split_frame(&msg, 65_535).unwrap().unwrap();
     assert_eq!((body.len(), used), (300, 302));
 }
+
+#[test]
+fn refusals_to_a_peer_that_does_not_read_count_against_the_cap() {
+    // A floods requests it is not authorized for and never reads the
+    // refusals (B's transmit queue is never drained): B must not queue
+    // refusals without bound.
+    let net = Net::new();
+    let generous = Limits {
+        concurrent_requests: 1000,
+        ..Limits::DEFAULT
+    };
+    let tight = Limits {
+        max_buffered_bytes: 1000,
+        ..Limits::DEFAULT
+    };
+    let mut a = Link::new_initiator(
+        config(&net.a_id, &net.psk, AllowList::new(), generous),
+        *net.b_id.public(),
+        T0,
+        &mut rng(),
+    );
+    let mut b = Link::new_responder(
+        config(&net.b_id, &net.psk, AllowList::new(), tight),
+        T0,
+        &mut rng(),
+    );
+    pump(&mut a, &mut b, T0);
+    assert!(b.is_connected());
+    for _ in 0..100 {
+        a.send_request(Service::Message, Vec::new()).unwrap();
+    }
+    let mut fed = 0;
+    for frame in drain(&mut a, T0) {
+        if b.is_closed() {
+            break;
+        }
+        b.handle_input(T0, &frame);
+        fed += 1;
+    }
+    assert_eq!(
+        b.close_reason(),
+        Some(CloseReason::LimitExceeded(Limit::BufferedBytes))
+    );
+    assert!(fed < 100, "closed after {fed} refusals");
+}

@@ -5,7 +5,6 @@
 use alloc::boxed::Box;
 use alloc::collections::{BTreeSet, VecDeque};
 use alloc::sync::Arc;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -31,6 +30,10 @@ pub type RequestId = u32;
 /// Largest handshake message accepted. Ours carry no payload: 32, 96 and
 /// 64 bytes (Noise spec §7.5 XX with psk3).
 const MAX_HANDSHAKE_MESSAGE: usize = 128;
+/// What a queued refusal counts against `max_buffered_bytes`: it carries
+/// no body, but a peer that floods requests while not reading must still
+/// run into the cap.
+const REFUSAL_COST: usize = 32;
 /// The smallest buffer [`Link::poll_transmit`] writes into.
 pub const MIN_TRANSMIT_BUF: usize = 256;
 
@@ -121,7 +124,7 @@ impl Outgoing {
     fn buffered(&self) -> usize {
         match self {
             Self::Request { body, .. } | Self::Response { body, .. } => body.len(),
-            Self::Refused { .. } => 0,
+            Self::Refused { .. } => REFUSAL_COST,
         }
     }
 }
@@ -391,12 +394,35 @@ impl Link {
             return;
         }
         self.last_input = now;
-        self.inbuf.extend_from_slice(data);
+        // Whole frames are handled straight from `data`; only a trailing
+        // partial frame (at most one frame's bytes) is kept.
+        let mut held = core::mem::take(&mut self.inbuf);
+        if held.is_empty() {
+            let consumed = self.handle_frames(now, data);
+            if !self.is_closed() {
+                held.extend_from_slice(&data[consumed..]);
+            }
+        } else {
+            held.extend_from_slice(data);
+            let consumed = self.handle_frames(now, &held);
+            if !self.is_closed() {
+                held.drain(..consumed);
+            }
+        }
+        if !self.is_closed() {
+            self.inbuf = held;
+            self.check_buffered();
+        }
+    }
+
+    /// Handles every whole frame at the front of `input`; returns the bytes
+    /// used.
+    fn handle_frames(&mut self, now: Instant, input: &[u8]) -> usize {
         let mut consumed = 0;
         while !self.is_closed() {
             let max = self.max_frame();
-            let (len, used) = match wire::split_frame(&self.inbuf[consumed..], max) {
-                Ok(Some((message, used))) => (message.len(), used),
+            let (message, used) = match wire::split_frame(&input[consumed..], max) {
+                Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(wire::WireError::TooLong { .. }) if self.peer.is_none() => {
                     let reason = if self.in_handshake() {
@@ -405,33 +431,24 @@ impl Link {
                         CloseReason::PreProofCap
                     };
                     self.close(reason);
-                    return;
+                    break;
                 }
                 Err(_) => {
                     self.close(self.violation());
-                    return;
+                    break;
                 }
             };
             if self.peer.is_none() {
                 self.pre_proof_used += used;
                 if self.pre_proof_used > self.config.limits.pre_proof_bytes {
                     self.close(CloseReason::PreProofCap);
-                    return;
+                    break;
                 }
             }
-            let start = consumed + LEN_PREFIX;
             consumed += used;
-            // The message is copied out so `self` can be borrowed mutably.
-            let mut message = core::mem::take(&mut self.scratch);
-            message.clear();
-            message.extend_from_slice(&self.inbuf[start..start + len]);
-            self.handle_message(now, &message);
-            self.scratch = message;
+            self.handle_message(now, message);
         }
-        if !self.is_closed() {
-            self.inbuf.drain(..consumed);
-            self.check_buffered();
-        }
+        consumed
     }
 
     fn in_handshake(&self) -> bool {
@@ -481,13 +498,16 @@ impl Link {
                 }
             }
             Phase::Transport(transport) => {
-                let mut plain = vec![0u8; message.len()];
-                let Ok(n) = transport.read_message(message, &mut plain) else {
-                    self.close(self.violation());
-                    return;
-                };
-                plain.truncate(n);
-                self.handle_frame(now, &plain);
+                let mut plain = core::mem::take(&mut self.scratch);
+                plain.clear();
+                plain.resize(message.len(), 0);
+                match transport.read_message(message, &mut plain) {
+                    Ok(n) => self.handle_frame(now, &plain[..n]),
+                    Err(_) => self.close(self.violation()),
+                }
+                if !self.is_closed() {
+                    self.scratch = plain;
+                }
             }
             Phase::Closed => {}
         }
@@ -664,6 +684,7 @@ impl Link {
                 self.events.push_back(Event::Request { id, service, body });
             }
             Some(Inbound::Discard { id, reason, .. }) => {
+                self.out_bytes += REFUSAL_COST;
                 self.outq.push_back(Outgoing::Refused { id, reason });
             }
             _ => {}
@@ -826,10 +847,9 @@ impl Link {
             Phase::Transport(_) => {
                 let max_plain = room - LEN_PREFIX - TAG_LEN;
                 let mut plain = core::mem::take(&mut self.scratch);
-                plain.clear();
-                plain.resize(max_plain, 0);
-                let n = self.next_plaintext(&mut plain)?;
-                let Phase::Transport(transport) = &mut self.phase else {
+                let next = self.next_plaintext(&mut plain, max_plain);
+                let (Some(n), Phase::Transport(transport)) = (next, &mut self.phase) else {
+                    self.scratch = plain;
                     return None;
                 };
                 let result = transport.write_message(&plain[..n], &mut buf[LEN_PREFIX..room]);
@@ -849,8 +869,9 @@ impl Link {
         }
     }
 
-    /// Encodes the next application frame into `plain`.
-    fn next_plaintext(&mut self, plain: &mut [u8]) -> Option<usize> {
+    /// Encodes the next application frame (at most `max_plain` bytes) into
+    /// `plain`, sized to fit it.
+    fn next_plaintext(&mut self, plain: &mut Vec<u8>, max_plain: usize) -> Option<usize> {
         if self.proof_due {
             let signature = proof::sign_proof(
                 &self.config.identity,
@@ -863,15 +884,14 @@ impl Link {
                 key: self.config.identity.public().as_bytes(),
                 signature: &signature,
             };
+            plain.clear();
+            plain.resize(frame.encoded_len(), 0);
             return frame.encode(plain).ok();
         }
         if !self.is_connected() {
             return None;
         }
-        let room = plain
-            .len()
-            .saturating_sub(REQUEST_HEADER_LEN)
-            .min(MAX_CHUNK);
+        let room = max_plain.saturating_sub(REQUEST_HEADER_LEN).min(MAX_CHUNK);
         let front = self.outq.front_mut()?;
         let (frame, done, taken) = match front {
             Outgoing::Request {
@@ -908,9 +928,11 @@ impl Link {
                     reason: reason.to_byte(),
                 },
                 true,
-                0,
+                REFUSAL_COST,
             ),
         };
+        plain.clear();
+        plain.resize(frame.encoded_len(), 0);
         let n = frame.encode(plain).ok();
         self.out_bytes -= taken;
         if done {
