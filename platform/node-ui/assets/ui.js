@@ -210,7 +210,7 @@
     try {
       keys = await pair(ws, messages, token);
     } catch (e) {
-      setState("refused", `Pairing refused: ${e.message}`);
+      setState("refused", `Pairing refused: ${e.message.replace(/^pairing refused: /, "")}`);
       return;
     }
     setState("paired", "Paired");

@@ -47,6 +47,7 @@ pub mod status;
 pub mod token;
 
 pub use origin::NotLoopback;
-pub use server::{MAX_SESSIONS, ServeError, UiHandle, pairing_url, serve};
+pub use server::{MAX_SESSIONS, ServeError, UiHandle, pairing_url, serve, serve_with_deadlines};
+pub use session::Deadlines;
 pub use status::{Direction, LinkInfo, PeerInfo, Status, StatusSource, StreamInfo};
 pub use token::PairingToken;

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::channel::MAX_FRAME_LEN;
 use crate::origin::{NotLoopback, allowed_hosts, check_bind, host_allowed, origin_allowed};
+use crate::session::Deadlines;
 use crate::status::StatusSource;
 use crate::token::{PairingToken, TokenSlot};
 
@@ -62,6 +63,7 @@ pub(crate) struct Shared {
     pub(crate) source: Box<dyn StatusSource>,
     pub(crate) sessions: Arc<Semaphore>,
     pub(crate) closed: watch::Sender<bool>,
+    pub(crate) deadlines: Deadlines,
 }
 
 impl core::fmt::Debug for Shared {
@@ -123,6 +125,15 @@ pub async fn serve<S: StatusSource>(
     addr: SocketAddr,
     source: S,
 ) -> Result<(String, UiHandle), ServeError> {
+    serve_with_deadlines(addr, source, Deadlines::default()).await
+}
+
+/// [`serve`] with other session deadlines (tests use short ones).
+pub async fn serve_with_deadlines<S: StatusSource>(
+    addr: SocketAddr,
+    source: S,
+    deadlines: Deadlines,
+) -> Result<(String, UiHandle), ServeError> {
     check_bind(addr)?;
     let token = PairingToken::generate().map_err(ServeError::Random)?;
     let listener = TcpListener::bind(addr)
@@ -137,6 +148,7 @@ pub async fn serve<S: StatusSource>(
         source: Box::new(source),
         sessions: Arc::new(Semaphore::new(MAX_SESSIONS)),
         closed: watch::Sender::new(false),
+        deadlines,
     });
     let accept = tokio::spawn(accept_loop(listener, router(shared.clone())));
     Ok((pairing_url(local, &token), UiHandle { shared, accept }))

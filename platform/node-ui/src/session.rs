@@ -27,11 +27,25 @@ pub const FRAME_REFUSED: u16 = 4002;
 /// Close code: the peer was silent past a deadline.
 pub const TIMED_OUT: u16 = 4008;
 
-/// The whole pairing must be done within this.
-const PAIRING_TIMEOUT: Duration = Duration::from_secs(10);
-/// A paired page asks for status every few seconds; a browser throttles a
-/// background tab's timers to about once a minute, so allow several.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// A session's deadlines on the page's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// The whole pairing must be done within this (default 10 s).
+    pub pairing: Duration,
+    /// A paired page may be silent this long (default 300 s): it asks for
+    /// status every few seconds, but a browser throttles a background
+    /// tab's timers to about once a minute.
+    pub idle: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            pairing: Duration::from_secs(10),
+            idle: Duration::from_secs(300),
+        }
+    }
+}
 /// Every send must be done within this.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -89,7 +103,7 @@ fn refused(e: PairingError) -> End {
 
 async fn pair_and_serve(socket: &mut WebSocket, shared: &Shared) -> Result<(), End> {
     let mut responder = ephemeral_responder()?;
-    let deadline = Instant::now() + PAIRING_TIMEOUT;
+    let deadline = Instant::now() + shared.deadlines.pairing;
     let hello = recv_binary(socket, deadline).await?;
     let key = responder.handle_hello(&hello).map_err(refused)?;
     send(socket, key.to_vec()).await?;
@@ -103,7 +117,7 @@ async fn pair_and_serve(socket: &mut WebSocket, shared: &Shared) -> Result<(), E
     tracing::info!("UI paired");
     let (mut sealer, mut opener) = node_channel(&keys);
     loop {
-        let frame = recv_binary(socket, Instant::now() + IDLE_TIMEOUT).await?;
+        let frame = recv_binary(socket, Instant::now() + shared.deadlines.idle).await?;
         let request = opener.open(&frame).map_err(|e| {
             tracing::warn!(error = %e, "UI frame refused");
             End::Close(FRAME_REFUSED, e.to_string())

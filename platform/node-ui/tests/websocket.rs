@@ -9,8 +9,11 @@ use futures_util::{SinkExt, StreamExt};
 use keyway_node_ui::channel::{Opener, Sealer, client_channel};
 use keyway_node_ui::pairing::Initiator;
 use keyway_node_ui::rpc::Answer;
-use keyway_node_ui::session::{FRAME_REFUSED, PAIRING_REFUSED, PROTOCOL_ERROR};
-use keyway_node_ui::{MAX_SESSIONS, PairingToken, ServeError, Status, UiHandle, serve};
+use keyway_node_ui::session::{FRAME_REFUSED, PAIRING_REFUSED, PROTOCOL_ERROR, TIMED_OUT};
+use keyway_node_ui::{
+    Deadlines, MAX_SESSIONS, PairingToken, ServeError, Status, UiHandle, serve,
+    serve_with_deadlines,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -262,15 +265,7 @@ async fn sessions_are_capped() {
     // A closed session gives its place back.
     let mut gone = open.pop().unwrap();
     gone.close(None).await.unwrap();
-    let mut admitted = None;
-    for _ in 0..50 {
-        if let Ok(ws) = connect_with_origin(local, Some(&format!("http://{local}"))).await {
-            admitted = Some(ws);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(admitted.is_some(), "a freed place is given again");
+    open.push(connect_retrying(local).await);
 }
 
 #[tokio::test]
@@ -280,4 +275,50 @@ async fn dropping_the_handle_closes_paired_sessions() {
     try_pair(&mut ws, token).await.unwrap();
     drop(handle);
     assert_eq!(expect_close(&mut ws).await.0, 1001);
+}
+
+#[tokio::test]
+async fn a_peer_that_stalls_mid_pairing_is_closed_and_its_place_freed() {
+    let deadlines = Deadlines {
+        pairing: Duration::from_millis(200),
+        idle: Duration::from_millis(200),
+    };
+    let (url, handle) =
+        serve_with_deadlines("127.0.0.1:0".parse().unwrap(), Status::default, deadlines)
+            .await
+            .unwrap();
+    let local = handle.local_addr();
+    // Silent from the start: closed with TIMED_OUT.
+    let mut silent = connect(local).await;
+    assert_eq!(expect_close(&mut silent).await.0, TIMED_OUT);
+    // Stops after the hello: the same.
+    let mut stalled = connect(local).await;
+    let (_, hello) = Initiator::new(&random_secret(), PairingToken::from_bytes([1; 32])).unwrap();
+    stalled
+        .send(Message::Binary(hello.to_vec().into()))
+        .await
+        .unwrap();
+    assert!(matches!(recv(&mut stalled).await, Message::Binary(_)));
+    assert_eq!(expect_close(&mut stalled).await.0, TIMED_OUT);
+    // Paired, then silent: the idle deadline.
+    let token = PairingToken::decode(url.rsplit('=').next().unwrap()).unwrap();
+    let mut idle = connect(local).await;
+    try_pair(&mut idle, token).await.unwrap();
+    assert_eq!(expect_close(&mut idle).await.0, TIMED_OUT);
+    // None of them holds a session place any more.
+    let mut open = Vec::new();
+    for _ in 0..MAX_SESSIONS {
+        open.push(connect_retrying(local).await);
+    }
+}
+
+/// Connects, retrying while the node is still giving places back.
+async fn connect_retrying(local: SocketAddr) -> Ws {
+    for _ in 0..50 {
+        if let Ok(ws) = connect_with_origin(local, Some(&format!("http://{local}"))).await {
+            return ws;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no session place came free");
 }
