@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use keyway_core::PublicKey;
@@ -254,25 +255,54 @@ where
             },
             () = sleep_until(deadline) => link.handle_timeout(clock.now()),
             command = commands.recv(), if commands_open => match command {
-                Some(Command { service, body, reply }) => match link.send_request(service, body) {
-                    Ok(id) => {
-                        pending.insert(id, reply);
+                Some(command) => {
+                    queue(&mut link, &mut pending, command);
+                    // Whatever else is waiting goes out in the same write.
+                    for _ in 1..COMMAND_QUEUE {
+                        let Ok(command) = commands.try_recv() else { break };
+                        queue(&mut link, &mut pending, command);
                     }
-                    Err(e) => {
-                        let _ = reply.send(Err(RequestError::Send(e)));
-                    }
-                },
+                }
                 None => commands_open = false,
             },
             Some((id, answer)) = answering.next(), if !answering.is_empty() => {
-                // The link may have closed meanwhile; a refused send is moot.
-                let _ = match answer {
-                    Ok(body) => link.send_response(id, body),
-                    Err(reason) => link.refuse(id, reason),
-                };
+                answer_peer(&mut link, id, answer);
+                // Answers already done go out in the same write.
+                while let Some(Some((id, answer))) = answering.next().now_or_never() {
+                    answer_peer(&mut link, id, answer);
+                }
             }
         }
     }
+}
+
+/// Queues one of this side's requests into the machine.
+fn queue(
+    link: &mut Link,
+    pending: &mut HashMap<RequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>,
+    Command {
+        service,
+        body,
+        reply,
+    }: Command,
+) {
+    match link.send_request(service, body) {
+        Ok(id) => {
+            pending.insert(id, reply);
+        }
+        Err(e) => {
+            let _ = reply.send(Err(RequestError::Send(e)));
+        }
+    }
+}
+
+/// Queues the application's answer to the peer's request `id`.
+fn answer_peer(link: &mut Link, id: RequestId, answer: Result<Vec<u8>, Refusal>) {
+    // The link may have closed meanwhile; a refused send is moot.
+    let _ = match answer {
+        Ok(body) => link.send_response(id, body),
+        Err(reason) => link.refuse(id, reason),
+    };
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
