@@ -92,7 +92,7 @@ pub(crate) enum Command {
         #[arg(long, conflicts_with = "via")]
         from: Option<String>,
         /// Pull over a secure link from the node PUBKEY@HOST:PORT (it must
-        /// serve the stream and grant this identity `sync:<stream>`).
+        /// serve the stream and grant this identity sync:KEY or sync:*).
         #[arg(long, value_name = "PUBKEY@HOST:PORT", requires_all = ["identity", "network_key"])]
         via: Option<keyway_link::PeerAddress>,
         /// With --via: this node's identity file.

@@ -44,7 +44,7 @@ pub(crate) enum Command {
         listen: SocketAddr,
         #[command(flatten)]
         password: PasswordArgs,
-        /// Let PUBKEY use capabilities: message, sync:<stream key base64>,
+        /// Let PUBKEY use capabilities: message, sync:KEY (a stream key in base64),
         /// sync:*, registry-write. Repeatable; nobody else is served.
         #[arg(long, value_name = "PUBKEY=CAP[,CAP…]")]
         allow: Vec<String>,
