@@ -46,7 +46,11 @@ impl FromStr for PeerAddress {
             return Err(AddressError::Port);
         }
         let host = match host.strip_prefix('[') {
-            Some(inner) => inner.strip_suffix(']').ok_or(AddressError::Host)?,
+            // Brackets hold an IPv6 address, nothing else.
+            Some(inner) => inner
+                .strip_suffix(']')
+                .filter(|h| h.contains(':'))
+                .ok_or(AddressError::Host)?,
             None if host.contains(':') => return Err(AddressError::Host),
             None => host,
         };
@@ -108,7 +112,7 @@ mod tests {
                 "{bad_port}"
             );
         }
-        for bad_host in [":1", "::1:5", "[::1:5"] {
+        for bad_host in [":1", "::1:5", "[::1:5", "[00]:5"] {
             assert_eq!(
                 format!("{PK}@{bad_host}").parse::<PeerAddress>(),
                 Err(AddressError::Host),
