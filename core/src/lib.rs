@@ -16,7 +16,7 @@
 //! - [`mqtt`]: the MQTT 3.1.1 packets sidewire uses, streaming and size-capped.
 //! - [`drayer`]: Drayer's signed, mutable single-writer record chains: the
 //!   record string, and the owner and receiver algorithms over any store.
-//! - [`link`]: secure node links (Noise XXpsk3, identity proofs, capabilities,
+//! - `link` (feature `link`): secure node links (Noise XXpsk3, identity proofs, capabilities,
 //!   limits) as a sans-I/O machine; needs `alloc`.
 //!
 //! Protocols are features (`namebump`, `mqtt`, `sidewire`, `drayer`, `link`), so
