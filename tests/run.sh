@@ -2,7 +2,8 @@
 # Runs every Keyway test: formatting, lints, the whole workspace's tests
 # (vectors, properties, storage on SQLite/PostgreSQL/MariaDB, servers and
 # clients over loopback, live interop with the Python reference), the no_std
-# proof and a build of the fuzz targets. Works on a fresh Debian machine:
+# proof, a build of the fuzz targets and the node UI in headless Chromium.
+# Works on a fresh Debian machine:
 # it installs what it needs first. Network use: package installs only; every
 # test talks to loopback or to nothing at all, except the firmware's TAP
 # tests (tests/tests/embassy_tap.rs), which talk to 10.77.0.0/24 inside a
@@ -68,3 +69,6 @@ bash bindings/python/test.sh
 
 step "mobile library (uniffi): Kotlin tests on the JVM against the CLI's servers, the README example, the Swift bindings' completeness"
 bash bindings/mobile/test.sh
+
+step "node UI in a real headless Chromium: pairing, status, replayed/altered/reordered frames refused (issue 16)"
+bash platform/node-ui/tests/chromium.sh

@@ -18,6 +18,8 @@ use keyway_drayer::sync::{PullLimits, pull_newest_with, pull_with};
 use keyway_drayer::{Stream, file_record, parse_public_key};
 use serde_json::json;
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Create a stream file and its .privatekey; print the public key (base64).
@@ -89,21 +91,34 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = Limits::default().max_connections)]
         max_connections: usize,
     },
-    /// Clone (PATH absent, with --pubkey) or update a mirror from a server.
+    /// Clone (PATH absent, with --pubkey) or update a mirror from a server,
+    /// or from a node over a secure link (--via).
     Sync {
         path: PathBuf,
         /// The server's base URL, e.g. http://host:33125/ (default: the
         /// stream's primary servers, in turn, until one answers).
-        #[arg(long, conflicts_with = "dht")]
+        #[arg(long, conflicts_with_all = ["dht", "via"])]
         from: Option<String>,
         /// Find servers of the stream on BitTorrent's Mainline DHT and pull
         /// from the first that answers (at most 16 tried).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "via")]
         dht: bool,
         /// DHT node to join through (HOST:PORT, repeatable; default: the
         /// public Mainline bootstrap nodes).
         #[arg(long, value_name = "HOST:PORT", requires = "dht")]
         dht_bootstrap: Vec<String>,
+        /// Pull over a secure link from the node PUBKEY@HOST:PORT (it must
+        /// serve the stream and grant this identity sync:KEY or sync:*).
+        #[arg(long, value_name = "PUBKEY@HOST:PORT", requires_all = ["identity", "network_key"])]
+        via: Option<keyway_link::PeerAddress>,
+        /// With --via: this node's identity file.
+        #[arg(long, requires = "via")]
+        identity: Option<PathBuf>,
+        /// With --via: the network key file.
+        #[arg(long, requires = "via")]
+        network_key: Option<PathBuf>,
+        #[command(flatten)]
+        password: crate::identity::PasswordArgs,
         /// The stream's public key (base64); needed to clone.
         #[arg(long)]
         pubkey: Option<String>,
@@ -166,6 +181,54 @@ fn open_read_only(path: &Path) -> Result<Stream> {
     }
     Ok(Stream::open_read_only(path)?)
 }
+
+/// Pulls `stream` from the node at `via` over a secure link, verifying
+/// every record as over HTTP (the same pull, another [`Source`]).
+///
+/// [`Source`]: keyway_drayer::sync::Source
+fn sync_via(
+    stream: &mut Stream,
+    via: &keyway_link::PeerAddress,
+    identity: &Path,
+    network_key: &Path,
+    password: &crate::identity::PasswordArgs,
+    limits: &PullLimits,
+) -> Result<ExitCode> {
+    use std::sync::Arc;
+
+    use keyway_core::link::AllowList;
+    use keyway_link::connection::NoService;
+    use keyway_link::dial::{dial, with_retries};
+    use keyway_link::stream_sync::LinkSource;
+
+    // A mirror serves nothing over this link: its allow-list is empty.
+    let config = Arc::new(crate::node::load_config(
+        identity,
+        network_key,
+        password,
+        AllowList::new(),
+    )?);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let link = runtime
+        .block_on(with_retries(DIAL_TIMEOUT, |left| {
+            dial(config.clone(), via, Arc::new(NoService), left)
+        }))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut source = LinkSource::new(link, *stream.public_key());
+    let pulled = runtime
+        .block_on(pull_with(stream, &mut source, limits))
+        .map_err(|e| anyhow::anyhow!("{via}: {e}"))?;
+    println!(
+        "{} new records, {} repairs, {} records held",
+        pulled.inserted,
+        pulled.repairs,
+        stream.count()?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How long `sync --via` tries to reach the node.
+const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
@@ -297,6 +360,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             from,
             dht,
             dht_bootstrap,
+            via,
+            identity,
+            network_key,
+            password,
             pubkey,
             metadata_only,
             newest,
@@ -315,6 +382,19 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     path.display()
                 ),
             };
+            if let (Some(via), Some(identity), Some(network_key)) = (via, identity, network_key) {
+                if metadata_only || newest.is_some() {
+                    bail!("--via pulls whole mirrors: --metadata-only and --newest need --from");
+                }
+                return sync_via(
+                    &mut stream,
+                    &via,
+                    &identity,
+                    &network_key,
+                    &password,
+                    &limits,
+                );
+            }
             let urls = match from {
                 _ if dht => find_on_dht(&dht_bootstrap, stream.public_key().as_bytes())?,
                 Some(url) => vec![url],

@@ -2,8 +2,10 @@
 
 mod demo;
 mod drayer;
+mod identity;
 mod keyfile;
 mod namebump;
+mod node;
 mod serve_config;
 mod sidewire;
 
@@ -55,6 +57,15 @@ enum Command {
     /// Drayer streams: signed, mutable record chains in SQLite files, synced over HTTP.
     #[command(subcommand)]
     Drayer(drayer::Command),
+    /// A node's identity file: its secret keys sealed under a password.
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
+    /// A network key: the secret every node of one network shares.
+    #[command(subcommand)]
+    Netkey(identity::NetkeyCommand),
+    /// A node on secure links: run one, or send it a message.
+    #[command(subcommand)]
+    Node(node::Command),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +90,9 @@ fn main() -> ExitCode {
         }
         Command::Sidewire(command) => return sidewire::run(command),
         Command::Drayer(command) => return drayer::run(command),
+        Command::Identity(command) => identity::run_identity(command),
+        Command::Netkey(command) => identity::run_netkey(command),
+        Command::Node(command) => return node::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
