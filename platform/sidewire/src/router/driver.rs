@@ -198,17 +198,18 @@ impl Driver {
         closed: CancellationToken,
     ) -> Self {
         let mut rng = UnwrapErr(getrandom::SysRng);
-        let tables = config.node_tables();
         let origin = tokio::time::Instant::from_std(std::time::Instant::now());
         let topic = key.public().to_string();
-        let node = Box::new(Node::new(
-            key,
-            PoolIds(pool.clone()),
-            config.node_config(CONNECT_MARGIN),
-            tables,
-            &mut rng,
-            keyway_core::time::Instant::ZERO,
-        ));
+        let node = build_node(|| {
+            Box::new(Node::new(
+                key.clone(),
+                PoolIds(pool.clone()),
+                config.node_config(CONNECT_MARGIN),
+                config.node_tables(),
+                &mut UnwrapErr(getrandom::SysRng),
+                keyway_core::time::Instant::ZERO,
+            ))
+        });
         let mut key_seed = [0u8; 16];
         keyway_core::rand_core::Rng::fill_bytes(&mut rng, &mut key_seed);
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
@@ -722,4 +723,28 @@ fn spawn_handlers(shared: Arc<Shared>) -> mpsc::Sender<Message> {
         tracing::error!(error = %e, "cannot start the sidewire handlers' thread");
     }
     tx
+}
+
+/// Stack for building the node. Its fixed tables are about 330 KB and
+/// `Node::new` returns them by value (copied more than once in a debug
+/// build): more than a caller's thread may have — JVM and Android threads
+/// get 512 KiB to 1 MiB, and the Kotlin suite died of SIGSEGV in
+/// `Router::new`.
+const BUILD_STACK: usize = 16 << 20;
+
+/// Runs `build` on a short-lived thread with [`BUILD_STACK`] (on the
+/// caller's thread only if no thread can be started).
+fn build_node(build: impl Fn() -> Box<RouterNode> + Sync) -> Box<RouterNode> {
+    let built = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("sidewire-node-build".into())
+            .stack_size(BUILD_STACK)
+            .spawn_scoped(s, &build)
+            .map(|t| t.join())
+    });
+    match built {
+        Ok(Ok(node)) => node,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => build(),
+    }
 }

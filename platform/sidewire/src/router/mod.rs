@@ -310,3 +310,32 @@ mod clock_tests {
         assert!(super::system_time() > 1_700_000_000);
     }
 }
+
+#[cfg(test)]
+mod small_stack_tests {
+    use keyway_core::Keypair;
+    use keyway_core::rand_core::UnwrapErr;
+
+    use super::{Router, system_time};
+    use crate::pool::Pool;
+
+    /// Apps make Routers on threads with small stacks (JVM and Android
+    /// threads: 512 KiB–1 MiB). The node's tables are built by value and
+    /// overflowed such a stack (SIGSEGV in the Kotlin suite); a Rust
+    /// thread of 256 KiB overflows the same way (the test process aborts).
+    #[test]
+    fn a_router_is_made_on_a_thread_with_a_small_stack() {
+        let made = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(|| {
+                let key = Keypair::generate(&mut UnwrapErr(getrandom::SysRng));
+                let pool = Pool::from_toml("[[broker]]\nhost = \"127.0.0.1\"\nport = 1\n").unwrap();
+                let router = Router::new(key, None, system_time, pool);
+                router.public_key().to_string()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(made.len(), 66);
+    }
+}
