@@ -198,6 +198,14 @@ impl fmt::Debug for Link {
     }
 }
 
+/// Makes `buf` at least `len` bytes long, keeping what it holds (scratch
+/// space is overwritten before it is read, so it need not be zeroed again).
+fn grow(buf: &mut Vec<u8>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+}
+
 fn secs(now: Instant) -> f64 {
     now.as_micros() as f64 / 1e6
 }
@@ -499,8 +507,9 @@ impl Link {
             }
             Phase::Transport(transport) => {
                 let mut plain = core::mem::take(&mut self.scratch);
-                plain.clear();
-                plain.resize(message.len(), 0);
+                // Grown once, never cleared: zeroing up to 64 KiB per
+                // message cost as much as a copy (issue 16, benchmarks).
+                grow(&mut plain, message.len());
                 match transport.read_message(message, &mut plain) {
                     Ok(n) => self.handle_frame(now, &plain[..n]),
                     Err(_) => self.close(self.violation()),
@@ -884,8 +893,7 @@ impl Link {
                 key: self.config.identity.public().as_bytes(),
                 signature: &signature,
             };
-            plain.clear();
-            plain.resize(frame.encoded_len(), 0);
+            grow(plain, frame.encoded_len());
             return frame.encode(plain).ok();
         }
         if !self.is_connected() {
@@ -931,8 +939,7 @@ impl Link {
                 REFUSAL_COST,
             ),
         };
-        plain.clear();
-        plain.resize(frame.encoded_len(), 0);
+        grow(plain, frame.encoded_len());
         let n = frame.encode(plain).ok();
         self.out_bytes -= taken;
         if done {
