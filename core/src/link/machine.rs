@@ -206,6 +206,22 @@ fn grow(buf: &mut Vec<u8>, len: usize) {
     }
 }
 
+/// How many bytes the partial frame `held` lacks, reading its length
+/// prefix from `held` and then `next` (all of a prefix's two bytes when
+/// they are not there yet: the rest is known only once they are).
+fn held_frame_lacks(held: &[u8], next: &[u8]) -> usize {
+    let mut prefix = [0u8; LEN_PREFIX];
+    let have = held.len().min(LEN_PREFIX);
+    prefix[..have].copy_from_slice(&held[..have]);
+    let from_next = LEN_PREFIX - have;
+    let Some(rest) = next.get(..from_next) else {
+        return next.len();
+    };
+    prefix[have..].copy_from_slice(rest);
+    let whole = LEN_PREFIX + usize::from(u16::from_be_bytes(prefix));
+    whole.saturating_sub(held.len())
+}
+
 fn secs(now: Instant) -> f64 {
     now.as_micros() as f64 / 1e6
 }
@@ -403,19 +419,29 @@ impl Link {
         }
         self.last_input = now;
         // Whole frames are handled straight from `data`; only a trailing
-        // partial frame (at most one frame's bytes) is kept.
+        // partial frame (at most one frame's bytes) is kept. A kept frame is
+        // completed with just the bytes it lacks, so the rest of `data` is
+        // not copied (issue 16, benchmarks: most large reads end mid-frame).
         let mut held = core::mem::take(&mut self.inbuf);
+        let mut data = data;
+        if !held.is_empty() {
+            let take = held_frame_lacks(&held, data).min(data.len());
+            held.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            let consumed = self.handle_frames(now, &held);
+            if self.is_closed() {
+                return;
+            }
+            held.drain(..consumed);
+        }
         if held.is_empty() {
             let consumed = self.handle_frames(now, data);
             if !self.is_closed() {
                 held.extend_from_slice(&data[consumed..]);
             }
         } else {
+            // Still partial: `data` ran out (kept whole all the same).
             held.extend_from_slice(data);
-            let consumed = self.handle_frames(now, &held);
-            if !self.is_closed() {
-                held.drain(..consumed);
-            }
         }
         if !self.is_closed() {
             self.inbuf = held;
