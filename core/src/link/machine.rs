@@ -979,3 +979,19 @@ impl Link {
         &self.handshake_hash
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::held_frame_lacks;
+
+    #[test]
+    fn a_held_frame_lacks_its_prefix_then_its_body() {
+        // Prefix split: only its missing byte is known to be lacking.
+        assert_eq!(held_frame_lacks(&[0], &[]), 0);
+        assert_eq!(held_frame_lacks(&[1], &[0, 9, 9]), 1 + 256);
+        // Whole prefix held: 5-byte frame, 3 bytes of it held.
+        assert_eq!(held_frame_lacks(&[0, 5, 1], &[2, 3, 4, 5, 6, 7]), 4);
+        // Prefix completed from the next bytes.
+        assert_eq!(held_frame_lacks(&[0], &[3, 1, 2, 3]), 4);
+    }
+}
