@@ -31,8 +31,10 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Frames gathered into one socket write (small messages: one syscall for
 /// many frames).
 const WRITE_BATCH: usize = 256 * 1024;
-/// Bytes read from the socket at once.
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes read from the socket at once: several of the largest frames, so
+/// bulk transfers take few syscalls and few frames straddle two reads
+/// (each straddling frame is copied once more by the machine).
+const READ_CHUNK: usize = 256 * 1024;
 /// This side's requests waiting to be queued into the machine.
 const COMMAND_QUEUE: usize = 64;
 
@@ -164,22 +166,29 @@ where
     let mut pending: HashMap<RequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>> =
         HashMap::new();
     let mut answering: FuturesUnordered<Answer> = FuturesUnordered::new();
-    let mut frame = vec![0u8; MAX_WIRE_FRAME];
-    let mut out = Vec::with_capacity(WRITE_BATCH);
+    // The machine writes each frame straight into the batch (no copy):
+    // `out[..filled]` is pending, and a frame always has a whole
+    // MAX_WIRE_FRAME of room behind it.
+    let mut out = vec![0u8; WRITE_BATCH + MAX_WIRE_FRAME];
+    let mut filled = 0;
     let mut inbuf = vec![0u8; READ_CHUNK];
 
     loop {
         // Everything the machine wants to send, in batches.
         let now = clock.now();
-        while let Some(n) = link.poll_transmit(now, &mut frame) {
-            out.extend_from_slice(&frame[..n]);
-            if out.len() >= WRITE_BATCH && !flush(&mut writer, &mut out, &traffic).await {
-                link.close(CloseReason::Timeout);
+        while let Some(n) = link.poll_transmit(now, &mut out[filled..]) {
+            filled += n;
+            if filled >= WRITE_BATCH {
+                if !flush(&mut writer, &out[..filled], &traffic).await {
+                    link.close(CloseReason::Timeout);
+                }
+                filled = 0;
             }
         }
-        if !out.is_empty() && !flush(&mut writer, &mut out, &traffic).await {
+        if filled > 0 && !flush(&mut writer, &out[..filled], &traffic).await {
             link.close(CloseReason::Timeout);
         }
+        filled = 0;
 
         while let Some(event) = link.poll_event() {
             match event {
@@ -313,11 +322,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Writes `out` within [`WRITE_TIMEOUT`]; false if the peer did not take it.
-async fn flush<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    out: &mut Vec<u8>,
-    traffic: &Traffic,
-) -> bool {
+async fn flush<W: AsyncWrite + Unpin>(writer: &mut W, out: &[u8], traffic: &Traffic) -> bool {
     let written = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(out)).await;
     let done = matches!(written, Ok(Ok(())));
     if done {
@@ -325,6 +330,5 @@ async fn flush<W: AsyncWrite + Unpin>(
             .bytes_out
             .fetch_add(out.len() as u64, Ordering::Relaxed);
     }
-    out.clear();
     done
 }
