@@ -63,14 +63,19 @@ impl Net {
     }
 
     fn pair(&self, caps: &[Capability], limits: Limits) -> (Link, Link) {
+        self.pair_with(caps, limits, limits)
+    }
+
+    /// [`Self::pair`] with limits of each side's own.
+    fn pair_with(&self, caps: &[Capability], a_limits: Limits, b_limits: Limits) -> (Link, Link) {
         let a = Link::new_initiator(
-            config(&self.a_id, &self.psk, AllowList::new(), limits),
+            config(&self.a_id, &self.psk, AllowList::new(), a_limits),
             *self.b_id.public(),
             T0,
             &mut rng(),
         );
         let b = Link::new_responder(
-            config(&self.b_id, &self.psk, self.b_allows(caps), limits),
+            config(&self.b_id, &self.psk, self.b_allows(caps), b_limits),
             T0,
             &mut rng(),
         );
@@ -354,22 +359,7 @@ fn a_relay_terminating_noise_cannot_pass_on_the_proofs() {
     // dial (A means to reach B) and dials B itself, then forwards B's
     // identity proof to A.
     let net = Net::new();
-    let mut a = Link::new_initiator(
-        config(&net.a_id, &net.psk, AllowList::new(), Limits::DEFAULT),
-        *net.b_id.public(),
-        T0,
-        &mut rng(),
-    );
-    let mut b = Link::new_responder(
-        config(
-            &net.b_id,
-            &net.psk,
-            net.b_allows(&[Capability::Message]),
-            Limits::DEFAULT,
-        ),
-        T0,
-        &mut rng(),
-    );
+    let (mut a, mut b) = net.pair_with(&[Capability::Message], Limits::DEFAULT, Limits::DEFAULT);
     // R ↔ B: R is the raw initiator.
     let (mut r_to_b, _) = raw_handshake(&net.psk, &mut b);
     let b_proof = drain(&mut b, T0);
@@ -560,22 +550,7 @@ fn concurrent_requests_and_rate_are_capped() {
         concurrent_requests: 100,
         ..Limits::DEFAULT
     };
-    let mut a = Link::new_initiator(
-        config(&net.a_id, &net.psk, AllowList::new(), generous),
-        *net.b_id.public(),
-        T0,
-        &mut rng(),
-    );
-    let mut b = Link::new_responder(
-        config(
-            &net.b_id,
-            &net.psk,
-            net.b_allows(&[Capability::Message]),
-            limits,
-        ),
-        T0,
-        &mut rng(),
-    );
+    let (mut a, mut b) = net.pair_with(&[Capability::Message], generous, limits);
     let ids: Vec<u32> = (0..6)
         .map(|i| a.send_request(Service::Message, vec![i]).unwrap())
         .collect();
@@ -631,22 +606,7 @@ fn an_oversize_message_closes_the_link() {
         max_message_len: 100_000,
         ..Limits::DEFAULT
     };
-    let mut a = Link::new_initiator(
-        config(&net.a_id, &net.psk, AllowList::new(), Limits::DEFAULT),
-        *net.b_id.public(),
-        T0,
-        &mut rng(),
-    );
-    let mut b = Link::new_responder(
-        config(
-            &net.b_id,
-            &net.psk,
-            net.b_allows(&[Capability::Message]),
-            strict,
-        ),
-        T0,
-        &mut rng(),
-    );
+    let (mut a, mut b) = net.pair_with(&[Capability::Message], Limits::DEFAULT, strict);
     a.send_request(Service::Message, vec![0; 100_001]).unwrap();
     pump(&mut a, &mut b, T0);
     assert_eq!(
@@ -769,22 +729,7 @@ fn a_slow_application_is_protected_by_the_buffer_cap() {
         max_buffered_bytes: 200_000,
         ..Limits::DEFAULT
     };
-    let mut a = Link::new_initiator(
-        config(&net.a_id, &net.psk, AllowList::new(), Limits::DEFAULT),
-        *net.b_id.public(),
-        T0,
-        &mut rng(),
-    );
-    let mut b = Link::new_responder(
-        config(
-            &net.b_id,
-            &net.psk,
-            net.b_allows(&[Capability::Message]),
-            limits,
-        ),
-        T0,
-        &mut rng(),
-    );
+    let (mut a, mut b) = net.pair_with(&[Capability::Message], Limits::DEFAULT, limits);
     pump(&mut a, &mut b, T0);
     assert!(b.wants_input());
     for _ in 0..3 {
