@@ -433,7 +433,8 @@ async fn resends_widen_until_they_reach_a_destination_listening_low_in_its_ranki
 /// the destination's top 10 brokers connected first, possibly its last.
 /// Modelled by a raw client publishing a signed MSG only at the broker the
 /// receiver's key ranks last of 5 (set size 2): the default configuration
-/// subscribes there (in the background after `start`), one spare does not.
+/// subscribes there (`start` connects the set and the spares at once), one
+/// spare does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_is_reachable_on_every_broker_a_reference_sender_may_pick() {
     use keyway_core::sidewire::{AppPacket, MsgType};
