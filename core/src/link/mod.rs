@@ -25,6 +25,7 @@ pub mod network_key;
 pub mod noise;
 pub mod proof;
 pub mod refusal;
+pub mod seen_messages;
 pub mod service;
 pub mod stream_key_b64;
 pub mod wire;
@@ -36,6 +37,7 @@ pub use limits::Limits;
 pub use machine::{Event, Link, LinkConfig, MIN_TRANSMIT_BUF, RequestId, SendError};
 pub use network_key::{NETWORK_KEY_LEN, NetworkKey};
 pub use refusal::Refusal;
+pub use seen_messages::{MESSAGE_ID_LEN, MessageId, SeenMessages};
 pub use service::Service;
 /// The Noise library underneath, for [`noise::handshake_with`]'s callers.
 pub use snow;

@@ -16,22 +16,20 @@
 //!   ids of each sender and acknowledges a repeat without delivering it
 //!   twice.
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use getrandom::SysRng;
 use keyway_core::PublicKey;
-use keyway_core::link::{Refusal, Service};
+use keyway_core::link::{Refusal, SeenMessages, Service};
 use keyway_core::rand_core::{Rng, UnwrapErr};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connection::LinkHandle;
 use crate::error::LinkError;
 
-/// Length of a message id.
-pub const MESSAGE_ID_LEN: usize = 16;
+pub use keyway_core::link::{MESSAGE_ID_LEN, MessageId};
 /// Ids remembered per sender for deduplication.
 pub const REMEMBERED_IDS: usize = 1024;
 /// Senders remembered (the allow-list bounds them anyway; this bounds the
@@ -40,9 +38,6 @@ pub const REMEMBERED_SENDERS: usize = 4096;
 /// How long a message may wait for the application before the sender is
 /// told `busy` (and tries again).
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A message id: random, chosen once per message by its sender.
-pub type MessageId = [u8; MESSAGE_ID_LEN];
 
 /// A new random message id.
 pub fn new_id() -> MessageId {
@@ -82,15 +77,9 @@ impl Delivery {
     }
 }
 
-#[derive(Default)]
-struct Seen {
-    order: VecDeque<MessageId>,
-    ids: HashSet<MessageId>,
-}
-
 /// The receiving end: deduplicates and hands messages to the application.
 pub struct Inbox {
-    seen: Mutex<HashMap<[u8; 33], Seen>>,
+    seen: Mutex<SeenMessages>,
     deliveries: mpsc::Sender<Delivery>,
 }
 
@@ -107,42 +96,27 @@ impl Inbox {
         let (deliveries, rx) = mpsc::channel(depth.max(1));
         (
             Arc::new(Self {
-                seen: Mutex::new(HashMap::new()),
+                seen: Mutex::new(SeenMessages::new(REMEMBERED_SENDERS, REMEMBERED_IDS)),
                 deliveries,
             }),
             rx,
         )
     }
 
-    /// Marks `id` from `from` as seen; false if it already was.
+    /// Marks `id` from `from` as seen (the core's rule); false if it
+    /// already was.
     fn first_time(&self, from: &PublicKey, id: MessageId) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if !seen.contains_key(from.as_bytes()) && seen.len() >= REMEMBERED_SENDERS {
-            // Forget some sender; a replay that this lets through is still
-            // confined to an authenticated, authorized peer.
-            if let Some(evict) = seen.keys().next().copied() {
-                seen.remove(&evict);
-            }
-        }
-        let entry = seen.entry(*from.as_bytes()).or_default();
-        if !entry.ids.insert(id) {
-            return false;
-        }
-        entry.order.push_back(id);
-        if entry.order.len() > REMEMBERED_IDS
-            && let Some(old) = entry.order.pop_front()
-        {
-            entry.ids.remove(&old);
-        }
-        true
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .first_time(from.as_bytes(), id)
     }
 
     fn forget(&self, from: &PublicKey, id: &MessageId) {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = seen.get_mut(from.as_bytes()) {
-            entry.ids.remove(id);
-            entry.order.retain(|x| x != id);
-        }
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .forget(from.as_bytes(), id);
     }
 
     /// Handles one message request from `from`.
@@ -227,11 +201,8 @@ mod tests {
         for _ in 0..REMEMBERED_IDS {
             assert!(inbox.first_time(&from, new_id()));
         }
-        let seen = inbox.seen.lock().unwrap();
-        assert_eq!(seen[from.as_bytes()].ids.len(), REMEMBERED_IDS);
-        assert!(
-            !seen[from.as_bytes()].ids.contains(&first),
-            "the oldest is forgotten"
-        );
+        let remembered = inbox.seen.lock().unwrap().remembered(from.as_bytes());
+        assert_eq!(remembered, REMEMBERED_IDS);
+        assert!(inbox.first_time(&from, first), "the oldest is forgotten");
     }
 }
