@@ -28,7 +28,7 @@ use tokio::sync::{Semaphore, oneshot};
 use super::db_metrics::{DbMetrics, RetryReason};
 use super::dialect::{Backend, Queries};
 use super::rules::{
-    self, Existing, FastPath, InPlace, NameWrite, OptimisticTx, RowCounts, WriteTx,
+    self, ClaimBounds, Existing, FastPath, InPlace, NameWrite, OptimisticTx, RowCounts, WriteTx,
 };
 use super::writer::{Applied, Job};
 use super::{
@@ -162,7 +162,17 @@ impl SqlxStore {
             Job::Put(r, now, _) => {
                 match rules::put_without_locks(&mut autocommit, &self.limits, r, *now).await? {
                     FastPath::Decided(outcome) => return Ok(Applied::Put(outcome)),
-                    FastPath::NoRow => unheld = true,
+                    FastPath::NoRow => {
+                        let started = Instant::now();
+                        let claimed =
+                            rules::claim_in_one(&mut autocommit, &self.limits, r, *now).await?;
+                        if let Some(outcome) = claimed {
+                            // The statement was a transaction of its own.
+                            self.metrics.transaction(started.elapsed());
+                            return Ok(Applied::Put(outcome));
+                        }
+                        unheld = true;
+                    }
                     FastPath::Locking => {}
                 }
             }
@@ -325,6 +335,44 @@ impl OptimisticTx for SqlxTx<'_> {
             InPlace::Unchanged
         };
         Ok(Some((existing(&row)?, row_address(&row)?, in_place)))
+    }
+
+    async fn claim_in_one(
+        &mut self,
+        r: &PutRequest,
+        bounds: &ClaimBounds,
+    ) -> Result<Option<PutOutcome>, TxError> {
+        let Some(statement) = &self.q.claim else {
+            return Ok(None);
+        };
+        let write = NameWrite::of(r, 0, 0);
+        let (v4, v6) = match r.ip {
+            IpKey::V4(v4) => (Some(i64::from(v4)), None),
+            IpKey::V6(p) => (None, Some(p)),
+        };
+        let query = sqlx::query(statement.clone())
+            .bind(r.name.clone())
+            .bind(r.value.clone())
+            .bind(r.owner.to_vec())
+            .bind(i64::from(r.ip.af()))
+            .bind(v4)
+            .bind(v6.map(|p| i64::from(p.glob_main)))
+            .bind(v6.map(|p| i64::from(p.glob_extra)))
+            .bind(v6.map(|p| i64::from(p.lan_id)))
+            .bind(v6.map(|p| p.iface_id as i64))
+            .bind(write.timestamp)
+            .bind(write.updated)
+            .bind(bounds.created)
+            .bind(bounds.cutoff)
+            .bind(bounds.tombstones_since)
+            .bind(bounds.names)
+            .bind(bounds.tombstones);
+        let decided: i64 = query.fetch_one(self.c()).await?.try_get(0)?;
+        Ok(match decided {
+            1 => Some(PutOutcome::Stored),
+            2 => Some(PutOutcome::AtQuota),
+            _ => None,
+        })
     }
 
     async fn refresh_in_place(
