@@ -14,6 +14,8 @@
 //!
 //! Writes run in tasks of their own, so a request that times out cannot
 //! cancel a transaction half way: its write completes or rolls back.
+//! Connections stay with the store between requests (`lease.rs`), without
+//! the pool's ping at every release.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::db_metrics::{DbMetrics, RetryReason};
 use super::dialect::{Backend, Queries};
+use super::lease::{ACQUIRE_TIMEOUT, Stash};
 use super::rules::{
     self, ClaimBounds, Existing, FastPath, InPlace, NameWrite, OptimisticTx, RowCounts, WriteTx,
 };
@@ -48,7 +51,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(2);
 
 #[derive(Clone, Debug)]
 pub(crate) struct SqlxStore {
-    pool: AnyPool,
+    connections: Stash,
     queries: Arc<Queries>,
     limits: Limits,
     writes: Arc<Semaphore>,
@@ -69,9 +72,7 @@ impl SqlxStore {
         let pool = AnyPoolOptions::new()
             .max_connections(connections)
             .test_before_acquire(false)
-            // A request waits at most this long for a connection (the
-            // clients' own attempts time out in 2 s).
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     for statement in session_settings(backend) {
@@ -84,7 +85,7 @@ impl SqlxStore {
             .await?;
         migrate(&pool, backend).await?;
         Ok(Self {
-            pool,
+            connections: Stash::new(pool, connections),
             queries: Arc::new(Queries::new(backend)),
             limits,
             writes: Arc::new(Semaphore::new(WRITES_PER_CONNECTION * connections as usize)),
@@ -93,7 +94,7 @@ impl SqlxStore {
     }
 
     pub(crate) async fn close(&self) {
-        self.pool.close().await;
+        self.connections.close().await;
     }
 
     pub(crate) fn metrics(&self) -> &DbMetrics {
@@ -145,15 +146,25 @@ impl SqlxStore {
         }
     }
 
+    /// One attempt on a leased connection, kept for the next request if
+    /// the attempt ended normally.
+    async fn attempt(&self, job: &Job) -> Result<Applied, TxError> {
+        let mut lease = self.connections.lease().await?;
+        let result = self.attempt_on(lease.conn(), job).await;
+        if result.is_ok() {
+            lease.keep();
+        }
+        result
+    }
+
     /// One transaction: committed if the write changed something, rolled
     /// back if it was refused or had nothing to do.
-    async fn attempt(&self, job: &Job) -> Result<Applied, TxError> {
-        let mut conn = self.pool.acquire().await?;
+    async fn attempt_on(&self, conn: &mut AnyConnection, job: &Job) -> Result<Applied, TxError> {
         // Without a transaction first, where every statement is atomic on
         // its own (`rules::put_without_locks`, and a DEL, whose every
         // write is one guarded statement): no BEGIN, no COMMIT, no lock.
         let mut autocommit = SqlxTx {
-            c: &mut conn,
+            c: &mut *conn,
             q: &self.queries,
             metrics: &self.metrics,
         };
@@ -199,8 +210,9 @@ impl SqlxStore {
             Ok(applied) if applied.changed() => tx.commit().await.map(|()| applied),
             Ok(applied) => tx.rollback().await.map(|()| applied),
             Err(e) => {
-                // The connection goes back to the pool rolled back either
-                // way; this only makes it happen now.
+                // The connection goes back to the pool (not the stash: the
+                // attempt failed) rolled back either way; this only makes
+                // it happen now.
                 let _ = tx.rollback().await;
                 self.metrics.transaction(started.elapsed());
                 return Err(e);
@@ -251,11 +263,13 @@ async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
 
 impl NameStore for SqlxStore {
     async fn get(&self, name: &[u8], now: f64) -> Result<Option<NameRecord>, StoreError> {
+        let mut lease = self.connections.lease().await?;
         let row = sqlx::query(self.queries.get_live.clone())
             .bind(name.to_vec())
             .bind(rules::cutoff(&self.limits, now))
-            .fetch_optional(&self.pool)
+            .fetch_optional(lease.conn())
             .await?;
+        lease.keep();
         let Some(row) = row else { return Ok(None) };
         Ok(Some(NameRecord {
             value: row.try_get(0)?,
@@ -280,7 +294,13 @@ impl NameStore for SqlxStore {
             IpKey::V4(v4) => sqlx::query(q.usage_v4.clone()).bind(i64::from(v4)),
             IpKey::V6(p) => v6(sqlx::query(q.usage_v6.clone()), &p),
         };
-        let count: i64 = query.bind(cutoff).fetch_one(&self.pool).await?.try_get(0)?;
+        let mut lease = self.connections.lease().await?;
+        let count: i64 = query
+            .bind(cutoff)
+            .fetch_one(lease.conn())
+            .await?
+            .try_get(0)?;
+        lease.keep();
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
