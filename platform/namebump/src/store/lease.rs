@@ -10,6 +10,9 @@
 //! cancelled half way) is dropped into the pool, whose ping then finds out
 //! whether it can be used again: that is what the ping is for.
 //!
+//! A connection goes back to the pool after [`STASH_LIFETIME`] in the
+//! stash, so the pool's own lifetime and idle rules still retire it.
+//!
 //! A semaphore with one permit per pool connection is taken before a
 //! connection: stashed and leased connections together never exceed the
 //! pool's size, so a request that finds the stash empty always finds the
@@ -17,7 +20,7 @@
 //! for a release that the stash would swallow.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool};
@@ -27,8 +30,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// attempts time out in 2 s).
 pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a connection taken from the pool is kept in the stash.
+const STASH_LIFETIME: Duration = Duration::from_secs(600);
+
+/// A connection and when it was taken from the pool.
+type Stashed = (PoolConnection<Any>, Instant);
+
 /// Idle connections; `None` once the stash is closed.
-type Idle = Arc<Mutex<Option<Vec<PoolConnection<Any>>>>>;
+type Idle = Arc<Mutex<Option<Vec<Stashed>>>>;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Stash {
@@ -40,6 +49,7 @@ pub(crate) struct Stash {
 /// A connection in use; given back to the stash only by [`Lease::keep`].
 pub(crate) struct Lease {
     conn: PoolConnection<Any>,
+    since: Instant,
     idle: Idle,
     _permit: OwnedSemaphorePermit,
 }
@@ -66,12 +76,13 @@ impl Stash {
             .unwrap_or_else(|e| e.into_inner())
             .as_mut()
             .and_then(Vec::pop);
-        let conn = match stashed {
-            Some(conn) => conn,
-            None => self.pool.acquire().await?,
+        let (conn, since) = match stashed {
+            Some(stashed) => stashed,
+            None => (self.pool.acquire().await?, Instant::now()),
         };
         Ok(Lease {
             conn,
+            since,
             idle: self.idle.clone(),
             _permit: permit,
         })
@@ -97,13 +108,14 @@ impl Lease {
     pub(crate) fn keep(self) {
         let Self {
             conn,
+            since,
             idle,
             _permit: permit,
         } = self;
         match idle.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            Some(stashed) => stashed.push(conn),
-            // Closed: the pool waits for this one.
-            None => drop(conn),
+            Some(stashed) if since.elapsed() < STASH_LIFETIME => stashed.push((conn, since)),
+            // Closed (the pool waits for this one), or due back.
+            _ => drop(conn),
         }
         // The permit goes only now, with the connection back in the stash.
         drop(permit);
