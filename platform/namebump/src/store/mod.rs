@@ -24,6 +24,7 @@
 
 mod db_metrics;
 mod dialect;
+mod lease;
 mod rules;
 mod sqlite;
 mod sqlx_store;

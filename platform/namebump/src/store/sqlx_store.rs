@@ -14,6 +14,8 @@
 //!
 //! Writes run in tasks of their own, so a request that times out cannot
 //! cancel a transaction half way: its write completes or rolls back.
+//! Connections stay with the store between requests (`lease.rs`), without
+//! the pool's ping at every release.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
@@ -27,8 +29,9 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::db_metrics::{DbMetrics, RetryReason};
 use super::dialect::{Backend, Queries};
+use super::lease::{ACQUIRE_TIMEOUT, Stash};
 use super::rules::{
-    self, Existing, FastPath, InPlace, NameWrite, OptimisticTx, RowCounts, WriteTx,
+    self, ClaimBounds, Existing, FastPath, InPlace, NameWrite, OptimisticTx, RowCounts, WriteTx,
 };
 use super::writer::{Applied, Job};
 use super::{
@@ -48,7 +51,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(2);
 
 #[derive(Clone, Debug)]
 pub(crate) struct SqlxStore {
-    pool: AnyPool,
+    connections: Stash,
     queries: Arc<Queries>,
     limits: Limits,
     writes: Arc<Semaphore>,
@@ -69,9 +72,7 @@ impl SqlxStore {
         let pool = AnyPoolOptions::new()
             .max_connections(connections)
             .test_before_acquire(false)
-            // A request waits at most this long for a connection (the
-            // clients' own attempts time out in 2 s).
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     for statement in session_settings(backend) {
@@ -84,7 +85,7 @@ impl SqlxStore {
             .await?;
         migrate(&pool, backend).await?;
         Ok(Self {
-            pool,
+            connections: Stash::new(pool, connections),
             queries: Arc::new(Queries::new(backend)),
             limits,
             writes: Arc::new(Semaphore::new(WRITES_PER_CONNECTION * connections as usize)),
@@ -93,7 +94,7 @@ impl SqlxStore {
     }
 
     pub(crate) async fn close(&self) {
-        self.pool.close().await;
+        self.connections.close().await;
     }
 
     pub(crate) fn metrics(&self) -> &DbMetrics {
@@ -145,15 +146,25 @@ impl SqlxStore {
         }
     }
 
+    /// One attempt on a leased connection, kept for the next request if
+    /// the attempt ended normally.
+    async fn attempt(&self, job: &Job) -> Result<Applied, TxError> {
+        let mut lease = self.connections.lease().await?;
+        let result = self.attempt_on(lease.conn(), job).await;
+        if result.is_ok() {
+            lease.keep();
+        }
+        result
+    }
+
     /// One transaction: committed if the write changed something, rolled
     /// back if it was refused or had nothing to do.
-    async fn attempt(&self, job: &Job) -> Result<Applied, TxError> {
-        let mut conn = self.pool.acquire().await?;
+    async fn attempt_on(&self, conn: &mut AnyConnection, job: &Job) -> Result<Applied, TxError> {
         // Without a transaction first, where every statement is atomic on
         // its own (`rules::put_without_locks`, and a DEL, whose every
         // write is one guarded statement): no BEGIN, no COMMIT, no lock.
         let mut autocommit = SqlxTx {
-            c: &mut conn,
+            c: &mut *conn,
             q: &self.queries,
             metrics: &self.metrics,
         };
@@ -162,7 +173,17 @@ impl SqlxStore {
             Job::Put(r, now, _) => {
                 match rules::put_without_locks(&mut autocommit, &self.limits, r, *now).await? {
                     FastPath::Decided(outcome) => return Ok(Applied::Put(outcome)),
-                    FastPath::NoRow => unheld = true,
+                    FastPath::NoRow => {
+                        let started = Instant::now();
+                        let claimed =
+                            rules::claim_in_one(&mut autocommit, &self.limits, r, *now).await?;
+                        if let Some(outcome) = claimed {
+                            // The statement was a transaction of its own.
+                            self.metrics.transaction(started.elapsed());
+                            return Ok(Applied::Put(outcome));
+                        }
+                        unheld = true;
+                    }
                     FastPath::Locking => {}
                 }
             }
@@ -189,8 +210,9 @@ impl SqlxStore {
             Ok(applied) if applied.changed() => tx.commit().await.map(|()| applied),
             Ok(applied) => tx.rollback().await.map(|()| applied),
             Err(e) => {
-                // The connection goes back to the pool rolled back either
-                // way; this only makes it happen now.
+                // The connection goes back to the pool (not the stash: the
+                // attempt failed) rolled back either way; this only makes
+                // it happen now.
                 let _ = tx.rollback().await;
                 self.metrics.transaction(started.elapsed());
                 return Err(e);
@@ -241,11 +263,13 @@ async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
 
 impl NameStore for SqlxStore {
     async fn get(&self, name: &[u8], now: f64) -> Result<Option<NameRecord>, StoreError> {
+        let mut lease = self.connections.lease().await?;
         let row = sqlx::query(self.queries.get_live.clone())
             .bind(name.to_vec())
             .bind(rules::cutoff(&self.limits, now))
-            .fetch_optional(&self.pool)
+            .fetch_optional(lease.conn())
             .await?;
+        lease.keep();
         let Some(row) = row else { return Ok(None) };
         Ok(Some(NameRecord {
             value: row.try_get(0)?,
@@ -270,7 +294,13 @@ impl NameStore for SqlxStore {
             IpKey::V4(v4) => sqlx::query(q.usage_v4.clone()).bind(i64::from(v4)),
             IpKey::V6(p) => v6(sqlx::query(q.usage_v6.clone()), &p),
         };
-        let count: i64 = query.bind(cutoff).fetch_one(&self.pool).await?.try_get(0)?;
+        let mut lease = self.connections.lease().await?;
+        let count: i64 = query
+            .bind(cutoff)
+            .fetch_one(lease.conn())
+            .await?
+            .try_get(0)?;
+        lease.keep();
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
@@ -325,6 +355,44 @@ impl OptimisticTx for SqlxTx<'_> {
             InPlace::Unchanged
         };
         Ok(Some((existing(&row)?, row_address(&row)?, in_place)))
+    }
+
+    async fn claim_in_one(
+        &mut self,
+        r: &PutRequest,
+        bounds: &ClaimBounds,
+    ) -> Result<Option<PutOutcome>, TxError> {
+        let Some(statement) = &self.q.claim else {
+            return Ok(None);
+        };
+        let write = NameWrite::of(r, 0, 0);
+        let (v4, v6) = match r.ip {
+            IpKey::V4(v4) => (Some(i64::from(v4)), None),
+            IpKey::V6(p) => (None, Some(p)),
+        };
+        let query = sqlx::query(statement.clone())
+            .bind(r.name.clone())
+            .bind(r.value.clone())
+            .bind(r.owner.to_vec())
+            .bind(i64::from(r.ip.af()))
+            .bind(v4)
+            .bind(v6.map(|p| i64::from(p.glob_main)))
+            .bind(v6.map(|p| i64::from(p.glob_extra)))
+            .bind(v6.map(|p| i64::from(p.lan_id)))
+            .bind(v6.map(|p| p.iface_id as i64))
+            .bind(write.timestamp)
+            .bind(write.updated)
+            .bind(bounds.created)
+            .bind(bounds.cutoff)
+            .bind(bounds.tombstones_since)
+            .bind(bounds.names)
+            .bind(bounds.tombstones);
+        let decided: i64 = query.fetch_one(self.c()).await?.try_get(0)?;
+        Ok(match decided {
+            1 => Some(PutOutcome::Stored),
+            2 => Some(PutOutcome::AtQuota),
+            _ => None,
+        })
     }
 
     async fn refresh_in_place(
