@@ -313,3 +313,50 @@ async fn publishing_needs_sqlite() {
     );
     assert!(!dir.path().join("s.stream").exists());
 }
+
+/// A write acknowledged just before a crash, whose record the publisher
+/// had not written yet: its mark committed with it, and the next start
+/// publishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marks_left_by_a_crash_are_published_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("names.db");
+    let db = format!("sqlite:{}", db_path.display());
+    let stream = dir.path().join("names.stream");
+    let (store, _) = SqlStore::open_publishing(&db, Limits::default(), &stream)
+        .await
+        .unwrap();
+    let owner = key(5);
+    store
+        .put(put(&owner, "kept", b"v", A, T0), T0)
+        .await
+        .unwrap();
+    settle(&store).await;
+    store.close().await;
+    drop(store);
+
+    // The state a crash between the commit and the publication leaves:
+    // the name's mark in the table, no record in the stream.
+    let mut buf = [0u8; MAX_KEY_LEN];
+    let record_key = stream_key(b"kept", &mut buf).unwrap();
+    let mut owner_stream = Stream::open(&stream).unwrap();
+    owner_stream.delete(record_key, RECORD_TYPE).unwrap();
+    drop(owner_stream);
+    let conn = rusqlite::Connection::open(&db_path).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.execute(
+        "INSERT INTO publish_dirty VALUES (?1, 1)",
+        [b"kept".as_slice()],
+    )
+    .unwrap();
+    drop(conn);
+
+    let (store, _) = SqlStore::open_publishing(&db, Limits::default(), &stream)
+        .await
+        .unwrap();
+    settle(&store).await;
+    let copy = dir.path().join("copy.stream");
+    mirror(&stream, &copy).await;
+    assert_eq!(replica::get(&copy, b"kept").unwrap().unwrap().value, b"v");
+    store.close().await;
+}

@@ -25,7 +25,7 @@ use keyway_core::namebump::Packet;
 use keyway_core::namebump::published::{MAX_KEY_LEN, RECORD_TYPE, stream_key};
 use keyway_drayer::sqlite::Listing;
 use keyway_drayer::{Stream, StreamError};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::StoreError;
 
@@ -71,6 +71,10 @@ pub(crate) fn record_signed(
         .execute(params![name, packet])?;
     Ok(())
 }
+
+// Both of the publisher's transactions on the names database begin
+// IMMEDIATE, as the writer's: a deferred one that reads and then writes
+// fails at once, without waiting, when the writer holds the lock.
 
 /// Names published per batch: one stream transaction (one fsync) for
 /// their puts.
@@ -124,6 +128,9 @@ struct Publisher {
 /// What the stream should hold for one name.
 type Desired = Option<Vec<u8>>;
 
+/// A live row's value, owner, `updated` and signed packet (if kept).
+type LiveRow = (Vec<u8>, Vec<u8>, f64, Option<Vec<u8>>);
+
 impl Publisher {
     /// When this stream has never been reconciled with this table (first
     /// start, another stream file, publishing turned off in between),
@@ -152,7 +159,9 @@ impl Publisher {
             before = last.1;
             stream_names.extend(page.into_iter().filter_map(|(key, _, _)| unhex(&key)));
         }
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT OR REPLACE INTO publish_dirty (name, seq)
              SELECT name, (SELECT COALESCE(MAX(seq), 0) FROM publish_dirty) + id FROM names",
@@ -237,7 +246,9 @@ impl Publisher {
                 .delete(key, RECORD_TYPE)
                 .map_err(publish_error)?;
         }
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for (name, seq) in &marked {
             tx.prepare_cached("DELETE FROM publish_dirty WHERE name = ?1 AND seq = ?2")?
                 .execute(params![name, seq])?;
@@ -258,7 +269,7 @@ impl Publisher {
     /// (written before publishing was on) is not published until its
     /// owner refreshes it: nothing else could prove it.
     fn desired(&self, name: &[u8]) -> Result<Desired, StoreError> {
-        let row: Option<(Vec<u8>, Vec<u8>, f64, Option<Vec<u8>>)> = self
+        let row: Option<LiveRow> = self
             .conn
             .prepare_cached(
                 "SELECT n.value, n.owner_pub, n.updated, s.packet FROM names n
@@ -291,7 +302,7 @@ impl Publisher {
 }
 
 fn unhex(key: &str) -> Option<Vec<u8>> {
-    if key.len() % 2 != 0 {
+    if !key.len().is_multiple_of(2) {
         return None;
     }
     (0..key.len())
