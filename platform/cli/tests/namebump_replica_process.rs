@@ -1,9 +1,9 @@
 //! `keyway namebump serve --publish-stream`, `keyway drayer serve` on the
 //! stream while the server writes it, `keyway namebump mirror [--follow]`
-//! and `keyway namebump get --replica`, as a user runs them (issue 17).
-//! Bumps, expiries and a server that alters values are in
-//! platform/namebump/tests/publish_replica.rs, where the clock is the
-//! test's.
+//! and `keyway namebump get --replica`, as a user runs them (issue 17),
+//! down to a server that alters a value in its stream. Bumps and expiries
+//! are in platform/namebump/tests/publish_replica.rs, where the clock is
+//! the test's.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
@@ -197,6 +197,34 @@ fn a_following_replica_answers_like_the_server() {
         ok(&["namebump", "get", "alice", "--replica", p(&once)]),
         "hello again"
     );
+
+    // The server (it holds the stream key) alters alice's value in its
+    // stream: the replica pulls the record, and refuses to answer with it.
+    let mut owned = keyway_drayer::Stream::open(&stream).unwrap();
+    let record_key = hex(b"alice");
+    let mut record = owned.get(&record_key, "namebump").unwrap().unwrap();
+    let value_end = record.len() - 33 - 64;
+    record[value_end - 1] = b'!';
+    owned.set(&record_key, "namebump", &record).unwrap();
+    drop(owned);
+    ok(&[
+        "namebump",
+        "mirror",
+        p(&once),
+        "--from",
+        &url,
+        "--pubkey",
+        &stream_pk,
+    ]);
+    let refused = keyway(&["namebump", "get", "alice", "--replica", p(&once)]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("not what its owner signed"), "{stderr}");
+    assert!(refused.stdout.is_empty(), "no value printed");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]
