@@ -132,19 +132,25 @@ type Desired = Option<Vec<u8>>;
 type LiveRow = (Vec<u8>, Vec<u8>, f64, Option<Vec<u8>>);
 
 impl Publisher {
-    /// When this stream has never been reconciled with this table (first
-    /// start, another stream file, publishing turned off in between),
-    /// marks every name of either: the drain then makes them agree.
+    /// Unless the stream is the one this table last published to, as it
+    /// was left (its public key and its tip, recorded with each batch),
+    /// marks every name of either: the drain then makes them agree. That
+    /// covers a first start, another stream file, a file restored from a
+    /// backup, publishing turned off in between, and a crash between a
+    /// batch's stream write and its record here.
     fn reconcile_if_new(&mut self, public: &str) -> Result<(), StoreError> {
-        let done: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT value FROM publish_state WHERE key = 'stream'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if done.as_deref() == Some(public) {
+        let state = |key: &str| -> Result<Option<String>, StoreError> {
+            Ok(self
+                .conn
+                .query_row(
+                    "SELECT value FROM publish_state WHERE key = ?1",
+                    [key],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        };
+        let tip = self.stream.tip().map_err(publish_error)?.to_string();
+        if state("stream")?.as_deref() == Some(public) && state("tip")?.as_deref() == Some(&tip) {
             return Ok(());
         }
         let mut stream_names = Vec::new();
@@ -175,8 +181,8 @@ impl Publisher {
             )?;
         }
         tx.execute(
-            "INSERT OR REPLACE INTO publish_state (key, value) VALUES ('stream', ?1)",
-            params![public],
+            "INSERT OR REPLACE INTO publish_state (key, value) VALUES ('stream', ?1), ('tip', ?2)",
+            params![public, tip],
         )?;
         tx.commit()?;
         tracing::info!(
@@ -246,9 +252,12 @@ impl Publisher {
                 .delete(key, RECORD_TYPE)
                 .map_err(publish_error)?;
         }
+        let tip = self.stream.tip().map_err(publish_error)?.to_string();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.prepare_cached("INSERT OR REPLACE INTO publish_state (key, value) VALUES ('tip', ?1)")?
+            .execute(params![tip])?;
         for (name, seq) in &marked {
             tx.prepare_cached("DELETE FROM publish_dirty WHERE name = ?1 AND seq = ?2")?
                 .execute(params![name, seq])?;
