@@ -368,3 +368,47 @@ async fn marks_left_by_a_crash_are_published_at_the_next_start() {
     assert_eq!(replica::get(&copy, b"kept").unwrap().unwrap().value, b"v");
     store.close().await;
 }
+
+/// A start without publishing in between keeps the owners' proofs of the
+/// names it did not touch; a name written meanwhile has none (the store
+/// kept no packet) and is left out until its owner writes it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_without_publishing_keeps_the_proofs_of_untouched_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("names.db").display());
+    let stream = dir.path().join("names.stream");
+    let owner = key(6);
+    let (store, _) = SqlStore::open_publishing(&db, Limits::default(), &stream)
+        .await
+        .unwrap();
+    store
+        .put(put(&owner, "old", b"v", A, T0), T0)
+        .await
+        .unwrap();
+    settle(&store).await;
+    store.close().await;
+    drop(store);
+
+    let plain = SqlStore::open(&db, Limits::default()).await.unwrap();
+    let t = T0 + 5.0;
+    plain.put(put(&owner, "new", b"w", A, t), t).await.unwrap();
+    assert_eq!(plain.publish_backlog().await.unwrap(), 0, "not publishing");
+    plain.close().await;
+    drop(plain);
+
+    let (store, _) = SqlStore::open_publishing(&db, Limits::default(), &stream)
+        .await
+        .unwrap();
+    settle(&store).await;
+    let copy = dir.path().join("copy.stream");
+    mirror(&stream, &copy).await;
+    assert_eq!(replica::get(&copy, b"old").unwrap().unwrap().value, b"v");
+    assert_eq!(replica::get(&copy, b"new").unwrap(), None, "no proof kept");
+    // Its owner's next write publishes it.
+    let t = T0 + 10.0;
+    store.put(put(&owner, "new", b"w2", A, t), t).await.unwrap();
+    settle(&store).await;
+    mirror(&stream, &copy).await;
+    assert_eq!(replica::get(&copy, b"new").unwrap().unwrap().value, b"w2");
+    store.close().await;
+}

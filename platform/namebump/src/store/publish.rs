@@ -49,14 +49,16 @@ CREATE TRIGGER IF NOT EXISTS publish_on_delete AFTER DELETE ON names BEGIN
 END;
 ";
 
-/// A store opened without publishing drops all of it: nothing is kept on
-/// the hot path, and a later publishing start reconciles from scratch
-/// (its `publish_state` is gone).
+/// A store opened without publishing drops the triggers and the marks:
+/// nothing is left on the hot path, and a later publishing start
+/// reconciles from scratch (its `publish_state` is gone). The signed
+/// packets stay: a start without the flag by mistake must not make every
+/// name unprovable until its owner's next refresh (only the names written
+/// meanwhile are; the reconcile drops packets of names gone since).
 pub(crate) const DISABLE: &str = "
 DROP TRIGGER IF EXISTS publish_on_insert;
 DROP TRIGGER IF EXISTS publish_on_update;
 DROP TRIGGER IF EXISTS publish_on_delete;
-DROP TABLE IF EXISTS publish_signed;
 DROP TABLE IF EXISTS publish_dirty;
 DROP TABLE IF EXISTS publish_state;
 ";
@@ -171,6 +173,11 @@ impl Publisher {
         tx.execute(
             "INSERT OR REPLACE INTO publish_dirty (name, seq)
              SELECT name, (SELECT COALESCE(MAX(seq), 0) FROM publish_dirty) + id FROM names",
+            [],
+        )?;
+        // Packets of names no longer live (changed while not publishing).
+        tx.execute(
+            "DELETE FROM publish_signed WHERE name NOT IN (SELECT name FROM names WHERE af <> 0)",
             [],
         )?;
         for name in &stream_names {
