@@ -444,6 +444,7 @@ async fn mirror(
     tokio::pin!(stop);
     let mut first = true;
     loop {
+        let before = stream.tip()?;
         let pulled = tokio::select! {
             pulled = pull(&mut stream, &mut source) => pulled,
             r = &mut stop => return r,
@@ -464,6 +465,22 @@ async fn mirror(
             Ok(_) => {}
             Err(e) if follow => eprintln!("keyway: {from}: {e}"),
             Err(e) => return Err(e).with_context(|| format!("pulling from {from}")),
+        }
+        // The stream signature made them records; the owners' signatures
+        // say whether they are names. A forged one stays in the file (the
+        // chain needs it) but is reported here and refused by `get`.
+        let refused = replica::check_since(&stream, before)?;
+        for r in &refused {
+            eprintln!(
+                "keyway: record {} is not what its owner signed ({}): get --replica refuses it",
+                r.key, r.reason
+            );
+        }
+        if !refused.is_empty() && !follow {
+            bail!(
+                "{} records from {from} are not what their owners signed",
+                refused.len()
+            );
         }
         first = false;
         if !follow {

@@ -207,7 +207,7 @@ fn a_following_replica_answers_like_the_server() {
     record[value_end - 1] = b'!';
     owned.set(&record_key, "namebump", &record).unwrap();
     drop(owned);
-    ok(&[
+    let pulled = keyway(&[
         "namebump",
         "mirror",
         p(&once),
@@ -216,6 +216,12 @@ fn a_following_replica_answers_like_the_server() {
         "--pubkey",
         &stream_pk,
     ]);
+    assert_eq!(pulled.status.code(), Some(1), "the mirror reports it");
+    let stderr = String::from_utf8_lossy(&pulled.stderr);
+    assert!(
+        stderr.contains(&format!("record {record_key} is not what its owner signed")),
+        "{stderr}"
+    );
     let refused = keyway(&["namebump", "get", "alice", "--replica", p(&once)]);
     assert_eq!(refused.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&refused.stderr);

@@ -71,3 +71,46 @@ pub fn get(path: &Path, name: &[u8]) -> Result<Option<ReplicaRecord>, ReplicaErr
         timestamp: published.timestamp() as f64,
     }))
 }
+
+/// A record of the replica that its owner did not sign as it is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refused {
+    /// The record's key (the name in hex, if the server kept to that).
+    pub key: String,
+    pub reason: PublishedError,
+}
+
+/// Records checked per page by [`check_since`].
+const CHECK_PAGE: usize = 1000;
+
+/// Checks the owner's signature of every name record of `stream`
+/// modified after `after` (µs, a tip read before a pull): what the pull
+/// brought. Returns those that fail; `get` refuses them too.
+pub fn check_since(stream: &Stream, after: i64) -> Result<Vec<Refused>, StreamError> {
+    let mut refused = Vec::new();
+    let mut cursor = after;
+    loop {
+        let page = stream.modified_after(cursor, CHECK_PAGE)?;
+        let Some(last) = page.last().map(|(meta, _)| meta.modified) else {
+            return Ok(refused);
+        };
+        // `modified` rises strictly along the chain: each page moves on.
+        if last <= cursor {
+            return Ok(refused);
+        }
+        cursor = last;
+        for (_, body) in page {
+            if body.kind != RECORD_TYPE {
+                continue;
+            }
+            // A metadata-only copy holds no values: nothing to check.
+            let Some(value) = body.value else { continue };
+            if let Err(reason) = verify_record(&body.key, &value) {
+                refused.push(Refused {
+                    key: body.key,
+                    reason,
+                });
+            }
+        }
+    }
+}

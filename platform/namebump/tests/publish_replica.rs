@@ -94,6 +94,12 @@ async fn agree(store: &SqlStore, replica_path: &Path, names: &[&str], now: f64) 
     }
 }
 
+fn record_key_of(name: &[u8]) -> String {
+    stream_key(name, &mut [0u8; MAX_KEY_LEN])
+        .unwrap()
+        .to_owned()
+}
+
 fn limits() -> Limits {
     Limits {
         v4_names: 1,
@@ -251,6 +257,16 @@ async fn a_value_the_server_alters_is_refused_by_the_replica() {
         replica::get(&copy, b"shop").unwrap().unwrap().value,
         b"url-1"
     );
+    // The mirror's check of what a pull brought names both, and only them.
+    let mut refused: Vec<String> = replica::check_since(&Stream::open_read_only(&copy).unwrap(), 0)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    refused.sort();
+    let mut want = vec![record_key_of(b"bank"), record_key_of(b"bank2")];
+    want.sort();
+    assert_eq!(refused, want);
     store.close().await;
 }
 
