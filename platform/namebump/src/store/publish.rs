@@ -18,7 +18,7 @@
 //! simply done again.
 
 use std::path::Path;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::Duration;
 
 use keyway_core::namebump::Packet;
@@ -212,8 +212,11 @@ impl Publisher {
                 },
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "publishing failed; retrying");
-                    if let Err(RecvTimeoutError::Disconnected) = wake.recv_timeout(IDLE) {
+                    tracing::warn!(error = %e, "publishing failed; retrying in a second");
+                    // A pause whatever the writer commits meanwhile: a
+                    // lasting failure (a full disk) is not retried per write.
+                    std::thread::sleep(IDLE);
+                    if let Err(TryRecvError::Disconnected) = wake.try_recv() {
                         return;
                     }
                 }
