@@ -7,6 +7,7 @@ pub mod address;
 pub mod client;
 pub mod freshness;
 pub mod packet;
+pub mod published;
 pub mod reply;
 pub mod tcp_framing;
 pub mod usage;

@@ -5,7 +5,7 @@
 //! object on stdout).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +14,14 @@ use anyhow::{Context, Result, bail};
 use clap::{ArgMatches, Args, Subcommand, ValueEnum};
 use keyway_core::PublicKey;
 use keyway_core::rate::RateLimit;
+use keyway_drayer::http::HttpSource;
+use keyway_drayer::sync::pull;
+use keyway_drayer::{Stream, parse_public_key};
 use keyway_namebump::bench::{self, BenchConfig, BenchTransport};
+use keyway_namebump::replica;
 use keyway_namebump::{
-    Behavior, Client, ClientConfig, ClientError, Server, ServerConfig, SqlStore, SystemClock,
+    Behavior, Client, ClientConfig, ClientError, Record, Server, ServerConfig, SqlStore,
+    SystemClock,
 };
 use serde_json::json;
 
@@ -44,11 +49,31 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 10.0)]
         ttl: f64,
     },
-    /// Print NAME's value bytes (exit 2 if there is none).
+    /// Print NAME's value bytes (exit 2 if there is none), from a server
+    /// or, with --replica, from a local mirror of its published stream.
     Get {
         name: String,
         #[command(flatten)]
-        server: ServerArgs,
+        target: GetTarget,
+    },
+    /// Bring a replica of a server's published names (`serve
+    /// --publish-stream`) up to date from a Drayer HTTP server (`keyway
+    /// drayer serve`): once, or continuously with --follow (Ctrl-C stops).
+    Mirror {
+        /// The replica's stream file (created if missing).
+        path: PathBuf,
+        /// The Drayer HTTP server, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        from: String,
+        /// The stream's public key (the stream_pk= the server printed).
+        #[arg(long)]
+        pubkey: String,
+        /// Keep pulling until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// Seconds between pulls with --follow.
+        #[arg(long, default_value_t = 2.0, value_parser = parse_interval)]
+        interval: f64,
     },
     /// Delete NAME, signed by its owner's --key.
     Del {
@@ -118,6 +143,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(TCP_TIMEOUT_SECONDS))]
     pub(crate) tcp_write_timeout: u64,
+    /// Publish the names as a Drayer stream in this file (created with its
+    /// key if missing; prints stream_pk=…): each record is a live name with
+    /// its owner's signed PUT, so replicas check values themselves. `keyway
+    /// drayer serve FILE` serves it. SQLite only (one process writes it).
+    #[arg(long)]
+    pub(crate) publish_stream: Option<PathBuf>,
     /// PostgreSQL or MariaDB connections this process opens at most (each
     /// write holds one for its transaction); all servers on one database
     /// together must stay under its connection limit. Unused for SQLite.
@@ -140,6 +171,37 @@ pub(crate) struct ServerArgs {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+}
+
+/// Where `get` looks: a server (--server, --server-pk) or a replica.
+#[derive(Debug, Args)]
+pub(crate) struct GetTarget {
+    /// The server, HOST:PORT.
+    #[arg(long, required_unless_present = "replica")]
+    server: Option<String>,
+    /// The server's public key (66 hex digits).
+    #[arg(long = "server-pk", required_unless_present = "replica")]
+    server_pk: Option<PublicKey>,
+    /// Send from this local address.
+    #[arg(long)]
+    source: Option<std::net::IpAddr>,
+    /// Answer from this replica (a `keyway namebump mirror` file) instead
+    /// of a server, checking the owner's signature on the value.
+    #[arg(long, conflicts_with_all = ["server", "server_pk", "source"])]
+    replica: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Pull intervals from 0.1 s (a loopback follower) to a day.
+fn parse_interval(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if (0.1..=86_400.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(format!("{seconds} is not between 0.1 and 86400 seconds"))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -189,11 +251,11 @@ pub(crate) enum TransportArg {
 pub(crate) fn run(command: Command, matches: &ArgMatches) -> ExitCode {
     let json = match &command {
         Command::Put { server, .. }
-        | Command::Get { server, .. }
         | Command::Del { server, .. }
         | Command::Usage { server, .. } => server.json,
+        Command::Get { target, .. } => target.json,
         Command::Bench(b) => b.server.json,
-        Command::Serve(_) => false,
+        Command::Serve(_) | Command::Mirror { .. } => false,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -264,9 +326,9 @@ async fn dispatch(command: Command, matches: &ArgMatches) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Get { name, server } => match client(&server).await?.get(name.as_bytes()).await? {
+        Command::Get { name, target } => match get(&name, &target).await? {
             Some(record) => {
-                if server.json {
+                if target.json {
                     println!(
                         "{}",
                         json!({
@@ -287,7 +349,7 @@ async fn dispatch(command: Command, matches: &ArgMatches) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             None => {
-                if server.json {
+                if target.json {
                     println!("{}", json!({ "name": name, "found": false }));
                 }
                 eprintln!("keyway: not found: {name}");
@@ -325,6 +387,125 @@ async fn dispatch(command: Command, matches: &ArgMatches) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Mirror {
+            path,
+            from,
+            pubkey,
+            follow,
+            interval,
+        } => mirror(
+            &path,
+            &from,
+            &pubkey,
+            follow,
+            Duration::from_secs_f64(interval),
+        )
+        .await
+        .map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// A GET from the server, or from the replica: the same record either way.
+async fn get(name: &str, target: &GetTarget) -> Result<Option<Record>> {
+    if let Some(path) = &target.replica {
+        let found = replica::get(path, name.as_bytes())?;
+        return Ok(found.map(|r| Record {
+            value: r.value,
+            owner: r.owner,
+            timestamp: r.timestamp,
+        }));
+    }
+    let (Some(server), Some(server_pk)) = (&target.server, target.server_pk) else {
+        bail!("give --server and --server-pk, or --replica");
+    };
+    let args = ServerArgs {
+        server: server.clone(),
+        server_pk,
+        source: target.source,
+        json: target.json,
+    };
+    Ok(client(&args).await?.get(name.as_bytes()).await?)
+}
+
+/// Pulls the published stream into the replica at `path`; with `follow`,
+/// again every `interval` until Ctrl-C or SIGTERM (a pull cut short keeps
+/// what it applied: the next one goes on from there).
+/// Pulls a one-shot `mirror` tries before it gives up, and the pause
+/// between them.
+const ONE_SHOT_ATTEMPTS: u32 = 3;
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+async fn mirror(
+    path: &Path,
+    from: &str,
+    pubkey: &str,
+    follow: bool,
+    interval: Duration,
+) -> Result<()> {
+    let public = parse_public_key(pubkey)?;
+    let mut stream = Stream::mirror(path, public)?;
+    let mut source = HttpSource::new(from, public);
+    let stop = wait_for_signal();
+    tokio::pin!(stop);
+    let mut first = true;
+    let mut failed = 0;
+    loop {
+        let mut again = follow;
+        let before = stream.tip()?;
+        let pulled = tokio::select! {
+            pulled = pull(&mut stream, &mut source) => pulled,
+            r = &mut stop => return r,
+        };
+        match pulled {
+            Ok(p) if first || p.inserted + p.repairs > 0 => {
+                // A follower whose output nobody reads any more goes on
+                // following (println! would panic on a closed pipe).
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "{} new records, {} repairs, {} records held",
+                    p.inserted,
+                    p.repairs,
+                    stream.count()?
+                );
+            }
+            Ok(_) => {}
+            Err(e) if follow => eprintln!("keyway: {from}: {e}"),
+            // A page may name a record the server replaced while it was
+            // being read (its stream is written as it is served): the next
+            // pull goes on from what this one applied and gets the rest.
+            Err(e) if failed + 1 < ONE_SHOT_ATTEMPTS => {
+                failed += 1;
+                again = true;
+                eprintln!("keyway: {from}: {e}; pulling again");
+            }
+            Err(e) => return Err(e).with_context(|| format!("pulling from {from}")),
+        }
+        // The stream signature made them records; the owners' signatures
+        // say whether they are names. A forged one stays in the file (the
+        // chain needs it) but is reported here and refused by `get`.
+        let refused = replica::check_since(&stream, before)?;
+        for r in &refused {
+            eprintln!(
+                "keyway: record {} is not what its owner signed ({}): get --replica refuses it",
+                r.key, r.reason
+            );
+        }
+        if !refused.is_empty() && !follow {
+            bail!(
+                "{} records from {from} are not what their owners signed",
+                refused.len()
+            );
+        }
+        first = false;
+        if !again {
+            return Ok(());
+        }
+        let pause = if follow { interval } else { RETRY_PAUSE };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            r = &mut stop => return r,
+        }
     }
 }
 
@@ -338,9 +519,22 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let key = keyfile::load_or_generate(&serve_config::key_file(&args)?)?;
-    let store = SqlStore::open_with(&args.db, Default::default(), args.db_connections)
-        .await
-        .with_context(|| format!("opening {}", args.db))?;
+    let (store, stream_pk) = match &args.publish_stream {
+        Some(stream) => {
+            let (store, public) = SqlStore::open_publishing(&args.db, Default::default(), stream)
+                .await
+                .with_context(|| {
+                    format!("opening {} to publish as {}", args.db, stream.display())
+                })?;
+            (store, Some(public))
+        }
+        None => (
+            SqlStore::open_with(&args.db, Default::default(), args.db_connections)
+                .await
+                .with_context(|| format!("opening {}", args.db))?,
+            None,
+        ),
+    };
     let rate_limit = (args.rate_limit > 0.0).then_some(RateLimit {
         rate: args.rate_limit,
         burst: args.rate_burst.max(1.0),
@@ -365,6 +559,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     // Scripts read the addresses (with --listen …:0, the ports chosen)
     // and then the public key, the line they wait for.
+    if let Some(public) = stream_pk {
+        println!("stream_pk={public}");
+    }
     for addr in server.udp_addrs() {
         println!("listening={addr}");
     }

@@ -42,6 +42,7 @@ pub(crate) struct ServeFile {
     tcp_request_timeout: Option<Spanned<u64>>,
     tcp_write_timeout: Option<Spanned<u64>>,
     db_connections: Option<Spanned<u32>>,
+    publish_stream: Option<Spanned<PathBuf>>,
 }
 
 /// Reads the file named by `--config`, if any, and fills every option not
@@ -85,6 +86,7 @@ fn merge(
         tcp_request_timeout,
         tcp_write_timeout,
         db_connections,
+        publish_stream,
     } = file;
     let from_file = |id: &str| matches.value_source(id) != Some(ValueSource::CommandLine);
     if let Some(v) = listen.filter(|_| from_file("listen")) {
@@ -125,6 +127,9 @@ fn merge(
     }
     if let Some(v) = db_connections.filter(|_| from_file("db_connections")) {
         args.db_connections = within(v, &connections)?;
+    }
+    if let Some(v) = publish_stream.filter(|_| from_file("publish_stream")) {
+        args.publish_stream = Some(base.join(v.into_inner()));
     }
     Ok(())
 }
@@ -280,10 +285,13 @@ mod tests {
         ids.sort_unstable();
         assert_eq!(keys, ids);
         let file = parse(EXAMPLE).unwrap();
-        assert!(file.key.is_some() && file.metrics.is_some(), "{file:?}");
+        assert!(
+            file.key.is_some() && file.metrics.is_some() && file.publish_stream.is_some(),
+            "{file:?}"
+        );
 
         // Relative to a file in the working directory, the example's values
-        // are the flags' defaults (key and metrics have none).
+        // are the flags' defaults (key, metrics and publish_stream have none).
         let matches = Serve::command()
             .try_get_matches_from(["serve", "--key", "unused"])
             .unwrap();
@@ -358,6 +366,7 @@ mod tests {
             ("tcp_request_timeout", "7"),
             ("tcp_write_timeout", "8"),
             ("db_connections", "9"),
+            ("publish_stream", "/flag.stream"),
         ];
         let mut named: Vec<&str> = flags.iter().map(|(id, _)| *id).collect();
         named.sort_unstable();
@@ -388,9 +397,15 @@ mod tests {
     fn relative_paths_are_resolved_against_the_file() {
         let a = merged(
             &[],
-            "key = \"keys/server.key\"\ndb = \"sqlite:nb.db?mode=rwc\"\n",
+            "key = \"keys/server.key\"\ndb = \"sqlite:nb.db?mode=rwc\"\n\
+             publish_stream = \"keys/names.stream\"\n",
         )
         .unwrap();
+        let stream = a.publish_stream.clone().unwrap();
+        assert!(
+            stream.is_absolute() && stream.ends_with("keys/names.stream"),
+            "{stream:?}"
+        );
         let key = a.key.unwrap();
         assert!(
             key.is_absolute() && key.ends_with("keys/server.key"),

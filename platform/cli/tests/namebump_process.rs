@@ -51,7 +51,8 @@ fn serve(dir: &Path, port: u16) -> Served {
 }
 
 /// Starts `command` (a `keyway namebump serve …`) and waits for its one
-/// `listening=` line, which must be `addr`, then `server_pk=<hex>`.
+/// `listening=` line, which must be `addr`, then `server_pk=<hex>`
+/// (after a `stream_pk=` line when it publishes a stream).
 fn start(mut command: Command, addr: &str) -> Served {
     let mut child = command
         .stdout(Stdio::piped())
@@ -61,6 +62,10 @@ fn start(mut command: Command, addr: &str) -> Served {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
+    if line.starts_with("stream_pk=") {
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
+    }
     assert_eq!(line.trim(), format!("listening={addr}"));
     line.clear();
     stdout.read_line(&mut line).unwrap();
@@ -384,6 +389,10 @@ fn a_server_runs_from_the_example_config_file() {
     let pk = keyway(&["pubkey", "--key", server_key.to_str().unwrap()]);
     assert_eq!(String::from_utf8(pk.stdout).unwrap().trim(), s.server_pk);
     assert!(dir.path().join("nb.db").exists());
+    assert!(
+        dir.path().join("namebump.stream").exists(),
+        "publish_stream"
+    );
     assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
 
     let key = dir.path().join("me.key");

@@ -336,6 +336,57 @@ fn set_many_signs_off_thread_and_matches_writing_one_by_one() {
     assert_eq!(stream.get("new0", "obj").unwrap(), None);
 }
 
+#[tokio::test]
+async fn delete_many_matches_deleting_one_by_one_and_mirrors_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut stream = Stream::create(&dir.path().join("del.stream")).unwrap();
+    let keys: Vec<String> = (0..50).map(|i| format!("k{i}")).collect();
+    stream
+        .set_many(keys.iter().map(|k| (k.as_str(), "obj", k.as_bytes())))
+        .unwrap();
+    let mut mirror = Stream::mirror(&dir.path().join("m.stream"), *stream.public_key()).unwrap();
+    pull(&mut mirror, &mut Local(&mut stream)).await.unwrap();
+    // Every third key and the newest (the ID tip, spec D5), in one batch.
+    let gone: Vec<&str> = keys
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 == 0 || *i == 49)
+        .map(|(_, k)| k.as_str())
+        .collect();
+    let deleted = stream
+        .delete_many(gone.iter().map(|k| (*k, "obj")))
+        .unwrap();
+    assert_eq!(deleted, gone.len());
+    let report = stream.verify().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let held = |s: &Stream| -> Vec<String> {
+        s.list(Some("obj"))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key)
+            .collect()
+    };
+    let want: Vec<String> = keys
+        .iter()
+        .filter(|k| !gone.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    assert_eq!(held(&stream), want);
+    pull(&mut mirror, &mut Local(&mut stream)).await.unwrap();
+    assert_eq!(held(&mirror), want, "the mirror follows the batch");
+    assert!(mirror.verify().unwrap().problems.is_empty());
+
+    // All or nothing: a key not held fails the batch, nothing deleted.
+    let before = stream.count().unwrap();
+    assert!(
+        stream
+            .delete_many([("k1", "obj"), ("nope", "obj")])
+            .is_err()
+    );
+    assert_eq!(stream.count().unwrap(), before);
+    assert!(stream.get("k1", "obj").unwrap().is_some());
+}
+
 /// The original could not delete the most recently added record (spec
 /// D5): here it goes, a placeholder stands in for it (hidden from reads),
 /// and a mirror that held it lets it go.

@@ -18,6 +18,8 @@ pub mod bench;
 pub mod client;
 pub mod clock;
 #[cfg(feature = "server")]
+pub mod replica;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod store;

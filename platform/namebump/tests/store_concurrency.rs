@@ -35,6 +35,7 @@ fn claim(name: String, who: u32, ip: IpKey, updated: f64, bump: bool) -> PutRequ
         ip,
         updated,
         bump,
+        signed: None,
     }
 }
 

@@ -39,6 +39,7 @@ fn put(name: &str, value: &[u8], who: u8, ip: IpKey, updated: f64, bump: bool) -
         ip,
         updated,
         bump,
+        signed: None,
     }
 }
 
@@ -349,6 +350,7 @@ async fn values_and_names_are_bytes(s: &impl NameStore) {
         ip: B,
         updated: T0,
         bump: true,
+        signed: None,
     };
     assert_eq!(s.put(r, T0).await.unwrap(), PutOutcome::Stored);
     assert_eq!(

@@ -156,6 +156,27 @@ impl Stream {
         self.delete_at(key, kind, now_micros())
     }
 
+    /// Deletes many (key, kind) in one transaction, each as a single
+    /// `delete` would, in order: one commit (one fsync) for the lot. All
+    /// or nothing: a key not held fails the whole batch.
+    pub fn delete_many<'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = (&'k str, &'k str)>,
+    ) -> Result<usize, StreamError> {
+        let owner = self.owner()?.clone();
+        let tx = self.conn.transaction()?;
+        // One chain for the transaction: it keeps the tip and the last id
+        // up to date through its own writes.
+        let mut chain = SqliteChain::new(&tx);
+        let mut count = 0;
+        for (key, kind) in keys {
+            delete(&mut chain, &owner, key, kind, now_micros())?;
+            count += 1;
+        }
+        tx.commit()?;
+        Ok(count)
+    }
+
     pub fn delete_at(&mut self, key: &str, kind: &str, now: i64) -> Result<(), StreamError> {
         let owner = self.owner()?.clone();
         let tx = self.conn.transaction()?;

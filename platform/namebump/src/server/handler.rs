@@ -78,6 +78,15 @@ fn seal_reply(to: &PublicKey, plaintext: &[u8]) -> Option<Vec<u8>> {
     Some(sealed)
 }
 
+/// The packet as the owner signed it, re-encoded (decoding is strict, so
+/// these are the bytes received).
+fn signed_bytes(packet: &Packet<'_>) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; packet.encoded_len()];
+    let n = packet.encode(&mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
 fn op_name(op: Op) -> &'static str {
     match op {
         Op::Get => "get",
@@ -207,6 +216,8 @@ impl<S: NameStore> Handler<S> {
             ip: IpKey::from_ip(source),
             updated: request.updated,
             bump: request.bumps(),
+            // For a store that publishes its names: the owner's proof.
+            signed: signed_bytes(request),
         };
         let server = self.key.public();
         let (plaintext, result) = match self.store.put(put, now).await {

@@ -25,6 +25,7 @@
 mod db_metrics;
 mod dialect;
 mod lease;
+mod publish;
 mod rules;
 mod sqlite;
 mod sqlx_store;
@@ -151,6 +152,10 @@ pub struct PutRequest {
     pub updated: f64,
     /// DO_BUMP: may evict the oldest bumpable name at quota.
     pub bump: bool,
+    /// The PUT packet as the owner signed it (plaintext, `vkc` and
+    /// signature): kept with the name by a store that publishes its names
+    /// ([`SqlStore::open_publishing`]), ignored otherwise.
+    pub signed: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -242,6 +247,34 @@ impl SqlStore {
         }
     }
 
+    /// [`Self::open`] on SQLite, publishing the names as the Drayer stream
+    /// at `stream` (created with its `.privatekey` if missing): each live
+    /// name is a record holding its owner's signed PUT
+    /// (`keyway_core::namebump::published`). Returns the store and the
+    /// stream's public key (base64). PostgreSQL and MariaDB are refused:
+    /// their several server processes have no one publisher (DESIGN.md).
+    pub async fn open_publishing(
+        url: &str,
+        limits: Limits,
+        stream: &std::path::Path,
+    ) -> Result<(Self, String), StoreError> {
+        if dialect::Backend::from_url(url)? != dialect::Backend::Sqlite {
+            return Err(StoreError::PublishNeedsSqlite(url.to_owned()));
+        }
+        let path = sqlite_path(url)?;
+        let (store, public) = sqlite::SqliteStore::open_publishing(path.as_ref(), limits, stream)?;
+        Ok((Self(Backing::Sqlite(store)), public))
+    }
+
+    /// Names changed since the publisher last wrote them to the stream (0
+    /// when not publishing): the stream is current when this reads 0.
+    pub async fn publish_backlog(&self) -> Result<u64, StoreError> {
+        match &self.0 {
+            Backing::Sqlite(s) => s.publish_backlog(),
+            Backing::Server(_) => Ok(0),
+        }
+    }
+
     /// The database metrics: transaction latency on every backend (on
     /// SQLite, one transaction is one batch of the writer); retries, lock
     /// waits and statements on PostgreSQL and MariaDB (SQLite's single
@@ -330,6 +363,12 @@ pub enum StoreError {
     Sqlite(String),
     #[error("the database stayed contended through every retry: {0}")]
     Contention(String),
+    #[error("publishing the names as a stream: {0}")]
+    Publish(String),
+    #[error(
+        "--publish-stream needs an SQLite database (one server process writes it and the stream); {0} is not one"
+    )]
+    PublishNeedsSqlite(String),
 }
 
 /// Name storage. `now` is the server clock in Unix seconds; stores never

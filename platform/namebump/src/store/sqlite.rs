@@ -21,10 +21,13 @@ use std::task::{Context, Poll, Waker};
 
 use keyway_core::namebump::address::Ipv6Parts;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use std::sync::mpsc::SyncSender;
+
 use tokio::sync::mpsc;
 
 use super::db_metrics::DbMetrics;
 use super::dialect::{Backend, Queries};
+use super::publish;
 use super::rules::{self, Existing, NameWrite, RowCounts, WriteTx};
 use super::writer::{self, Applied, Job, MAX_BATCH};
 use super::{
@@ -45,7 +48,7 @@ pub(crate) struct SqliteStore {
     metrics: DbMetrics,
 }
 
-fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+pub(crate) fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -91,10 +94,37 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`, migrates it
     /// and starts the writer thread.
     pub(crate) fn open(path: &Path, limits: Limits) -> Result<Self, StoreError> {
+        Self::start(path, limits, None)
+    }
+
+    /// [`Self::open`], publishing the names as the stream at `stream`
+    /// (`publish.rs`); also returns the stream's public key.
+    pub(crate) fn open_publishing(
+        path: &Path,
+        limits: Limits,
+        stream: &Path,
+    ) -> Result<(Self, String), StoreError> {
+        let (wake, woken) = std::sync::mpsc::sync_channel(1);
+        let store = Self::start(path, limits, Some(wake))?;
+        let public = publish::start(path, stream, woken)?;
+        Ok((store, public))
+    }
+
+    /// `wake`: publishing is on, and the publisher is told of each commit.
+    fn start(
+        path: &Path,
+        limits: Limits,
+        wake: Option<SyncSender<()>>,
+    ) -> Result<Self, StoreError> {
         let mut conn = connect(path)?;
         for step in Backend::Sqlite.schema() {
             conn.execute_batch(step.statement)?;
         }
+        conn.execute_batch(if wake.is_some() {
+            publish::ENABLE
+        } else {
+            publish::DISABLE
+        })?;
         let queries = Arc::new(Queries::new(Backend::Sqlite));
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let metrics = DbMetrics::default();
@@ -103,7 +133,7 @@ impl SqliteStore {
             .name("keyway-sqlite-writer".into())
             .spawn({
                 let metrics = metrics.clone();
-                move || write_loop(&mut conn, &q, &limits, &metrics, rx)
+                move || write_loop(&mut conn, &q, &limits, &metrics, rx, wake.as_ref())
             })
             .map_err(|e| StoreError::BatchFailed(format!("cannot start the writer: {e}")))?;
         let (checkpoints, alive) = (connect(path)?, tx.downgrade());
@@ -119,6 +149,22 @@ impl SqliteStore {
             writer: tx,
             metrics,
         })
+    }
+
+    pub(crate) fn publish_backlog(&self) -> Result<u64, StoreError> {
+        let count: Option<i64> = self.read(|c| {
+            let exists: i64 = c.query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'publish_dirty'",
+                [],
+                |r| r.get(0),
+            )?;
+            if exists == 0 {
+                return Ok(None);
+            }
+            c.query_row("SELECT COUNT(*) FROM publish_dirty", [], |r| r.get(0))
+                .map(Some)
+        })?;
+        Ok(count.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
     }
 
     /// Runs `f` on a pooled read connection.
@@ -220,7 +266,9 @@ fn write_loop(
     limits: &Limits,
     metrics: &DbMetrics,
     mut rx: mpsc::Receiver<Job>,
+    wake: Option<&SyncSender<()>>,
 ) {
+    let publishing = wake.is_some();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -231,15 +279,19 @@ fn write_loop(
             }
         }
         let started = std::time::Instant::now();
-        let result = run_batch(conn, q, limits, &batch);
+        let result = run_batch(conn, q, limits, &batch, publishing);
         metrics.transaction(started.elapsed());
         if writer::deliver(&mut batch, result) {
             for job in batch.drain(..) {
                 let started = std::time::Instant::now();
-                let single = run_batch(conn, q, limits, std::slice::from_ref(&job));
+                let single = run_batch(conn, q, limits, std::slice::from_ref(&job), publishing);
                 metrics.transaction(started.elapsed());
                 job.finish(single.map_err(StoreError::from).and_then(writer::only));
             }
+        }
+        if let Some(wake) = wake {
+            // Full: the publisher has a wake-up pending already.
+            let _ = wake.try_send(());
         }
     }
 }
@@ -250,6 +302,7 @@ fn run_batch(
     q: &Queries,
     limits: &Limits,
     batch: &[Job],
+    publishing: bool,
 ) -> Result<Vec<Applied>, rusqlite::Error> {
     // IMMEDIATE: take the write lock up front. A deferred transaction starts
     // as a reader and cannot wait its way through a checkpoint that restarted
@@ -257,7 +310,15 @@ fn run_batch(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        results.push(run_now(job.apply(&mut SqliteTx { tx: &tx, q }, limits))?);
+        let applied = run_now(job.apply(&mut SqliteTx { tx: &tx, q }, limits))?;
+        if let (true, Job::Put(put, ..), true) = (publishing, job, applied.changed()) {
+            // The row now holds this PUT's value, owner and time: its
+            // packet is the proof a replica checks (`publish.rs`).
+            if let Some(packet) = &put.signed {
+                publish::record_signed(&tx, &put.name, packet)?;
+            }
+        }
+        results.push(applied);
     }
     tx.commit()?;
     Ok(results)
