@@ -38,6 +38,9 @@ pub enum Access {
     Sync([u8; STREAM_KEY_LEN]),
     /// A registry write.
     RegistryWrite,
+    /// A registry info request (the stream key and position, issue 17):
+    /// for writers and for whoever may sync every stream.
+    RegistryInfo,
 }
 
 impl Access {
@@ -47,6 +50,10 @@ impl Access {
     pub fn of_request(service: Service, body: &[u8]) -> Option<Self> {
         match service {
             Service::Message => Some(Self::Message),
+            // Judged by the first byte alone, as the registry dispatches:
+            // 0 asks for info, anything else is a write (which starts with
+            // its version). Later chunks cannot turn one into the other.
+            Service::RegistryWrite if body.first() == Some(&0) => Some(Self::RegistryInfo),
             Service::RegistryWrite => Some(Self::RegistryWrite),
             Service::Sync => body
                 .get(..STREAM_KEY_LEN)
@@ -63,7 +70,8 @@ impl Capability {
             (Self::Message, Access::Message) => true,
             (Self::Sync(k), Access::Sync(want)) => k == want,
             (Self::SyncAll, Access::Sync(_)) => true,
-            (Self::RegistryWrite, Access::RegistryWrite) => true,
+            (Self::RegistryWrite, Access::RegistryWrite | Access::RegistryInfo) => true,
+            (Self::SyncAll, Access::RegistryInfo) => true,
             _ => false,
         }
     }
@@ -133,10 +141,13 @@ impl fmt::Display for Capability {
 }
 
 /// The peers a node accepts requests from, and what each may do. A peer
-/// that is not listed holds no capability (default deny).
+/// that is not listed holds no capability (default deny), unless the node
+/// grants some to every proven peer ([`AllowList::allow_anyone`]: the
+/// registry's `sync:*` and `registry-write`, issue 17).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AllowList {
     peers: BTreeMap<[u8; PUBLIC_KEY_LEN], Vec<Capability>>,
+    anyone: Vec<Capability>,
 }
 
 impl AllowList {
@@ -151,6 +162,17 @@ impl AllowList {
         for cap in caps {
             if !held.contains(&cap) {
                 held.push(cap);
+            }
+        }
+    }
+
+    /// Grants `caps` to every peer that proves an identity on this network
+    /// (listed or not). Authentication still holds: only holders of the
+    /// network key who prove a key get this far.
+    pub fn allow_anyone(&mut self, caps: impl IntoIterator<Item = Capability>) {
+        for cap in caps {
+            if !self.anyone.contains(&cap) {
+                self.anyone.push(cap);
             }
         }
     }
@@ -186,7 +208,10 @@ impl AllowList {
 
     /// Whether `peer` may make a request that needs `access`.
     pub fn allows(&self, peer: &PublicKey, access: &Access) -> bool {
-        self.capabilities(peer).iter().any(|c| c.grants(access))
+        self.capabilities(peer)
+            .iter()
+            .chain(&self.anyone)
+            .any(|c| c.grants(access))
     }
 
     /// Whether `peer` is listed at all.
@@ -262,5 +287,47 @@ mod tests {
             list.add_entry("00=message"),
             Err(CapabilityError::Key(_))
         ));
+    }
+
+    #[test]
+    fn anyone_grants_only_what_it_names() {
+        let listed = crate::Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
+        let stranger = crate::Keypair::from_secret_bytes(&[2u8; 32]).unwrap();
+        let mut list = AllowList::new();
+        list.allow(listed.public(), [Capability::Message]);
+        list.allow_anyone([Capability::SyncAll, Capability::RegistryWrite]);
+        for peer in [listed.public(), stranger.public()] {
+            assert!(list.allows(peer, &Access::RegistryWrite));
+            assert!(list.allows(peer, &Access::Sync([5; STREAM_KEY_LEN])));
+        }
+        assert!(list.allows(listed.public(), &Access::Message));
+        assert!(!list.allows(stranger.public(), &Access::Message));
+        assert!(list.allows(stranger.public(), &Access::RegistryInfo));
+        assert!(!list.contains(stranger.public()));
+    }
+
+    #[test]
+    fn registry_info_is_for_writers_and_readers_of_every_stream() {
+        assert_eq!(
+            Access::of_request(Service::RegistryWrite, &[0]),
+            Some(Access::RegistryInfo)
+        );
+        assert_eq!(
+            Access::of_request(Service::RegistryWrite, &[0, 1, 2]),
+            Some(Access::RegistryInfo)
+        );
+        assert_eq!(
+            Access::of_request(Service::RegistryWrite, &[1, 0]),
+            Some(Access::RegistryWrite)
+        );
+        assert_eq!(
+            Access::of_request(Service::RegistryWrite, &[]),
+            Some(Access::RegistryWrite)
+        );
+        assert!(Capability::SyncAll.grants(&Access::RegistryInfo));
+        assert!(Capability::RegistryWrite.grants(&Access::RegistryInfo));
+        assert!(!Capability::SyncAll.grants(&Access::RegistryWrite));
+        assert!(!Capability::Sync([0; STREAM_KEY_LEN]).grants(&Access::RegistryInfo));
+        assert!(!Capability::Message.grants(&Access::RegistryInfo));
     }
 }
