@@ -16,6 +16,7 @@ use keyway_core::drayer::VerifyingKey;
 use keyway_core::identity::Keypair;
 use keyway_core::link::{LinkConfig, Service};
 use keyway_core::registry::Op;
+use keyway_drayer::http::HttpSource;
 use keyway_drayer::sync::PullLimits;
 use keyway_link::stream_sync::LinkSource;
 use keyway_link::{LinkError, PeerAddress};
@@ -58,6 +59,9 @@ pub struct ClientOptions {
     /// Time allowed for one request, and for the replica to reach a
     /// write's position.
     pub timeout: Duration,
+    /// Pull the stream from this Drayer HTTP mirror (`http://HOST:PORT`)
+    /// instead of over the link; its records are checked the same way.
+    pub mirror: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -65,6 +69,7 @@ impl Default for ClientOptions {
         Self {
             keep: None,
             timeout: Duration::from_secs(10),
+            mirror: None,
         }
     }
 }
@@ -208,9 +213,20 @@ impl Client {
         }
     }
 
-    /// Pulls what the server has beyond the replica, over the link;
-    /// returns the position reached.
+    /// Pulls what the server has beyond the replica (over the link, or
+    /// from the HTTP mirror if one was given); returns the position
+    /// reached.
     pub async fn sync(&self) -> Result<i64, ClientError> {
+        let limits = PullLimits {
+            max_time: PULL_TIME,
+            ..PullLimits::default()
+        };
+        if let Some(url) = &self.options.mirror {
+            let mut replica = self.replica.lock().await;
+            let source = HttpSource::new(url, *replica.stream_key())
+                .with_timeouts(self.options.timeout, self.options.timeout);
+            return Ok(replica.sync(source, &limits).await?);
+        }
         let link = self
             .connector
             .link(self.options.timeout)
@@ -218,10 +234,6 @@ impl Client {
             .map_err(|source| self.link_error(source))?;
         let mut replica = self.replica.lock().await;
         let source = LinkSource::new(link, *replica.stream_key());
-        let limits = PullLimits {
-            max_time: PULL_TIME,
-            ..PullLimits::default()
-        };
         match replica.sync(source, &limits).await {
             Ok(position) => Ok(position),
             Err(e) => {
