@@ -34,6 +34,9 @@ const FIRST_WAIT: Duration = Duration::from_millis(20);
 const MAX_WAIT: Duration = Duration::from_millis(500);
 
 /// Why a client operation failed.
+// `LinkError` carries two public keys (WrongPeerIdentity); errors are rare
+// and short-lived, so boxing would only make matching clumsy.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server could not be reached or refused the request.
