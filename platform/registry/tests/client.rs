@@ -3,7 +3,7 @@
 //! newest-N replica over the link and a replica fed by an HTTP mirror.
 #![allow(clippy::unwrap_used)]
 
-mod stand_in;
+mod loopback;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use keyway_core::link::{AllowList, LinkConfig, NetworkKey};
 use keyway_core::rand_core::UnwrapErr;
 use keyway_registry::client::{Client, ClientOptions};
 
-use stand_in::Server;
+use loopback::Server;
 
 /// Longest any test step may take.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -56,7 +56,7 @@ async fn line(
 async fn hyper_registrys_cases_through_the_client() {
     tokio::time::timeout(PATIENCE, async {
         let (alice, bob) = (keypair(), keypair());
-        let server = Server::start(&[&alice, &bob]).await;
+        let server = Server::start().await;
         let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let a = client(&server, &alice, dirs.0.path()).await;
         let b = client(&server, &bob, dirs.1.path()).await;
@@ -94,7 +94,7 @@ async fn hyper_registrys_cases_through_the_client() {
 async fn a_third_client_that_never_wrote_sees_the_same_state() {
     tokio::time::timeout(PATIENCE, async {
         let (alice, bob, carol) = (keypair(), keypair(), keypair());
-        let server = Server::start(&[&alice, &bob, &carol]).await;
+        let server = Server::start().await;
         let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
         let a = client(&server, &alice, dirs[0].path()).await;
         let b = client(&server, &bob, dirs[1].path()).await;
@@ -121,7 +121,7 @@ async fn a_third_client_that_never_wrote_sees_the_same_state() {
 async fn read_your_writes_holds_while_another_client_writes() {
     tokio::time::timeout(PATIENCE, async {
         let (alice, bob) = (keypair(), keypair());
-        let server = Server::start(&[&alice, &bob]).await;
+        let server = Server::start().await;
         let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let a = client(&server, &alice, dirs.0.path()).await;
         let b = Arc::new(client(&server, &bob, dirs.1.path()).await);
@@ -157,7 +157,7 @@ async fn read_your_writes_holds_while_another_client_writes() {
 async fn a_restarted_client_keeps_everything_without_the_server() {
     tokio::time::timeout(PATIENCE, async {
         let alice = keypair();
-        let server = Server::start(&[&alice]).await;
+        let server = Server::start().await;
         let dir = tempfile::tempdir().unwrap();
         let key = {
             let a = client(&server, &alice, dir.path()).await;
@@ -191,7 +191,7 @@ async fn a_restarted_client_keeps_everything_without_the_server() {
 async fn a_newest_n_replica_starts_over_the_link() {
     tokio::time::timeout(PATIENCE, async {
         let (alice, other) = (keypair(), keypair());
-        let server = Server::start(&[&alice, &other]).await;
+        let server = Server::start().await;
         let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let a = client(&server, &alice, dirs.0.path()).await;
         for i in 0..8 {
@@ -216,7 +216,7 @@ async fn a_newest_n_replica_starts_over_the_link() {
 async fn a_replica_syncs_from_an_http_mirror() {
     tokio::time::timeout(PATIENCE, async {
         let (alice, other) = (keypair(), keypair());
-        let server = Server::start(&[&alice, &other]).await;
+        let server = Server::start().await;
         let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let a = client(&server, &alice, dirs.0.path()).await;
         for name in ["one", "two"] {

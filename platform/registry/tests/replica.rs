@@ -142,7 +142,7 @@ async fn a_request_for_another_name_or_registry_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let mut replica = Replica::open(dir.path(), *registry.stream.public_key(), None).unwrap();
     let e = sync(&mut replica, &mut registry).await.unwrap_err();
-    assert!(e.to_string().contains("stored under"), "{e}");
+    assert!(e.to_string().contains("holds a request for"), "{e}");
     assert_eq!(replica.position().unwrap(), 0);
 
     // Alice's request to another registry, replayed into this one.

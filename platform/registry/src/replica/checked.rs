@@ -66,8 +66,7 @@ fn check(registry: &[u8; 32], body: &Body) -> Result<(), RecordError> {
     if is_reserved(&body.key, &body.kind) {
         return Ok(());
     }
-    let value = body.value.as_deref().ok_or(RecordError::NoValue)?;
-    record::read(registry, &body.key, &body.kind, value).map(|_| ())
+    record::read(registry, &body.key, &body.kind, body.value.as_deref()).map(|_| ())
 }
 
 impl<S: Source + Send> Source for Checked<S> {

@@ -156,11 +156,7 @@ impl Replica {
                 if is_reserved(&body.key, &body.kind) {
                     continue;
                 }
-                let value = body.value.as_deref().ok_or(ReplicaError::Stored {
-                    id: meta.id,
-                    why: record::RecordError::NoValue,
-                })?;
-                match record::read(&registry, &body.key, &body.kind, value) {
+                match record::read(&registry, &body.key, &body.kind, body.value.as_deref()) {
                     Ok(Read::Change(change)) => changes.push((meta.modified, change)),
                     Ok(Read::Other) => {}
                     Err(why) => return Err(ReplicaError::Stored { id: meta.id, why }),
