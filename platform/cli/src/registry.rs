@@ -40,9 +40,10 @@ pub(crate) enum Command {
         /// Also serve the stream over Drayer's HTTP API on this address.
         #[arg(long, value_name = "ADDR")]
         http: Option<SocketAddr>,
-        /// Only these peers may use these capabilities (registry-write,
-        /// sync:*, …). Repeatable. Without it any proven peer on the
-        /// network may write and sync.
+        /// Only the peers listed may write (PUBKEY=registry-write; other
+        /// capabilities as for `node run`). Repeatable. Without it any
+        /// proven peer on the network may write. Any proven peer may
+        /// always sync the stream (sync:*).
         #[arg(long, value_name = "PUBKEY=CAP[,CAP…]")]
         allow: Vec<String>,
         /// Announce the stream on the Mainline DHT with the HTTP port
@@ -92,10 +93,13 @@ fn dispatch(command: Command) -> Result<()> {
         } => {
             let mut allow_list = allow_list(allow.iter().map(String::as_str))
                 .map_err(|(entry, e)| anyhow!("--allow {entry}: {e}"))?;
+            // Replicas of the stream are for every proven peer: what they
+            // read is signed, and readers check it.
+            allow_list.allow_anyone([Capability::SyncAll]);
             if allow.is_empty() {
-                // The registry is for everyone on the network by default:
-                // writes are bound to the writer's proven identity anyway.
-                allow_list.allow_anyone([Capability::SyncAll, Capability::RegistryWrite]);
+                // Writes too, unless --allow names the writers: each write
+                // is bound to its writer's proven identity anyway.
+                allow_list.allow_anyone([Capability::RegistryWrite]);
             }
             let config = Arc::new(crate::node::load_config(
                 &identity,

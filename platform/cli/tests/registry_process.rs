@@ -197,6 +197,57 @@ fn serve_prints_its_lines_serves_its_stream_and_keeps_it_across_a_restart() {
     assert_eq!(again.value("node_pk"), node_pk);
 }
 
+/// With --dht the stream is announced on a local Mainline test network
+/// (bound to 127.0.0.1, always passed as bootstrap) as `drayer serve --dht`
+/// announces, and a mirror finds the server through it.
+#[test]
+fn serve_dht_announces_the_stream_and_a_mirror_finds_it() {
+    let net = mainline::Testnet::builder(5)
+        .bind_address(std::net::Ipv4Addr::LOCALHOST)
+        .build()
+        .unwrap();
+    let mut bootstrap = Vec::new();
+    for node in &net.bootstrap {
+        assert!(node.starts_with("127.0.0.1:"), "{node}");
+        bootstrap.push("--dht-bootstrap".to_owned());
+        bootstrap.push(node.clone());
+    }
+    let setup = Setup::new();
+    let id = setup.identity("server.id");
+    let db = setup.path("db");
+    let mut args = vec![
+        "--identity",
+        s(&id),
+        "--network-key",
+        s(&setup.net),
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        s(&db),
+        "--password-file",
+        s(&setup.pw),
+        "--http",
+        "127.0.0.1:0",
+        "--dht",
+    ];
+    args.extend(bootstrap.iter().map(String::as_str));
+    let server = Server::start(&args, 5);
+    let stream_pk = server.value("stream_pk").to_owned();
+    assert_eq!(server.lines[4], format!("dht_announced={stream_pk}"));
+    let mirror = setup.path("mirror.drayer");
+    let mut sync = vec![
+        "drayer",
+        "sync",
+        s(&mirror),
+        "--pubkey",
+        &stream_pk,
+        "--dht",
+    ];
+    sync.extend(bootstrap.iter().map(String::as_str));
+    ok(keyway(&sync));
+    assert!(mirror.exists());
+}
+
 #[test]
 fn dht_needs_http() {
     let out = keyway(&[
