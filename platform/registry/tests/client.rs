@@ -238,3 +238,28 @@ async fn a_replica_syncs_from_an_http_mirror() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn read_your_writes_gives_up_at_its_deadline_with_a_reason() {
+    tokio::time::timeout(PATIENCE, async {
+        let server = Server::start().await;
+        let alice = keypair();
+        let dir = tempfile::tempdir().unwrap();
+        // Reads from a mirror that stopped following: a write is accepted
+        // but can never be read back from it.
+        let url = server.serve_frozen_http().await;
+        let options = ClientOptions {
+            mirror: Some(url),
+            timeout: Duration::from_secs(1),
+            ..ClientOptions::default()
+        };
+        let a = client_with(&server, &alice, dir.path(), options).await;
+        let started = std::time::Instant::now();
+        let e = a.register("alice").await.unwrap_err().to_string();
+        assert!(e.contains("did not reach position"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5), "bounded");
+        assert_eq!(a.lookup("alice").await.unwrap(), None);
+    })
+    .await
+    .unwrap();
+}
