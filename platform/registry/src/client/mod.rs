@@ -91,7 +91,9 @@ impl Client {
     /// Opens the replica in `dir` and links to `server` as `config`'s
     /// identity. The registry's stream key comes from the replica if it
     /// holds one, else from the server (the link proves whose answer it
-    /// is); a replica of another registry is refused.
+    /// is). A replica keeps the key it started with: should the server
+    /// publish another stream later, it answers this client's writes
+    /// `ERR:Request is for another registry`.
     pub async fn open(
         config: Arc<LinkConfig>,
         server: PeerAddress,

@@ -86,8 +86,9 @@ pub(super) fn parse_reply(answer: &[u8]) -> Result<Reply, String> {
     })
 }
 
-/// The request that asks the server which stream it publishes.
-// PROVISIONAL: agreed in REGISTRY-API.md ("Client asks").
+/// The request that asks the server which stream it publishes: one byte
+/// 0, which no write can be (a write starts with its version, 1, and is
+/// at least 143 bytes); the answer is the raw 32-byte stream key.
 pub(super) fn info_request() -> Vec<u8> {
     vec![0]
 }
