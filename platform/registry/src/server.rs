@@ -348,12 +348,6 @@ impl Handler for RegistryService {
         body: Vec<u8>,
     ) -> BoxFuture<'static, Result<Vec<u8>, Refusal>> {
         match service {
-            // An info request: which stream this registry publishes (a
-            // new client needs it to sign requests and to pull).
-            Service::RegistryWrite if body == [0] => {
-                let key = self.registry.stream_key().to_bytes().to_vec();
-                Box::pin(async move { Ok(key) })
-            }
             Service::RegistryWrite => {
                 let reply = self.registry.write(peer, body);
                 Box::pin(async move { Ok(reply.await) })

@@ -112,7 +112,7 @@ impl Client {
                         server: connector.server().to_string(),
                         source,
                     })?;
-                wire::parse_info(&answer).map_err(ClientError::Malformed)?
+                wire::parse_info(&answer).map_err(ClientError::Malformed)?.0
             }
         };
         let replica = Replica::open(dir, stream_key, options.keep)?;
@@ -188,6 +188,29 @@ impl Client {
             .await
             .map_err(|source| self.link_error(source))?;
         wire::parse_reply(&answer).map_err(ClientError::Malformed)
+    }
+
+    /// Brings the replica up to the server's current position (asked of
+    /// the server, then pulled over the link or from the mirror), within
+    /// the client's timeout: what a one-shot read does first.
+    pub async fn catch_up(&self) -> Result<i64, ClientError> {
+        let answer = self
+            .connector
+            .request(
+                Service::RegistryWrite,
+                wire::info_request,
+                self.options.timeout,
+            )
+            .await
+            .map_err(|source| self.link_error(source))?;
+        let (key, position) = wire::parse_info(&answer).map_err(ClientError::Malformed)?;
+        if key != self.stream_key().await {
+            return Err(ClientError::Malformed(
+                "the server now publishes another stream than this replica's".into(),
+            ));
+        }
+        self.reach(position, self.options.timeout).await?;
+        Ok(self.replica.lock().await.position()?)
     }
 
     /// Syncs until the replica holds `position`, within `timeout`.
