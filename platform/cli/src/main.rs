@@ -7,6 +7,7 @@ mod keyfile;
 mod namebump;
 mod node;
 mod registry;
+mod registry_client;
 mod serve_config;
 mod sidewire;
 

@@ -57,9 +57,15 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
         max_connections: usize,
     },
+    /// The client: a REPL on standard input, or one command.
+    #[command(flatten)]
+    Client(crate::registry_client::Command),
 }
 
 pub(crate) fn run(command: Command) -> ExitCode {
+    if let Command::Client(command) = command {
+        return crate::registry_client::run(command);
+    }
     match dispatch(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -71,6 +77,8 @@ pub(crate) fn run(command: Command) -> ExitCode {
 
 fn dispatch(command: Command) -> Result<()> {
     match command {
+        // `run` hands these to the client before coming here.
+        Command::Client(_) => Err(anyhow!("internal: a client command reached the server")),
         Command::Serve {
             identity,
             network_key,

@@ -10,14 +10,19 @@
 //!   owners, rebuilt from the stream when missing or behind.
 //! - [`server`] (feature `server`): the registry's directory, the write
 //!   path, and the link service.
+//! - [`replica`]: a client's replica (a verified Drayer mirror and an
+//!   index of names) answering `lookup` and `list` locally.
+//! - [`client`]: writes over a link, with read-your-writes by position.
 //!
 //! The wire formats are in `keyway_core::registry`; DESIGN.md here says
 //! why the pieces are shaped as they are.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod client;
 #[cfg(feature = "server")]
 pub mod index;
 pub mod record;
+pub mod replica;
 #[cfg(feature = "server")]
 pub mod server;
 
