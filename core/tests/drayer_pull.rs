@@ -395,17 +395,27 @@ fn a_record_the_store_cannot_follow_restarts_the_pull_after_its_tip() {
 fn a_source_that_keeps_changing_stops_the_pull_after_the_restarts() {
     let mut pull = whole(PullLimits::default());
     next_request(&mut pull);
-    let mut tip = 0;
     for restart in 0..=MAX_RESTARTS {
+        let tip = i64::from(restart);
         pull.handle_page(at(0), records(tip, 3, 300)).unwrap();
         pull.handle_verified(at(0), 3, None).unwrap();
         assert_eq!(pull.poll_event(), Some(Event::Apply { from: 0, to: 3 }));
         // One record applies each time; the next cannot be followed.
-        tip += 1;
-        pull.handle_applied(at(0), 1, 1, Some(Stop::Behind { id: 2, tip }))
-            .unwrap();
+        pull.handle_applied(
+            at(0),
+            1,
+            1,
+            Some(Stop::Behind {
+                id: 2,
+                tip: tip + 1,
+            }),
+        )
+        .unwrap();
         if restart < MAX_RESTARTS {
-            assert_eq!(next_request(&mut pull), Some(Request::Page { after: tip }));
+            assert_eq!(
+                next_request(&mut pull),
+                Some(Request::Page { after: tip + 1 })
+            );
         }
     }
     assert_eq!(next_request(&mut pull), None, "no restart beyond the bound");
