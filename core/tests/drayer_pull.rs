@@ -9,8 +9,8 @@
 use core::time::Duration;
 
 use keyway_core::drayer::pull::{
-    Event, MAX_NEWEST, MAX_REPAIRS, Mode, OutOfTurn, PAGE, PageRecord, Pull, PullError, PullLimits,
-    Pulled, RECORD_OVERHEAD, Request, Stop, record_size,
+    Event, MAX_NEWEST, MAX_REPAIRS, MAX_RESTARTS, Mode, OutOfTurn, PAGE, PageRecord, Pull,
+    PullError, PullLimits, Pulled, RECORD_OVERHEAD, Request, Stop, record_size,
 };
 use keyway_core::drayer::{Meta, RecordError, hash};
 use keyway_core::time::Instant;
@@ -357,6 +357,75 @@ fn a_record_still_broken_after_sixteen_answers_is_refused() {
             signature: None
         }))
     );
+}
+
+#[test]
+fn a_record_the_store_cannot_follow_restarts_the_pull_after_its_tip() {
+    let mut pull = whole(PullLimits::default());
+    next_request(&mut pull);
+    pull.handle_page(at(0), records(0, 5, 300)).unwrap();
+    pull.handle_verified(at(0), 5, None).unwrap();
+    assert_eq!(next_request(&mut pull), Some(Request::Page { after: 5 }));
+    assert_eq!(pull.poll_event(), Some(Event::Apply { from: 0, to: 5 }));
+    // The source was written between its pages (or its `crdr` answers):
+    // the third record follows one the store does not hold.
+    pull.handle_applied(at(0), 2, 2, Some(Stop::Behind { id: 3, tip: 2 }))
+        .unwrap();
+    assert_eq!(pull.poll_event(), None, "the rest of the page is dropped");
+    assert_eq!(
+        next_request(&mut pull),
+        Some(Request::Page { after: 2 }),
+        "asked again after the store's tip"
+    );
+    assert_eq!(next_request(&mut pull), None, "nothing else is asked");
+    // The source's state now: the pull goes on from there.
+    assert_eq!(take_all(&mut pull, at(1), &records(2, 4, 300)), 4);
+    assert_eq!(next_request(&mut pull), Some(Request::Page { after: 6 }));
+    pull.handle_page(at(1), []).unwrap();
+    assert_eq!(
+        pull.poll_event(),
+        Some(Event::Done(Pulled {
+            inserted: 6,
+            repairs: 0
+        }))
+    );
+}
+
+#[test]
+fn a_source_that_keeps_changing_stops_the_pull_after_the_restarts() {
+    let mut pull = whole(PullLimits::default());
+    next_request(&mut pull);
+    for restart in 0..=MAX_RESTARTS {
+        let tip = i64::from(restart);
+        pull.handle_page(at(0), records(tip, 3, 300)).unwrap();
+        pull.handle_verified(at(0), 3, None).unwrap();
+        assert_eq!(pull.poll_event(), Some(Event::Apply { from: 0, to: 3 }));
+        // One record applies each time; the next cannot be followed.
+        pull.handle_applied(
+            at(0),
+            1,
+            1,
+            Some(Stop::Behind {
+                id: 2,
+                tip: tip + 1,
+            }),
+        )
+        .unwrap();
+        if restart < MAX_RESTARTS {
+            assert_eq!(
+                next_request(&mut pull),
+                Some(Request::Page { after: tip + 1 })
+            );
+        }
+    }
+    assert_eq!(next_request(&mut pull), None, "no restart beyond the bound");
+    assert_eq!(
+        pull.poll_event(),
+        Some(Event::Failed(PullError::Unsettled {
+            restarts: MAX_RESTARTS
+        }))
+    );
+    assert!(pull.is_finished());
 }
 
 #[test]

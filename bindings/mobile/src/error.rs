@@ -114,7 +114,10 @@ impl From<SyncError<HttpError>> for KeywayError {
             // A record the peer sent fails its signature or its chain.
             SyncError::Refused { .. } => Self::VerificationFailed(text),
             SyncError::Local(e) => e.into(),
-            SyncError::TimeLimit(_) | SyncError::ByteLimit(_) => Self::Timeout(text),
+            // Retryable: the next pull goes on from what this one applied.
+            SyncError::TimeLimit(_) | SyncError::ByteLimit(_) | SyncError::Unsettled { .. } => {
+                Self::Timeout(text)
+            }
             SyncError::Interrupted => Self::Network(text),
         }
     }

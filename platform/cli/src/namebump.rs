@@ -430,11 +430,6 @@ async fn get(name: &str, target: &GetTarget) -> Result<Option<Record>> {
 /// Pulls the published stream into the replica at `path`; with `follow`,
 /// again every `interval` until Ctrl-C or SIGTERM (a pull cut short keeps
 /// what it applied: the next one goes on from there).
-/// Pulls a one-shot `mirror` tries before it gives up, and the pause
-/// between them.
-const ONE_SHOT_ATTEMPTS: u32 = 3;
-const RETRY_PAUSE: Duration = Duration::from_millis(200);
-
 async fn mirror(
     path: &Path,
     from: &str,
@@ -448,9 +443,7 @@ async fn mirror(
     let stop = wait_for_signal();
     tokio::pin!(stop);
     let mut first = true;
-    let mut failed = 0;
     loop {
-        let mut again = follow;
         let before = stream.tip()?;
         let pulled = tokio::select! {
             pulled = pull(&mut stream, &mut source) => pulled,
@@ -471,14 +464,6 @@ async fn mirror(
             }
             Ok(_) => {}
             Err(e) if follow => eprintln!("keyway: {from}: {e}"),
-            // A page may name a record the server replaced while it was
-            // being read (its stream is written as it is served): the next
-            // pull goes on from what this one applied and gets the rest.
-            Err(e) if failed + 1 < ONE_SHOT_ATTEMPTS => {
-                failed += 1;
-                again = true;
-                eprintln!("keyway: {from}: {e}; pulling again");
-            }
             Err(e) => return Err(e).with_context(|| format!("pulling from {from}")),
         }
         // The stream signature made them records; the owners' signatures
@@ -498,12 +483,11 @@ async fn mirror(
             );
         }
         first = false;
-        if !again {
+        if !follow {
             return Ok(());
         }
-        let pause = if follow { interval } else { RETRY_PAUSE };
         tokio::select! {
-            () = tokio::time::sleep(pause) => {}
+            () = tokio::time::sleep(interval) => {}
             r = &mut stop => return r,
         }
     }

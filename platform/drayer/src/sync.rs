@@ -68,6 +68,14 @@ pub enum SyncError<E: std::error::Error + 'static> {
          it repeats itself or does not follow the protocol"
     )]
     NoProgress { cursor: i64, modified: i64 },
+    /// The peer kept serving records this stream could not follow (it
+    /// was written while it was read): the pull asked again after the
+    /// tip `restarts` times before giving up. Retryable.
+    #[error(
+        "the peer kept changing while it was read (asked again {restarts} times); \
+         what the pull applied is kept and the next pull goes on from there"
+    )]
+    Unsettled { restarts: u32 },
     #[error(
         "the pull stopped at its time limit ({0:?}); what it applied is kept and the next pull goes on from there"
     )]

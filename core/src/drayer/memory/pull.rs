@@ -69,11 +69,13 @@ impl MemoryChain {
                             stream,
                             pull.repairs(),
                         );
+                        let tip = self.mtip().map_err(ApplyError::Store)?;
                         let stop = stop.map(|(id, e)| {
                             let stop = match e {
                                 ApplyError::NeedsRepair { pdest, .. } => {
                                     Stop::NeedsRepair { id, pdest }
                                 }
+                                ApplyError::Gap { .. } => Stop::Behind { id, tip },
                                 _ => Stop::Refused { id },
                             };
                             refused = Some(e);
@@ -229,7 +231,8 @@ fn pull_error(e: PullError, refused: Option<ApplyError<Conflict>>) -> ApplyError
             },
             _,
         ) => ApplyError::Record(e),
-        (PullError::Refused { .. }, Some(e)) => e,
+        // A source that kept changing: the last record it could not follow.
+        (PullError::Refused { .. } | PullError::Unsettled { .. }, Some(e)) => e,
         // A source that does not move forward sent a record at or before
         // the tip asked after.
         (PullError::NoProgress { cursor, modified }, _) => ApplyError::BeforeTip {

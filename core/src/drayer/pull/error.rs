@@ -23,6 +23,11 @@ pub enum PullError {
     /// after the time asked for): a source that does not move forward
     /// would be asked for ever.
     NoProgress { cursor: i64, modified: i64 },
+    /// The source kept serving records the store could not follow (it was
+    /// written while it was read, or it is hostile): the pull asked again
+    /// after the store's tip `restarts` times. What it applied is kept;
+    /// pulling again goes on from there.
+    Unsettled { restarts: u32 },
     /// The pull reached its time limit.
     TimeLimit(Duration),
     /// The pull reached its byte limit.
@@ -44,6 +49,11 @@ impl fmt::Display for PullError {
             Self::NoProgress { cursor, modified } => write!(
                 f,
                 "the source sent a record modified at {modified} where only records after {cursor} belong"
+            ),
+            Self::Unsettled { restarts } => write!(
+                f,
+                "the source kept changing while it was read (asked again {restarts} times); \
+                 what the pull applied is kept: pull again"
             ),
             Self::TimeLimit(d) => write!(f, "the pull stopped at its time limit ({d:?})"),
             Self::ByteLimit(n) => write!(f, "the pull stopped at its limit of {n} bytes"),

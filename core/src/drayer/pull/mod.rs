@@ -34,6 +34,13 @@
 //!   [`PullError::ByteLimit`].
 //! - Records are applied in order up to the first bad signature, which
 //!   then stops the pull ([`PullError::Refused`]).
+//! - A record that follows one the store does not hold ([`Stop::Behind`])
+//!   was read from a source written as it was served: its pages and
+//!   `crdr` answers came from different states, and this page from one
+//!   the store cannot follow. What was applied is a whole chain, so the
+//!   pull asks again after the store's tip (the rest of the page and the
+//!   page asked ahead are dropped), up to [`MAX_RESTARTS`] times, then
+//!   stops with [`PullError::Unsettled`], which a later pull gets past.
 //! - A record that orphans a local one needs the owner's `crdr` answer:
 //!   up to [`MAX_REPAIRS`] for one record (answers are kept until a record
 //!   applies), then it is refused.
@@ -60,6 +67,12 @@ pub const PAGE: usize = 100;
 
 /// `crdr` answers fetched for one record before giving up on it.
 pub const MAX_REPAIRS: usize = 16;
+
+/// Restarts after a record the store could not follow (the source
+/// changed while it was read) before the pull gives up: a writer is
+/// seldom caught more than once or twice, and a source that keeps
+/// changing its pages must not keep a pull going.
+pub const MAX_RESTARTS: u32 = 8;
 
 /// Whole mirror, or a partial one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +112,9 @@ pub enum Event {
 pub enum Stop {
     /// Record `id` needs the owner's answer to `crdr/<pdest>`.
     NeedsRepair { id: u64, pdest: i64 },
+    /// Record `id` follows a record the store does not hold (the store's
+    /// `Gap`); `tip` is the store's tip after what it applied.
+    Behind { id: u64, tip: i64 },
     /// Record `id` was refused (the shell keeps the store's reason).
     Refused { id: u64 },
 }
@@ -147,6 +163,8 @@ pub struct Pull {
     bad: Option<(u64, RecordError)>,
     repairs: [Repair; MAX_REPAIRS],
     repairs_len: usize,
+    /// Times the pull asked again after the store's tip ([`Stop::Behind`]).
+    restarts: u32,
 }
 
 impl Pull {
@@ -184,6 +202,7 @@ impl Pull {
                 answer: None,
             }; MAX_REPAIRS],
             repairs_len: 0,
+            restarts: 0,
         }
     }
 
@@ -342,6 +361,16 @@ impl Pull {
                 self.state = State::AwaitRepair { pdest };
                 return Ok(());
             }
+            Some(Stop::Behind { tip, .. }) if self.restarts < MAX_RESTARTS => {
+                self.restart(tip);
+                return Ok(());
+            }
+            Some(Stop::Behind { .. }) => {
+                self.fail(PullError::Unsettled {
+                    restarts: self.restarts,
+                });
+                return Ok(());
+            }
             Some(Stop::NeedsRepair { id, .. } | Stop::Refused { id }) => {
                 self.fail(PullError::Refused {
                     id,
@@ -491,6 +520,19 @@ impl Pull {
         } else {
             self.state = State::AwaitPage;
         }
+    }
+
+    /// Drops the rest of the page and the page asked ahead (both read from
+    /// a state of the source the store cannot follow) and asks for what
+    /// comes after the store's `tip`. The byte budget and the deadline
+    /// still run, so restarts cost what they read.
+    fn restart(&mut self, tip: i64) {
+        self.restarts += 1;
+        self.ahead = None;
+        self.repairs_len = 0;
+        self.cursor = tip;
+        self.request = Some(Request::Page { after: tip });
+        self.state = State::AwaitPage;
     }
 
     /// The source sent an empty page.

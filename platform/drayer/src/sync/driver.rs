@@ -228,11 +228,25 @@ impl<S: Source, N: Fn() -> Instant> Driver<'_, S, N> {
             .get(from + batch.done)
             .map_or(0, |(r, _)| r.meta().id);
         self.page = records;
+        let behind = matches!(
+            batch.stopped,
+            Some(StreamError::Apply(ApplyError::Gap { .. }))
+        );
+        // The machine asks again after the tip: what the batch applied.
+        let tip = if behind {
+            self.store
+                .run(|s| s.tip())
+                .await?
+                .map_err(SyncError::Local)?
+        } else {
+            0
+        };
         let stop = batch.stopped.map(|e| {
             let stop = match &e {
                 StreamError::Apply(ApplyError::NeedsRepair { pdest, .. }) => {
                     Stop::NeedsRepair { id, pdest: *pdest }
                 }
+                StreamError::Apply(ApplyError::Gap { .. }) => Stop::Behind { id, tip },
                 _ => Stop::Refused { id },
             };
             self.refusal = Some(e);
@@ -268,6 +282,7 @@ impl<S: Source, N: Fn() -> Instant> Driver<'_, S, N> {
             PullError::NoProgress { cursor, modified } => {
                 SyncError::NoProgress { cursor, modified }
             }
+            PullError::Unsettled { restarts } => SyncError::Unsettled { restarts },
             PullError::TimeLimit(d) => SyncError::TimeLimit(d),
             PullError::ByteLimit(n) => SyncError::ByteLimit(n),
         }
