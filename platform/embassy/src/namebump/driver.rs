@@ -33,7 +33,11 @@ pub(super) enum Step {
 impl<C: Clock> Client<'_, C> {
     /// Feeds `exchange` until it is done or asks for the owner. Buffers
     /// live in this future: a request or reply is at most
-    /// [`TRANSMIT_LEN`] bytes, so no size is left to choose.
+    /// [`TRANSMIT_LEN`] bytes, so no size is left to choose. Seven of
+    /// them: the sockets' (two datagrams in, one out, the TCP stream's
+    /// two ways), `out`, which takes each sealed request and then, while
+    /// none is being made, each datagram read, and the TCP leg's, which
+    /// holds its request until sent and then the reply stream read.
     pub(super) async fn drive<R: CryptoRng + ?Sized>(
         &self,
         exchange: &mut Exchange,
@@ -55,10 +59,8 @@ impl<C: Clock> Client<'_, C> {
         let mut tcp_tx = [0u8; TRANSMIT_LEN];
         let mut tcp = TcpSocket::new(self.stack, &mut tcp_rx, &mut tcp_tx);
         let mut tcp_state = TcpLeg::Off;
-        let mut request = [0u8; TRANSMIT_LEN];
         let mut out = [0u8; TRANSMIT_LEN];
-        let mut datagram = [0u8; TRANSMIT_LEN];
-        let mut stream = [0u8; TRANSMIT_LEN];
+        let mut tcp_buf = [0u8; TRANSMIT_LEN];
         loop {
             while let Some(event) = exchange.poll_event() {
                 match event {
@@ -88,7 +90,7 @@ impl<C: Clock> Client<'_, C> {
                         // A fresh connection per attempt, as the tokio
                         // client opens one per leg task.
                         tcp.abort();
-                        request[..bytes.len()].copy_from_slice(bytes);
+                        tcp_buf[..bytes.len()].copy_from_slice(bytes);
                         tcp_state = TcpLeg::Connecting { len: bytes.len() };
                     }
                     leg => exchange.handle_leg_failed(now(), leg),
@@ -106,18 +108,18 @@ impl<C: Clock> Client<'_, C> {
             udp_on &= udp.is_open();
             let udp_recv = async {
                 if udp_on {
-                    udp.recv_from(&mut datagram).await
+                    udp.recv_from(&mut out).await
                 } else {
                     core::future::pending().await
                 }
             };
-            let tcp_step = tcp_leg::step(&mut tcp, self.server, tcp_state, &request, &mut stream);
+            let tcp_step = tcp_leg::step(&mut tcp, self.server, tcp_state, &mut tcp_buf);
             match select3(udp_recv, tcp_step, Timer::at(to_embassy(deadline))).await {
                 Either3::First(Ok((n, meta))) => {
                     // Only the server's datagrams (the tokio leg connects
                     // its socket for the same reason).
                     if meta.endpoint == self.server {
-                        exchange.handle_datagram(now(), self.clock.now(), UDP_V4, &datagram[..n]);
+                        exchange.handle_datagram(now(), self.clock.now(), UDP_V4, &out[..n]);
                     }
                 }
                 Either3::First(Err(_)) => exchange.handle_leg_failed(now(), UDP_V4),
@@ -127,7 +129,7 @@ impl<C: Clock> Client<'_, C> {
                     }
                     (TcpStep::Sent, _) => tcp_state = TcpLeg::Reading,
                     (TcpStep::Read(n), _) => {
-                        exchange.handle_stream(now(), self.clock.now(), TCP_V4, &stream[..n]);
+                        exchange.handle_stream(now(), self.clock.now(), TCP_V4, &tcp_buf[..n]);
                     }
                     _ => {
                         tcp.abort();

@@ -34,11 +34,12 @@ pub(super) enum TcpStep {
 }
 
 /// One step of the leg in `state`; never completes while the leg is off.
+/// `buf` holds the request until it is sent (its first `len` bytes), then
+/// takes what is read: one buffer, since the leg does one at a time.
 pub(super) async fn step(
     socket: &mut TcpSocket<'_>,
     server: IpEndpoint,
     state: TcpLeg,
-    request: &[u8],
     buf: &mut [u8],
 ) -> TcpStep {
     match state {
@@ -58,7 +59,7 @@ pub(super) async fn step(
             _ => TcpStep::Failed,
         },
         TcpLeg::Sending { len } => {
-            let Some(request) = request.get(..len) else {
+            let Some(request) = buf.get(..len) else {
                 return TcpStep::Failed;
             };
             let mut sent = 0;

@@ -12,6 +12,11 @@ use keyway_core::sidewire::node::{BrokerId, LinkDown, LinkId};
 /// Bytes read from a socket at a time.
 pub const READ_CHUNK: usize = 512;
 
+/// Bytes taken from the session's outbox at a time: the session gives a
+/// packet in pieces ([`Session::poll_transmit`] moves at most what fits),
+/// so this staging copy needs not hold a whole packet of `B` bytes.
+pub const WRITE_CHUNK: usize = 512;
+
 /// A TCP socket's buffers, one pair per link (the application sizes them).
 #[derive(Debug)]
 pub struct SocketMemory<const N: usize> {
@@ -65,7 +70,7 @@ pub(super) struct Link<'a, const B: usize> {
     pub(super) session: Option<Session<[u8; B]>>,
     /// Whether the node was told the link is up.
     pub(super) up: bool,
-    pub(super) write: [u8; B],
+    pub(super) write: [u8; WRITE_CHUNK],
     pub(super) write_len: usize,
     pub(super) written: usize,
     pub(super) read: [u8; READ_CHUNK],
@@ -81,7 +86,7 @@ impl<'a, const B: usize> Link<'a, B> {
             endpoint: IpEndpoint::new(embassy_net::IpAddress::v4(0, 0, 0, 0), 0),
             session: None,
             up: false,
-            write: [0; B],
+            write: [0; WRITE_CHUNK],
             write_len: 0,
             written: 0,
             read: [0; READ_CHUNK],

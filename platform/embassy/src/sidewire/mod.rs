@@ -13,9 +13,10 @@
 //! [`Node`] it builds) and its inner capacities (`NB` brokers tracked,
 //! `NT` brokers per publish, `NO` queued publishes, `NW` ACK walks: the
 //! node's `B`, `T`, `O`, `W`, defaulting to a server's sizes; a device
-//! with a few brokers picks small ones), `L` links each with a [`SocketMemory`] and an MQTT
-//! inbox, outbox and write buffer of `B` bytes (the largest packet a
-//! link takes or sends), and `S` send buffers of `B` bytes.
+//! with a few brokers picks small ones), `L` links each with a
+//! [`SocketMemory`], an MQTT inbox and outbox of `B` bytes (the largest
+//! packet a link takes or sends) and read and write chunks
+//! ([`READ_CHUNK`], [`WRITE_CHUNK`]), and `S` send buffers of `B` bytes.
 //!
 //! Files: `link` (one broker link), `happening` (what the application hears).
 
@@ -41,7 +42,7 @@ use keyway_core::sidewire::{Peer, Slot};
 use keyway_core::time::{Clock, Instant};
 
 pub use happening::Happening;
-pub use link::{READ_CHUNK, SocketMemory};
+pub use link::{READ_CHUNK, SocketMemory, WRITE_CHUNK};
 
 use crate::clock::{now, to_embassy};
 use link::{Io, Link, Phase, any_io};
@@ -535,7 +536,7 @@ where
     }
     let mut stop = false;
     while let Some((_, from)) = node.poll_verify() {
-        let valid = AppPacket::decode(payload).is_ok_and(|p| p.verify().is_ok());
+        let valid = verify(payload);
         if let Some(delivery) = node.handle_verified(now, unix, from, payload, valid)
             && let Some(data) = payload.get(delivery.data)
         {
@@ -546,6 +547,15 @@ where
         }
     }
     stop
+}
+
+/// Whether `payload` is a signed packet whose signature holds. Never
+/// inlined: the check's curve arithmetic takes kilobytes of stack, which
+/// would otherwise stay in the caller's frame below the signing of the
+/// ACK that follows (the deepest path of a device's stack).
+#[inline(never)]
+fn verify(payload: &[u8]) -> bool {
+    AppPacket::decode(payload).is_ok_and(|p| p.verify().is_ok())
 }
 
 /// A key's topic: its 33 bytes in lowercase hex.
