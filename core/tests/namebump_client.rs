@@ -388,6 +388,115 @@ fn an_error_reply_to_a_write_asks_who_owns_the_name() {
     }
 }
 
+/// The lookup run in the write's own exchange ends as `handle_lookup`
+/// would decide: another owner, our own key, no such name, no answer.
+#[test]
+fn a_write_s_lookup_run_in_place_ends_with_the_write_s_outcome() {
+    let server = Server::new();
+    let other = owner();
+    for op in [Op::Put, Op::Del] {
+        for found in [Some(&other), None] {
+            let key = owner();
+            let mut ex = match op {
+                Op::Put => Exchange::put(
+                    b"n",
+                    b"v",
+                    &key,
+                    Behavior::Bump,
+                    None,
+                    policy(),
+                    server.target(Families::V4),
+                ),
+                _ => Exchange::delete(b"n", &key, None, policy(), server.target(Families::V4)),
+            }
+            .unwrap();
+            assert!(!ex.start_lookup(), "no lookup was asked yet");
+            let sent = server.receive(&mut ex, ms(0));
+            ex.handle_datagram(ms(5), UNIX, UDP4, &server.error(&sent[0], UNIX));
+            ex.handle_timeout(ms(2000));
+            assert!(events(&mut ex).contains(&Event::LookupOwner));
+            assert!(ex.start_lookup());
+            assert!(!ex.start_lookup(), "once");
+            assert_eq!(ex.name(), b"n");
+            // The GET goes out at once, on a fresh attempt.
+            let sent = server.receive(&mut ex, ms(2001));
+            assert!(!sent.is_empty());
+            let get = sent[0].packet();
+            assert_eq!((get.op, get.name), (Op::Get, &b"n"[..]));
+            assert_eq!(ex.attempts(), 1);
+            let ours = key.public().as_bytes();
+            let reply = match found {
+                Some(k) => {
+                    reply::found(&get, server.key.public(), b"x", UNIX, k.public().as_bytes())
+                }
+                None => reply::not_found(&get, server.key.public()),
+            };
+            ex.handle_datagram(
+                ms(2003),
+                UNIX,
+                UDP4,
+                &server.seal(&sent[0].reply_key(), &reply),
+            );
+            let want = match found {
+                Some(k) if k.public().as_bytes() != ours => Failure::NotOwner,
+                _ => Failure::ServerError,
+            };
+            assert_eq!(done(&mut ex), Some(Outcome::Failed(want)), "{op:?}");
+        }
+        // Our own key found: the refusal stays unexplained.
+        let key = owner();
+        let mut ex =
+            Exchange::delete(b"n", &key, None, policy(), server.target(Families::V4)).unwrap();
+        let sent = server.receive(&mut ex, ms(0));
+        ex.handle_datagram(ms(5), UNIX, UDP4, &server.error(&sent[0], UNIX));
+        ex.handle_timeout(ms(2000));
+        events(&mut ex);
+        assert!(ex.start_lookup());
+        let sent = server.receive(&mut ex, ms(2001));
+        let get = sent[0].packet();
+        let reply = reply::found(
+            &get,
+            server.key.public(),
+            b"x",
+            UNIX,
+            key.public().as_bytes(),
+        );
+        ex.handle_datagram(
+            ms(2003),
+            UNIX,
+            UDP4,
+            &server.seal(&sent[0].reply_key(), &reply),
+        );
+        assert_eq!(done(&mut ex), Some(Outcome::Failed(Failure::ServerError)));
+        // A lookup that never gets an answer: no owner found.
+        let mut ex = Exchange::put(
+            b"n",
+            b"v",
+            &key,
+            Behavior::Bump,
+            None,
+            policy(),
+            server.target(Families::V4),
+        )
+        .unwrap();
+        let sent = server.receive(&mut ex, ms(0));
+        ex.handle_datagram(ms(5), UNIX, UDP4, &server.error(&sent[0], UNIX));
+        ex.handle_timeout(ms(2000));
+        events(&mut ex);
+        assert!(ex.start_lookup());
+        let mut now = 2001;
+        // Bounded: three attempts, each a reply timeout and a pause.
+        for _ in 0..16 {
+            server.receive(&mut ex, ms(now));
+            let Some(at) = ex.poll_timeout() else { break };
+            now = (at.as_micros() / 1000).max(now + 1);
+            ex.handle_timeout(ms(now));
+        }
+        assert_eq!(ex.attempts(), 3);
+        assert_eq!(done(&mut ex), Some(Outcome::Failed(Failure::ServerError)));
+    }
+}
+
 #[test]
 fn an_error_reply_to_usage_is_a_server_error_and_to_get_a_bad_reply() {
     let (mut ex, _) = put_with_error(0.0, Op::Usage);

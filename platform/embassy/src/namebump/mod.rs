@@ -168,34 +168,28 @@ impl<'s, C: Clock> Client<'s, C> {
         }
     }
 
-    /// Drives `exchange` to its outcome; the owner lookup an error reply
-    /// to PUT or DEL asks for runs as a GET exchange of its own.
+    /// Drives `exchange` to its outcome. The owner lookup an error reply
+    /// to PUT or DEL asks for runs in the same exchange
+    /// ([`Exchange::start_lookup`]): a second one would hold another
+    /// exchange's kilobytes while the first waits.
     async fn finish<R: CryptoRng + ?Sized>(
         &self,
         exchange: &mut Exchange,
         rng: &mut R,
     ) -> Result<Outcome, NamebumpError> {
-        // A PUT/DEL asks once at most; the bound only keeps the loop finite.
+        // The machine asks once at most; the bound only keeps the loop finite.
         for _ in 0..4 {
             match self.drive(exchange, rng).await {
                 Step::Done(Outcome::Failed(failure)) => return Err(failure.into()),
                 Step::Done(outcome) => return Ok(outcome),
                 Step::LookupOwner => {
-                    let owner = self.owner_of(exchange.name(), rng).await;
-                    exchange.handle_lookup(crate::clock::now(), owner);
+                    if !exchange.start_lookup() {
+                        exchange.handle_lookup(crate::clock::now(), None);
+                    }
                 }
             }
         }
         Err(Failure::ServerError.into())
-    }
-
-    async fn owner_of<R: CryptoRng + ?Sized>(&self, name: &[u8], rng: &mut R) -> Option<[u8; 33]> {
-        let mut built = Exchange::get(name, self.policy, self.target());
-        let lookup = in_place(&mut built).ok()?;
-        match self.drive(lookup, rng).await {
-            Step::Done(Outcome::Found) => lookup.reply().and_then(|r| r.vkc),
-            _ => None,
-        }
     }
 
     /// The server as the machine needs it: its key, reached over IPv4.
