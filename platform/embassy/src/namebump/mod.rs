@@ -100,7 +100,7 @@ impl<'s, C: Clock> Client<'s, C> {
         name: &[u8],
         rng: &mut R,
     ) -> Result<Option<Record>, NamebumpError> {
-        let mut built = Exchange::get(name, self.policy, self.target());
+        let mut built = build(|| Exchange::get(name, self.policy, self.target()));
         let exchange = in_place(&mut built)?;
         match self.finish(exchange, rng).await? {
             Outcome::NotFound => Ok(None),
@@ -132,7 +132,8 @@ impl<'s, C: Clock> Client<'s, C> {
         rng: &mut R,
     ) -> Result<(), NamebumpError> {
         let policy = self.policy;
-        let mut built = Exchange::put(name, value, key, behavior, ttl, policy, self.target());
+        let mut built =
+            build(|| Exchange::put(name, value, key, behavior, ttl, policy, self.target()));
         match self.finish(in_place(&mut built)?, rng).await? {
             Outcome::Stored => Ok(()),
             _ => Err(Failure::BadReply.into()),
@@ -147,7 +148,7 @@ impl<'s, C: Clock> Client<'s, C> {
         ttl: Option<f64>,
         rng: &mut R,
     ) -> Result<(), NamebumpError> {
-        let mut built = Exchange::delete(name, key, ttl, self.policy, self.target());
+        let mut built = build(|| Exchange::delete(name, key, ttl, self.policy, self.target()));
         match self.finish(in_place(&mut built)?, rng).await? {
             Outcome::Deleted => Ok(()),
             _ => Err(Failure::BadReply.into()),
@@ -161,7 +162,7 @@ impl<'s, C: Clock> Client<'s, C> {
         ttl: Option<f64>,
         rng: &mut R,
     ) -> Result<Usage, NamebumpError> {
-        let mut built = Exchange::usage(key, ttl, self.policy, self.target());
+        let mut built = build(|| Exchange::usage(key, ttl, self.policy, self.target()));
         match self.finish(in_place(&mut built)?, rng).await? {
             Outcome::Usage(usage) => Ok(usage),
             _ => Err(Failure::BadReply.into()),
@@ -202,6 +203,15 @@ impl<'s, C: Clock> Client<'s, C> {
             },
         }
     }
+}
+
+/// Builds an exchange in a frame of its own (never inlined): the
+/// constructor's temporaries (the request, the reply streams) would
+/// otherwise stay in the frame of the task's poll, under every deeper
+/// call. The exchange itself is returned in place, into the caller's future.
+#[inline(never)]
+fn build(make: impl FnOnce() -> Result<Exchange, EncodeError>) -> Result<Exchange, EncodeError> {
+    make()
 }
 
 /// The exchange where its constructor left it. Taken out of its `Result`

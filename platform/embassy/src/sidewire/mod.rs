@@ -35,8 +35,8 @@ use keyway_core::rand_core::CryptoRng;
 use keyway_core::sidewire::AppPacket;
 use keyway_core::sidewire::node::ack_cache::{ACK_LEN, SourceAcks};
 use keyway_core::sidewire::node::{
-    ACK_WALKS, BROKERS_TRACKED, Event, LinkDown, LinkId, MAX_TARGETS, Node, OUTBOX, PoolView,
-    Screened, SendError, SendId, Table, Transmit,
+    ACK_WALKS, BROKERS_TRACKED, BrokerId, Event, LinkDown, LinkId, MAX_TARGETS, Node, OUTBOX,
+    PoolView, Screened, SendError, SendId, Table, Transmit,
 };
 use keyway_core::sidewire::{Peer, Slot};
 use keyway_core::time::{Clock, Instant};
@@ -407,28 +407,11 @@ where
                     .handle_link_down(now, unix, link, LinkDown::Closed);
             }
             Transmit::Connect { link, broker } => {
-                let endpoint = usize::try_from(broker.0)
-                    .ok()
-                    .and_then(|i| self.endpoints.get(i).copied());
-                let slot = self.links.iter_mut().find(|l| l.is_free());
-                let client_id = Session::<[u8; B]>::random_client_id(rng);
-                let session = Session::new(now, self.session, &client_id, [0; B], [0; B]);
-                match (endpoint, slot, session) {
-                    (Some(endpoint), Some(slot), Ok(mut session)) => {
-                        let subscribed =
-                            session.handle_subscribe(now, self.node.topic(), QoS::AtLeastOnce);
-                        if subscribed.is_ok() {
-                            slot.start(link, broker, endpoint, session);
-                        } else {
-                            self.node
-                                .handle_link_down(now, unix, link, LinkDown::ConnectFailed);
-                        }
-                    }
+                if !self.open_link(now, link, broker, rng) {
                     // No slot, no address, or buffers too small: the
                     // broker backs off as if refused.
-                    _ => self
-                        .node
-                        .handle_link_down(now, unix, link, LinkDown::ConnectFailed),
+                    self.node
+                        .handle_link_down(now, unix, link, LinkDown::ConnectFailed);
                 }
             }
             Transmit::Disconnect { link } => {
@@ -463,6 +446,35 @@ where
                 }
             }
         }
+    }
+
+    /// Takes a free slot for `link` to `broker`, with a new session
+    /// subscribed to the node's topic; false when it cannot. Never
+    /// inlined: the session is built here by value (kilobytes of buffers),
+    /// and in the caller's frame that would sit under every deeper call
+    /// (the node's routing, the signing).
+    #[inline(never)]
+    fn open_link<R: CryptoRng>(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        broker: BrokerId,
+        rng: &mut R,
+    ) -> bool {
+        let endpoint = usize::try_from(broker.0)
+            .ok()
+            .and_then(|i| self.endpoints.get(i).copied());
+        let slot = self.links.iter_mut().find(|l| l.is_free());
+        let client_id = Session::<[u8; B]>::random_client_id(rng);
+        let session = Session::new(now, self.session, &client_id, [0; B], [0; B]);
+        let (Some(endpoint), Some(slot), Ok(mut session)) = (endpoint, slot, session) else {
+            return false;
+        };
+        let subscribed = session.handle_subscribe(now, self.node.topic(), QoS::AtLeastOnce);
+        if subscribed.is_ok() {
+            slot.start(link, broker, endpoint, session);
+        }
+        subscribed.is_ok()
     }
 
     fn session_of(&mut self, link: LinkId) -> Option<&mut Session<[u8; B]>> {
