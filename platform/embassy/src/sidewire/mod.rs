@@ -15,8 +15,9 @@
 //! node's `B`, `T`, `O`, `W`, defaulting to a server's sizes; a device
 //! with a few brokers picks small ones), `L` links each with a
 //! [`SocketMemory`], an MQTT inbox and outbox of `B` bytes (the largest
-//! packet a link takes or sends) and read and write chunks
-//! ([`READ_CHUNK`], [`WRITE_CHUNK`]), and `S` send buffers of `B` bytes.
+//! packet a link takes or sends) and a write chunk ([`WRITE_CHUNK`]; the
+//! session reads from the socket's buffer), and `S` send buffers of `B`
+//! bytes.
 //!
 //! Files: `link` (one broker link), `happening` (what the application hears).
 
@@ -42,7 +43,7 @@ use keyway_core::sidewire::{Peer, Slot};
 use keyway_core::time::{Clock, Instant};
 
 pub use happening::Happening;
-pub use link::{READ_CHUNK, SocketMemory, WRITE_CHUNK};
+pub use link::{SocketMemory, WRITE_CHUNK};
 
 use crate::clock::{now, to_embassy};
 use link::{Io, Link, Phase, any_io};
@@ -304,6 +305,7 @@ where
                 session.handle_connected(now);
             }
             Io::Wrote(n) => {
+                link.stalled_read = false;
                 link.written += n;
                 if link.written >= link.write_len {
                     link.written = 0;
@@ -312,21 +314,11 @@ where
                 }
             }
             Io::Lost => session.handle_closed(now),
-            Io::Read(n) => {
-                let mut offset = 0;
-                // Each round takes bytes or drains a message; bounded
-                // all the same.
-                for _ in 0..ROUNDS {
-                    let Some(session) = self.links[index].session.as_mut() else {
-                        return;
-                    };
-                    let taken = session.handle_received(now, &self.links[index].read[offset..n]);
-                    offset += taken;
-                    let drained = self.drain_session(index, on);
-                    if offset >= n || (taken == 0 && !drained) {
-                        break;
-                    }
-                }
+            Io::Received(taken) => {
+                let drained = self.drain_session(index, on);
+                // A full inbox that gave nothing: wait for a write before
+                // reading again (the bytes wait in the socket).
+                self.links[index].stalled_read = taken == 0 && !drained;
             }
         }
     }
