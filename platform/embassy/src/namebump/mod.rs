@@ -104,19 +104,7 @@ impl<'s, C: Clock> Client<'s, C> {
         let exchange = in_place(&mut built)?;
         match self.finish(exchange, rng).await? {
             Outcome::NotFound => Ok(None),
-            Outcome::Found => {
-                let reply = exchange.reply().ok_or(Failure::BadReply)?;
-                let owner = reply.vkc.ok_or(Failure::BadReply)?;
-                let mut value = [0u8; MAX_VALUE_LEN];
-                let len = reply.value.len().min(MAX_VALUE_LEN);
-                value[..len].copy_from_slice(&reply.value[..len]);
-                Ok(Some(Record {
-                    value,
-                    len,
-                    owner,
-                    timestamp: reply.updated,
-                }))
-            }
+            Outcome::Found => found(exchange),
             _ => Err(Failure::BadReply.into()),
         }
     }
@@ -203,6 +191,24 @@ impl<'s, C: Clock> Client<'s, C> {
             },
         }
     }
+}
+
+/// The record a finished GET found. Never inlined: the record (a
+/// kilobyte of value) is built here, not as a temporary in the frame of
+/// the task's poll, under every deeper call.
+#[inline(never)]
+fn found(exchange: &Exchange) -> Result<Option<Record>, NamebumpError> {
+    let reply = exchange.reply().ok_or(Failure::BadReply)?;
+    let owner = reply.vkc.ok_or(Failure::BadReply)?;
+    let mut value = [0u8; MAX_VALUE_LEN];
+    let len = reply.value.len().min(MAX_VALUE_LEN);
+    value[..len].copy_from_slice(&reply.value[..len]);
+    Ok(Some(Record {
+        value,
+        len,
+        owner,
+        timestamp: reply.updated,
+    }))
 }
 
 /// Builds an exchange in a frame of its own (never inlined): the

@@ -207,16 +207,32 @@ mod single_core {
     }
 }
 
-/// Polls `f` to its end with no executor (the image is never run). Takes
-/// it pinned where it was built: by value, it would be moved into this
-/// frame, a second copy of the whole state.
-fn block_on<F: Future>(mut f: core::pin::Pin<&mut F>) -> F::Output {
+/// Polls the network task and the application task in turn until the
+/// application ends, with no executor (the image is never run), as an
+/// executor runs two tasks: each polled on its own, so neither's frame
+/// sits under the other's (one future joining both would nest them).
+/// Takes them pinned where they were built: by value, they would be moved
+/// into this frame, a second copy of the whole state.
+fn block_on<N: Future, A: Future>(
+    mut net: core::pin::Pin<&mut N>,
+    mut app: core::pin::Pin<&mut A>,
+) -> A::Output {
     let mut cx = Context::from_waker(Waker::noop());
     loop {
-        if let core::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+        let _ = poll_task(net.as_mut(), &mut cx);
+        if let core::task::Poll::Ready(out) = poll_task(app.as_mut(), &mut cx) {
             return out;
         }
     }
+}
+
+/// One task's poll, a function of its own as in an executor.
+#[inline(never)]
+fn poll_task<F: Future>(
+    f: core::pin::Pin<&mut F>,
+    cx: &mut Context<'_>,
+) -> core::task::Poll<F::Output> {
+    f.poll(cx)
 }
 
 // The linker's entry point must keep its name; nothing unsafe runs here.
@@ -306,7 +322,7 @@ pub extern "C" fn _start() -> ! {
                 .await;
         }
     };
-    block_on(pin!(embassy_futures::join::join(runner.run(), app)));
+    block_on(pin!(runner.run()), pin!(app));
     loop {
         core::hint::spin_loop();
     }
