@@ -33,11 +33,11 @@ pub(super) enum Step {
 impl<C: Clock> Client<'_, C> {
     /// Feeds `exchange` until it is done or asks for the owner. Buffers
     /// live in this future: a request or reply is at most
-    /// [`TRANSMIT_LEN`] bytes, so no size is left to choose. Seven of
-    /// them: the sockets' (two datagrams in, one out, the TCP stream's
-    /// two ways), `out`, which takes each sealed request and then, while
-    /// none is being made, each datagram read, and the TCP leg's, which
-    /// holds its request until sent and then the reply stream read.
+    /// [`TRANSMIT_LEN`] bytes, so no size is left to choose. Six of them:
+    /// the sockets' (two datagrams in, one out, the TCP stream's two
+    /// ways) and `out`, which takes each sealed request, keeps the TCP
+    /// leg's until it is sent, then takes the reply stream as it is read.
+    /// Datagrams are read in the socket's own buffer.
     pub(super) async fn drive<R: CryptoRng + ?Sized>(
         &self,
         exchange: &mut Exchange,
@@ -60,7 +60,6 @@ impl<C: Clock> Client<'_, C> {
         let mut tcp = TcpSocket::new(self.stack, &mut tcp_rx, &mut tcp_tx);
         let mut tcp_state = TcpLeg::Off;
         let mut out = [0u8; TRANSMIT_LEN];
-        let mut tcp_buf = [0u8; TRANSMIT_LEN];
         loop {
             while let Some(event) = exchange.poll_event() {
                 match event {
@@ -76,8 +75,12 @@ impl<C: Clock> Client<'_, C> {
                     }
                 }
             }
-            while let Some(transmit) =
-                exchange.poll_transmit(now(), self.clock.now(), rng, &mut out)
+            // While the TCP leg's request waits in `out`, nothing else is
+            // sealed there. (A later attempt's requests come after that
+            // leg is closed, so this waits for nothing in practice.)
+            while !tcp_state.holds_request()
+                && let Some(transmit) =
+                    exchange.poll_transmit(now(), self.clock.now(), rng, &mut out)
             {
                 let bytes = &out[..transmit.len];
                 match transmit.leg {
@@ -90,7 +93,6 @@ impl<C: Clock> Client<'_, C> {
                         // A fresh connection per attempt, as the tokio
                         // client opens one per leg task.
                         tcp.abort();
-                        tcp_buf[..bytes.len()].copy_from_slice(bytes);
                         tcp_state = TcpLeg::Connecting { len: bytes.len() };
                     }
                     leg => exchange.handle_leg_failed(now(), leg),
@@ -106,30 +108,33 @@ impl<C: Clock> Client<'_, C> {
                 return Step::Done(Outcome::Failed(Failure::Timeout { attempts }));
             };
             udp_on &= udp.is_open();
+            let server = self.server;
+            let clock = &self.clock;
             let udp_recv = async {
                 if udp_on {
-                    udp.recv_from(&mut out).await
+                    udp.recv_from_with(|datagram, meta| {
+                        // Only the server's datagrams (the tokio leg
+                        // connects its socket for the same reason).
+                        if meta.endpoint == server {
+                            exchange.handle_datagram(now(), clock.now(), UDP_V4, datagram);
+                        }
+                    })
+                    .await
                 } else {
                     core::future::pending().await
                 }
             };
-            let tcp_step = tcp_leg::step(&mut tcp, self.server, tcp_state, &mut tcp_buf);
+            let tcp_step = tcp_leg::step(&mut tcp, self.server, tcp_state, &mut out);
             match select3(udp_recv, tcp_step, Timer::at(to_embassy(deadline))).await {
-                Either3::First(Ok((n, meta))) => {
-                    // Only the server's datagrams (the tokio leg connects
-                    // its socket for the same reason).
-                    if meta.endpoint == self.server {
-                        exchange.handle_datagram(now(), self.clock.now(), UDP_V4, &out[..n]);
-                    }
-                }
-                Either3::First(Err(_)) => exchange.handle_leg_failed(now(), UDP_V4),
+                // The datagram went to the machine in the socket's buffer.
+                Either3::First(()) => {}
                 Either3::Second(step) => match (step, tcp_state) {
                     (TcpStep::Connected, TcpLeg::Connecting { len }) => {
                         tcp_state = TcpLeg::Sending { len };
                     }
                     (TcpStep::Sent, _) => tcp_state = TcpLeg::Reading,
                     (TcpStep::Read(n), _) => {
-                        exchange.handle_stream(now(), self.clock.now(), TCP_V4, &tcp_buf[..n]);
+                        exchange.handle_stream(now(), self.clock.now(), TCP_V4, &out[..n]);
                     }
                     _ => {
                         tcp.abort();

@@ -24,6 +24,13 @@ pub(super) enum TcpLeg {
     Reading,
 }
 
+impl TcpLeg {
+    /// Whether the leg's request waits in its buffer (not yet sent).
+    pub(super) fn holds_request(self) -> bool {
+        matches!(self, Self::Connecting { .. } | Self::Sending { .. })
+    }
+}
+
 /// What a step did.
 #[derive(Debug)]
 pub(super) enum TcpStep {
