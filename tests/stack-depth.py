@@ -21,9 +21,16 @@ so this reads what the compiler emitted:
   a cycle (recursion) is reported, and its functions counted once.
 
 Prints `key=value` lines: `deepest` (bytes), `unresolved` (indirect
-calls not followed on the reachable graph), `recursive` (functions in a
-cycle), then `frame=<bytes> <function>` for each function of the
-deepest path, root first.
+calls not followed on the reachable graph, then `indirect=<count>
+<function>` for each function making them), `recursive` (functions
+closing a cycle, then `cycle=<function>` for each), then
+`frame=<bytes> <function>` for each function of the deepest path, root
+first.
+
+Checked against the compiler's own figures once (nightly
+`-Z emit-stack-sizes` on the keyway-embassy budget image, read with
+`llvm-readobj --stack-sizes`): 666 of its 669 functions have the same
+frame here, and 3 (k256 point arithmetic) are over by 8 to 56 bytes.
 """
 
 import re
@@ -233,6 +240,8 @@ def main():
     print(f"deepest={deepest}")
     print(f"unresolved={unresolved}")
     print(f"recursive={len(recursive)}")
+    for n in sorted(recursive):
+        print(f"cycle={n}")
     for n in sorted(reachable, key=lambda n: -funcs[n]["unresolved"]):
         if funcs[n]["unresolved"]:
             print(f"indirect={funcs[n]['unresolved']} {n}")
