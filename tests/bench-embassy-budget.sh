@@ -120,7 +120,7 @@ cat <<EOF
 | · embassy-net resources (6 sockets) | $e_resources | static |
 | Deepest stack from \`_start\` (tests/stack-depth.py, read from the image's code) | $e_stack | $(kib "$e_stack"); ${depth[unresolved]} indirect calls not followed (waker and socket vtables), ${depth[recursive]} recursive functions counted once |
 | · \`_start\`'s own frame: the futures' state | $start_frame | |
-| · · sidewire (node without its tables, 3 links' MQTT sessions, 2 send packets of 1 KiB) | $e_sidewire | |
+| · · sidewire (node without its tables, 3 links' MQTT sessions with 1216-byte inbox and outbox, 2 send packets of 1216 B) | $e_sidewire | |
 | · · embassy-net runner | $e_runner | |
 | · · the rest: the namebump client's future (its exchange and six request-sized buffers), endpoints, key | $((start_frame - e_sidewire - e_runner)) | |
 | · the deepest call path below it (listed below) | $((e_stack - start_frame)) | |

@@ -35,8 +35,8 @@ use keyway_core::{Keypair, PublicKey};
 use keyway_embassy::namebump::Client;
 use keyway_embassy::sidewire::{Sidewire, SocketMemory};
 use keyway_embassy_budget::{
-    ACK_SOURCES, ACK_WALKS, BROKERS_TRACKED, LINKS, MAX_MESSAGE, OUTBOX, POOL, QUEUED, SENDS,
-    TARGETS,
+    ACK_SOURCES, ACK_WALKS, BROKERS_TRACKED, LINK_BUFFER, LINKS, MAX_MESSAGE, OUTBOX, POOL, QUEUED,
+    SENDS, TARGETS,
 };
 use static_cell::ConstStaticCell;
 
@@ -64,7 +64,7 @@ type Node3 = Sidewire<
     LINKS,
     SENDS,
     QUEUED,
-    MAX_MESSAGE,
+    LINK_BUFFER,
     BROKERS_TRACKED,
     TARGETS,
     OUTBOX,
@@ -278,7 +278,7 @@ pub extern "C" fn _start() -> ! {
         LINKS,
         SENDS,
         QUEUED,
-        MAX_MESSAGE,
+        LINK_BUFFER,
         BROKERS_TRACKED,
         TARGETS,
         OUTBOX,
