@@ -15,9 +15,18 @@
 #   byte) and once built on the stack by value (smallest passing thread
 #   stack in 4 KiB pages). The host is x86_64, so this one is a proxy for
 #   the thumb figure.
+#   (This first table measures the machines alone.)
+# - keyway-embassy on embassy-net (src/bin/embassy.rs), same target: RAM
+#   is .data + .bss plus the deepest stack from `_start`, read from the
+#   image's machine code by tests/stack-depth.py (llvm-objdump's
+#   disassembly; stable Rust has no stack-size output). `_start`'s frame
+#   holds the futures' state (the image polls its two tasks by hand).
+#   The stand-in Ethernet driver's frames count; a real driver's own
+#   buffers (DMA descriptors) would come on top.
+# - keyway-embassy's host example: its statics (x86_64), and the smallest
+#   main-thread stack for one acknowledged send (needs root).
 #
-# embassy-net's own buffers and executor are not in these figures until
-# keyway-embassy takes the place of tests/embassy-budget.
+# Needs binutils, llvm-objdump and python3.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
