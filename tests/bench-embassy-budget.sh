@@ -125,7 +125,7 @@ cat <<EOF
 | Code: .text + .rodata + .ARM.exidx + .data | $e_code | $(kib "$e_code"); target ≤ 256 KiB: $(verdict "$e_code" $((256 * 1024))) |
 | Static RAM: .data + .bss | $e_static | .data $e_data, .bss $e_bss |
 | · the node's tables (64 replay slots, 256 watermarks, 16 peers, 2 ACK sources) | $e_tables | static |
-| · 3 links' TCP buffers (1536 B each way) | $e_sockets | static |
+| · 3 links' TCP buffers (1 KiB each way) | $e_sockets | static |
 | · embassy-net resources (6 sockets) | $e_resources | static |
 | Deepest stack from \`_start\` (tests/stack-depth.py, read from the image's code) | $e_stack | $(kib "$e_stack"); ${depth[unresolved]} indirect calls not followed (waker and socket vtables), ${depth[recursive]} recursive functions counted once |
 | · \`_start\`'s own frame: the futures' state | $start_frame | |
