@@ -270,6 +270,40 @@ fn a_get_races_every_family_and_pads_only_udp() {
 }
 
 #[test]
+fn a_one_stream_exchange_races_tcp_on_ipv4_only() {
+    let server = Server::new();
+    let mut ex = Exchange::<1>::get(b"bob", policy(), server.target(Families::BOTH)).unwrap();
+    // The helpers take the default (two streams): this one is driven by hand.
+    let mut buf = [0u8; TRANSMIT_LEN];
+    let mut sent = Vec::new();
+    while let Some(t) = ex.poll_transmit(ms(0), UNIX, &mut rng(), &mut buf) {
+        let mut plain = [0u8; TRANSMIT_LEN];
+        let p = ecies::open(&server.key, &buf[..t.len], &mut plain).unwrap();
+        sent.push(Sent {
+            leg: t.leg,
+            plain: p.to_vec(),
+        });
+        assert!(sent.len() <= 4);
+    }
+    assert_eq!(legs(&sent), [UDP4, TCP4, UDP6]);
+    // Bytes for a leg it never opened are not read.
+    ex.handle_stream(ms(1), UNIX, TCP6, &server.echo(&sent[1]));
+    assert_eq!(ex.poll_event(), None);
+    // Its one framer takes the IPv4 stream, in pieces.
+    let stream = server.echo(&sent[1]);
+    let (head, tail) = stream.split_at(stream.len() / 2);
+    ex.handle_stream(ms(2), UNIX, TCP4, head);
+    assert_eq!(ex.poll_event(), None);
+    ex.handle_stream(ms(3), UNIX, TCP4, tail);
+    assert_eq!(ex.poll_event(), Some(Event::CloseLeg(UDP4)));
+    assert_eq!(ex.poll_event(), Some(Event::CloseLeg(UDP6)));
+    assert!(matches!(
+        ex.poll_event(),
+        Some(Event::Done(Outcome::NotFound | Outcome::Found))
+    ));
+}
+
+#[test]
 fn the_first_success_wins_and_the_losers_are_closed() {
     let server = Server::new();
     let key = owner();
@@ -822,10 +856,10 @@ fn an_attempt_whose_legs_all_fail_retries_without_waiting_for_the_deadline() {
 fn oversized_input_and_a_small_buffer_are_invalid_input() {
     let server = Server::new();
     let long = [b'x'; 51];
-    assert!(Exchange::get(&long, policy(), server.target(Families::V4)).is_err());
+    assert!(Exchange::<2>::get(&long, policy(), server.target(Families::V4)).is_err());
     let big = [0u8; MAX_VALUE_LEN + 1];
     assert!(
-        Exchange::put(
+        Exchange::<2>::put(
             b"n",
             &big,
             &owner(),

@@ -114,7 +114,12 @@ enum NoReply {
 }
 
 /// One client exchange. See the module documentation.
-pub struct Exchange {
+///
+/// `STREAMS` is how many TCP reply streams it frames at once, one per
+/// address family from IPv4: 2 (the default) races TCP on both families;
+/// 1 is for a shell that reaches its server over IPv4 only (a device's),
+/// and saves a reply-sized framer: the IPv6 TCP leg is never opened.
+pub struct Exchange<const STREAMS: usize = 2> {
     request: Request,
     policy: Policy,
     target: Target,
@@ -123,8 +128,8 @@ pub struct Exchange {
     phase: Phase,
     attempt: Option<AttemptPacket>,
     legs: [LegState; LEGS],
-    /// Reply streams of the TCP legs (IPv4, IPv6).
-    framers: [SealedStream; 2],
+    /// Reply streams of the TCP legs (IPv4, then IPv6 when `STREAMS` is 2).
+    framers: [SealedStream; STREAMS],
     /// Why this attempt's legs ended without a reply: the first reason,
     /// replaced by any later network error (its reason beats a bare timeout).
     no_reply: Option<NoReply>,
@@ -143,7 +148,7 @@ pub struct Exchange {
     lookup_for: Option<Option<[u8; PUBLIC_KEY_LEN]>>,
 }
 
-impl fmt::Debug for Exchange {
+impl<const STREAMS: usize> fmt::Debug for Exchange<STREAMS> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Exchange")
             .field("op", &self.request.op())
@@ -155,7 +160,7 @@ impl fmt::Debug for Exchange {
     }
 }
 
-impl Exchange {
+impl<const STREAMS: usize> Exchange<STREAMS> {
     /// Reads `name`.
     pub fn get(name: &[u8], policy: Policy, target: Target) -> Result<Self, EncodeError> {
         Ok(Self::new(Request::get(name)?, policy, target))
@@ -208,7 +213,7 @@ impl Exchange {
             phase: Phase::Due(Instant::ZERO),
             attempt: None,
             legs: [LegState::Off; LEGS],
-            framers: [SealedStream::new(), SealedStream::new()],
+            framers: [const { SealedStream::new() }; STREAMS],
             no_reply: None,
             error_skew: None,
             reply: [0u8; PLAINTEXT_LEN],
@@ -331,7 +336,9 @@ impl Exchange {
         if leg.transport != Transport::Tcp {
             return;
         }
-        let framer = family_index(leg.family);
+        let Some(framer) = Some(family_index(leg.family)).filter(|&i| i < STREAMS) else {
+            return;
+        };
         let mut plain = [0u8; PLAINTEXT_LEN];
         // Each round takes bytes or ends the leg, so this ends.
         while self.waiting(leg) {
@@ -459,7 +466,9 @@ impl Exchange {
         self.no_reply = None;
         self.error_skew = None;
         self.reply_len = 0;
-        self.framers = [SealedStream::new(), SealedStream::new()];
+        for framer in &mut self.framers {
+            *framer = SealedStream::new();
+        }
         let families = self.target.families;
         // Signed requests go to the first resolved address only, IPv4 first.
         let skip_v6 = self.request.is_signed() && families.v4;
@@ -468,7 +477,11 @@ impl Exchange {
                 Family::V4 => families.v4,
                 Family::V6 => families.v6 && !skip_v6,
             };
-            let transport = leg.transport == Transport::Tcp || self.policy.udp;
+            let transport = match leg.transport {
+                // A family without a framer has no TCP leg.
+                Transport::Tcp => family_index(leg.family) < STREAMS,
+                Transport::Udp => self.policy.udp,
+            };
             self.legs[index] = if family && transport {
                 LegState::Due
             } else {

@@ -7,18 +7,26 @@ use embassy_net::tcp::TcpSocket;
 use embassy_net::udp::{PacketMetadata, UdpSocket};
 use embassy_time::Timer;
 use keyway_core::namebump::client::{
-    Event, Exchange, Failure, Family, Leg, Outcome, TRANSMIT_LEN, Transport,
+    Event, Failure, Family, Leg, Outcome, TRANSMIT_LEN, Transport,
 };
 use keyway_core::rand_core::CryptoRng;
 use keyway_core::time::Clock;
 
-use super::Client;
 use super::tcp_leg::{self, TcpLeg, TcpStep};
+use super::{Client, Exchange};
 use crate::clock::{now, to_embassy};
 
-/// Datagrams the UDP socket holds before the driver reads them: a reply
-/// and one stray (more are dropped by the stack; a lost reply is retried).
-const DATAGRAMS: usize = 2;
+/// Datagrams the UDP socket holds before the driver reads them: one. The
+/// driver reads each as soon as it is woken, and the socket (on a port of
+/// its own) hears only the server's replies unless something strays to
+/// it; a reply lost to a datagram still unread is retried by the machine.
+/// A second slot would cost a whole reply's bytes.
+const DATAGRAMS: usize = 1;
+
+/// The TCP leg's receive buffer, its window: the reply stream is read
+/// into `out` as it arrives and framed by the machine, so the window need
+/// not hold a reply; a reply larger than this comes in more segments.
+const TCP_WINDOW: usize = 512;
 
 const UDP_V4: Leg = Leg::new(Transport::Udp, Family::V4);
 const TCP_V4: Leg = Leg::new(Transport::Tcp, Family::V4);
@@ -33,10 +41,11 @@ pub(super) enum Step {
 impl<C: Clock> Client<'_, C> {
     /// Feeds `exchange` until it is done or asks for the owner. Buffers
     /// live in this future: a request or reply is at most
-    /// [`TRANSMIT_LEN`] bytes, so no size is left to choose. Six of them:
-    /// the sockets' (two datagrams in, one out, the TCP stream's two
-    /// ways) and `out`, which takes each sealed request, keeps the TCP
-    /// leg's until it is sent, then takes the reply stream as it is read.
+    /// [`TRANSMIT_LEN`] bytes. Four of that size: the UDP socket's (one
+    /// datagram in, one out), the TCP socket's send buffer (the request
+    /// goes in one write) and `out`, which takes each sealed request,
+    /// keeps the TCP leg's until it is sent, then takes the reply stream
+    /// as it is read; the TCP socket's receive buffer is [`TCP_WINDOW`].
     /// Datagrams are read in the socket's own buffer.
     pub(super) async fn drive<R: CryptoRng + ?Sized>(
         &self,
@@ -55,7 +64,7 @@ impl<C: Clock> Client<'_, C> {
             &mut udp_tx,
         );
         let mut udp_on = udp.bind(0).is_ok();
-        let mut tcp_rx = [0u8; TRANSMIT_LEN];
+        let mut tcp_rx = [0u8; TCP_WINDOW];
         let mut tcp_tx = [0u8; TRANSMIT_LEN];
         let mut tcp = TcpSocket::new(self.stack, &mut tcp_rx, &mut tcp_tx);
         let mut tcp_state = TcpLeg::Off;

@@ -15,7 +15,7 @@ mod error;
 mod tcp_leg;
 
 use embassy_net::{IpAddress, IpEndpoint, Stack};
-use keyway_core::namebump::client::{Exchange, Families, Outcome, Policy, Target};
+use keyway_core::namebump::client::{Families, Outcome, Policy, Target};
 use keyway_core::namebump::usage::Usage;
 use keyway_core::namebump::{EncodeError, MAX_VALUE_LEN};
 use keyway_core::rand_core::CryptoRng;
@@ -26,6 +26,11 @@ pub use error::NamebumpError;
 pub use keyway_core::namebump::client::{Behavior, ErrorKind, Failure};
 
 use driver::Step;
+
+/// The exchange this client drives: IPv4 only, so it frames one TCP reply
+/// stream (a second, for an IPv6 leg never opened, would be a reply's
+/// bytes unused).
+type Exchange = keyway_core::namebump::client::Exchange<1>;
 
 /// A name's current value, as the server returned it.
 #[derive(Clone, Debug, PartialEq)]
