@@ -502,7 +502,9 @@ where
 
 /// A PUBLISH on a link: the node screens it, the signature is checked
 /// here at once (so the queue holds this packet alone), and a verified
-/// MSG goes to the application; true when it asked to stop.
+/// MSG goes to the application; true when it asked to stop. Never
+/// inlined: its frame is small, and the signature check below it.
+#[inline(never)]
 fn screen<
     P,
     Sl,
@@ -532,25 +534,42 @@ where
     Pe: Table<Peer>,
     Ak: Table<SourceAcks>,
 {
-    if !matches!(
-        node.handle_message(now, unix, link, topic, payload),
-        Screened::Queued { .. }
-    ) {
+    // The node's screening and its handling of the verdict each in a
+    // frame of their own, beside the signature check, not under it: the
+    // check is the deepest call of a device's task.
+    if !out_of_line(|| {
+        matches!(
+            node.handle_message(now, unix, link, topic, payload),
+            Screened::Queued { .. }
+        )
+    }) {
         return false;
     }
     let mut stop = false;
     while let Some((_, from)) = node.poll_verify() {
         let valid = verify(payload);
-        if let Some(delivery) = node.handle_verified(now, unix, from, payload, valid)
-            && let Some(data) = payload.get(delivery.data)
-        {
-            stop |= on(Happening::Delivered {
-                from: delivery.from,
-                data,
-            });
-        }
+        stop |= out_of_line(|| {
+            if let Some(delivery) = node.handle_verified(now, unix, from, payload, valid)
+                && let Some(data) = payload.get(delivery.data)
+            {
+                on(Happening::Delivered {
+                    from: delivery.from,
+                    data,
+                })
+            } else {
+                false
+            }
+        });
     }
     stop
+}
+
+/// Runs `f` in a frame of its own (never inlined), so that its
+/// temporaries are not in its caller's frame under the caller's other
+/// calls.
+#[inline(never)]
+fn out_of_line<T>(f: impl FnOnce() -> T) -> T {
+    f()
 }
 
 /// Whether `payload` is a signed packet whose signature holds. Never
