@@ -131,7 +131,7 @@ cat <<EOF
 | · \`_start\`'s own frame: the futures' state | $start_frame | |
 | · · sidewire (node without its tables, 3 links' MQTT sessions with 1216-byte inbox and outbox, 2 send packets of 1216 B) | $e_sidewire | |
 | · · embassy-net runner | $e_runner | |
-| · · the rest: the namebump client's future (its exchange and six request-sized buffers), endpoints, key | $((start_frame - e_sidewire - e_runner)) | |
+| · · the rest: the namebump client's future (its one-stream exchange, four request-sized buffers, a 512-byte TCP window), endpoints, key | $((start_frame - e_sidewire - e_runner)) | |
 | · the deepest call path below it (listed below) | $((e_stack - start_frame)) | |
 | **RAM: .data + .bss + deepest stack** | $e_ram | $(kib "$e_ram"); target ≤ 64 KiB: $(verdict "$e_ram" $((64 * 1024))) |
 EOF
