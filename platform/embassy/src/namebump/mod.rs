@@ -1,6 +1,7 @@
 //! The namebump client (spec §4.5) on embassy-net: a shell around
-//! [`Exchange`], which decides the request's bytes, the UDP/TCP race,
-//! retries, reply matching and the reading of error replies. Same
+//! [`Exchange`](keyway_core::namebump::client::Exchange), which decides
+//! the request's bytes, the UDP/TCP race, retries, reply matching and
+//! the reading of error replies. Same
 //! semantics, retries and typed errors as the tokio client
 //! (`keyway-namebump`), since both drive the same machine.
 //!
