@@ -15,9 +15,18 @@
 #   byte) and once built on the stack by value (smallest passing thread
 #   stack in 4 KiB pages). The host is x86_64, so this one is a proxy for
 #   the thumb figure.
+#   (This first table measures the machines alone.)
+# - keyway-embassy on embassy-net (src/bin/embassy.rs), same target: RAM
+#   is .data + .bss plus the deepest stack from `_start`, read from the
+#   image's machine code by tests/stack-depth.py (llvm-objdump's
+#   disassembly; stable Rust has no stack-size output). `_start`'s frame
+#   holds the futures' state (the image polls its two tasks by hand).
+#   The stand-in Ethernet driver's frames count; a real driver's own
+#   buffers (DMA descriptors) would come on top.
+# - keyway-embassy's host example: its statics (x86_64), and the smallest
+#   main-thread stack for one acknowledged send (needs root).
 #
-# embassy-net's own buffers and executor are not in these figures until
-# keyway-embassy takes the place of tests/embassy-budget.
+# Needs binutils, llvm-objdump and python3.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -33,7 +42,7 @@ if ! rustup target list --installed | grep -qx "$target"; then
         exit 1
     }
 fi
-for tool in size readelf nm od; do
+for tool in size readelf nm od c++filt llvm-objdump python3; do
     command -v "$tool" >/dev/null || { echo "$tool is missing (binutils)" >&2; exit 1; }
 done
 
@@ -85,54 +94,55 @@ cat <<EOF
 | **RAM: .data + .bss + state + work stack** | $ram | $(kib "$ram"); target ≤ 64 KiB: $(verdict "$ram" $((64 * 1024))) |
 EOF
 
-# keyway-embassy itself on embassy-net (src/bin/embassy.rs), same target.
+# keyway-embassy itself on embassy-net (src/bin/embassy.rs), same target:
+# its RAM is its statics (.data + .bss: the node's tables, the links' TCP
+# buffers, embassy-net's resources) and the deepest stack from `_start`,
+# read from the image's machine code by tests/stack-depth.py (stable Rust
+# has no stack-size output): `_start`'s own frame, where the futures'
+# state lives (the sidewire node, its links and sends; the namebump
+# client's exchange and buffers), and the deepest call path below it.
 embassy="$dir/$target/release/embassy"
 e_code=$(( $(section .text "$embassy") + $(section .rodata "$embassy") + $(section .ARM.exidx "$embassy") + $(section .data "$embassy") ))
-e_static=$(( $(section .data "$embassy") + $(section .bss "$embassy") ))
-read -r e_sidewire e_sockets e_resources e_runner < <(rodata_u32 "$embassy" EMBASSY_SIZES 4)
-e_state=$((e_sidewire + e_sockets + e_resources + e_runner + exchange))
+e_data=$(section .data "$embassy")
+e_bss=$(section .bss "$embassy")
+e_static=$((e_data + e_bss))
+read -r e_sidewire e_tables e_sockets e_resources e_runner < <(rodata_u32 "$embassy" EMBASSY_SIZES 5)
+declare -A depth
+path=()
+while IFS= read -r line; do
+    case $line in
+        frame=*) path+=("${line#frame=}") ;;
+        *=*) depth[${line%%=*}]=${line#*=} ;;
+    esac
+done < <(llvm-objdump -d --no-show-raw-insn "$embassy" | python3 tests/stack-depth.py _start)
+e_stack=${depth[deepest]}
+e_ram=$((e_static + e_stack))
+start_frame=${path[0]%% *}
 cat <<EOF
 
 | keyway-embassy image ($target, opt-level z, LTO): namebump client + sidewire node on embassy-net | Bytes | |
 | --- | ---: | --- |
 | Code: .text + .rodata + .ARM.exidx + .data | $e_code | $(kib "$e_code"); target ≤ 256 KiB: $(verdict "$e_code" $((256 * 1024))) |
-| Static RAM: .data + .bss | $e_static | futures polled in \`_start\`'s frame, no executor |
-| Sidewire (node, 3 links' sessions, 2 send packets of 1 KiB) | $e_sidewire | |
-| 3 links' TCP buffers (1536 B each way) | $e_sockets | |
-| embassy-net resources (8 sockets) + runner | $((e_resources + e_runner)) | |
-| namebump exchange (held by the client's future) | $exchange | |
-| **State in all** | $e_state | $(kib "$e_state") |
-| **RAM: .data + .bss + state in all + work stack above** | $((e_static + e_state + stack)) | $(kib $((e_static + e_state + stack))); target ≤ 64 KiB: $(verdict $((e_static + e_state + stack)) $((64 * 1024))) |
+| Static RAM: .data + .bss | $e_static | .data $e_data, .bss $e_bss |
+| · the node's tables (64 replay slots, 256 watermarks, 16 peers, 2 ACK sources) | $e_tables | static |
+| · 3 links' TCP buffers (1 KiB each way) | $e_sockets | static |
+| · embassy-net resources (6 sockets) | $e_resources | static |
+| Deepest stack from \`_start\` (tests/stack-depth.py, read from the image's code) | $e_stack | $(kib "$e_stack"); ${depth[unresolved]} indirect calls not followed (waker and socket vtables), ${depth[recursive]} recursive functions counted once |
+| · \`_start\`'s own frame: the futures' state | $start_frame | |
+| · · sidewire (node without its tables, 3 links' MQTT sessions with 1216-byte inbox and outbox, 2 send packets of 1216 B) | $e_sidewire | |
+| · · embassy-net runner | $e_runner | |
+| · · the rest: the namebump client's future (its one-stream exchange, four request-sized buffers, a 512-byte TCP window), endpoints, key | $((start_frame - e_sidewire - e_runner)) | |
+| · the deepest call path below it (listed below) | $((e_stack - start_frame)) | |
+| **RAM: .data + .bss + deepest stack** | $e_ram | $(kib "$e_ram"); target ≤ 64 KiB: $(verdict "$e_ram" $((64 * 1024))) |
 EOF
-
-# The state as this image lays it out: `_start`'s own stack frame, where
-# the futures are polled (the parts above, plus the namebump client
-# future's buffers and every temporary the construction passes through).
-# Read from its prologue (`sub sp`), with llvm-objdump when installed.
-if command -v llvm-objdump >/dev/null; then
-    frame=$(llvm-objdump -d --no-show-raw-insn "$embassy" |
-        awk '/<_start>:$/ { on = 1; n = 0; next }
-             on && n++ < 12 && /sub(\.w)?[ \t]+sp, (sp, )?#/ { match($0, /#[0-9]+/); s += substr($0, RSTART + 1, RLENGTH - 1) }
-             on && /^$/ { on = 0 }
-             END { print s + 0 }')
-    echo "| \`_start\`'s own stack frame in this image (the state as laid out: with the namebump future's buffers and construction temporaries) | $frame | $(kib "$frame"); with the work stack above: $(kib $((frame + stack))), target ≤ 64 KiB: $(verdict $((frame + stack)) $((64 * 1024))) |"
-    # The largest frames below it (each function's own, from its
-    # prologue): what polling the futures and building the state add.
-    echo
-    echo "| Largest stack frames in the keyway-embassy image ($target) | Bytes |"
-    echo "| --- | ---: |"
-    llvm-objdump -d --no-show-raw-insn -C "$embassy" |
-        awk '/^[0-9a-f]+ <.*>:$/ { name = $0; sub(/^[0-9a-f]+ </, "", name); sub(/>:$/, "", name); n = 0; next }
-             n++ < 12 && /sub(\.w)?[ \t]+sp, (sp, )?#/ { match($0, /#[0-9]+/); size[name] += substr($0, RSTART + 1, RLENGTH - 1) }
-             END { for (f in size) if (f != "_start" && size[f] >= 2048) print size[f] "\t" f }' |
-        sort -rn | head -8 |
-        while IFS=$'\t' read -r bytes name; do
-            name=$(printf '%s' "$name" | sed -E 's/::h[0-9a-f]{16}$//; s/_?\$LT\$/</g; s/\$GT\$/>/g; s/\$C\$/,/g;
-                s/\$u20\$/ /g; s/\$u7b\$/{/g; s/\$u7d\$/}/g; s/\$u5b\$/[/g; s/\$u5d\$/]/g; s/\$LP\$/(/g;
-                s/\$RP\$/)/g; s/\$u3b\$/;/g; s/\.\./::/g; s/\|/\\|/g' | cut -c1-110)
-            echo "| \`$name\` | $bytes |"
-        done
-fi
+echo
+echo "| Deepest call path in the keyway-embassy image ($target) | Frame bytes |"
+echo "| --- | ---: |"
+for entry in "${path[@]}"; do
+    bytes=${entry%% *}
+    name=$(printf '%s' "${entry#* }" | c++filt | sed -E 's/::h[0-9a-f]{16}$//; s/\|/\\|/g' | cut -c1-110)
+    echo "| \`$name\` | $bytes |"
+done
 
 # keyway-embassy's own host example (issue 14 part A), built the same way
 # (opt-level "z", LTO) for the host: its statics are the firmware part's

@@ -270,6 +270,40 @@ fn a_get_races_every_family_and_pads_only_udp() {
 }
 
 #[test]
+fn a_one_stream_exchange_races_tcp_on_ipv4_only() {
+    let server = Server::new();
+    let mut ex = Exchange::<1>::get(b"bob", policy(), server.target(Families::BOTH)).unwrap();
+    // The helpers take the default (two streams): this one is driven by hand.
+    let mut buf = [0u8; TRANSMIT_LEN];
+    let mut sent = Vec::new();
+    while let Some(t) = ex.poll_transmit(ms(0), UNIX, &mut rng(), &mut buf) {
+        let mut plain = [0u8; TRANSMIT_LEN];
+        let p = ecies::open(&server.key, &buf[..t.len], &mut plain).unwrap();
+        sent.push(Sent {
+            leg: t.leg,
+            plain: p.to_vec(),
+        });
+        assert!(sent.len() <= 4);
+    }
+    assert_eq!(legs(&sent), [UDP4, TCP4, UDP6]);
+    // Bytes for a leg it never opened are not read.
+    ex.handle_stream(ms(1), UNIX, TCP6, &server.echo(&sent[1]));
+    assert_eq!(ex.poll_event(), None);
+    // Its one framer takes the IPv4 stream, in pieces.
+    let stream = server.echo(&sent[1]);
+    let (head, tail) = stream.split_at(stream.len() / 2);
+    ex.handle_stream(ms(2), UNIX, TCP4, head);
+    assert_eq!(ex.poll_event(), None);
+    ex.handle_stream(ms(3), UNIX, TCP4, tail);
+    assert_eq!(ex.poll_event(), Some(Event::CloseLeg(UDP4)));
+    assert_eq!(ex.poll_event(), Some(Event::CloseLeg(UDP6)));
+    assert!(matches!(
+        ex.poll_event(),
+        Some(Event::Done(Outcome::NotFound | Outcome::Found))
+    ));
+}
+
+#[test]
 fn the_first_success_wins_and_the_losers_are_closed() {
     let server = Server::new();
     let key = owner();
@@ -385,6 +419,115 @@ fn an_error_reply_to_a_write_asks_who_owns_the_name() {
         ex.handle_lookup(ms(3000), None);
         assert_eq!(done(&mut ex), Some(Outcome::Failed(Failure::ServerError)));
         drop(key);
+    }
+}
+
+/// The lookup run in the write's own exchange ends as `handle_lookup`
+/// would decide: another owner, our own key, no such name, no answer.
+#[test]
+fn a_write_s_lookup_run_in_place_ends_with_the_write_s_outcome() {
+    let server = Server::new();
+    let other = owner();
+    for op in [Op::Put, Op::Del] {
+        for found in [Some(&other), None] {
+            let key = owner();
+            let mut ex = match op {
+                Op::Put => Exchange::put(
+                    b"n",
+                    b"v",
+                    &key,
+                    Behavior::Bump,
+                    None,
+                    policy(),
+                    server.target(Families::V4),
+                ),
+                _ => Exchange::delete(b"n", &key, None, policy(), server.target(Families::V4)),
+            }
+            .unwrap();
+            assert!(!ex.start_lookup(), "no lookup was asked yet");
+            let sent = server.receive(&mut ex, ms(0));
+            ex.handle_datagram(ms(5), UNIX, UDP4, &server.error(&sent[0], UNIX));
+            ex.handle_timeout(ms(2000));
+            assert!(events(&mut ex).contains(&Event::LookupOwner));
+            assert!(ex.start_lookup());
+            assert!(!ex.start_lookup(), "once");
+            assert_eq!(ex.name(), b"n");
+            // The GET goes out at once, on a fresh attempt.
+            let sent = server.receive(&mut ex, ms(2001));
+            assert!(!sent.is_empty());
+            let get = sent[0].packet();
+            assert_eq!((get.op, get.name), (Op::Get, &b"n"[..]));
+            assert_eq!(ex.attempts(), 1);
+            let ours = key.public().as_bytes();
+            let reply = match found {
+                Some(k) => {
+                    reply::found(&get, server.key.public(), b"x", UNIX, k.public().as_bytes())
+                }
+                None => reply::not_found(&get, server.key.public()),
+            };
+            ex.handle_datagram(
+                ms(2003),
+                UNIX,
+                UDP4,
+                &server.seal(&sent[0].reply_key(), &reply),
+            );
+            let want = match found {
+                Some(k) if k.public().as_bytes() != ours => Failure::NotOwner,
+                _ => Failure::ServerError,
+            };
+            assert_eq!(done(&mut ex), Some(Outcome::Failed(want)), "{op:?}");
+        }
+        // Our own key found: the refusal stays unexplained.
+        let key = owner();
+        let mut ex =
+            Exchange::delete(b"n", &key, None, policy(), server.target(Families::V4)).unwrap();
+        let sent = server.receive(&mut ex, ms(0));
+        ex.handle_datagram(ms(5), UNIX, UDP4, &server.error(&sent[0], UNIX));
+        ex.handle_timeout(ms(2000));
+        events(&mut ex);
+        assert!(ex.start_lookup());
+        let sent = server.receive(&mut ex, ms(2001));
+        let get = sent[0].packet();
+        let reply = reply::found(
+            &get,
+            server.key.public(),
+            b"x",
+            UNIX,
+            key.public().as_bytes(),
+        );
+        ex.handle_datagram(
+            ms(2003),
+            UNIX,
+            UDP4,
+            &server.seal(&sent[0].reply_key(), &reply),
+        );
+        assert_eq!(done(&mut ex), Some(Outcome::Failed(Failure::ServerError)));
+        // A lookup that never gets an answer: no owner found.
+        let mut ex = Exchange::put(
+            b"n",
+            b"v",
+            &key,
+            Behavior::Bump,
+            None,
+            policy(),
+            server.target(Families::V4),
+        )
+        .unwrap();
+        let sent = server.receive(&mut ex, ms(0));
+        ex.handle_datagram(ms(5), UNIX, UDP4, &server.error(&sent[0], UNIX));
+        ex.handle_timeout(ms(2000));
+        events(&mut ex);
+        assert!(ex.start_lookup());
+        let mut now = 2001;
+        // Bounded: three attempts, each a reply timeout and a pause.
+        for _ in 0..16 {
+            server.receive(&mut ex, ms(now));
+            let Some(at) = ex.poll_timeout() else { break };
+            now = (at.as_micros() / 1000).max(now + 1);
+            ex.handle_timeout(ms(now));
+        }
+        assert_eq!(ex.attempts(), 3);
+        assert_eq!(done(&mut ex), Some(Outcome::Failed(Failure::ServerError)));
     }
 }
 
@@ -713,10 +856,10 @@ fn an_attempt_whose_legs_all_fail_retries_without_waiting_for_the_deadline() {
 fn oversized_input_and_a_small_buffer_are_invalid_input() {
     let server = Server::new();
     let long = [b'x'; 51];
-    assert!(Exchange::get(&long, policy(), server.target(Families::V4)).is_err());
+    assert!(Exchange::<2>::get(&long, policy(), server.target(Families::V4)).is_err());
     let big = [0u8; MAX_VALUE_LEN + 1];
     assert!(
-        Exchange::put(
+        Exchange::<2>::put(
             b"n",
             &big,
             &owner(),

@@ -458,6 +458,14 @@ fn firmware_puts_gets_and_deletes_a_name() {
     run(nb(lab.keyway(), &put), "keyway put").ok();
     let get = run(nb(lab.firmware(), &["get", "server-name"]), "firmware get").ok();
     assert_eq!(get.stdout, "from the kernel side");
+    // The firmware cannot take it: the server refuses, and the owner
+    // lookup (run in the write's own exchange) tells why.
+    let put = ["put", "server-name", "hijack", "--key", &key];
+    let refused = run(nb(lab.firmware(), &put), "firmware put on another's name");
+    assert_eq!(refused.code, Some(1), "{refused:#?}");
+    assert!(refused.stderr.contains("not the owner"), "{refused:#?}");
+    let get = run(nb(lab.keyway(), &["get", "server-name"]), "keyway get").ok();
+    assert_eq!(get.stdout, "from the kernel side");
 
     // The firmware deletes its name; both sides then find nothing (exit 2).
     let del = ["del", "device-name", "--key", &key];

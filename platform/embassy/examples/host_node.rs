@@ -147,8 +147,9 @@ enum SidewireCommand {
     },
 }
 
-/// Sockets the stack holds at once: the namebump exchange's two (and the
-/// owner lookup's two), or the node's links, and DNS.
+/// Sockets the stack holds at once: the namebump exchange's two (its
+/// owner lookup opens two more after they close), or the node's links,
+/// and DNS.
 const SOCKETS: usize = 8;
 
 #[embassy_executor::task]

@@ -283,7 +283,7 @@ pub fn namebump_client_exchange(seed: u64, unix: f64) -> u8 {
         key: *server.public(),
         families: Families::V4,
     };
-    let Ok(mut exchange) = Exchange::get(b"name", Policy::default(), target) else {
+    let Ok(mut exchange) = Exchange::<2>::get(b"name", Policy::default(), target) else {
         return 1;
     };
     let mut buf = [0u8; TRANSMIT_LEN];

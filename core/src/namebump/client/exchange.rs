@@ -25,7 +25,10 @@
 //! An error reply carries no reason (spec §6.5): the machine tells clock
 //! skew by the server time it carries, and for PUT and DEL asks the shell
 //! to look the name up ([`Event::LookupOwner`], a second exchange) to tell
-//! a foreign owner from another refusal.
+//! a foreign owner from another refusal. A shell short of memory (a
+//! device's) may instead turn the exchange itself into that lookup
+//! ([`Exchange::start_lookup`]): one exchange's memory, and the same rule
+//! decides.
 //!
 //! Hostile input never panics: datagrams that do not open under the reply
 //! key, do not decode, or answer another request are counted in
@@ -57,7 +60,7 @@ use crate::namebump::freshness::CLOCK_SKEW_SLACK;
 use crate::namebump::packet::MAX_PACKET_LEN;
 use crate::namebump::tcp_framing::{MAX_SEALED_REQUEST, SealedStream};
 use crate::namebump::usage::Usage;
-use crate::namebump::{EncodeError, Op, Packet};
+use crate::namebump::{EncodeError, MAX_NAME_LEN, Op, Packet};
 use crate::time::Instant;
 
 /// A `poll_transmit` buffer of this size holds any request.
@@ -111,7 +114,12 @@ enum NoReply {
 }
 
 /// One client exchange. See the module documentation.
-pub struct Exchange {
+///
+/// `STREAMS` is how many TCP reply streams it frames at once, one per
+/// address family from IPv4: 2 (the default) races TCP on both families;
+/// 1 is for a shell that reaches its server over IPv4 only (a device's),
+/// and saves a reply-sized framer: the IPv6 TCP leg is never opened.
+pub struct Exchange<const STREAMS: usize = 2> {
     request: Request,
     policy: Policy,
     target: Target,
@@ -120,8 +128,8 @@ pub struct Exchange {
     phase: Phase,
     attempt: Option<AttemptPacket>,
     legs: [LegState; LEGS],
-    /// Reply streams of the TCP legs (IPv4, IPv6).
-    framers: [SealedStream; 2],
+    /// Reply streams of the TCP legs (IPv4, then IPv6 when `STREAMS` is 2).
+    framers: [SealedStream; STREAMS],
     /// Why this attempt's legs ended without a reply: the first reason,
     /// replaced by any later network error (its reason beats a bare timeout).
     no_reply: Option<NoReply>,
@@ -135,9 +143,12 @@ pub struct Exchange {
     outcome: Option<Outcome>,
     outcome_told: bool,
     ignored: u32,
+    /// Set by [`Exchange::start_lookup`]: this is now the GET that looks
+    /// the name up for a write signed by this key (`None`: unsigned).
+    lookup_for: Option<Option<[u8; PUBLIC_KEY_LEN]>>,
 }
 
-impl fmt::Debug for Exchange {
+impl<const STREAMS: usize> fmt::Debug for Exchange<STREAMS> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Exchange")
             .field("op", &self.request.op())
@@ -149,7 +160,7 @@ impl fmt::Debug for Exchange {
     }
 }
 
-impl Exchange {
+impl<const STREAMS: usize> Exchange<STREAMS> {
     /// Reads `name`.
     pub fn get(name: &[u8], policy: Policy, target: Target) -> Result<Self, EncodeError> {
         Ok(Self::new(Request::get(name)?, policy, target))
@@ -202,7 +213,7 @@ impl Exchange {
             phase: Phase::Due(Instant::ZERO),
             attempt: None,
             legs: [LegState::Off; LEGS],
-            framers: [SealedStream::new(), SealedStream::new()],
+            framers: [const { SealedStream::new() }; STREAMS],
             no_reply: None,
             error_skew: None,
             reply: [0u8; PLAINTEXT_LEN],
@@ -212,6 +223,7 @@ impl Exchange {
             outcome: None,
             outcome_told: false,
             ignored: 0,
+            lookup_for: None,
         }
     }
 
@@ -324,7 +336,9 @@ impl Exchange {
         if leg.transport != Transport::Tcp {
             return;
         }
-        let framer = family_index(leg.family);
+        let Some(framer) = Some(family_index(leg.family)).filter(|&i| i < STREAMS) else {
+            return;
+        };
         let mut plain = [0u8; PLAINTEXT_LEN];
         // Each round takes bytes or ends the leg, so this ends.
         while self.waiting(leg) {
@@ -360,11 +374,38 @@ impl Exchange {
             return;
         }
         let mine = self.request.owner().map(|k| *k.public().as_bytes());
-        let failure = match owner {
-            Some(owner) if Some(owner) != mine => Failure::NotOwner,
-            _ => Failure::ServerError,
+        self.finish(Outcome::Failed(explained(mine, owner)));
+    }
+
+    /// Instead of a second exchange for [`Event::LookupOwner`]: turns this
+    /// one, in place, into the GET of its name, whose end is this write's
+    /// outcome as [`Self::handle_lookup`] would decide it from the owner
+    /// found (a failed GET finds none). The attempts, timers and legs
+    /// start over for the GET; the shell drives it on as before. False
+    /// (and nothing changes) unless a lookup was asked.
+    pub fn start_lookup(&mut self) -> bool {
+        if self.phase != Phase::Explaining || self.lookup_for.is_some() {
+            return false;
+        }
+        let mine = self.request.owner().map(|k| *k.public().as_bytes());
+        let mut name = [0u8; MAX_NAME_LEN];
+        let len = self.request.name().len().min(MAX_NAME_LEN);
+        name[..len].copy_from_slice(&self.request.name()[..len]);
+        // The name was accepted for this exchange, so it is one for a GET.
+        let Ok(request) = Request::get(&name[..len]) else {
+            return false;
         };
-        self.finish(Outcome::Failed(failure));
+        self.request = request;
+        self.lookup_for = Some(mine);
+        self.attempts = 0;
+        self.phase = Phase::Due(Instant::ZERO);
+        self.attempt = None;
+        self.legs = [LegState::Off; LEGS];
+        self.no_reply = None;
+        self.error_skew = None;
+        self.reply_len = 0;
+        self.lookup_asked = false;
+        true
     }
 
     /// Fires the reply deadline; call at [`Self::poll_timeout`] (earlier
@@ -425,7 +466,9 @@ impl Exchange {
         self.no_reply = None;
         self.error_skew = None;
         self.reply_len = 0;
-        self.framers = [SealedStream::new(), SealedStream::new()];
+        for framer in &mut self.framers {
+            *framer = SealedStream::new();
+        }
         let families = self.target.families;
         // Signed requests go to the first resolved address only, IPv4 first.
         let skip_v6 = self.request.is_signed() && families.v4;
@@ -434,7 +477,11 @@ impl Exchange {
                 Family::V4 => families.v4,
                 Family::V6 => families.v6 && !skip_v6,
             };
-            let transport = leg.transport == Transport::Tcp || self.policy.udp;
+            let transport = match leg.transport {
+                // A family without a framer has no TCP leg.
+                Transport::Tcp => family_index(leg.family) < STREAMS,
+                Transport::Udp => self.policy.udp,
+            };
             self.legs[index] = if family && transport {
                 LegState::Due
             } else {
@@ -574,7 +621,18 @@ impl Exchange {
     fn finish(&mut self, outcome: Outcome) {
         self.close_open_legs();
         self.phase = Phase::Done;
-        self.outcome = Some(outcome);
+        self.outcome = Some(match self.lookup_for {
+            // The lookup's GET ended: the write's outcome, by the rule of
+            // `handle_lookup`.
+            Some(mine) => {
+                let owner = match outcome {
+                    Outcome::Found => self.reply().and_then(|r| r.vkc),
+                    _ => None,
+                };
+                Outcome::Failed(explained(mine, owner))
+            }
+            None => outcome,
+        });
     }
 }
 
@@ -585,6 +643,15 @@ impl Outcome {
             Self::Failed(f) => Some(f.kind()),
             _ => None,
         }
+    }
+}
+
+/// A refused write explained by its name's owner: someone else's key is
+/// [`Failure::NotOwner`]; ours, or none found, leaves the refusal unexplained.
+fn explained(mine: Option<[u8; PUBLIC_KEY_LEN]>, owner: Option<[u8; PUBLIC_KEY_LEN]>) -> Failure {
+    match owner {
+        Some(owner) if Some(owner) != mine => Failure::NotOwner,
+        _ => Failure::ServerError,
     }
 }
 

@@ -7,18 +7,26 @@ use embassy_net::tcp::TcpSocket;
 use embassy_net::udp::{PacketMetadata, UdpSocket};
 use embassy_time::Timer;
 use keyway_core::namebump::client::{
-    Event, Exchange, Failure, Family, Leg, Outcome, TRANSMIT_LEN, Transport,
+    Event, Failure, Family, Leg, Outcome, TRANSMIT_LEN, Transport,
 };
 use keyway_core::rand_core::CryptoRng;
 use keyway_core::time::Clock;
 
-use super::Client;
 use super::tcp_leg::{self, TcpLeg, TcpStep};
+use super::{Client, Exchange};
 use crate::clock::{now, to_embassy};
 
-/// Datagrams the UDP socket holds before the driver reads them: a reply
-/// and one stray (more are dropped by the stack; a lost reply is retried).
-const DATAGRAMS: usize = 2;
+/// Datagrams the UDP socket holds before the driver reads them: one. The
+/// driver reads each as soon as it is woken, and the socket (on a port of
+/// its own) hears only the server's replies unless something strays to
+/// it; a reply lost to a datagram still unread is retried by the machine.
+/// A second slot would cost a whole reply's bytes.
+const DATAGRAMS: usize = 1;
+
+/// The TCP leg's receive buffer, its window: the reply stream is read
+/// into `out` as it arrives and framed by the machine, so the window need
+/// not hold a reply; a reply larger than this comes in more segments.
+const TCP_WINDOW: usize = 512;
 
 const UDP_V4: Leg = Leg::new(Transport::Udp, Family::V4);
 const TCP_V4: Leg = Leg::new(Transport::Tcp, Family::V4);
@@ -33,7 +41,12 @@ pub(super) enum Step {
 impl<C: Clock> Client<'_, C> {
     /// Feeds `exchange` until it is done or asks for the owner. Buffers
     /// live in this future: a request or reply is at most
-    /// [`TRANSMIT_LEN`] bytes, so no size is left to choose.
+    /// [`TRANSMIT_LEN`] bytes. Four of that size: the UDP socket's (one
+    /// datagram in, one out), the TCP socket's send buffer (the request
+    /// goes in one write) and `out`, which takes each sealed request,
+    /// keeps the TCP leg's until it is sent, then takes the reply stream
+    /// as it is read; the TCP socket's receive buffer is [`TCP_WINDOW`].
+    /// Datagrams are read in the socket's own buffer.
     pub(super) async fn drive<R: CryptoRng + ?Sized>(
         &self,
         exchange: &mut Exchange,
@@ -51,14 +64,11 @@ impl<C: Clock> Client<'_, C> {
             &mut udp_tx,
         );
         let mut udp_on = udp.bind(0).is_ok();
-        let mut tcp_rx = [0u8; TRANSMIT_LEN];
+        let mut tcp_rx = [0u8; TCP_WINDOW];
         let mut tcp_tx = [0u8; TRANSMIT_LEN];
         let mut tcp = TcpSocket::new(self.stack, &mut tcp_rx, &mut tcp_tx);
         let mut tcp_state = TcpLeg::Off;
-        let mut request = [0u8; TRANSMIT_LEN];
         let mut out = [0u8; TRANSMIT_LEN];
-        let mut datagram = [0u8; TRANSMIT_LEN];
-        let mut stream = [0u8; TRANSMIT_LEN];
         loop {
             while let Some(event) = exchange.poll_event() {
                 match event {
@@ -74,8 +84,12 @@ impl<C: Clock> Client<'_, C> {
                     }
                 }
             }
-            while let Some(transmit) =
-                exchange.poll_transmit(now(), self.clock.now(), rng, &mut out)
+            // While the TCP leg's request waits in `out`, nothing else is
+            // sealed there. (A later attempt's requests come after that
+            // leg is closed, so this waits for nothing in practice.)
+            while !tcp_state.holds_request()
+                && let Some(transmit) =
+                    exchange.poll_transmit(now(), self.clock.now(), rng, &mut out)
             {
                 let bytes = &out[..transmit.len];
                 match transmit.leg {
@@ -88,7 +102,6 @@ impl<C: Clock> Client<'_, C> {
                         // A fresh connection per attempt, as the tokio
                         // client opens one per leg task.
                         tcp.abort();
-                        request[..bytes.len()].copy_from_slice(bytes);
                         tcp_state = TcpLeg::Connecting { len: bytes.len() };
                     }
                     leg => exchange.handle_leg_failed(now(), leg),
@@ -104,30 +117,33 @@ impl<C: Clock> Client<'_, C> {
                 return Step::Done(Outcome::Failed(Failure::Timeout { attempts }));
             };
             udp_on &= udp.is_open();
+            let server = self.server;
+            let clock = &self.clock;
             let udp_recv = async {
                 if udp_on {
-                    udp.recv_from(&mut datagram).await
+                    udp.recv_from_with(|datagram, meta| {
+                        // Only the server's datagrams (the tokio leg
+                        // connects its socket for the same reason).
+                        if meta.endpoint == server {
+                            exchange.handle_datagram(now(), clock.now(), UDP_V4, datagram);
+                        }
+                    })
+                    .await
                 } else {
                     core::future::pending().await
                 }
             };
-            let tcp_step = tcp_leg::step(&mut tcp, self.server, tcp_state, &request, &mut stream);
+            let tcp_step = tcp_leg::step(&mut tcp, self.server, tcp_state, &mut out);
             match select3(udp_recv, tcp_step, Timer::at(to_embassy(deadline))).await {
-                Either3::First(Ok((n, meta))) => {
-                    // Only the server's datagrams (the tokio leg connects
-                    // its socket for the same reason).
-                    if meta.endpoint == self.server {
-                        exchange.handle_datagram(now(), self.clock.now(), UDP_V4, &datagram[..n]);
-                    }
-                }
-                Either3::First(Err(_)) => exchange.handle_leg_failed(now(), UDP_V4),
+                // The datagram went to the machine in the socket's buffer.
+                Either3::First(()) => {}
                 Either3::Second(step) => match (step, tcp_state) {
                     (TcpStep::Connected, TcpLeg::Connecting { len }) => {
                         tcp_state = TcpLeg::Sending { len };
                     }
                     (TcpStep::Sent, _) => tcp_state = TcpLeg::Reading,
                     (TcpStep::Read(n), _) => {
-                        exchange.handle_stream(now(), self.clock.now(), TCP_V4, &stream[..n]);
+                        exchange.handle_stream(now(), self.clock.now(), TCP_V4, &out[..n]);
                     }
                     _ => {
                         tcp.abort();

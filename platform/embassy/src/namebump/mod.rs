@@ -1,6 +1,7 @@
 //! The namebump client (spec §4.5) on embassy-net: a shell around
-//! [`Exchange`], which decides the request's bytes, the UDP/TCP race,
-//! retries, reply matching and the reading of error replies. Same
+//! [`Exchange`](keyway_core::namebump::client::Exchange), which decides
+//! the request's bytes, the UDP/TCP race, retries, reply matching and
+//! the reading of error replies. Same
 //! semantics, retries and typed errors as the tokio client
 //! (`keyway-namebump`), since both drive the same machine.
 //!
@@ -15,9 +16,9 @@ mod error;
 mod tcp_leg;
 
 use embassy_net::{IpAddress, IpEndpoint, Stack};
-use keyway_core::namebump::MAX_VALUE_LEN;
-use keyway_core::namebump::client::{Exchange, Families, Outcome, Policy, Target};
+use keyway_core::namebump::client::{Families, Outcome, Policy, Target};
 use keyway_core::namebump::usage::Usage;
+use keyway_core::namebump::{EncodeError, MAX_VALUE_LEN};
 use keyway_core::rand_core::CryptoRng;
 use keyway_core::time::Clock;
 use keyway_core::{Keypair, PublicKey};
@@ -26,6 +27,11 @@ pub use error::NamebumpError;
 pub use keyway_core::namebump::client::{Behavior, ErrorKind, Failure};
 
 use driver::Step;
+
+/// The exchange this client drives: IPv4 only, so it frames one TCP reply
+/// stream (a second, for an IPv6 leg never opened, would be a reply's
+/// bytes unused).
+type Exchange = keyway_core::namebump::client::Exchange<1>;
 
 /// A name's current value, as the server returned it.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,22 +106,11 @@ impl<'s, C: Clock> Client<'s, C> {
         name: &[u8],
         rng: &mut R,
     ) -> Result<Option<Record>, NamebumpError> {
-        let mut exchange = Exchange::get(name, self.policy, self.target())?;
-        match self.finish(&mut exchange, rng).await? {
+        let mut built = build(|| Exchange::get(name, self.policy, self.target()));
+        let exchange = in_place(&mut built)?;
+        match self.finish(exchange, rng).await? {
             Outcome::NotFound => Ok(None),
-            Outcome::Found => {
-                let reply = exchange.reply().ok_or(Failure::BadReply)?;
-                let owner = reply.vkc.ok_or(Failure::BadReply)?;
-                let mut value = [0u8; MAX_VALUE_LEN];
-                let len = reply.value.len().min(MAX_VALUE_LEN);
-                value[..len].copy_from_slice(&reply.value[..len]);
-                Ok(Some(Record {
-                    value,
-                    len,
-                    owner,
-                    timestamp: reply.updated,
-                }))
-            }
+            Outcome::Found => found(exchange),
             _ => Err(Failure::BadReply.into()),
         }
     }
@@ -131,8 +126,9 @@ impl<'s, C: Clock> Client<'s, C> {
         rng: &mut R,
     ) -> Result<(), NamebumpError> {
         let policy = self.policy;
-        let mut exchange = Exchange::put(name, value, key, behavior, ttl, policy, self.target())?;
-        match self.finish(&mut exchange, rng).await? {
+        let mut built =
+            build(|| Exchange::put(name, value, key, behavior, ttl, policy, self.target()));
+        match self.finish(in_place(&mut built)?, rng).await? {
             Outcome::Stored => Ok(()),
             _ => Err(Failure::BadReply.into()),
         }
@@ -146,8 +142,8 @@ impl<'s, C: Clock> Client<'s, C> {
         ttl: Option<f64>,
         rng: &mut R,
     ) -> Result<(), NamebumpError> {
-        let mut exchange = Exchange::delete(name, key, ttl, self.policy, self.target())?;
-        match self.finish(&mut exchange, rng).await? {
+        let mut built = build(|| Exchange::delete(name, key, ttl, self.policy, self.target()));
+        match self.finish(in_place(&mut built)?, rng).await? {
             Outcome::Deleted => Ok(()),
             _ => Err(Failure::BadReply.into()),
         }
@@ -160,42 +156,38 @@ impl<'s, C: Clock> Client<'s, C> {
         ttl: Option<f64>,
         rng: &mut R,
     ) -> Result<Usage, NamebumpError> {
-        let mut exchange = Exchange::usage(key, ttl, self.policy, self.target())?;
-        match self.finish(&mut exchange, rng).await? {
+        let mut built = build(|| Exchange::usage(key, ttl, self.policy, self.target()));
+        match self.finish(in_place(&mut built)?, rng).await? {
             Outcome::Usage(usage) => Ok(usage),
             _ => Err(Failure::BadReply.into()),
         }
     }
 
-    /// Drives `exchange` to its outcome; the owner lookup an error reply
-    /// to PUT or DEL asks for runs as a GET exchange of its own.
+    /// Drives `exchange` to its outcome. The owner lookup an error reply
+    /// to PUT or DEL asks for runs in the same exchange
+    /// ([`Exchange::start_lookup`]): a second one would hold another
+    /// exchange's kilobytes while the first waits.
     async fn finish<R: CryptoRng + ?Sized>(
         &self,
         exchange: &mut Exchange,
         rng: &mut R,
     ) -> Result<Outcome, NamebumpError> {
-        // A PUT/DEL asks once at most; the bound only keeps the loop finite.
+        // The machine asks once at most; the bound only keeps the loop finite.
         for _ in 0..4 {
             match self.drive(exchange, rng).await {
                 Step::Done(Outcome::Failed(failure)) => return Err(failure.into()),
                 Step::Done(outcome) => return Ok(outcome),
                 Step::LookupOwner => {
-                    let owner = self.owner_of(exchange.name(), rng).await;
-                    exchange.handle_lookup(crate::clock::now(), owner);
+                    if !exchange.start_lookup() {
+                        exchange.handle_lookup(crate::clock::now(), None);
+                    }
                 }
             }
         }
         Err(Failure::ServerError.into())
     }
 
-    async fn owner_of<R: CryptoRng + ?Sized>(&self, name: &[u8], rng: &mut R) -> Option<[u8; 33]> {
-        let mut lookup = Exchange::get(name, self.policy, self.target()).ok()?;
-        match self.drive(&mut lookup, rng).await {
-            Step::Done(Outcome::Found) => lookup.reply().and_then(|r| r.vkc),
-            _ => None,
-        }
-    }
-
+    /// The server as the machine needs it: its key, reached over IPv4.
     fn target(&self) -> Target {
         Target {
             key: self.server_pk,
@@ -205,4 +197,39 @@ impl<'s, C: Clock> Client<'s, C> {
             },
         }
     }
+}
+
+/// The record a finished GET found. Never inlined: the record (a
+/// kilobyte of value) is built here, not as a temporary in the frame of
+/// the task's poll, under every deeper call.
+#[inline(never)]
+fn found(exchange: &Exchange) -> Result<Option<Record>, NamebumpError> {
+    let reply = exchange.reply().ok_or(Failure::BadReply)?;
+    let owner = reply.vkc.ok_or(Failure::BadReply)?;
+    let mut value = [0u8; MAX_VALUE_LEN];
+    let len = reply.value.len().min(MAX_VALUE_LEN);
+    value[..len].copy_from_slice(&reply.value[..len]);
+    Ok(Some(Record {
+        value,
+        len,
+        owner,
+        timestamp: reply.updated,
+    }))
+}
+
+/// Builds an exchange in a frame of its own (never inlined): the
+/// constructor's temporaries (the request, the reply streams) would
+/// otherwise stay in the frame of the task's poll, under every deeper
+/// call. The exchange itself is returned in place, into the caller's future.
+#[inline(never)]
+fn build(make: impl FnOnce() -> Result<Exchange, EncodeError>) -> Result<Exchange, EncodeError> {
+    make()
+}
+
+/// The exchange where its constructor left it. Taken out of its `Result`
+/// (`?` on it), it would be moved, and an exchange is kilobytes: the
+/// temporary and the copy cost as much stack again in the caller's frame
+/// (measured on a Cortex-M image, tests/bench-embassy-budget.sh).
+fn in_place(built: &mut Result<Exchange, EncodeError>) -> Result<&mut Exchange, EncodeError> {
+    built.as_mut().map_err(|e| *e)
 }

@@ -24,6 +24,13 @@ pub(super) enum TcpLeg {
     Reading,
 }
 
+impl TcpLeg {
+    /// Whether the leg's request waits in its buffer (not yet sent).
+    pub(super) fn holds_request(self) -> bool {
+        matches!(self, Self::Connecting { .. } | Self::Sending { .. })
+    }
+}
+
 /// What a step did.
 #[derive(Debug)]
 pub(super) enum TcpStep {
@@ -34,11 +41,12 @@ pub(super) enum TcpStep {
 }
 
 /// One step of the leg in `state`; never completes while the leg is off.
+/// `buf` holds the request until it is sent (its first `len` bytes), then
+/// takes what is read: one buffer, since the leg does one at a time.
 pub(super) async fn step(
     socket: &mut TcpSocket<'_>,
     server: IpEndpoint,
     state: TcpLeg,
-    request: &[u8],
     buf: &mut [u8],
 ) -> TcpStep {
     match state {
@@ -58,7 +66,7 @@ pub(super) async fn step(
             _ => TcpStep::Failed,
         },
         TcpLeg::Sending { len } => {
-            let Some(request) = request.get(..len) else {
+            let Some(request) = buf.get(..len) else {
                 return TcpStep::Failed;
             };
             let mut sent = 0;

@@ -9,8 +9,12 @@ use embassy_net::tcp::{State, TcpSocket};
 use keyway_core::mqtt::{CloseReason, Session};
 use keyway_core::sidewire::node::{BrokerId, LinkDown, LinkId};
 
-/// Bytes read from a socket at a time.
-pub const READ_CHUNK: usize = 512;
+use crate::clock::now;
+
+/// Bytes taken from the session's outbox at a time: the session gives a
+/// packet in pieces ([`Session::poll_transmit`] moves at most what fits),
+/// so this staging copy needs not hold a whole packet of `B` bytes.
+pub const WRITE_CHUNK: usize = 512;
 
 /// A TCP socket's buffers, one pair per link (the application sizes them).
 #[derive(Debug)]
@@ -50,7 +54,9 @@ pub(super) enum Phase {
 pub(super) enum Io {
     Connected,
     Wrote(usize),
-    Read(usize),
+    /// Bytes went from the socket straight into the session's inbox (how
+    /// many: none when the inbox was full).
+    Received(usize),
     /// The transport is gone (refused, reset, EOF).
     Lost,
 }
@@ -65,10 +71,12 @@ pub(super) struct Link<'a, const B: usize> {
     pub(super) session: Option<Session<[u8; B]>>,
     /// Whether the node was told the link is up.
     pub(super) up: bool,
-    pub(super) write: [u8; B],
+    pub(super) write: [u8; WRITE_CHUNK],
     pub(super) write_len: usize,
     pub(super) written: usize,
-    pub(super) read: [u8; READ_CHUNK],
+    /// The session took no bytes and had nothing to give: its inbox waits
+    /// for its outbox (PUBACKs to queue), so reading waits for a write.
+    pub(super) stalled_read: bool,
 }
 
 impl<'a, const B: usize> Link<'a, B> {
@@ -81,10 +89,10 @@ impl<'a, const B: usize> Link<'a, B> {
             endpoint: IpEndpoint::new(embassy_net::IpAddress::v4(0, 0, 0, 0), 0),
             session: None,
             up: false,
-            write: [0; B],
+            write: [0; WRITE_CHUNK],
             write_len: 0,
             written: 0,
-            read: [0; READ_CHUNK],
+            stalled_read: false,
         }
     }
 
@@ -109,6 +117,7 @@ impl<'a, const B: usize> Link<'a, B> {
         self.up = false;
         self.write_len = 0;
         self.written = 0;
+        self.stalled_read = false;
     }
 
     /// Lets the slot go after its session closed; how the node hears it.
@@ -150,17 +159,29 @@ impl<'a, const B: usize> Link<'a, B> {
             Phase::Open => {
                 let (mut reader, mut writer) = self.socket.split();
                 let pending = &self.write[self.written..self.write_len];
-                let read = reader.read(&mut self.read);
-                let result = if pending.is_empty() {
-                    read.await.map(Io::Read)
-                } else {
-                    match select(writer.write(pending), read).await {
+                // The session reads from the socket's own buffer: no copy
+                // and no read buffer of the link's (what it does not take
+                // stays in the socket).
+                let session = &mut self.session;
+                let read = reader.read_with(|bytes| {
+                    let taken = session
+                        .as_mut()
+                        .map_or(bytes.len(), |s| s.handle_received(now(), bytes));
+                    (taken, Io::Received(taken))
+                });
+                let result = match (pending.is_empty(), self.stalled_read) {
+                    (true, false) => read.await,
+                    // Nothing to write and nothing taken: the session's
+                    // timers (keep-alive) end this if it stays so.
+                    (true, true) => core::future::pending().await,
+                    (false, true) => writer.write(pending).await.map(Io::Wrote),
+                    (false, false) => match select(writer.write(pending), read).await {
                         Either::First(r) => r.map(Io::Wrote),
-                        Either::Second(r) => r.map(Io::Read),
-                    }
+                        Either::Second(r) => r,
+                    },
                 };
                 match result {
-                    Ok(Io::Read(0)) | Ok(Io::Wrote(0)) | Err(_) => Io::Lost,
+                    Ok(Io::Wrote(0)) | Err(_) => Io::Lost,
                     Ok(io) => io,
                 }
             }

@@ -13,9 +13,11 @@
 //! [`Node`] it builds) and its inner capacities (`NB` brokers tracked,
 //! `NT` brokers per publish, `NO` queued publishes, `NW` ACK walks: the
 //! node's `B`, `T`, `O`, `W`, defaulting to a server's sizes; a device
-//! with a few brokers picks small ones), `L` links each with a [`SocketMemory`] and an MQTT
-//! inbox, outbox and write buffer of `B` bytes (the largest packet a
-//! link takes or sends), and `S` send buffers of `B` bytes.
+//! with a few brokers picks small ones), `L` links each with a
+//! [`SocketMemory`], an MQTT inbox and outbox of `B` bytes (the largest
+//! packet a link takes or sends) and a write chunk ([`WRITE_CHUNK`]; the
+//! session reads from the socket's buffer), and `S` send buffers of `B`
+//! bytes.
 //!
 //! Files: `link` (one broker link), `happening` (what the application hears).
 
@@ -34,14 +36,14 @@ use keyway_core::rand_core::CryptoRng;
 use keyway_core::sidewire::AppPacket;
 use keyway_core::sidewire::node::ack_cache::{ACK_LEN, SourceAcks};
 use keyway_core::sidewire::node::{
-    ACK_WALKS, BROKERS_TRACKED, Event, LinkDown, LinkId, MAX_TARGETS, Node, OUTBOX, PoolView,
-    Screened, SendError, SendId, Table, Transmit,
+    ACK_WALKS, BROKERS_TRACKED, BrokerId, Event, LinkDown, LinkId, MAX_TARGETS, Node, OUTBOX,
+    PoolView, Screened, SendError, SendId, Table, Transmit,
 };
 use keyway_core::sidewire::{Peer, Slot};
 use keyway_core::time::{Clock, Instant};
 
 pub use happening::Happening;
-pub use link::{READ_CHUNK, SocketMemory};
+pub use link::{SocketMemory, WRITE_CHUNK};
 
 use crate::clock::{now, to_embassy};
 use link::{Io, Link, Phase, any_io};
@@ -303,6 +305,7 @@ where
                 session.handle_connected(now);
             }
             Io::Wrote(n) => {
+                link.stalled_read = false;
                 link.written += n;
                 if link.written >= link.write_len {
                     link.written = 0;
@@ -311,21 +314,11 @@ where
                 }
             }
             Io::Lost => session.handle_closed(now),
-            Io::Read(n) => {
-                let mut offset = 0;
-                // Each round takes bytes or drains a message; bounded
-                // all the same.
-                for _ in 0..ROUNDS {
-                    let Some(session) = self.links[index].session.as_mut() else {
-                        return;
-                    };
-                    let taken = session.handle_received(now, &self.links[index].read[offset..n]);
-                    offset += taken;
-                    let drained = self.drain_session(index, on);
-                    if offset >= n || (taken == 0 && !drained) {
-                        break;
-                    }
-                }
+            Io::Received(taken) => {
+                let drained = self.drain_session(index, on);
+                // A full inbox that gave nothing: wait for a write before
+                // reading again (the bytes wait in the socket).
+                self.links[index].stalled_read = taken == 0 && !drained;
             }
         }
     }
@@ -406,28 +399,11 @@ where
                     .handle_link_down(now, unix, link, LinkDown::Closed);
             }
             Transmit::Connect { link, broker } => {
-                let endpoint = usize::try_from(broker.0)
-                    .ok()
-                    .and_then(|i| self.endpoints.get(i).copied());
-                let slot = self.links.iter_mut().find(|l| l.is_free());
-                let client_id = Session::<[u8; B]>::random_client_id(rng);
-                let session = Session::new(now, self.session, &client_id, [0; B], [0; B]);
-                match (endpoint, slot, session) {
-                    (Some(endpoint), Some(slot), Ok(mut session)) => {
-                        let subscribed =
-                            session.handle_subscribe(now, self.node.topic(), QoS::AtLeastOnce);
-                        if subscribed.is_ok() {
-                            slot.start(link, broker, endpoint, session);
-                        } else {
-                            self.node
-                                .handle_link_down(now, unix, link, LinkDown::ConnectFailed);
-                        }
-                    }
+                if !self.open_link(now, link, broker, rng) {
                     // No slot, no address, or buffers too small: the
                     // broker backs off as if refused.
-                    _ => self
-                        .node
-                        .handle_link_down(now, unix, link, LinkDown::ConnectFailed),
+                    self.node
+                        .handle_link_down(now, unix, link, LinkDown::ConnectFailed);
                 }
             }
             Transmit::Disconnect { link } => {
@@ -464,6 +440,35 @@ where
         }
     }
 
+    /// Takes a free slot for `link` to `broker`, with a new session
+    /// subscribed to the node's topic; false when it cannot. Never
+    /// inlined: the session is built here by value (kilobytes of buffers),
+    /// and in the caller's frame that would sit under every deeper call
+    /// (the node's routing, the signing).
+    #[inline(never)]
+    fn open_link<R: CryptoRng>(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        broker: BrokerId,
+        rng: &mut R,
+    ) -> bool {
+        let endpoint = usize::try_from(broker.0)
+            .ok()
+            .and_then(|i| self.endpoints.get(i).copied());
+        let slot = self.links.iter_mut().find(|l| l.is_free());
+        let client_id = Session::<[u8; B]>::random_client_id(rng);
+        let session = Session::new(now, self.session, &client_id, [0; B], [0; B]);
+        let (Some(endpoint), Some(slot), Ok(mut session)) = (endpoint, slot, session) else {
+            return false;
+        };
+        let subscribed = session.handle_subscribe(now, self.node.topic(), QoS::AtLeastOnce);
+        if subscribed.is_ok() {
+            slot.start(link, broker, endpoint, session);
+        }
+        subscribed.is_ok()
+    }
+
     fn session_of(&mut self, link: LinkId) -> Option<&mut Session<[u8; B]>> {
         self.links
             .iter_mut()
@@ -497,7 +502,9 @@ where
 
 /// A PUBLISH on a link: the node screens it, the signature is checked
 /// here at once (so the queue holds this packet alone), and a verified
-/// MSG goes to the application; true when it asked to stop.
+/// MSG goes to the application; true when it asked to stop. Never
+/// inlined: its frame is small, and the signature check below it.
+#[inline(never)]
 fn screen<
     P,
     Sl,
@@ -527,25 +534,51 @@ where
     Pe: Table<Peer>,
     Ak: Table<SourceAcks>,
 {
-    if !matches!(
-        node.handle_message(now, unix, link, topic, payload),
-        Screened::Queued { .. }
-    ) {
+    // The node's screening and its handling of the verdict each in a
+    // frame of their own, beside the signature check, not under it: the
+    // check is the deepest call of a device's task.
+    if !out_of_line(|| {
+        matches!(
+            node.handle_message(now, unix, link, topic, payload),
+            Screened::Queued { .. }
+        )
+    }) {
         return false;
     }
     let mut stop = false;
     while let Some((_, from)) = node.poll_verify() {
-        let valid = AppPacket::decode(payload).is_ok_and(|p| p.verify().is_ok());
-        if let Some(delivery) = node.handle_verified(now, unix, from, payload, valid)
-            && let Some(data) = payload.get(delivery.data)
-        {
-            stop |= on(Happening::Delivered {
-                from: delivery.from,
-                data,
-            });
-        }
+        let valid = verify(payload);
+        stop |= out_of_line(|| {
+            if let Some(delivery) = node.handle_verified(now, unix, from, payload, valid)
+                && let Some(data) = payload.get(delivery.data)
+            {
+                on(Happening::Delivered {
+                    from: delivery.from,
+                    data,
+                })
+            } else {
+                false
+            }
+        });
     }
     stop
+}
+
+/// Runs `f` in a frame of its own (never inlined), so that its
+/// temporaries are not in its caller's frame under the caller's other
+/// calls.
+#[inline(never)]
+fn out_of_line<T>(f: impl FnOnce() -> T) -> T {
+    f()
+}
+
+/// Whether `payload` is a signed packet whose signature holds. Never
+/// inlined: the check's curve arithmetic takes kilobytes of stack, which
+/// would otherwise stay in the caller's frame below the signing of the
+/// ACK that follows (the deepest path of a device's stack).
+#[inline(never)]
+fn verify(payload: &[u8]) -> bool {
+    AppPacket::decode(payload).is_ok_and(|p| p.verify().is_ok())
 }
 
 /// A key's topic: its 33 bytes in lowercase hex.

@@ -3,8 +3,13 @@
 //! with embassy-net's own stack and sockets. Never run: the Ethernet
 //! driver, the clocks and the RNG read opaque memory (`black_box`), so
 //! every path a real device could take stays linked; only code size and
-//! `.data`/`.bss` are read from it. The futures are polled by hand (no
-//! executor), so the state lives in `_start`'s frame, not in `.bss`.
+//! `.data`/`.bss` are read from it. As an embassy firmware does, the
+//! memory whose size is fixed at build time is in statics
+//! (`ConstStaticCell`, built by the compiler: no start-up copy on the
+//! stack): the node's tables, the links' TCP buffers, embassy-net's
+//! resources. The futures are polled by hand (no executor), so their
+//! state lives in `_start`'s frame, not in a task pool in `.bss`: the
+//! deepest stack from `_start` counts it.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -21,36 +26,49 @@ use embassy_net_driver::{Capabilities, HardwareAddress, LinkState};
 use keyway_core::mqtt::SessionConfig;
 use keyway_core::namebump::client::Behavior;
 use keyway_core::rand_core::{TryCryptoRng, TryRng};
-use keyway_core::sidewire::node::PoolSlice;
 use keyway_core::sidewire::node::ack_cache::SourceAcks;
+use keyway_core::sidewire::node::{Node, NodeConfig, NodeTables, PoolSlice};
+use keyway_core::sidewire::rendezvous::Ranking;
 use keyway_core::sidewire::{Peer, Slot};
-use keyway_core::time::Clock;
+use keyway_core::time::{Clock, Instant};
 use keyway_core::{Keypair, PublicKey};
 use keyway_embassy::namebump::Client;
 use keyway_embassy::sidewire::{Sidewire, SocketMemory};
 use keyway_embassy_budget::{
-    ACK_SOURCES, ACK_WALKS, BROKERS_TRACKED, LINKS, MAX_MESSAGE, OUTBOX, QUEUED, SENDS, TARGETS,
-    node,
+    ACK_SOURCES, ACK_WALKS, BROKERS_TRACKED, LINK_BUFFER, LINKS, MAX_MESSAGE, OUTBOX, POOL, QUEUED,
+    SENDS, TARGETS,
 };
+use static_cell::ConstStaticCell;
 
-/// TCP buffers per link (each way).
-const SOCKET: usize = 1536;
+/// TCP buffers per link (each way): the receive window and what waits to
+/// be sent. A stream needs no window as large as a message (the session
+/// reads a packet into its own inbox as it arrives, and writes its outbox
+/// in pieces), so a device keeps 1 KiB, as embassy's and smoltcp's
+/// examples do (1536 B cost 3 KiB more over three links).
+const SOCKET: usize = 1024;
 /// embassy-net's socket slots: three links, the namebump client's UDP
 /// and TCP legs, DNS.
-const SOCKETS: usize = 8;
+const SOCKETS: usize = 6;
+
+type Tables = NodeTables<
+    &'static mut [Slot; 64],
+    &'static mut [u64; 256],
+    &'static mut [Peer; 16],
+    &'static mut [SourceAcks; ACK_SOURCES],
+>;
 
 type Node3 = Sidewire<
     'static,
     PoolSlice<'static>,
-    [Slot; 64],
-    [u64; 256],
-    [Peer; 16],
-    [SourceAcks; ACK_SOURCES],
+    &'static mut [Slot; 64],
+    &'static mut [u64; 256],
+    &'static mut [Peer; 16],
+    &'static mut [SourceAcks; ACK_SOURCES],
     Rtc,
     LINKS,
     SENDS,
     QUEUED,
-    MAX_MESSAGE,
+    LINK_BUFFER,
     BROKERS_TRACKED,
     TARGETS,
     OUTBOX,
@@ -59,15 +77,32 @@ type Node3 = Sidewire<
 
 /// The state's sizes on this target, read from the image by
 /// tests/bench-embassy-budget.sh (they stay in `.rodata`): the sidewire
-/// shell (node, links, send packets), the three links' TCP buffers, and
-/// embassy-net's resources and runner.
+/// shell (node, links, send packets; its tables apart), the node's
+/// tables, the three links' TCP buffers, and embassy-net's resources and
+/// runner.
 #[used]
-static EMBASSY_SIZES: [u32; 4] = [
+static EMBASSY_SIZES: [u32; 5] = [
     size_of::<Node3>() as u32,
+    (size_of::<[Slot; 64]>()
+        + size_of::<[u64; 256]>()
+        + size_of::<[Peer; 16]>()
+        + size_of::<[SourceAcks; ACK_SOURCES]>()) as u32,
     size_of::<[SocketMemory<SOCKET>; LINKS]>() as u32,
     size_of::<StackResources<SOCKETS>>() as u32,
     size_of::<embassy_net::Runner<'static, Opaque>>() as u32,
 ];
+
+// Memory whose size is known at build time, in statics the compiler lays
+// out (zeroed `.bss`, or `.data` for non-zero empty values).
+static SLOTS: ConstStaticCell<[Slot; 64]> = ConstStaticCell::new([Slot::EMPTY; 64]);
+static WATERMARKS: ConstStaticCell<[u64; 256]> = ConstStaticCell::new([0; 256]);
+static PEERS: ConstStaticCell<[Peer; 16]> = ConstStaticCell::new([Peer::EMPTY; 16]);
+static ACKS: ConstStaticCell<[SourceAcks; ACK_SOURCES]> =
+    ConstStaticCell::new([SourceAcks::EMPTY; ACK_SOURCES]);
+static LINK_SOCKETS: ConstStaticCell<[SocketMemory<SOCKET>; LINKS]> =
+    ConstStaticCell::new([const { SocketMemory::new() }; LINKS]);
+static RESOURCES: ConstStaticCell<StackResources<SOCKETS>> =
+    ConstStaticCell::new(StackResources::new());
 
 /// An Ethernet driver whose frames come from nowhere the compiler sees.
 struct Opaque;
@@ -176,16 +211,32 @@ mod single_core {
     }
 }
 
-/// Polls `f` to its end with no executor (the image is never run). Takes
-/// it pinned where it was built: by value, it would be moved into this
-/// frame, a second copy of the whole state.
-fn block_on<F: Future>(mut f: core::pin::Pin<&mut F>) -> F::Output {
+/// Polls the network task and the application task in turn until the
+/// application ends, with no executor (the image is never run), as an
+/// executor runs two tasks: each polled on its own, so neither's frame
+/// sits under the other's (one future joining both would nest them).
+/// Takes them pinned where they were built: by value, they would be moved
+/// into this frame, a second copy of the whole state.
+fn block_on<N: Future, A: Future>(
+    mut net: core::pin::Pin<&mut N>,
+    mut app: core::pin::Pin<&mut A>,
+) -> A::Output {
     let mut cx = Context::from_waker(Waker::noop());
     loop {
-        if let core::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+        let _ = poll_task(net.as_mut(), &mut cx);
+        if let core::task::Poll::Ready(out) = poll_task(app.as_mut(), &mut cx) {
             return out;
         }
     }
+}
+
+/// One task's poll, a function of its own as in an executor.
+#[inline(never)]
+fn poll_task<F: Future>(
+    f: core::pin::Pin<&mut F>,
+    cx: &mut Context<'_>,
+) -> core::task::Poll<F::Output> {
+    f.poll(cx)
 }
 
 // The linker's entry point must keep its name; nothing unsafe runs here.
@@ -193,18 +244,31 @@ fn block_on<F: Future>(mut f: core::pin::Pin<&mut F>) -> F::Output {
 #[unsafe(no_mangle)]
 pub extern "C" fn _start() -> ! {
     let mut rng = HardwareRng;
-    let mut resources = StackResources::<SOCKETS>::new();
+    let resources = RESOURCES.take();
     let config = Config::ipv4_static(embassy_net::StaticConfigV4 {
         address: embassy_net::Ipv4Cidr::new(Ipv4Address::new(10, 77, 0, 2), 24),
         gateway: Some(Ipv4Address::new(10, 77, 0, 1)),
         dns_servers: Default::default(),
     });
-    let (stack, mut runner) = embassy_net::new(Opaque, config, &mut resources, black_box(7));
+    let (stack, mut runner) = embassy_net::new(Opaque, config, resources, black_box(7));
     let key = Keypair::generate(&mut rng);
     let endpoints: [IpEndpoint; LINKS] = core::array::from_fn(|i| {
         IpEndpoint::new(Ipv4Address::new(10, 77, 0, 1).into(), 1883 + i as u16)
     });
-    let mut sockets: [SocketMemory<SOCKET>; LINKS] = core::array::from_fn(|_| SocketMemory::new());
+    let tables: Tables = NodeTables {
+        slots: SLOTS.take(),
+        watermarks: WATERMARKS.take(),
+        peers: PEERS.take(),
+        acks: ACKS.take(),
+    };
+    let pool = PoolSlice {
+        brokers: &POOL,
+        ranking: Ranking::Compatible,
+    };
+    let config = NodeConfig {
+        max_message: MAX_MESSAGE,
+        ..NodeConfig::default()
+    };
     // The node built in the call, not in a local: a moved-from local keeps
     // its place in this frame until the end of the scope.
     let mut sidewire: Sidewire<
@@ -218,16 +282,16 @@ pub extern "C" fn _start() -> ! {
         LINKS,
         SENDS,
         QUEUED,
-        MAX_MESSAGE,
+        LINK_BUFFER,
         BROKERS_TRACKED,
         TARGETS,
         OUTBOX,
         ACK_WALKS,
     > = Sidewire::new(
         stack,
-        node(key.clone(), &mut rng),
+        Node::new(key.clone(), pool, config, tables, &mut rng, Instant::ZERO),
         &endpoints,
-        &mut sockets,
+        LINK_SOCKETS.take(),
         SessionConfig::default(),
         Rtc,
     );
@@ -262,7 +326,7 @@ pub extern "C" fn _start() -> ! {
                 .await;
         }
     };
-    block_on(pin!(embassy_futures::join::join(runner.run(), app)));
+    block_on(pin!(runner.run()), pin!(app));
     loop {
         core::hint::spin_loop();
     }
