@@ -4,10 +4,10 @@
 # writer's register → visible in a second client's replica) p50/p99, all
 # through `keyway registry serve` / `keyway registry client` on 127.0.0.1
 # (tests/benches/registry.rs says what each figure includes). Prints one
-# `figure=… key=value…` line per figure, the same lines as the
-# hyper-registry script run beside it (BENCHMARKS.md says how that one is
-# fetched and run; its code is never part of this repository). Figures go
-# into BENCHMARKS.md only from a run on a quiet machine.
+# `figure=… key=value…` line per figure, the same lines as the script that
+# measures hyper-registry beside it (that script and hyper-registry's code
+# live outside this repository, never in it). Figures go into
+# BENCHMARKS.md only from a run on a quiet machine.
 #
 #   bash tests/bench-registry.sh [NAMES] [LOOKUPS] [REGISTRATIONS] [CLIENTS] [LAG_SAMPLES]
 #   (defaults 100000 100000 2000 4 500)
