@@ -16,6 +16,8 @@
 //! - [`mqtt`]: the MQTT 3.1.1 packets sidewire uses, streaming and size-capped.
 //! - [`drayer`]: Drayer's signed, mutable single-writer record chains: the
 //!   record string, and the owner and receiver algorithms over any store.
+//! - `registry` (feature `registry`): the name registry's usernames, owner-signed
+//!   write requests (also its stream records) and write replies.
 //! - `link` (feature `link`): secure node links (Noise XXpsk3, identity proofs, capabilities,
 //!   limits) as a sans-I/O machine; needs `alloc`.
 //!
@@ -80,6 +82,8 @@ pub mod mqtt;
 #[cfg(feature = "namebump")]
 pub mod namebump;
 pub mod rate;
+#[cfg(feature = "registry")]
+pub mod registry;
 #[cfg(feature = "sidewire")]
 pub mod sidewire;
 pub mod signature;

@@ -133,10 +133,13 @@ impl fmt::Display for Capability {
 }
 
 /// The peers a node accepts requests from, and what each may do. A peer
-/// that is not listed holds no capability (default deny).
+/// that is not listed holds no capability (default deny), unless the node
+/// grants some to every proven peer ([`AllowList::allow_anyone`]: the
+/// registry's `sync:*` and `registry-write`, issue 17).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AllowList {
     peers: BTreeMap<[u8; PUBLIC_KEY_LEN], Vec<Capability>>,
+    anyone: Vec<Capability>,
 }
 
 impl AllowList {
@@ -151,6 +154,17 @@ impl AllowList {
         for cap in caps {
             if !held.contains(&cap) {
                 held.push(cap);
+            }
+        }
+    }
+
+    /// Grants `caps` to every peer that proves an identity on this network
+    /// (listed or not). Authentication still holds: only holders of the
+    /// network key who prove a key get this far.
+    pub fn allow_anyone(&mut self, caps: impl IntoIterator<Item = Capability>) {
+        for cap in caps {
+            if !self.anyone.contains(&cap) {
+                self.anyone.push(cap);
             }
         }
     }
@@ -186,7 +200,10 @@ impl AllowList {
 
     /// Whether `peer` may make a request that needs `access`.
     pub fn allows(&self, peer: &PublicKey, access: &Access) -> bool {
-        self.capabilities(peer).iter().any(|c| c.grants(access))
+        self.capabilities(peer)
+            .iter()
+            .chain(&self.anyone)
+            .any(|c| c.grants(access))
     }
 
     /// Whether `peer` is listed at all.
@@ -262,5 +279,21 @@ mod tests {
             list.add_entry("00=message"),
             Err(CapabilityError::Key(_))
         ));
+    }
+
+    #[test]
+    fn anyone_grants_only_what_it_names() {
+        let listed = crate::Keypair::from_secret_bytes(&[1u8; 32]).unwrap();
+        let stranger = crate::Keypair::from_secret_bytes(&[2u8; 32]).unwrap();
+        let mut list = AllowList::new();
+        list.allow(listed.public(), [Capability::Message]);
+        list.allow_anyone([Capability::SyncAll, Capability::RegistryWrite]);
+        for peer in [listed.public(), stranger.public()] {
+            assert!(list.allows(peer, &Access::RegistryWrite));
+            assert!(list.allows(peer, &Access::Sync([5; STREAM_KEY_LEN])));
+        }
+        assert!(list.allows(listed.public(), &Access::Message));
+        assert!(!list.allows(stranger.public(), &Access::Message));
+        assert!(!list.contains(stranger.public()));
     }
 }

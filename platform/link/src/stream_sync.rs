@@ -16,12 +16,16 @@
 //! [`PAGE`], oldest first, cut short at `max bytes` but never empty when a
 //! record follows); answer: the HTTP API's msgpack array of record maps.
 //! `op` 2: `crdr` of `argument`; answer: one record map, or nothing.
+//! `op` 3: the `argument` most recently modified records (at most
+//! [`MAX_NEWEST`]), oldest first, as an array like op 1's, the oldest cut
+//! first to stay under `max bytes` (a partial mirror's start, spec D8).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use keyway_core::drayer::pull::MAX_NEWEST;
 use keyway_core::drayer::{Meta, VerifyingKey};
 use keyway_core::link::{Refusal, Service};
 use keyway_drayer::Stream;
@@ -34,6 +38,7 @@ use crate::error::LinkError;
 
 const OP_PAGE: u8 = 1;
 const OP_CRDR: u8 = 2;
+const OP_NEWEST: u8 = 3;
 const REQUEST_LEN: usize = 32 + 1 + 8 + 4;
 
 /// The largest page a mirror asks for. A node's links carry messages of
@@ -105,24 +110,15 @@ fn answer(path: &std::path::Path, op: u8, arg: i64, max: usize) -> Result<Vec<u8
                 .map_err(|_| Refusal::Failed)?;
             // Cut at `max` bytes (at least one record): the pull asks again
             // from the last record until a page comes back empty.
-            let mut encoded: Vec<Vec<u8>> = Vec::new();
-            let mut total = 0;
-            for (meta, body) in &records {
-                let mut one = Vec::new();
-                wire::encode_record(&mut one, meta, body, &public);
-                if !encoded.is_empty() && total + one.len() > max {
-                    break;
-                }
-                total += one.len();
-                encoded.push(one);
-            }
-            let mut out = Vec::with_capacity(total + 5);
-            let count = u32::try_from(encoded.len()).unwrap_or(0);
-            let _ = rmp::encode::write_array_len(&mut out, count);
-            for one in encoded {
-                out.extend_from_slice(&one);
-            }
-            Ok(out)
+            Ok(encode_cut(records.iter(), &public, max, false))
+        }
+        OP_NEWEST => {
+            let n = usize::try_from(arg).map_err(|_| Refusal::Failed)?;
+            let records = stream
+                .newest_records(n.min(MAX_NEWEST))
+                .map_err(|_| Refusal::Failed)?;
+            // Cut from the oldest end: what is kept is still the newest.
+            Ok(encode_cut(records.iter().rev(), &public, max, true))
         }
         OP_CRDR => match stream.crdr(arg).map_err(|_| Refusal::Failed)? {
             Some((meta, body)) => {
@@ -134,6 +130,38 @@ fn answer(path: &std::path::Path, op: u8, arg: i64, max: usize) -> Result<Vec<u8
         },
         _ => Err(Refusal::Failed),
     }
+}
+
+/// Encodes `records` as a msgpack array, stopping before the record that
+/// would take it over `max` bytes (one record always goes). `reversed`:
+/// `records` come newest first and the array is written oldest first.
+fn encode_cut<'r>(
+    records: impl Iterator<Item = &'r (Meta, Body)>,
+    public: &VerifyingKey,
+    max: usize,
+    reversed: bool,
+) -> Vec<u8> {
+    let mut encoded: Vec<Vec<u8>> = Vec::new();
+    let mut total = 0;
+    for (meta, body) in records {
+        let mut one = Vec::new();
+        wire::encode_record(&mut one, meta, body, public);
+        if !encoded.is_empty() && total + one.len() > max {
+            break;
+        }
+        total += one.len();
+        encoded.push(one);
+    }
+    if reversed {
+        encoded.reverse();
+    }
+    let mut out = Vec::with_capacity(total + 5);
+    let count = u32::try_from(encoded.len()).unwrap_or(0);
+    let _ = rmp::encode::write_array_len(&mut out, count);
+    for one in encoded {
+        out.extend_from_slice(&one);
+    }
+    out
 }
 
 /// Why a pull over a link failed.
@@ -196,6 +224,12 @@ impl Source for LinkSource {
     async fn modified_after(&mut self, t: i64) -> Result<Vec<(Meta, Body)>, LinkSourceError> {
         let bytes = self.ask(OP_PAGE, t).await?;
         self.decode(bytes, wire::decode_records).await
+    }
+
+    async fn newest(&mut self, n: usize) -> Result<Option<Vec<(Meta, Body)>>, LinkSourceError> {
+        let n = i64::try_from(n.min(MAX_NEWEST)).unwrap_or(0);
+        let bytes = self.ask(OP_NEWEST, n).await?;
+        self.decode(bytes, wire::decode_records).await.map(Some)
     }
 
     async fn crdr(&mut self, pdest: i64) -> Result<Option<Meta>, LinkSourceError> {

@@ -1,0 +1,352 @@
+//! `keyway registry client|register|delete|lookup|list` as other checks
+//! drive them (issue 17: the lines are a contract): the REPL over stdin
+//! with nothing but answers on stdout, and the one-shot exit codes.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const KEYWAY: &str = env!("CARGO_BIN_EXE_keyway");
+/// Longest wait for one line from a process.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn keyway(args: &[&str]) -> Output {
+    Command::new(KEYWAY)
+        .args(args)
+        .env_remove("KEYWAY_PASSWORD")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn read_lines(stdout: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// A directory with a password file, a network key and a running
+/// `keyway registry serve` (killed by its PID when dropped).
+struct Setup {
+    dir: tempfile::TempDir,
+    pw: PathBuf,
+    net: PathBuf,
+    server: Child,
+    /// `PUBKEY@HOST:PORT` of the server.
+    address: String,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "test password\n").unwrap();
+        let net = dir.path().join("net.key");
+        ok(keyway(&["netkey", "new", "--out", s(&net)]));
+        let server_id = identity(dir.path(), &pw, "server.id").0;
+        let db = dir.path().join("db");
+        let mut server = Command::new(KEYWAY)
+            .args([
+                "registry",
+                "serve",
+                "--identity",
+                s(&server_id),
+                "--network-key",
+                s(&net),
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                s(&db),
+                "--password-file",
+                s(&pw),
+            ])
+            .env_remove("KEYWAY_PASSWORD")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let lines = read_lines(server.stdout.take().unwrap());
+        let (mut node_pk, mut listening) = (None, None);
+        while node_pk.is_none() || listening.is_none() {
+            let line = lines.recv_timeout(PATIENCE).unwrap();
+            if let Some(pk) = line.strip_prefix("node_pk=") {
+                node_pk = Some(pk.to_owned());
+            } else if let Some(addr) = line.strip_prefix("listening=") {
+                listening = Some(addr.to_owned());
+            }
+        }
+        let address = format!("{}@{}", node_pk.unwrap(), listening.unwrap());
+        Self {
+            dir,
+            pw,
+            net,
+            server,
+            address,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A client: its identity file, node_pk and the options every client
+    /// command takes (its replica in a directory of its own).
+    fn client(&self, name: &str) -> Client {
+        let (identity, pk) = identity(self.dir.path(), &self.pw, &format!("{name}.id"));
+        let options = vec![
+            "--identity".into(),
+            s(&identity).into(),
+            "--network-key".into(),
+            s(&self.net).into(),
+            "--server".into(),
+            self.address.clone(),
+            "--replica".into(),
+            s(&self.path(&format!("{name}.replica"))).into(),
+            "--password-file".into(),
+            s(&self.pw).into(),
+        ];
+        Client { pk, options }
+    }
+}
+
+/// A new identity file; its path and node_pk.
+fn identity(dir: &Path, pw: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let out = ok(keyway(&[
+        "identity",
+        "new",
+        "--out",
+        s(&path),
+        "--password-file",
+        s(pw),
+    ]));
+    let pk = out.trim().strip_prefix("node_pk=").unwrap().to_owned();
+    (path, pk)
+}
+
+struct Client {
+    pk: String,
+    options: Vec<String>,
+}
+
+impl Client {
+    /// `keyway registry COMMAND [NAME] OPTIONS…`: stdout and exit code.
+    fn one(&self, command: &str, name: Option<&str>) -> (String, i32) {
+        let mut args: Vec<&str> = vec!["registry", command];
+        args.extend(name);
+        args.extend(self.options.iter().map(String::as_str));
+        let out = keyway(&args);
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            out.status.code().unwrap(),
+        )
+    }
+
+    fn repl(&self) -> Repl {
+        let mut child = Command::new(KEYWAY)
+            .args(["registry", "client"])
+            .args(&self.options)
+            .env_remove("KEYWAY_PASSWORD")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let lines = read_lines(child.stdout.take().unwrap());
+        Repl {
+            child,
+            stdin,
+            lines,
+        }
+    }
+}
+
+/// A running REPL, killed (by its PID) when dropped.
+struct Repl {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Repl {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Repl {
+    fn send(&mut self, command: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{command}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn line(&self) -> String {
+        self.lines.recv_timeout(PATIENCE).unwrap()
+    }
+
+    /// Sends `command` and returns its one line of answer.
+    fn ask(&mut self, command: &str) -> String {
+        self.send(command);
+        self.line()
+    }
+
+    /// `exit`, then: the process ends with 0 and prints nothing more.
+    fn exit(mut self) {
+        self.send("exit");
+        let status = self.child.wait().unwrap();
+        assert!(status.success());
+        let rest: Vec<String> = self.lines.try_iter().collect();
+        assert!(rest.is_empty(), "nothing after exit: {rest:?}");
+    }
+}
+
+#[test]
+fn the_repl_prints_only_answers() {
+    let setup = Setup::new();
+    let alice = setup.client("alice");
+    let bob = setup.client("bob");
+
+    let mut a = alice.repl();
+    assert_eq!(a.ask("register Alice"), "OK");
+    assert_eq!(a.ask("lookup alice"), alice.pk);
+    assert_eq!(a.ask("register alice"), "IDEMPOTENT");
+    assert_eq!(a.ask("register zoe"), "OK");
+    assert_eq!(a.ask("lookup nobody"), "NOT FOUND");
+    a.send("list");
+    assert_eq!([a.line(), a.line(), a.line()], ["alice", "zoe", "END"]);
+    assert!(
+        a.ask("register x").starts_with("ERR:"),
+        "a validation error"
+    );
+
+    let mut b = bob.repl();
+    assert_eq!(b.ask("register alice"), "ERR:Username already taken");
+    assert_eq!(
+        b.ask("delete alice"),
+        "ERR:Unauthorized: only the owner can delete this username"
+    );
+    assert_eq!(b.ask("lookup ALICE"), alice.pk, "synced at start");
+    assert_eq!(b.ask("register bob"), "OK");
+
+    // Alice's REPL follows the stream: Bob's name shows up without a
+    // write of hers (bounded: 100 tries 100 ms apart).
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = a.ask("lookup bob");
+        if seen != "NOT FOUND" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(seen, bob.pk);
+
+    assert_eq!(a.ask("delete alice"), "OK");
+    assert_eq!(a.ask("lookup alice"), "NOT FOUND");
+    assert_eq!(a.ask("delete alice"), "ERR:Username not found");
+    a.exit();
+    b.exit();
+}
+
+#[test]
+fn one_shot_commands_exit_by_the_answer() {
+    let setup = Setup::new();
+    let alice = setup.client("alice");
+    let bob = setup.client("bob");
+    let carol = setup.client("carol");
+
+    assert_eq!(alice.one("register", Some("alice")), ("OK\n".into(), 0));
+    assert_eq!(
+        alice.one("register", Some("alice")),
+        ("IDEMPOTENT\n".into(), 0)
+    );
+    assert_eq!(
+        bob.one("register", Some("alice")),
+        ("ERR:Username already taken\n".into(), 1)
+    );
+    assert_eq!(bob.one("register", Some("bob")), ("OK\n".into(), 0));
+    // Carol never wrote: her first lookup syncs, then answers.
+    assert_eq!(
+        carol.one("lookup", Some("alice")),
+        (format!("{}\n", alice.pk), 0)
+    );
+    assert_eq!(
+        carol.one("lookup", Some("nobody")),
+        ("NOT FOUND\n".into(), 2)
+    );
+    assert_eq!(carol.one("list", None), ("alice\nbob\nEND\n".into(), 0));
+    assert_eq!(
+        carol.one("delete", Some("alice")),
+        (
+            "ERR:Unauthorized: only the owner can delete this username\n".into(),
+            1
+        )
+    );
+    assert_eq!(alice.one("delete", Some("alice")), ("OK\n".into(), 0));
+    assert_eq!(
+        carol.one("lookup", Some("alice")),
+        ("NOT FOUND\n".into(), 2)
+    );
+    assert_eq!(carol.one("list", None), ("bob\nEND\n".into(), 0));
+}
+
+#[test]
+fn an_unreachable_server_is_one_line_on_stderr() {
+    let setup = Setup::new();
+    let alice = setup.client("alice");
+    // The server's key at a port nobody listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let key = setup.address.split('@').next().unwrap();
+    let mut args: Vec<String> = vec!["registry".into(), "lookup".into(), "alice".into()];
+    for pair in alice.options.chunks(2) {
+        args.push(pair[0].clone());
+        args.push(if pair[0] == "--server" {
+            format!("{key}@127.0.0.1:{port}")
+        } else {
+            pair[1].clone()
+        });
+    }
+    args.extend(["--timeout".into(), "1".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = keyway(&args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+    assert!(err.contains("cannot connect"), "{err}");
+}

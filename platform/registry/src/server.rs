@@ -1,0 +1,336 @@
+//! The registry server: its directory, the write path and the link
+//! service.
+//!
+//! `DIR` holds [`STREAM_FILE`] (the Drayer stream, with its
+//! `.privatekey` beside it as `keyway drayer new` writes it) and
+//! [`INDEX_FILE`] (the index). A write is judged and applied by one
+//! writer under one lock: check freshness and ownership against the
+//! index, append the record to the stream (committed and synced), then
+//! apply it to the index. Two registrations of one name are therefore
+//! serialised: exactly one sees the name free. A crash between the
+//! stream's commit and the index's leaves the index behind, and
+//! [`Registry::open`] replays the stream past the index's position.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures_util::future::BoxFuture;
+use keyway_core::PublicKey;
+use keyway_core::drayer::VerifyingKey;
+use keyway_core::link::{Refusal, Service};
+use keyway_core::registry::decide::{
+    ERR_BAD_SIGNATURE, ERR_BUSY, ERR_INTERNAL, ERR_MALFORMED, ERR_NOT_CALLER, ERR_OTHER_REGISTRY,
+};
+use keyway_core::registry::{
+    MAX_REPLY_LEN, MAX_REQUEST_LEN, Outcome, RECORD_KIND, SignedRequest, Status, Username,
+    WriteReply, check_fresh, decide,
+};
+use keyway_core::time::{Clock as _, SystemClock};
+use keyway_drayer::sync::PAGE;
+use keyway_drayer::{Stream, StreamError};
+use keyway_link::connection::Handler;
+use keyway_link::stream_sync::StreamServer;
+use tokio::sync::Semaphore;
+
+use crate::index::Index;
+use crate::record::check_record;
+
+/// The stream file in `DIR`.
+pub const STREAM_FILE: &str = "registry.drayer";
+/// The index file in `DIR`.
+pub const INDEX_FILE: &str = "index.sqlite";
+/// Writes accepted at once (waiting for the writer or being verified);
+/// more are answered `ERR:Busy` at once rather than queued without bound.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+
+/// Why the registry could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// Creating `DIR`.
+    #[error("{path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The stream file.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    /// The index file.
+    #[error("index: {0}")]
+    Index(#[from] rusqlite::Error),
+    /// The stream file has no private key: this copy cannot write.
+    #[error("{0} has no private key beside it: not this registry's own stream")]
+    NotOwner(PathBuf),
+}
+
+/// A write's verdict before it is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Appended at this position.
+    Ok(i64),
+    /// Already so; the record holding it is at this position.
+    Idempotent(i64),
+    /// Refused; nothing stored.
+    Err(&'static str),
+}
+
+impl Verdict {
+    /// The reply body.
+    pub fn encode(self) -> Vec<u8> {
+        let (status, position) = match self {
+            Self::Ok(p) => (Status::Ok, p),
+            Self::Idempotent(p) => (Status::Idempotent, p),
+            Self::Err(text) => (Status::Err(text), 0),
+        };
+        let mut out = vec![0u8; MAX_REPLY_LEN];
+        // Every text this server sends is a short constant.
+        let n = WriteReply { status, position }
+            .encode(&mut out)
+            .unwrap_or(0);
+        out.truncate(n);
+        out
+    }
+}
+
+struct State {
+    stream: Stream,
+    index: Index,
+}
+
+/// An open registry.
+pub struct Registry {
+    state: Mutex<State>,
+    stream_key: VerifyingKey,
+    stream_key_base64: String,
+    stream_path: PathBuf,
+    in_flight: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("stream", &self.stream_path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(SystemClock.unix_micros() / 1000).unwrap_or(0)
+}
+
+impl Registry {
+    /// Opens the registry in `dir`, creating the directory, the stream
+    /// (with a fresh key) and the index as needed, and brings the index up
+    /// to the stream. Blocking (SQLite): call before serving, or on the
+    /// blocking pool.
+    pub fn open(dir: &Path) -> Result<Arc<Self>, RegistryError> {
+        Self::open_with(dir, DEFAULT_MAX_IN_FLIGHT)
+    }
+
+    /// [`Self::open`] with a bound on writes in flight.
+    pub fn open_with(dir: &Path, max_in_flight: usize) -> Result<Arc<Self>, RegistryError> {
+        std::fs::create_dir_all(dir).map_err(|source| RegistryError::Dir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let stream_path = dir.join(STREAM_FILE);
+        let stream = if stream_path.exists() {
+            Stream::open(&stream_path)?
+        } else {
+            Stream::create(&stream_path)?
+        };
+        if !stream.is_owner() {
+            return Err(RegistryError::NotOwner(stream_path));
+        }
+        let stream_key = *stream.public_key();
+        let mut index = Index::open(&dir.join(INDEX_FILE), stream_key.as_bytes())?;
+        catch_up(&stream, &mut index)?;
+        let stream_key_base64 = stream.public_key_base64();
+        Ok(Arc::new(Self {
+            state: Mutex::new(State { stream, index }),
+            stream_key,
+            stream_key_base64,
+            stream_path,
+            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+        }))
+    }
+
+    /// The stream's public key.
+    pub fn stream_key(&self) -> &VerifyingKey {
+        &self.stream_key
+    }
+
+    /// The stream's public key in standard base64 (`stream_pk=`).
+    pub fn stream_key_base64(&self) -> &str {
+        &self.stream_key_base64
+    }
+
+    /// The stream file (for serving it over links or HTTP).
+    pub fn stream_path(&self) -> &Path {
+        &self.stream_path
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every step under the lock leaves the state consistent (each
+        // commit is whole), so a panicked holder leaves nothing half done.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Handles one write from the link identity `caller` (blocking: runs
+    /// the signature check and SQLite), judged at `now_ms`.
+    pub fn write_blocking(&self, caller: &PublicKey, body: &[u8], now_ms: u64) -> Verdict {
+        if body.len() > MAX_REQUEST_LEN {
+            return Verdict::Err(ERR_MALFORMED);
+        }
+        let Ok(signed) = SignedRequest::decode(body) else {
+            return Verdict::Err(ERR_MALFORMED);
+        };
+        let request = &signed.request;
+        // The transport proved who is calling; the payload only claims it.
+        if &request.owner != caller {
+            return Verdict::Err(ERR_NOT_CALLER);
+        }
+        if &request.registry != self.stream_key.as_bytes() {
+            return Verdict::Err(ERR_OTHER_REGISTRY);
+        }
+        // Verified before taking the lock: the writer's turn stays short.
+        if signed.verify().is_err() {
+            return Verdict::Err(ERR_BAD_SIGNATURE);
+        }
+        let mut state = self.lock();
+        match judge_and_apply(&mut state, &signed, body, now_ms) {
+            Ok(verdict) => verdict,
+            Err(e) => {
+                tracing::error!("registry write for {}: {e}", request.name);
+                Verdict::Err(ERR_INTERNAL)
+            }
+        }
+    }
+
+    /// Handles one write from `caller`: the reply body. At most
+    /// [`DEFAULT_MAX_IN_FLIGHT`] (or the configured bound) at once.
+    pub fn write(
+        self: &Arc<Self>,
+        caller: PublicKey,
+        body: Vec<u8>,
+    ) -> BoxFuture<'static, Vec<u8>> {
+        let registry = self.clone();
+        Box::pin(async move {
+            let Ok(permit) = registry.in_flight.clone().try_acquire_owned() else {
+                return Verdict::Err(ERR_BUSY).encode();
+            };
+            let verdict = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                registry.write_blocking(&caller, &body, now_ms())
+            })
+            .await
+            .unwrap_or(Verdict::Err(ERR_INTERNAL));
+            verdict.encode()
+        })
+    }
+
+    /// The owner of `name`, if registered (the server's own view).
+    pub fn lookup(&self, name: &Username) -> Result<Option<PublicKey>, RegistryError> {
+        Ok(self.lock().index.lookup(name.as_str())?)
+    }
+
+    /// Every registered name in byte order (the server's own view).
+    pub fn list(&self) -> Result<Vec<String>, RegistryError> {
+        Ok(self.lock().index.list()?)
+    }
+
+    /// The stream position the index has reached.
+    pub fn position(&self) -> Result<i64, RegistryError> {
+        Ok(self.lock().index.position()?)
+    }
+}
+
+/// Freshness, ownership, append, index: the check and the set under one
+/// lock.
+fn judge_and_apply(
+    state: &mut State,
+    signed: &SignedRequest,
+    body: &[u8],
+    now_ms: u64,
+) -> Result<Verdict, RegistryError> {
+    let request = &signed.request;
+    let last = state.index.last_ms(&request.owner)?;
+    if let Err(text) = check_fresh(now_ms, request.timestamp_ms, last) {
+        return Ok(Verdict::Err(text));
+    }
+    let current = state.index.name(request.name.as_str())?;
+    let owner = current.filter(|c| c.registered).map(|c| c.owner);
+    match decide(request.op, &request.owner, owner.as_ref()) {
+        Outcome::Refuse(text) => Ok(Verdict::Err(text)),
+        Outcome::Idempotent => Ok(Verdict::Idempotent(current.map_or(0, |c| c.position))),
+        Outcome::Append => {
+            let meta = state.stream.set(request.name.as_str(), RECORD_KIND, body)?;
+            state.index.apply(signed, meta.modified)?;
+            Ok(Verdict::Ok(meta.modified))
+        }
+    }
+}
+
+/// Replays the stream's records after the index's position into the
+/// index. Each page moves the position forward, so this ends.
+fn catch_up(stream: &Stream, index: &mut Index) -> Result<(), RegistryError> {
+    if index.position()? > stream.tip()? {
+        // An index ahead of its stream belongs to another copy of it.
+        index.reset(stream.public_key().as_bytes())?;
+    }
+    let registry = *stream.public_key().as_bytes();
+    loop {
+        let page = stream.modified_after(index.position()?, PAGE)?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        for (meta, body) in page {
+            match check_record(&registry, &body.key, &body.kind, body.value.as_deref()) {
+                Ok(signed) => index.apply(&signed, meta.modified)?,
+                Err(e) => {
+                    if body.kind == RECORD_KIND {
+                        tracing::warn!("registry stream: skipping a record: {e}");
+                    }
+                    index.skip(meta.modified)?;
+                }
+            }
+        }
+    }
+}
+
+/// What the registry serves on its links: writes, and its stream to
+/// replicas.
+#[derive(Debug, Clone)]
+pub struct RegistryService {
+    registry: Arc<Registry>,
+    streams: Arc<StreamServer>,
+}
+
+impl RegistryService {
+    /// Serves `registry`'s writes and its stream.
+    pub fn new(registry: Arc<Registry>) -> Result<Self, RegistryError> {
+        let streams = StreamServer::open(&[registry.stream_path().to_owned()])?;
+        Ok(Self {
+            registry,
+            streams: Arc::new(streams),
+        })
+    }
+}
+
+impl Handler for RegistryService {
+    fn handle(
+        &self,
+        peer: PublicKey,
+        service: Service,
+        body: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, Refusal>> {
+        match service {
+            Service::RegistryWrite => {
+                let reply = self.registry.write(peer, body);
+                Box::pin(async move { Ok(reply.await) })
+            }
+            Service::Sync => self.streams.handle(body),
+            Service::Message => Box::pin(async { Err(Refusal::UnknownService) }),
+        }
+    }
+}
