@@ -14,6 +14,10 @@
 //!   (after an untimed tenth as many): the local reads, with the REPL's line
 //!   parsing and printing around each; `lookup_roundtrip_per_s`: one at a
 //!   time, each waiting for its answer (adds a pipe round trip per lookup);
+//!   `lookup_inprocess_per_s`: at the end, with the REPL gone, the same
+//!   replica opened in this process (`keyway_registry::replica::Replica`)
+//!   and LOOKUPS random hits through `Replica::lookup`, one after another:
+//!   the local read alone, as hyper-registry's script times `db.get`;
 //! - `register_per_s`: CLIENTS REPLs each register their share of
 //!   REGISTRATIONS one after another; a reply comes when the writer's
 //!   replica holds the record (read-your-writes), p50/p99 per registration;
@@ -36,6 +40,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
+
+use keyway_registry::replica::Replica;
 
 /// Longest wait for any one reply; a registry that stops answering ends
 /// the run instead of hanging it.
@@ -480,4 +486,34 @@ fn main() {
         percentile(&from_send, 0.99)
     );
     drop((reader, writers, server));
+
+    // 6. The reader's replica, read in-process.
+    if names > 0 && lookups > 0 {
+        let dir = setup.dir.join("reader.replica");
+        let key = Replica::stream_key_in(&dir)
+            .unwrap()
+            .expect("the reader kept no replica");
+        let replica = Replica::open(&dir, key, None).unwrap();
+        let mut rng = SplitMix(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64,
+        );
+        let mut random =
+            |count: usize| -> Vec<String> { (0..count).map(|_| name(rng.below(names))).collect() };
+        for n in random(lookups.div_ceil(10)) {
+            assert!(replica.lookup(&n).unwrap().is_some(), "{n}");
+        }
+        let picks = random(lookups);
+        let started = Instant::now();
+        for n in &picks {
+            assert!(replica.lookup(n).unwrap().is_some(), "{n}");
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "figure=lookup_inprocess_per_s value={:.3} names={names} lookups={lookups} secs={secs:.3} mode=Replica::lookup",
+            lookups as f64 / secs
+        );
+    }
 }
