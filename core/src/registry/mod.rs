@@ -5,7 +5,7 @@
 //! - [`username`]: folding (NFC, case folding) and validation.
 //! - [`request`]: [`WriteRequest`] / [`SignedRequest`], also the record.
 //! - [`reply`]: [`WriteReply`] (`OK`, `IDEMPOTENT`, `ERR:<text>` + position).
-//! - [`decide`]: freshness and the register/delete table.
+//! - [`decide`](mod@decide): freshness and the register/delete table.
 //!
 //! A write travels as the body of a link request on service
 //! `registry-write`; the reply is that request's response body. Each

@@ -34,7 +34,7 @@ pub enum Status<'a> {
     Ok,
     /// Already so; nothing appended.
     Idempotent,
-    /// Refused; the text after `ERR:` (see [`super::decide`] for the
+    /// Refused; the text after `ERR:` (see [`super::decide`](mod@super::decide) for the
     /// texts this server sends).
     Err(&'a str),
 }

@@ -15,7 +15,7 @@
 //! Because step 3 keeps only ASCII, full case folding needs only the
 //! characters whose folding *is* ASCII: `A`–`Z`, and the ten that
 //! [`char::to_lowercase`] leaves non-ASCII but folding does not (ß, ẞ, ſ
-//! and the Latin ligatures ﬀ–ﬆ), which [`fold_char`] lists. Every other
+//! and the Latin ligatures ﬀ–ﬆ), which `fold_char` lists. Every other
 //! character folds to something non-ASCII and is refused either way.
 //!
 //! The wire carries only the canonical form ([`Username::from_canonical`]

@@ -517,7 +517,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
 /// with the HTTP port and prints `dht_announced=<base64 key>` once each
 /// stream's first announcement is stored; failures go to stderr and are
 /// retried (`keyway_drayer::dht::RETRY_INTERVAL`).
-fn announce_on_dht(
+pub(crate) fn announce_on_dht(
     bootstrap: &[String],
     keys: std::collections::HashMap<[u8; 32], String>,
     http_port: u16,

@@ -6,6 +6,8 @@ mod identity;
 mod keyfile;
 mod namebump;
 mod node;
+mod registry;
+mod registry_client;
 mod serve_config;
 mod sidewire;
 
@@ -66,6 +68,9 @@ enum Command {
     /// A node on secure links: run one, or send it a message.
     #[command(subcommand)]
     Node(node::Command),
+    /// The name registry: run a server, or use one (issue 17).
+    #[command(subcommand)]
+    Registry(registry::Command),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +98,7 @@ fn main() -> ExitCode {
         Command::Identity(command) => identity::run_identity(command),
         Command::Netkey(command) => identity::run_netkey(command),
         Command::Node(command) => return node::run(command),
+        Command::Registry(command) => return registry::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

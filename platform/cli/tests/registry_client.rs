@@ -174,9 +174,14 @@ impl Client {
     }
 
     fn repl(&self) -> Repl {
+        self.repl_with(&[])
+    }
+
+    fn repl_with(&self, extra: &[&str]) -> Repl {
         let mut child = Command::new(KEYWAY)
             .args(["registry", "client"])
             .args(&self.options)
+            .args(extra)
             .env_remove("KEYWAY_PASSWORD")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -349,4 +354,24 @@ fn an_unreachable_server_is_one_line_on_stderr() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
     assert!(err.contains("cannot connect"), "{err}");
+}
+
+#[test]
+fn a_restarted_repl_answers_from_its_replica_without_the_server() {
+    let mut setup = Setup::new();
+    let alice = setup.client("alice");
+    assert_eq!(alice.one("register", Some("alice")), ("OK\n".into(), 0));
+    assert_eq!(alice.one("register", Some("amber")), ("OK\n".into(), 0));
+    let _ = setup.server.kill();
+    let _ = setup.server.wait();
+
+    let mut a = alice.repl_with(&["--timeout", "2"]);
+    assert_eq!(a.ask("lookup alice"), alice.pk);
+    a.send("list");
+    assert_eq!([a.line(), a.line(), a.line()], ["alice", "amber", "END"]);
+    // A write cannot be made: still one line, saying why.
+    let failed = a.ask("register bob");
+    assert!(failed.starts_with("ERR:"), "{failed}");
+    assert_eq!(a.ask("lookup bob"), "NOT FOUND");
+    a.exit();
 }

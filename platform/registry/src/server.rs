@@ -41,7 +41,7 @@ pub const STREAM_FILE: &str = "registry.drayer";
 pub const INDEX_FILE: &str = "index.sqlite";
 /// Writes accepted at once (waiting for the writer or being verified);
 /// more are answered `ERR:Busy` at once rather than queued without bound.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 /// Why the registry could not be opened or read.
 #[derive(Debug, thiserror::Error)]

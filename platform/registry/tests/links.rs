@@ -51,12 +51,22 @@ struct Server {
 /// A registry on loopback, as `keyway registry serve` runs it without
 /// `--allow`: any proven peer may write and sync.
 async fn serve(dir: &Path, identity: Keypair) -> Server {
-    let registry = Registry::open(dir).unwrap();
     let mut allow = AllowList::new();
     allow.allow_anyone([Capability::SyncAll, Capability::RegistryWrite]);
+    serve_allowing(dir, identity, allow).await
+}
+
+/// A registry whose links grant `allow`.
+async fn serve_allowing(dir: &Path, identity: Keypair, allow: AllowList) -> Server {
+    let registry = Registry::open(dir).unwrap();
     let key = *identity.public();
     let service = RegistryService::new(registry.clone()).unwrap();
-    let node = Node::new(config(identity, allow), Arc::new(service), 256);
+    // The CLI's default connection cap.
+    let node = Node::new(
+        config(identity, allow),
+        Arc::new(service),
+        keyway_link::node::DEFAULT_MAX_CONNECTIONS,
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(node.serve(listener));
@@ -248,8 +258,17 @@ async fn hyper_registrys_six_cases_through_links_and_a_replica() {
     let (status, _) = alice.write(Op::Delete, "alice").await;
     assert_eq!(status, "ERR:Username not found");
 
-    // The server's own index agrees with the replica.
+    // The server's own index agrees with the replica, and so does a
+    // third client's replica that never wrote.
     assert_eq!(server.registry.list().unwrap(), ["bob"]);
+    let carol = Client::connect(&server).await;
+    let mut theirs = Replica::new(&dir.path().join("carol.drayer"), &server);
+    theirs
+        .sync_to(&carol.link, replica.stream.tip().unwrap())
+        .await;
+    assert_eq!(theirs.list(), ["bob"]);
+    assert_eq!(theirs.lookup("bob"), Some(bob.key()));
+    assert_eq!(theirs.lookup("alice"), None);
     server.task.abort();
 }
 
@@ -392,4 +411,60 @@ async fn a_restart_keeps_the_stream_and_the_index_and_rebuilds_a_lost_index() {
         alice_again.write(Op::Register, "alice").await.0,
         "IDEMPOTENT"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_allow_list_only_listed_writers_write_and_anyone_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = keypair();
+    let mut allow = AllowList::new();
+    allow.allow(writer.public(), [Capability::RegistryWrite]);
+    allow.allow_anyone([Capability::SyncAll]);
+    let server = serve_allowing(dir.path(), keypair(), allow).await;
+    let mut stranger = Client::connect(&server).await;
+    let body = stranger.signed(Op::Register, "stranger");
+    let refused = stranger
+        .link
+        .request(Service::RegistryWrite, body)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            keyway_link::connection::RequestError::Refused(
+                keyway_core::link::Refusal::NotAuthorized
+            )
+        ),
+        "{refused:?}"
+    );
+    let mut writer = Client::connect_as(&server, writer).await;
+    let (status, at) = writer.write(Op::Register, "writer").await;
+    assert_eq!(status, "OK");
+    let mut replica = Replica::new(&dir.path().join("replica.drayer"), &server);
+    replica.sync_to(&stranger.link, at).await;
+    assert_eq!(replica.list(), ["writer"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_clients_connected_at_once_all_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), keypair()).await;
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        clients.push(Client::connect(&server).await);
+    }
+    let mut waits = Vec::new();
+    for (i, mut client) in clients.into_iter().enumerate() {
+        waits.push(tokio::spawn(async move {
+            client.write(Op::Register, &format!("user{i:03}")).await.0
+        }));
+    }
+    for wait in waits {
+        let status = tokio::time::timeout(PATIENCE, wait).await.unwrap().unwrap();
+        assert_eq!(status, "OK");
+    }
+    let names = server.registry.list().unwrap();
+    assert_eq!(names.len(), 100);
+    assert_eq!(names[0], "user000");
+    assert_eq!(names[99], "user099");
 }
