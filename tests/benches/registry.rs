@@ -189,7 +189,10 @@ impl Server {
         while node_pk.is_none() || listening.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = lines.recv_timeout(left).unwrap_or_else(|_| {
-                panic!("no node_pk=/listening= from the server; see server.err")
+                panic!(
+                    "no node_pk=/listening= from the server:\n{}",
+                    tail(&setup.dir.join("server.err"))
+                )
             });
             if let Some(v) = line.strip_prefix("node_pk=") {
                 node_pk = Some(v.to_owned());
@@ -219,6 +222,15 @@ struct Repl {
     stdin: ChildStdin,
     lines: Receiver<String>,
     who: String,
+    /// Its standard error, quoted when it stops answering.
+    log: PathBuf,
+}
+
+/// The last lines of a process's standard error, for a failure message.
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 impl Repl {
@@ -239,14 +251,16 @@ impl Repl {
             stdin,
             lines,
             who: who.to_owned(),
+            log: setup.dir.join(format!("{who}.err")),
         }
     }
 
     fn reply(&self) -> String {
         self.lines.recv_timeout(REPLY).unwrap_or_else(|_| {
             panic!(
-                "{} did not answer within {REPLY:?}; see {}.err",
-                self.who, self.who
+                "{} did not answer within {REPLY:?}:\n{}",
+                self.who,
+                tail(&self.log)
             )
         })
     }
@@ -261,21 +275,28 @@ impl Repl {
     /// read meanwhile, or both pipes fill) and returns the answers in order.
     fn pipeline(&mut self, commands: &[String]) -> Vec<String> {
         let Self {
-            stdin, lines, who, ..
+            stdin,
+            lines,
+            who,
+            log,
+            ..
         } = self;
         thread::scope(|s| {
             s.spawn(|| {
                 let mut w = std::io::BufWriter::new(&mut *stdin);
                 for c in commands {
-                    writeln!(w, "{c}").unwrap();
+                    // A REPL that died is reported by the reading side.
+                    if writeln!(w, "{c}").is_err() {
+                        return;
+                    }
                 }
-                w.flush().unwrap();
+                let _ = w.flush();
             });
             (0..commands.len())
                 .map(|_| {
                     lines
                         .recv_timeout(REPLY)
-                        .unwrap_or_else(|_| panic!("{who} stopped answering; see {who}.err"))
+                        .unwrap_or_else(|_| panic!("{who} stopped answering:\n{}", tail(log)))
                 })
                 .collect()
         })
