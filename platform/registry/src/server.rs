@@ -325,6 +325,12 @@ impl Handler for RegistryService {
         body: Vec<u8>,
     ) -> BoxFuture<'static, Result<Vec<u8>, Refusal>> {
         match service {
+            // An info request: which stream this registry publishes (a
+            // new client needs it to sign requests and to pull).
+            Service::RegistryWrite if body == [0] => {
+                let key = self.registry.stream_key().to_bytes().to_vec();
+                Box::pin(async move { Ok(key) })
+            }
             Service::RegistryWrite => {
                 let reply = self.registry.write(peer, body);
                 Box::pin(async move { Ok(reply.await) })
@@ -332,5 +338,74 @@ impl Handler for RegistryService {
             Service::Sync => self.streams.handle(body),
             Service::Message => Box::pin(async { Err(Refusal::UnknownService) }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyway_core::Keypair;
+    use keyway_core::rand_core::UnwrapErr;
+    use keyway_core::registry::{Op, WriteRequest};
+
+    fn keypair() -> Keypair {
+        Keypair::generate(&mut UnwrapErr(getrandom::SysRng))
+    }
+
+    fn body(registry: &Registry, owner: &Keypair, name: &str, ms: u64) -> Vec<u8> {
+        let signed = WriteRequest::sign(
+            Op::Register,
+            Username::fold(name).unwrap(),
+            *registry.stream_key().as_bytes(),
+            ms,
+            owner,
+        );
+        let mut buf = [0u8; MAX_REQUEST_LEN];
+        let n = signed.encode(&mut buf).unwrap();
+        buf[..n].to_vec()
+    }
+
+    #[tokio::test]
+    async fn writes_over_the_in_flight_bound_are_busy_not_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open_with(dir.path(), 1).unwrap();
+        let owner = keypair();
+        let held = registry.in_flight.clone().try_acquire_owned().unwrap();
+        let request = body(&registry, &owner, "alice", now_ms());
+        let reply = registry.write(*owner.public(), request.clone()).await;
+        assert_eq!(Verdict::Err(ERR_BUSY).encode(), reply);
+        drop(held);
+        let reply = registry.write(*owner.public(), request).await;
+        let reply = WriteReply::decode(&reply).unwrap();
+        assert_eq!(reply.status, Status::Ok);
+    }
+
+    #[test]
+    fn a_rebuild_skips_records_whose_owner_signature_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let (alice, bob) = (keypair(), keypair());
+        let now = now_ms();
+        let good = body(&registry, &alice, "alice", now);
+        let verdict = registry.write_blocking(alice.public(), &good, now);
+        assert_eq!(verdict, Verdict::Ok(registry.position().unwrap()));
+        // The stream's own key (the server, or whoever stole its key)
+        // publishes a record bob never signed.
+        let mut forged = body(&registry, &bob, "bob", now);
+        let at = forged.len() - 1;
+        forged[at] ^= 1;
+        drop(registry);
+        let mut stream = Stream::open(&dir.path().join(STREAM_FILE)).unwrap();
+        stream.set("bob", RECORD_KIND, &forged).unwrap();
+        drop(stream);
+        std::fs::remove_file(dir.path().join(INDEX_FILE)).unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        assert_eq!(registry.list().unwrap(), ["alice"]);
+        // The skipped record still moved the index to the stream's tip.
+        let tip = Stream::open_read_only(registry.stream_path())
+            .unwrap()
+            .tip()
+            .unwrap();
+        assert_eq!(registry.position().unwrap(), tip);
     }
 }

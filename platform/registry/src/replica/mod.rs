@@ -6,6 +6,13 @@
 //! honest as the owners, not only as the server. `lookup` and `list` are
 //! answered from the index, without the network.
 //!
+//! The index follows the stream by position: each record's change is
+//! applied in order (a name's newer record replaces its older one, as it
+//! does in the stream). A record the server removes with a bare Drayer
+//! deletion — which an honest registry never makes — leaves its name in
+//! the index until the index is rebuilt (delete `index.sqlite`; the next
+//! open rebuilds it from the mirror).
+//!
 //! Files in the directory:
 //! - `registry.stream`: the mirror (a Drayer stream file);
 //! - `index.sqlite`: the name table ([`index`]).
