@@ -10,7 +10,7 @@
 # BENCHMARKS.md only from a run on a quiet machine.
 #
 #   bash tests/bench-registry.sh [NAMES] [LOOKUPS] [REGISTRATIONS] [CLIENTS] [LAG_SAMPLES]
-#   (defaults 100000 100000 2000 4 500)
+#   (defaults 100000 100000 2000 4 300)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -23,9 +23,11 @@
 //!   replica holds the record (read-your-writes), p50/p99 per registration;
 //! - `replication_lag`: a writer's `register` → the name visible in the
 //!   other client's replica (its `lookup` asked again and again until it
-//!   answers the key), p50/p99 from the writer's reply (`lag_from_reply`,
-//!   0 when the reader already had it) and from the moment the command was
-//!   sent (`lag_from_send`); LAG_SAMPLES writes, one at a time.
+//!   answers the key, every millisecond), p50/p99 from the writer's reply
+//!   (`p50_ms`/`p99_ms`, 0 when the reader already had it) and from the
+//!   moment the command was sent (`send_p50_ms`/`send_p99_ms`);
+//!   LAG_SAMPLES writes, one at a time, each after a random pause of
+//!   0–1 s.
 //!
 //! Not a test: `bash tests/bench-registry.sh [NAMES] [LOOKUPS]
 //! [REGISTRATIONS] [CLIENTS] [LAG_SAMPLES]`, which builds the release
@@ -48,6 +50,10 @@ use keyway_registry::replica::Replica;
 const REPLY: Duration = Duration::from_secs(60);
 /// How long a lag sample may take before it counts as lost.
 const STALL: Duration = Duration::from_secs(10);
+/// Lag samples start after a pause drawn from 0..LAG_PAUSE_MS.
+const LAG_PAUSE_MS: usize = 1000;
+/// Between two lookups of a name not yet visible: the lag's resolution.
+const POLL: Duration = Duration::from_millis(1);
 
 fn name(i: usize) -> String {
     format!("user-{i:07}")
@@ -324,7 +330,7 @@ fn main() {
         .filter_map(|a| a.parse::<usize>().ok());
     let mut arg = |default| args.next().unwrap_or(default);
     let (names, lookups, registrations, clients, lag_samples) =
-        (arg(100_000), arg(100_000), arg(2_000), arg(4), arg(500));
+        (arg(100_000), arg(100_000), arg(2_000), arg(4), arg(300));
     let clients = clients.max(1);
 
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -466,8 +472,17 @@ fn main() {
     let writer = &mut writers[0];
     let (mut from_reply, mut from_send) = (Vec::new(), Vec::new());
     let (mut lost, mut before_reply) = (0, 0);
+    let mut rng = SplitMix(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    );
     for k in 0..lag_samples {
         let n = format!("lag-{k}");
+        // A random pause first: a replica that pulls on a timer would
+        // otherwise be sampled at one phase of its period every time.
+        thread::sleep(Duration::from_millis(rng.below(LAG_PAUSE_MS) as u64));
         let sent = Instant::now();
         let (replied, seen) = thread::scope(|s| {
             let write = s.spawn(|| {
@@ -482,6 +497,9 @@ fn main() {
                     seen = Some(Instant::now());
                     break;
                 }
+                // Asking without a pause would take a core from the
+                // server on a small machine.
+                thread::sleep(POLL);
             }
             (write.join().unwrap(), seen)
         });
