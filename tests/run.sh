@@ -37,6 +37,11 @@ cargo build --release --locked --manifest-path tests/no-std-check/Cargo.toml \
     --target-dir target/no-std-check --features link
 cargo test --locked --manifest-path tests/no-std-check/Cargo.toml --target-dir target/no-std-check \
     --features link
+step "no_std proof: the registry's codecs (feature registry; alloc linked by NFC, not used on their path)"
+cargo build --release --locked --manifest-path tests/no-std-check/Cargo.toml \
+    --target-dir target/no-std-check --features registry
+cargo test --locked --manifest-path tests/no-std-check/Cargo.toml --target-dir target/no-std-check \
+    --features registry
 
 step "firmware timing: keyway-embassy on embassy-time's mock driver (no sockets, no sleeps)"
 cargo test --locked --manifest-path tests/embassy-mock-time/Cargo.toml \

@@ -38,6 +38,9 @@ pub enum Access {
     Sync([u8; STREAM_KEY_LEN]),
     /// A registry write.
     RegistryWrite,
+    /// A registry info request (the stream key and position, issue 17):
+    /// for writers and for whoever may sync every stream.
+    RegistryInfo,
 }
 
 impl Access {
@@ -47,6 +50,10 @@ impl Access {
     pub fn of_request(service: Service, body: &[u8]) -> Option<Self> {
         match service {
             Service::Message => Some(Self::Message),
+            // Judged by the first byte alone, as the registry dispatches:
+            // 0 asks for info, anything else is a write (which starts with
+            // its version). Later chunks cannot turn one into the other.
+            Service::RegistryWrite if body.first() == Some(&0) => Some(Self::RegistryInfo),
             Service::RegistryWrite => Some(Self::RegistryWrite),
             Service::Sync => body
                 .get(..STREAM_KEY_LEN)
@@ -63,7 +70,8 @@ impl Capability {
             (Self::Message, Access::Message) => true,
             (Self::Sync(k), Access::Sync(want)) => k == want,
             (Self::SyncAll, Access::Sync(_)) => true,
-            (Self::RegistryWrite, Access::RegistryWrite) => true,
+            (Self::RegistryWrite, Access::RegistryWrite | Access::RegistryInfo) => true,
+            (Self::SyncAll, Access::RegistryInfo) => true,
             _ => false,
         }
     }
@@ -294,6 +302,32 @@ mod tests {
         }
         assert!(list.allows(listed.public(), &Access::Message));
         assert!(!list.allows(stranger.public(), &Access::Message));
+        assert!(list.allows(stranger.public(), &Access::RegistryInfo));
         assert!(!list.contains(stranger.public()));
+    }
+
+    #[test]
+    fn registry_info_is_for_writers_and_readers_of_every_stream() {
+        assert_eq!(
+            Access::of_request(Service::RegistryWrite, &[0]),
+            Some(Access::RegistryInfo)
+        );
+        assert_eq!(
+            Access::of_request(Service::RegistryWrite, &[0, 1, 2]),
+            Some(Access::RegistryInfo)
+        );
+        assert_eq!(
+            Access::of_request(Service::RegistryWrite, &[1, 0]),
+            Some(Access::RegistryWrite)
+        );
+        assert_eq!(
+            Access::of_request(Service::RegistryWrite, &[]),
+            Some(Access::RegistryWrite)
+        );
+        assert!(Capability::SyncAll.grants(&Access::RegistryInfo));
+        assert!(Capability::RegistryWrite.grants(&Access::RegistryInfo));
+        assert!(!Capability::SyncAll.grants(&Access::RegistryWrite));
+        assert!(!Capability::Sync([0; STREAM_KEY_LEN]).grants(&Access::RegistryInfo));
+        assert!(!Capability::Message.grants(&Access::RegistryInfo));
     }
 }

@@ -6,6 +6,7 @@
 //! - [`request`]: [`WriteRequest`] / [`SignedRequest`], also the record.
 //! - [`reply`]: [`WriteReply`] (`OK`, `IDEMPOTENT`, `ERR:<text>` + position).
 //! - [`decide`](mod@decide): freshness and the register/delete table.
+//! - [`info`]: the stream key and position a client asks for first.
 //!
 //! A write travels as the body of a link request on service
 //! `registry-write`; the reply is that request's response body. Each
@@ -15,11 +16,13 @@
 //! the stream always shows who last asked what for each name.
 
 pub mod decide;
+pub mod info;
 pub mod reply;
 pub mod request;
 pub mod username;
 
 pub use decide::{Outcome, check_fresh, decide};
+pub use info::{INFO_REQUEST, RegistryInfo};
 pub use reply::{MAX_REPLY_LEN, Status, WriteReply};
 pub use request::{MAX_REQUEST_LEN, Op, SignedRequest, WriteRequest};
 pub use username::{Username, UsernameError};

@@ -141,7 +141,7 @@ enum One {
 async fn run_one(client: &Client, one: One) -> Result<ExitCode> {
     // A one-shot read first brings the replica up to the server.
     if matches!(one, One::Lookup(_) | One::List) {
-        client.sync().await?;
+        client.catch_up().await?;
     }
     let mut out = std::io::stdout().lock();
     let code = answer(client, one, &mut out).await?;

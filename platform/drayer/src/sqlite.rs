@@ -141,6 +141,16 @@ impl<'c> SqliteChain<'c> {
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
+    /// Rows of type `kind` (the `(chain, type, key)` index answers it).
+    pub fn count_of(&self, kind: &str) -> Result<usize, ChainError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM record WHERE chain = ?1 AND type = ?2",
+            params![MAIN, kind],
+            |r| r.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     /// Rows matching `condition` (over the main chain's `?1`).
     fn count_where(&self, condition: &str) -> Result<i64, ChainError> {
         let sql = format!("SELECT count(*) FROM record WHERE {condition}");

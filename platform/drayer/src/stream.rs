@@ -375,6 +375,12 @@ impl Stream {
         Ok(SqliteChain::new(&self.conn).count()?)
     }
 
+    /// Records of type `kind` held (an index over the stream checks it
+    /// still has one entry per record).
+    pub fn count_of(&self, kind: &str) -> Result<usize, StreamError> {
+        Ok(SqliteChain::new(&self.conn).count_of(kind)?)
+    }
+
     /// The original's JSON listings: (key, id, modified) of up to `limit`
     /// records of type `kind` with ids strictly between the bounds.
     pub fn listing(

@@ -22,8 +22,8 @@ use keyway_core::registry::decide::{
     ERR_BAD_SIGNATURE, ERR_BUSY, ERR_INTERNAL, ERR_MALFORMED, ERR_NOT_CALLER, ERR_OTHER_REGISTRY,
 };
 use keyway_core::registry::{
-    MAX_REPLY_LEN, MAX_REQUEST_LEN, Outcome, RECORD_KIND, SignedRequest, Status, Username,
-    WriteReply, check_fresh, decide,
+    INFO_REQUEST, MAX_REPLY_LEN, MAX_REQUEST_LEN, Outcome, RECORD_KIND, RegistryInfo,
+    SignedRequest, Status, Username, WriteReply, check_fresh, decide,
 };
 use keyway_core::time::{Clock as _, SystemClock};
 use keyway_drayer::sync::PAGE;
@@ -208,7 +208,8 @@ impl Registry {
     }
 
     /// Handles one write from `caller`: the reply body. At most
-    /// [`DEFAULT_MAX_IN_FLIGHT`] (or the configured bound) at once.
+    /// [`DEFAULT_MAX_IN_FLIGHT`] (or the configured bound) at once. The
+    /// body [`INFO_REQUEST`] is answered with the [`RegistryInfo`].
     pub fn write(
         self: &Arc<Self>,
         caller: PublicKey,
@@ -216,6 +217,11 @@ impl Registry {
     ) -> BoxFuture<'static, Vec<u8>> {
         let registry = self.clone();
         Box::pin(async move {
+            // By the first byte, as the link machine authorized it: a body
+            // starting with 0 is never a write, whatever follows.
+            if body.first() == INFO_REQUEST.first() {
+                return registry.info().await;
+            }
             let Ok(permit) = registry.in_flight.clone().try_acquire_owned() else {
                 return Verdict::Err(ERR_BUSY).encode();
             };
@@ -227,6 +233,23 @@ impl Registry {
             .unwrap_or(Verdict::Err(ERR_INTERNAL));
             verdict.encode()
         })
+    }
+
+    /// The info answer: the stream key and the index's position (which
+    /// every acknowledged write has reached).
+    async fn info(self: Arc<Self>) -> Vec<u8> {
+        let stream_key = *self.stream_key.as_bytes();
+        let position = tokio::task::spawn_blocking(move || self.position())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(0);
+        RegistryInfo {
+            stream_key,
+            position,
+        }
+        .encode()
+        .to_vec()
     }
 
     /// The owner of `name`, if registered (the server's own view).
@@ -325,12 +348,6 @@ impl Handler for RegistryService {
         body: Vec<u8>,
     ) -> BoxFuture<'static, Result<Vec<u8>, Refusal>> {
         match service {
-            // An info request: which stream this registry publishes (a
-            // new client needs it to sign requests and to pull).
-            Service::RegistryWrite if body == [0] => {
-                let key = self.registry.stream_key().to_bytes().to_vec();
-                Box::pin(async move { Ok(key) })
-            }
             Service::RegistryWrite => {
                 let reply = self.registry.write(peer, body);
                 Box::pin(async move { Ok(reply.await) })

@@ -105,8 +105,9 @@ async fn a_third_client_that_never_wrote_sees_the_same_state() {
         assert_eq!(line(a.delete("mid").await).await, "OK");
 
         let c = client(&server, &carol, dirs[2].path()).await;
-        c.sync().await.unwrap();
-        a.sync().await.unwrap();
+        // Up to the server's current position, as a one-shot read does.
+        let at = c.catch_up().await.unwrap();
+        assert_eq!(at, a.sync().await.unwrap());
         assert_eq!(c.list().await.unwrap(), ["amy", "bob", "zed"]);
         assert_eq!(c.list().await.unwrap(), a.list().await.unwrap());
         assert_eq!(c.lookup("bob").await.unwrap(), Some(*bob.public()));
@@ -234,6 +235,31 @@ async fn a_replica_syncs_from_an_http_mirror() {
         assert_eq!(b.list().await.unwrap(), ["one", "two"]);
         assert_eq!(line(b.register("three").await).await, "OK");
         assert_eq!(b.list().await.unwrap(), ["one", "three", "two"]);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn read_your_writes_gives_up_at_its_deadline_with_a_reason() {
+    tokio::time::timeout(PATIENCE, async {
+        let server = Server::start().await;
+        let alice = keypair();
+        let dir = tempfile::tempdir().unwrap();
+        // Reads from a mirror that stopped following: a write is accepted
+        // but can never be read back from it.
+        let url = server.serve_frozen_http().await;
+        let options = ClientOptions {
+            mirror: Some(url),
+            timeout: Duration::from_secs(1),
+            ..ClientOptions::default()
+        };
+        let a = client_with(&server, &alice, dir.path(), options).await;
+        let started = std::time::Instant::now();
+        let e = a.register("alice").await.unwrap_err().to_string();
+        assert!(e.contains("did not reach position"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5), "bounded");
+        assert_eq!(a.lookup("alice").await.unwrap(), None);
     })
     .await
     .unwrap();

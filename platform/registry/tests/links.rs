@@ -12,7 +12,8 @@ use getrandom::SysRng;
 use keyway_core::link::{AllowList, Capability, LinkConfig, NetworkKey, Service};
 use keyway_core::rand_core::UnwrapErr;
 use keyway_core::registry::{
-    MAX_REQUEST_LEN, Op, RECORD_KIND, SignedRequest, Username, WriteReply, WriteRequest,
+    INFO_REQUEST, MAX_REQUEST_LEN, Op, RECORD_KIND, RegistryInfo, SignedRequest, Username,
+    WriteReply, WriteRequest,
 };
 use keyway_core::{Keypair, PublicKey};
 use keyway_drayer::Stream;
@@ -103,10 +104,13 @@ impl Client {
         )
         .await
         .unwrap();
+        // The client knows the server's node key, not its stream: it asks.
+        let info = info(&link).await;
+        assert_eq!(&info.stream_key, server.registry.stream_key().as_bytes());
         Self {
             identity,
             link,
-            registry: *server.registry.stream_key().as_bytes(),
+            registry: info.stream_key,
             last_ms: 0,
         }
     }
@@ -149,6 +153,14 @@ impl Client {
     fn key(&self) -> PublicKey {
         *self.identity.public()
     }
+}
+
+async fn info(link: &LinkHandle) -> RegistryInfo {
+    let answer = link
+        .request(Service::RegistryWrite, INFO_REQUEST.to_vec())
+        .await
+        .unwrap();
+    RegistryInfo::decode(&answer).unwrap()
 }
 
 fn encode(signed: &SignedRequest) -> Vec<u8> {
@@ -263,9 +275,10 @@ async fn hyper_registrys_six_cases_through_links_and_a_replica() {
     assert_eq!(server.registry.list().unwrap(), ["bob"]);
     let carol = Client::connect(&server).await;
     let mut theirs = Replica::new(&dir.path().join("carol.drayer"), &server);
-    theirs
-        .sync_to(&carol.link, replica.stream.tip().unwrap())
-        .await;
+    // The server's current position, asked for as a one-shot lookup would.
+    let now = info(&carol.link).await.position;
+    assert_eq!(now, replica.stream.tip().unwrap());
+    theirs.sync_to(&carol.link, now).await;
     assert_eq!(theirs.list(), ["bob"]);
     assert_eq!(theirs.lookup("bob"), Some(bob.key()));
     assert_eq!(theirs.lookup("alice"), None);

@@ -284,3 +284,21 @@ async fn a_newest_n_replica_holds_only_recent_names() {
     assert_eq!(replica.list().unwrap(), ["new0", "new1", "old5"]);
     assert_eq!(replica.lookup("old0").unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_record_the_server_drops_from_its_stream_leaves_the_index() {
+    let mut registry = Registry::new();
+    let owner = keypair();
+    for name in ["alice", "bob", "carol"] {
+        registry.write(Op::Register, name, &owner);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut replica = Replica::open(dir.path(), *registry.stream.public_key(), None).unwrap();
+    sync(&mut replica, &mut registry).await.unwrap();
+    assert_eq!(replica.list().unwrap(), ["alice", "bob", "carol"]);
+    // Not a registry delete (no owner asked): a bare Drayer deletion.
+    registry.stream.delete("bob", RECORD_KIND).unwrap();
+    sync(&mut replica, &mut registry).await.unwrap();
+    assert_eq!(replica.list().unwrap(), ["alice", "carol"]);
+    assert_eq!(replica.lookup("bob").unwrap(), None);
+}

@@ -18,6 +18,10 @@ pub use sidewire_node::node_round_trip;
 mod link_session;
 #[cfg(feature = "link")]
 pub use link_session::link_round_trip;
+#[cfg(feature = "registry")]
+mod registry_codec;
+#[cfg(feature = "registry")]
+pub use registry_codec::registry_round_trip;
 
 use keyway_core::Keypair;
 use keyway_core::drayer;
@@ -36,7 +40,7 @@ use keyway_core::sidewire::{AppPacket, MsgType, Receiver, Slot, Verdict};
 /// The link machine needs a heap (its feature brings `alloc`): a bump
 /// allocator over static memory, as small firmware would use. Only in the
 /// `link` build, so the default build still proves the rest needs none.
-#[cfg(all(feature = "link", not(test)))]
+#[cfg(all(any(feature = "link", feature = "registry"), not(test)))]
 #[global_allocator]
 static HEAP: static_alloc::Bump<[u8; 1 << 20]> = static_alloc::Bump::uninit();
 
@@ -391,5 +395,15 @@ mod tests {
     #[test]
     fn the_link_machine_runs_with_alloc_and_no_std() {
         assert_eq!(super::link_round_trip(7), 0, "link round trip");
+    }
+
+    #[cfg(feature = "registry")]
+    #[test]
+    fn the_registry_codecs_run_with_no_std() {
+        assert_eq!(
+            super::registry_round_trip(8, UNIX * 1000),
+            0,
+            "registry round trip"
+        );
     }
 }

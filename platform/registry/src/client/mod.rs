@@ -91,7 +91,9 @@ impl Client {
     /// Opens the replica in `dir` and links to `server` as `config`'s
     /// identity. The registry's stream key comes from the replica if it
     /// holds one, else from the server (the link proves whose answer it
-    /// is); a replica of another registry is refused.
+    /// is). A replica keeps the key it started with: should the server
+    /// publish another stream later, it answers this client's writes
+    /// `ERR:Request is for another registry`.
     pub async fn open(
         config: Arc<LinkConfig>,
         server: PeerAddress,
@@ -110,7 +112,7 @@ impl Client {
                         server: connector.server().to_string(),
                         source,
                     })?;
-                wire::parse_info(&answer).map_err(ClientError::Malformed)?
+                wire::parse_info(&answer).map_err(ClientError::Malformed)?.0
             }
         };
         let replica = Replica::open(dir, stream_key, options.keep)?;
@@ -186,6 +188,29 @@ impl Client {
             .await
             .map_err(|source| self.link_error(source))?;
         wire::parse_reply(&answer).map_err(ClientError::Malformed)
+    }
+
+    /// Brings the replica up to the server's current position (asked of
+    /// the server, then pulled over the link or from the mirror), within
+    /// the client's timeout: what a one-shot read does first.
+    pub async fn catch_up(&self) -> Result<i64, ClientError> {
+        let answer = self
+            .connector
+            .request(
+                Service::RegistryWrite,
+                wire::info_request,
+                self.options.timeout,
+            )
+            .await
+            .map_err(|source| self.link_error(source))?;
+        let (key, position) = wire::parse_info(&answer).map_err(ClientError::Malformed)?;
+        if key != self.stream_key().await {
+            return Err(ClientError::Malformed(
+                "the server now publishes another stream than this replica's".into(),
+            ));
+        }
+        self.reach(position, self.options.timeout).await?;
+        Ok(self.replica.lock().await.position()?)
     }
 
     /// Syncs until the replica holds `position`, within `timeout`.

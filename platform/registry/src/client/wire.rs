@@ -4,7 +4,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use keyway_core::identity::Keypair;
-use keyway_core::registry::{MAX_REQUEST_LEN, Op, Status, Username, WriteReply, WriteRequest};
+use keyway_core::registry::{
+    INFO_REQUEST, MAX_REQUEST_LEN, Op, RegistryInfo, Status, Username, WriteReply, WriteRequest,
+};
 
 /// The server's answer to a write.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,16 +88,19 @@ pub(super) fn parse_reply(answer: &[u8]) -> Result<Reply, String> {
     })
 }
 
-/// The request that asks the server which stream it publishes.
-// PROVISIONAL: agreed in REGISTRY-API.md ("Client asks").
+/// The request that asks the server which stream it publishes
+/// (keyway-core's `registry::info`).
 pub(super) fn info_request() -> Vec<u8> {
-    vec![0]
+    INFO_REQUEST.to_vec()
 }
 
-/// The stream key in the server's answer to [`info_request`].
-pub(super) fn parse_info(answer: &[u8]) -> Result<keyway_core::drayer::VerifyingKey, String> {
-    let bytes: [u8; 32] = answer
-        .try_into()
-        .map_err(|_| format!("a stream key is 32 bytes, not {}", answer.len()))?;
-    keyway_core::drayer::VerifyingKey::from_bytes(&bytes).map_err(|e| e.to_string())
+/// The stream key and the stream's current position in the server's
+/// answer to [`info_request`].
+pub(super) fn parse_info(
+    answer: &[u8],
+) -> Result<(keyway_core::drayer::VerifyingKey, i64), String> {
+    let info = RegistryInfo::decode(answer).map_err(|e| e.to_string())?;
+    let key = keyway_core::drayer::VerifyingKey::from_bytes(&info.stream_key)
+        .map_err(|e| format!("the stream key: {e}"))?;
+    Ok((key, info.position))
 }

@@ -1,6 +1,9 @@
 //! The replica's index: one SQLite table with the folded name as its
 //! primary key (a B-tree: O(log n) lookups, `list` in byte order), and the
-//! position of the newest stream record it reflects. It is derived from
+//! position of the newest stream record it reflects. A deleted name keeps
+//! its row with no owner, so the table has exactly one row per registry
+//! record the mirror holds — which is how the replica notices a record
+//! that left the mirror without a record saying so. It is derived from
 //! the stream file beside it and is brought up to it after every pull, so
 //! a crash between the two only delays the index until the next open.
 
@@ -12,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS names (
     name TEXT PRIMARY KEY NOT NULL,
-    owner BLOB NOT NULL,
+    owner BLOB,
     modified INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (
@@ -69,14 +72,13 @@ impl Index {
                 "INSERT INTO names (name, owner, modified) VALUES (?1, ?2, ?3)
                  ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, modified = excluded.modified",
             )?;
-            let mut delete = tx.prepare_cached("DELETE FROM names WHERE name = ?1")?;
             for (modified, change) in changes {
                 match change {
                     Change::Registered { name, owner } => {
                         upsert.execute(params![name, owner.as_bytes().as_slice(), modified])?;
                     }
                     Change::Deleted { name } => {
-                        delete.execute(params![name])?;
+                        upsert.execute(params![name, None::<&[u8]>, modified])?;
                     }
                 }
             }
@@ -89,7 +91,20 @@ impl Index {
         tx.commit()
     }
 
-    /// Forgets names registered before `oldest` (a newest-N replica let
+    /// Rows, deleted names included: one per registry record reflected.
+    pub fn rows(&self) -> rusqlite::Result<usize> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM names", [], |r| r.get::<_, i64>(0))
+            .map(|n| usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Forgets everything: the next catch-up rebuilds from the start.
+    pub fn reset(&mut self) -> rusqlite::Result<()> {
+        self.conn
+            .execute_batch("DELETE FROM names; DELETE FROM state;")
+    }
+
+    /// Forgets names written before `oldest` (a newest-N replica let
     /// those records go).
     pub fn forget_before(&mut self, oldest: i64) -> rusqlite::Result<usize> {
         self.conn
@@ -98,20 +113,22 @@ impl Index {
 
     /// The owner of `name` (already folded).
     pub fn lookup(&self, name: &str) -> rusqlite::Result<Option<PublicKey>> {
-        let owner: Option<Vec<u8>> = self
+        let owner: Option<Option<Vec<u8>>> = self
             .conn
-            .prepare_cached("SELECT owner FROM names WHERE name = ?1")?
+            .prepare_cached("SELECT owner FROM names WHERE name = ?1 AND owner IS NOT NULL")?
             .query_row(params![name], |r| r.get(0))
             .optional()?;
         // Only keys that parsed when they were stored are ever written.
-        Ok(owner.and_then(|bytes| PublicKey::from_bytes(&bytes).ok()))
+        Ok(owner
+            .flatten()
+            .and_then(|bytes| PublicKey::from_bytes(&bytes).ok()))
     }
 
     /// Every name, in byte order (SQLite's BINARY collation is memcmp).
     pub fn list(&self) -> rusqlite::Result<Vec<String>> {
         let mut statement = self
             .conn
-            .prepare_cached("SELECT name FROM names ORDER BY name")?;
+            .prepare_cached("SELECT name FROM names WHERE owner IS NOT NULL ORDER BY name")?;
         let names = statement.query_map([], |r| r.get(0))?;
         names.collect()
     }
@@ -119,7 +136,11 @@ impl Index {
     /// How many names are held.
     pub fn count(&self) -> rusqlite::Result<usize> {
         self.conn
-            .query_row("SELECT COUNT(*) FROM names", [], |r| r.get::<_, i64>(0))
+            .query_row(
+                "SELECT COUNT(*) FROM names WHERE owner IS NOT NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|n| usize::try_from(n).unwrap_or(0))
     }
 }

@@ -9,9 +9,10 @@
 //! The index follows the stream by position: each record's change is
 //! applied in order (a name's newer record replaces its older one, as it
 //! does in the stream). A record the server removes with a bare Drayer
-//! deletion — which an honest registry never makes — leaves its name in
-//! the index until the index is rebuilt (delete `index.sqlite`; the next
-//! open rebuilds it from the mirror).
+//! deletion — which an honest registry never makes — leaves no record
+//! behind to apply; the index notices by its row count (one row per
+//! registry record held, deleted names included) and is rebuilt from the
+//! mirror.
 //!
 //! Files in the directory:
 //! - `registry.stream`: the mirror (a Drayer stream file);
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use keyway_core::PublicKey;
 use keyway_core::drayer::{VerifyingKey, is_reserved};
+use keyway_core::registry::RECORD_KIND;
 use keyway_drayer::sync::{self, PAGE, PullLimits, Source, SyncError};
 use keyway_drayer::{Stream, StreamError};
 
@@ -147,11 +149,27 @@ impl Replica {
         self.position()
     }
 
-    /// Brings the index up to the stream file: every record modified
-    /// after the index's position, in order, one transaction per page.
+    /// Brings the index up to the stream file, then checks it still has
+    /// one row per registry record of the mirror: if not (a record left
+    /// the mirror with no record saying so — a bare Drayer deletion by
+    /// the server), the index is rebuilt from the mirror, once.
     fn catch_up_index(&mut self) -> Result<(), ReplicaError> {
+        if !self.apply_new_records()? {
+            return Ok(());
+        }
+        if self.index.rows()? != self.stream.count_of(RECORD_KIND)? {
+            self.index.reset()?;
+            self.apply_new_records()?;
+        }
+        Ok(())
+    }
+
+    /// Applies every record modified after the index's position, in
+    /// order, one transaction per page; whether there were any.
+    fn apply_new_records(&mut self) -> Result<bool, ReplicaError> {
         let registry = self.stream.public_key().to_bytes();
         let mut position = self.index.position()?;
+        let mut any = false;
         // Bounded: each round moves `position` past at least one record,
         // and the stream holds finitely many.
         loop {
@@ -171,15 +189,16 @@ impl Replica {
             }
             self.index.apply(&changes, next)?;
             position = next;
+            any = true;
         }
-        if self.keep.is_some() {
+        if any && self.keep.is_some() {
             // The names whose records the mirror let go.
             let oldest = self.stream.modified_after(0, 1)?;
             if let Some((meta, _)) = oldest.first() {
                 self.index.forget_before(meta.modified)?;
             }
         }
-        Ok(())
+        Ok(any)
     }
 
     /// The owner of `name` (as given: it is folded first); `None` if the

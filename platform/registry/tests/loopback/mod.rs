@@ -16,7 +16,7 @@ pub(crate) struct Server {
     pub(crate) net: [u8; 32],
     registry: Arc<Registry>,
     serving: tokio::task::AbortHandle,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Server {
@@ -47,7 +47,7 @@ impl Server {
             net,
             registry,
             serving,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -58,9 +58,21 @@ impl Server {
 
     /// Serves the stream over Drayer's HTTP API; returns its URL.
     pub(crate) async fn serve_http(&self) -> String {
+        self.serve_http_from(self.registry.stream_path()).await
+    }
+
+    /// Serves an empty mirror of the stream that never follows it;
+    /// returns its URL.
+    pub(crate) async fn serve_frozen_http(&self) -> String {
+        let path = self.dir.path().join("frozen.drayer");
+        drop(Stream::mirror(&path, *self.registry.stream_key()).unwrap());
+        self.serve_http_from(&path).await
+    }
+
+    async fn serve_http_from(&self, path: &std::path::Path) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let stream = Stream::open_read_only(self.registry.stream_path()).unwrap();
+        let stream = Stream::open_read_only(path).unwrap();
         let router = keyway_drayer::http::router(vec![stream]);
         let listener = keyway_drayer::http::DeadlineListener::new(
             listener,
