@@ -69,6 +69,36 @@ async fn suite(s: &impl NameStore) {
     deleted_names_stay_deleted(s).await;
     tombstones_per_source_are_bounded(s).await;
     purge_removes_expired_names_and_unused_addresses(s).await;
+    put_then_reports_committed_outcomes(s).await;
+}
+
+/// `put_then` (what the UDP listener uses) gives its callback the outcome
+/// once the write is committed, exactly once per write.
+async fn put_then_reports_committed_outcomes(s: &impl NameStore) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut outcomes = Vec::new();
+    for (value, updated) in [(&b"v2"[..], T0 + 2.0), (&b"v1"[..], T0 + 1.0)] {
+        let tx = tx.clone();
+        let then = move |r: Result<PutOutcome, _>| drop(tx.send(r.map_err(|e| format!("{e}"))));
+        s.put_then(
+            put("then", value, 1, A, updated, true),
+            T0 + 2.0,
+            Box::new(then),
+        )
+        .await;
+        outcomes.push(rx.recv().await);
+        if updated == T0 + 2.0 {
+            // Committed by the time the callback ran.
+            let got = s.get(b"then", T0 + 2.0).await.unwrap();
+            assert_eq!(got.map(|r| r.value), Some(b"v2".to_vec()));
+        }
+    }
+    drop(tx);
+    assert_eq!(
+        outcomes,
+        [Some(Ok(PutOutcome::Stored)), Some(Ok(PutOutcome::Stale))]
+    );
+    assert_eq!(rx.recv().await, None, "one call per write");
 }
 
 async fn ownership_and_monotonic_updates(s: &impl NameStore) {

@@ -111,7 +111,7 @@ impl Default for ServerConfig {
 
 /// State every listener shares.
 pub(crate) struct Shared<S> {
-    pub(crate) handler: Handler<S>,
+    pub(crate) handler: Arc<Handler<S>>,
     pub(crate) config: ServerConfig,
     limiter: Option<SourceLimiter>,
     started: Instant,
@@ -176,14 +176,14 @@ impl Server {
             bound.push(pair);
         }
         let shared = Arc::new(Shared {
-            handler: Handler {
+            handler: Arc::new(Handler {
                 key,
                 store,
                 clock,
                 limits: config.limits,
                 replay: ReplayCache::new(config.replay_capacity),
                 metrics: metrics.clone(),
-            },
+            }),
             limiter: config.rate_limit.map(|l| {
                 SourceLimiter::new(l, config.max_sources)
                     .with_subnet_limit(config.rate_limit_per_48)

@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::store::{Limits, NameStore};
 
 /// One server's request handling over `store`, answering as `key`.
-pub struct Responder<S>(Handler<S>);
+pub struct Responder<S>(Arc<Handler<S>>);
 
 impl<S> std::fmt::Debug for Responder<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -33,20 +33,23 @@ impl<S: NameStore> Responder<S> {
         limits: Limits,
         replay_capacity: usize,
     ) -> Self {
-        Self(Handler {
+        Self(Arc::new(Handler {
             key,
             store,
             clock,
             limits,
             replay: ReplayCache::new(replay_capacity),
             metrics: Metrics::new(),
-        })
+        }))
     }
 
-    /// A sealed request as a UDP datagram or a TCP message brings it; the
-    /// sealed reply, if any.
+    /// A sealed request as a UDP datagram brings it, through the UDP
+    /// listener's path; the sealed reply, if any.
     pub async fn respond_sealed(&self, sealed: &[u8], source: IpAddr) -> Option<Vec<u8>> {
-        self.0.handle_sealed(sealed, source).await
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let send = move |reply| drop(tx.send(reply));
+        self.0.handle_sealed_then(sealed, source, send).await;
+        rx.await.ok()
     }
 
     /// A request already decrypted; the sealed reply, if any.

@@ -3,15 +3,17 @@
 //! bug 8), and never larger than the datagram that asked for it, so the
 //! server cannot be used to amplify traffic at a spoofed victim.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use keyway_core::namebump::tcp_framing::MAX_SEALED_REQUEST;
+use socket2::SockRef;
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Shared;
+use super::{Metrics, Shared};
 use crate::store::NameStore;
 
 pub(crate) async fn serve<S: NameStore>(
@@ -50,21 +52,45 @@ pub(crate) async fn serve<S: NameStore>(
         };
         handler.metrics.key_agreement();
         let datagram = buf[..n].to_vec();
-        let (socket, shared) = (socket.clone(), shared.clone());
+        let (socket, handler) = (socket.clone(), handler.clone());
+        // The permit and a tracker token go with the reply: a request counts
+        // as in flight, and shutdown waits for it, until its reply is sent or
+        // dropped, wherever that happens (on SQLite, the writer thread).
+        let token = tracker.token();
         tracker.spawn(async move {
-            let _permit = permit;
-            let handler = &shared.handler;
-            let Some(reply) = handler.handle_sealed(&datagram, source.ip()).await else {
-                return;
+            let metrics = handler.metrics.clone();
+            let limit = datagram.len();
+            let send = move |reply: Vec<u8>| {
+                let _in_flight = (permit, token);
+                send_reply(&socket, source, limit, &metrics, &reply);
             };
-            if reply.len() > datagram.len() {
-                // The client's TCP leg gets it; Keyway clients pad UDP GETs.
-                handler.metrics.dropped("reply_larger_than_request");
-                return;
-            }
-            if let Err(e) = socket.send_to(&reply, source).await {
-                tracing::debug!(error = %e, %source, "udp send");
-            }
+            handler
+                .handle_sealed_then(&datagram, source.ip(), send)
+                .await;
         });
+    }
+}
+
+/// Sends a reply without waiting: it may run on the store's writer thread
+/// (`Handler::handle_sealed_then`), which must never stall on one client.
+/// A full socket buffer drops the reply, as the network might; the client
+/// asks again.
+fn send_reply(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    request_len: usize,
+    metrics: &Metrics,
+    reply: &[u8],
+) {
+    if reply.len() > request_len {
+        // The client's TCP leg gets it; Keyway clients pad UDP GETs.
+        metrics.dropped("reply_larger_than_request");
+        return;
+    }
+    if let Err(e) = SockRef::from(socket).send_to(reply, &to.into()) {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            metrics.dropped("udp_send_buffer_full");
+        }
+        tracing::debug!(error = %e, %to, "udp send");
     }
 }

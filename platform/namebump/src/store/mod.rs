@@ -322,6 +322,13 @@ impl NameStore for SqlStore {
         }
     }
 
+    async fn put_then(&self, request: PutRequest, now: f64, then: Then<PutOutcome>) {
+        match &self.0 {
+            Backing::Sqlite(s) => s.put_then(request, now, then).await,
+            Backing::Server(s) => s.put_then(request, now, then).await,
+        }
+    }
+
     async fn delete(&self, request: DelRequest, now: f64) -> Result<DelOutcome, StoreError> {
         match &self.0 {
             Backing::Sqlite(s) => s.delete(request, now).await,
@@ -347,6 +354,9 @@ impl NameStore for SqlStore {
         SqlStore::db_metrics(self)
     }
 }
+
+/// A write's outcome handler for [`NameStore::put_then`].
+pub type Then<T> = Box<dyn FnOnce(Result<T, StoreError>) + Send + Sync>;
 
 /// A storage failure. Requests that hit one get no state change.
 #[derive(Debug, thiserror::Error)]
@@ -385,6 +395,22 @@ pub trait NameStore: Send + Sync + 'static {
         request: PutRequest,
         now: f64,
     ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
+
+    /// [`Self::put`] whose outcome goes to `then`, called where the write
+    /// completes: on SQLite, by the writer thread right after the commit,
+    /// so no task waits to be woken for the outcome (issue 12, CPU per
+    /// PUT). `then` runs on the store's thread: it must be quick and must
+    /// not block. Returns once the write is queued (or done); `then` has
+    /// been or will be called exactly once, unless the store stops first
+    /// and drops it.
+    fn put_then(
+        &self,
+        request: PutRequest,
+        now: f64,
+        then: Then<PutOutcome>,
+    ) -> impl Future<Output = ()> + Send {
+        async move { then(self.put(request, now).await) }
+    }
 
     fn delete(
         &self,

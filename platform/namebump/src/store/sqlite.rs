@@ -29,10 +29,10 @@ use super::db_metrics::DbMetrics;
 use super::dialect::{Backend, Queries};
 use super::publish;
 use super::rules::{self, Existing, NameWrite, RowCounts, WriteTx};
-use super::writer::{self, Applied, Job, MAX_BATCH};
+use super::writer::{self, Applied, Job, MAX_BATCH, Reply};
 use super::{
     DelOutcome, DelRequest, IpKey, Limits, NameRecord, NameStore, Purged, PutOutcome, PutRequest,
-    StoreError,
+    StoreError, Then,
 };
 
 /// Read connections kept open at most.
@@ -211,6 +211,10 @@ impl NameStore for SqliteStore {
 
     async fn put(&self, request: PutRequest, now: f64) -> Result<PutOutcome, StoreError> {
         writer::submit(&self.writer, |tx| Job::Put(request, now, tx)).await
+    }
+
+    async fn put_then(&self, request: PutRequest, now: f64, then: Then<PutOutcome>) {
+        writer::submit_then(&self.writer, Job::Put(request, now, Reply::Then(then))).await;
     }
 
     async fn delete(&self, request: DelRequest, now: f64) -> Result<DelOutcome, StoreError> {

@@ -33,10 +33,10 @@ use super::lease::{ACQUIRE_TIMEOUT, Stash};
 use super::rules::{
     self, ClaimBounds, Existing, FastPath, InPlace, NameWrite, OptimisticTx, RowCounts, WriteTx,
 };
-use super::writer::{Applied, Job};
+use super::writer::{Applied, Job, Reply};
 use super::{
     DelOutcome, DelRequest, IpKey, Limits, NameRecord, NameStore, Purged, PutOutcome, PutRequest,
-    StoreError,
+    StoreError, Then,
 };
 
 /// Writes in flight per pooled connection: beyond this a request waits
@@ -102,25 +102,25 @@ impl SqlxStore {
     }
 
     /// Runs a write in a task of its own and waits for its outcome.
-    async fn submit<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
-    ) -> Result<T, StoreError> {
-        let permit = self
-            .writes
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
+    async fn submit<T>(&self, make: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        let job = make(tx);
+        self.submit_then(make(Reply::Waiting(tx))).await;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Runs `job` in a task of its own (a cancelled request cannot cut a
+    /// transaction short), which gives the job its outcome.
+    async fn submit_then(&self, job: Job) {
+        let Ok(permit) = self.writes.clone().acquire_owned().await else {
+            job.finish(Err(StoreError::WriterGone));
+            return;
+        };
         let store = self.clone();
         tokio::spawn(async move {
             let result = store.run(&job).await;
             job.finish(result);
             drop(permit);
         });
-        rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
     /// Decides and commits a write, again from the start after a lost race.
@@ -281,6 +281,11 @@ impl NameStore for SqlxStore {
 
     async fn put(&self, request: PutRequest, now: f64) -> Result<PutOutcome, StoreError> {
         self.submit(|tx| Job::Put(request, now, tx)).await
+    }
+
+    async fn put_then(&self, request: PutRequest, now: f64, then: Then<PutOutcome>) {
+        self.submit_then(Job::Put(request, now, Reply::Then(then)))
+            .await;
     }
 
     async fn delete(&self, request: DelRequest, now: f64) -> Result<DelOutcome, StoreError> {

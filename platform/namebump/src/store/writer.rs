@@ -7,12 +7,29 @@
 use tokio::sync::{mpsc, oneshot};
 
 use super::rules::{self, WriteTx};
-use super::{DelOutcome, DelRequest, Limits, Purged, PutOutcome, PutRequest, StoreError};
+use super::{DelOutcome, DelRequest, Limits, Purged, PutOutcome, PutRequest, StoreError, Then};
 
 /// Most writes one transaction carries.
 pub(crate) const MAX_BATCH: usize = 128;
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+/// Where a write's outcome goes: to a task awaiting it, or to a callback
+/// run where the write completed (`NameStore::put_then`), which spares
+/// waking a task for it.
+pub(crate) enum Reply<T> {
+    Waiting(oneshot::Sender<Result<T, StoreError>>),
+    Then(Then<T>),
+}
+
+impl<T> Reply<T> {
+    fn send(self, result: Result<T, StoreError>) {
+        match self {
+            // A dropped receiver (the request timed out) is not an error:
+            // the write stands.
+            Self::Waiting(tx) => drop(tx.send(result)),
+            Self::Then(then) => then(result),
+        }
+    }
+}
 
 pub(crate) enum Job {
     Put(PutRequest, f64, Reply<PutOutcome>),
@@ -53,26 +70,25 @@ impl Job {
         })
     }
 
-    /// Answers the requester. A dropped receiver (the request timed out) is
-    /// not an error: the write stands.
+    /// Answers the requester.
     pub(crate) fn finish(self, result: Result<Applied, StoreError>) {
         let mismatch = || StoreError::BatchFailed("write outcome of the wrong kind".into());
         match self {
-            Self::Put(_, _, tx) => drop(tx.send(match result {
+            Self::Put(_, _, tx) => tx.send(match result {
                 Ok(Applied::Put(o)) => Ok(o),
                 Ok(_) => Err(mismatch()),
                 Err(e) => Err(e),
-            })),
-            Self::Del(_, _, tx) => drop(tx.send(match result {
+            }),
+            Self::Del(_, _, tx) => tx.send(match result {
                 Ok(Applied::Del(o)) => Ok(o),
                 Ok(_) => Err(mismatch()),
                 Err(e) => Err(e),
-            })),
-            Self::Purge(_, tx) => drop(tx.send(match result {
+            }),
+            Self::Purge(_, tx) => tx.send(match result {
                 Ok(Applied::Purge(p)) => Ok(p),
                 Ok(_) => Err(mismatch()),
                 Err(e) => Err(e),
-            })),
+            }),
         }
     }
 }
@@ -84,10 +100,18 @@ pub(crate) async fn submit<T>(
 ) -> Result<T, StoreError> {
     let (tx, rx) = oneshot::channel();
     writer
-        .send(make(tx))
+        .send(make(Reply::Waiting(tx)))
         .await
         .map_err(|_| StoreError::WriterGone)?;
     rx.await.map_err(|_| StoreError::WriterGone)?
+}
+
+/// Hands a write to the writer, whose thread gives the committed outcome
+/// to the job's callback; if the writer is gone, the callback gets that.
+pub(crate) async fn submit_then(writer: &mpsc::Sender<Job>, job: Job) {
+    if let Err(mpsc::error::SendError(job)) = writer.send(job).await {
+        job.finish(Err(StoreError::WriterGone));
+    }
 }
 
 /// Delivers a batch's results and empties the batch. If the batch failed
