@@ -22,7 +22,7 @@ pub mod request;
 pub mod username;
 
 pub use decide::{Outcome, check_fresh, decide};
-pub use info::{INFO_REQUEST, RegistryInfo};
+pub use info::{INFO_REQUEST, MAX_WAIT_MS, RegistryInfo, parse_info_request, wait_request};
 pub use reply::{MAX_REPLY_LEN, Status, WriteReply};
 pub use request::{MAX_REQUEST_LEN, Op, SignedRequest, WriteRequest};
 pub use username::{Username, UsernameError};
