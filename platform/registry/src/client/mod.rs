@@ -219,6 +219,12 @@ impl Client {
     /// predates the waiting request answers at once, unchanged.
     pub async fn wait_beyond(&self, after: i64, wait: Duration) -> Result<i64, ClientError> {
         let wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+        // Dialed within the usual time: a dial holds the connector, and
+        // the writes behind it must not wait as long as the long poll.
+        self.connector
+            .link(self.options.timeout)
+            .await
+            .map_err(|source| self.link_error(source))?;
         let answer = self
             .connector
             .request(
