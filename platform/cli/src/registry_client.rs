@@ -242,25 +242,29 @@ async fn repl(client: Arc<Client>) -> Result<()> {
 /// succeeds again.
 async fn follow(client: Arc<Client>) {
     let mut failing = false;
+    // The last pull fell short of what the server announced (a mirror
+    // behind the server): the server would keep answering "moved" at once.
+    let mut short = false;
     let mut pause = FOLLOW_EVERY;
     loop {
         let asked = tokio::time::Instant::now();
-        let moved = match client.position().await {
+        let (moved, target) = match client.position().await {
             Ok(after) => match client.wait_beyond(after, FOLLOW_WAIT).await {
-                Ok(position) => position > after,
-                Err(_) => false,
+                Ok(position) => (position > after, position),
+                Err(_) => (false, after),
             },
-            Err(_) => false,
+            Err(_) => (false, i64::MIN),
         };
         // A full wait that ended unchanged needs no pause: ask again. An
-        // early unchanged answer, a failed wait or a failing pull (the
-        // server would keep answering "moved") must not spin.
-        if failing || (!moved && asked.elapsed() < FOLLOW_WAIT / 2) {
+        // early unchanged answer, a failed wait, a failing or a short pull
+        // must not spin.
+        if failing || short || (!moved && asked.elapsed() < FOLLOW_WAIT / 2) {
             tokio::time::sleep(pause).await;
         }
         match client.sync().await {
-            Ok(_) => {
+            Ok(held) => {
                 failing = false;
+                short = moved && held < target;
                 pause = FOLLOW_EVERY;
             }
             Err(e) => {
