@@ -6,7 +6,8 @@
 //! - [`request`]: [`WriteRequest`] / [`SignedRequest`], also the record.
 //! - [`reply`]: [`WriteReply`] (`OK`, `IDEMPOTENT`, `ERR:<text>` + position).
 //! - [`decide`](mod@decide): freshness and the register/delete table.
-//! - [`info`]: the stream key and position a client asks for first.
+//! - [`info`]: the stream key and position a client asks for first, and
+//!   the waiting form a follower long-polls with.
 //!
 //! A write travels as the body of a link request on service
 //! `registry-write`; the reply is that request's response body. Each
