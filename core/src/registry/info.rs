@@ -10,8 +10,17 @@
 //! request:  [0]                                   (a write starts with its version, 1; the
 //!                                                  server and the link's capability check both
 //!                                                  take any body starting with 0 as this)
+//! or, to wait for the stream to move (a follower's long poll):
+//! request:  [0] ‖ after (8, i64 big-endian) ‖ wait (4, u32 big-endian, ms)
 //! answer:   version (1) = 1 ‖ stream key (32) ‖ position (8, i64 big-endian)
 //! ```
+//!
+//! The waiting form is answered as soon as the position is beyond
+//! `after`, or after `wait` ms (the server caps it at [`MAX_WAIT_MS`])
+//! with the position unchanged. A server that predates it reads only the
+//! first byte and answers at once, so a follower that gets its answer
+//! early with the position not beyond `after` falls back to polling. Any
+//! other body starting with 0 is answered at once, like `[0]`.
 //!
 //! Capability: `registry-write` or `sync:*` (a reader that may mirror
 //! every stream may learn which one is the registry's).
@@ -28,6 +37,39 @@ use super::request::REGISTRY_KEY_LEN;
 
 /// The body of an info request.
 pub const INFO_REQUEST: [u8; 1] = [0];
+/// Length of a waiting info request.
+pub const WAIT_REQUEST_LEN: usize = 1 + 8 + 4;
+/// Longest wait a server holds a request for, in ms: well below the
+/// link's idle timeout (300 s) and a client's usual request deadline plus
+/// the wait, so a held request never trips either.
+pub const MAX_WAIT_MS: u32 = 20_000;
+
+/// The body of a waiting info request: answer once the position is beyond
+/// `after`, or after `wait_ms`.
+pub fn wait_request(after: i64, wait_ms: u32) -> [u8; WAIT_REQUEST_LEN] {
+    let mut out = [0u8; WAIT_REQUEST_LEN];
+    out[1..9].copy_from_slice(&after.to_be_bytes());
+    out[9..].copy_from_slice(&wait_ms.to_be_bytes());
+    out
+}
+
+/// What an info request (any body starting with 0) asks for: `None` to
+/// answer at once, else the position to wait beyond and the wait in ms
+/// (capped at [`MAX_WAIT_MS`]).
+pub fn parse_info_request(body: &[u8]) -> Option<(i64, u32)> {
+    if body.len() != WAIT_REQUEST_LEN || body[0] != 0 {
+        return None;
+    }
+    let mut after = [0u8; 8];
+    after.copy_from_slice(&body[1..9]);
+    let mut wait = [0u8; 4];
+    wait.copy_from_slice(&body[9..]);
+    Some((
+        i64::from_be_bytes(after),
+        u32::from_be_bytes(wait).min(MAX_WAIT_MS),
+    ))
+}
+
 /// The format version of the answer.
 pub const VERSION: u8 = 1;
 /// Length of an encoded answer.
@@ -94,5 +136,21 @@ mod tests {
         assert_eq!(RegistryInfo::decode(&info.encode()), Ok(info));
         assert_eq!(RegistryInfo::decode(&info.encode()[1..]), Err(InfoError));
         assert!(SignedRequest::decode(&INFO_REQUEST).is_err());
+    }
+
+    #[test]
+    fn wait_requests_round_trip_are_capped_and_are_never_writes() {
+        let body = wait_request(-5, 1234);
+        assert_eq!(body[0], INFO_REQUEST[0]);
+        assert_eq!(parse_info_request(&body), Some((-5, 1234)));
+        assert!(SignedRequest::decode(&body).is_err());
+        let huge = wait_request(i64::MAX, u32::MAX);
+        assert_eq!(parse_info_request(&huge), Some((i64::MAX, MAX_WAIT_MS)));
+        // The old form, and anything else starting with 0, is answered at once.
+        assert_eq!(parse_info_request(&INFO_REQUEST), None);
+        assert_eq!(parse_info_request(&body[..12]), None);
+        let mut longer = body.to_vec();
+        longer.push(0);
+        assert_eq!(parse_info_request(&longer), None);
     }
 }

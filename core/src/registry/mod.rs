@@ -6,7 +6,8 @@
 //! - [`request`]: [`WriteRequest`] / [`SignedRequest`], also the record.
 //! - [`reply`]: [`WriteReply`] (`OK`, `IDEMPOTENT`, `ERR:<text>` + position).
 //! - [`decide`](mod@decide): freshness and the register/delete table.
-//! - [`info`]: the stream key and position a client asks for first.
+//! - [`info`]: the stream key and position a client asks for first, and
+//!   the waiting form a follower long-polls with.
 //!
 //! A write travels as the body of a link request on service
 //! `registry-write`; the reply is that request's response body. Each
@@ -22,7 +23,7 @@ pub mod request;
 pub mod username;
 
 pub use decide::{Outcome, check_fresh, decide};
-pub use info::{INFO_REQUEST, RegistryInfo};
+pub use info::{INFO_REQUEST, MAX_WAIT_MS, RegistryInfo, parse_info_request, wait_request};
 pub use reply::{MAX_REPLY_LEN, Status, WriteReply};
 pub use request::{MAX_REQUEST_LEN, Op, SignedRequest, WriteRequest};
 pub use username::{Username, UsernameError};

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use keyway_core::link::AllowList;
+use keyway_core::registry::MAX_WAIT_MS;
 use keyway_link::PeerAddress;
 use keyway_registry::client::{Client, ClientOptions, Reply};
 use tokio::sync::mpsc;
@@ -20,8 +21,14 @@ use tokio::sync::mpsc;
 use crate::identity::PasswordArgs;
 use crate::node::load_config;
 
-/// How often the REPL pulls what others wrote.
+/// How often the REPL pulls what others wrote when the server cannot tell
+/// it when to (an older server, or the waiting request failed).
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+/// How long the REPL asks the server to hold its waiting request (the
+/// server's cap, keyway-core's `registry::MAX_WAIT_MS`).
+const FOLLOW_WAIT: Duration = Duration::from_millis(MAX_WAIT_MS as u64);
+/// Longest pause between pulls while they keep failing.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// Commands read ahead of the one being answered.
 const COMMAND_QUEUE: usize = 64;
 
@@ -227,19 +234,46 @@ async fn repl(client: Arc<Client>) -> Result<()> {
     Ok(())
 }
 
-/// Pulls what others write while the REPL runs; a failure is reported on
-/// standard error once, until a sync succeeds again.
+/// Pulls what others write while the REPL runs: asks the server to answer
+/// once its stream moves beyond the replica (a long poll) and pulls at
+/// once; polls every [`FOLLOW_EVERY`] instead when the server answers
+/// without waiting (an older one) or the wait fails, backing off while
+/// pulls fail. A failure is reported on standard error once, until a sync
+/// succeeds again.
 async fn follow(client: Arc<Client>) {
     let mut failing = false;
+    // The last pull fell short of what the server announced (a mirror
+    // behind the server): the server would keep answering "moved" at once.
+    let mut short = false;
+    let mut pause = FOLLOW_EVERY;
     loop {
-        tokio::time::sleep(FOLLOW_EVERY).await;
+        let asked = tokio::time::Instant::now();
+        let (moved, target) = match client.position().await {
+            Ok(after) => match client.wait_beyond(after, FOLLOW_WAIT).await {
+                Ok(position) => (position > after, position),
+                Err(_) => (false, after),
+            },
+            Err(_) => (false, i64::MIN),
+        };
+        // A full wait that ended unchanged needs no pause: ask again. An
+        // early unchanged answer, a failed wait, a failing or a short pull
+        // must not spin.
+        if failing || short || (!moved && asked.elapsed() < FOLLOW_WAIT / 2) {
+            tokio::time::sleep(pause).await;
+        }
         match client.sync().await {
-            Ok(_) => failing = false,
-            Err(e) if !failing => {
-                eprintln!("keyway: sync: {e}");
-                failing = true;
+            Ok(held) => {
+                failing = false;
+                short = moved && held < target;
+                pause = FOLLOW_EVERY;
             }
-            Err(_) => {}
+            Err(e) => {
+                if !failing {
+                    eprintln!("keyway: sync: {e}");
+                    failing = true;
+                }
+                pause = (pause * 2).min(MAX_BACKOFF);
+            }
         }
     }
 }

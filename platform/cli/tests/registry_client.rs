@@ -286,6 +286,48 @@ fn the_repl_prints_only_answers() {
     b.exit();
 }
 
+/// Replication lag through two REPLs: Bob's write is acknowledged (and in
+/// his replica), then Alice's REPL is asked until it sees it. The REPL
+/// follows by long poll, so this is a pull's round trip; polling every
+/// 500 ms would exceed the bound in most samples.
+#[test]
+fn a_second_repl_sees_a_write_well_within_the_old_poll_interval() {
+    const SAMPLES: usize = 6;
+    const BOUND: Duration = Duration::from_millis(200);
+    let setup = Setup::new();
+    let alice = setup.client("alice");
+    let bob = setup.client("bob");
+    let mut a = alice.repl();
+    let mut b = bob.repl();
+    assert_eq!(a.ask("lookup nobody"), "NOT FOUND", "Alice's REPL is up");
+    let mut lags = Vec::new();
+    for i in 0..SAMPLES {
+        let name = format!("bob{i:03}");
+        assert_eq!(b.ask(&format!("register {name}")), "OK");
+        let acknowledged = std::time::Instant::now();
+        // Bounded: at most 2 s of lookups, each a round trip to the REPL.
+        let mut seen = false;
+        while acknowledged.elapsed() < Duration::from_secs(2) {
+            if a.ask(&format!("lookup {name}")) == bob.pk {
+                seen = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(seen, "{name} reached Alice's replica");
+        lags.push(acknowledged.elapsed());
+        // Spread the writes over the follower's cycle.
+        std::thread::sleep(Duration::from_millis(37 * (i as u64 + 1)));
+    }
+    eprintln!("replication lags: {lags:?}");
+    assert!(
+        lags.iter().all(|lag| *lag < BOUND),
+        "every lag under {BOUND:?}: {lags:?}"
+    );
+    a.exit();
+    b.exit();
+}
+
 #[test]
 fn one_shot_commands_exit_by_the_answer() {
     let setup = Setup::new();

@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use keyway_core::PublicKey;
@@ -22,15 +23,15 @@ use keyway_core::registry::decide::{
     ERR_BAD_SIGNATURE, ERR_BUSY, ERR_INTERNAL, ERR_MALFORMED, ERR_NOT_CALLER, ERR_OTHER_REGISTRY,
 };
 use keyway_core::registry::{
-    INFO_REQUEST, MAX_REPLY_LEN, MAX_REQUEST_LEN, Outcome, RECORD_KIND, RegistryInfo,
-    SignedRequest, Status, Username, WriteReply, check_fresh, decide,
+    INFO_REQUEST, MAX_REPLY_LEN, MAX_REQUEST_LEN, MAX_WAIT_MS, Outcome, RECORD_KIND, RegistryInfo,
+    SignedRequest, Status, Username, WriteReply, check_fresh, decide, parse_info_request,
 };
 use keyway_core::time::{Clock as _, SystemClock};
 use keyway_drayer::sync::PAGE;
 use keyway_drayer::{Stream, StreamError};
 use keyway_link::connection::Handler;
 use keyway_link::stream_sync::StreamServer;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use crate::index::Index;
 use crate::record::check_record;
@@ -104,6 +105,9 @@ pub struct Registry {
     stream_key_base64: String,
     stream_path: PathBuf,
     in_flight: Arc<Semaphore>,
+    /// The index's position, published after each applied write: what a
+    /// waiting info request watches (one value, however many wait).
+    position: watch::Sender<i64>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -145,6 +149,7 @@ impl Registry {
         let stream_key = *stream.public_key();
         let mut index = Index::open(&dir.join(INDEX_FILE), stream_key.as_bytes())?;
         catch_up(&stream, &mut index)?;
+        let (position, _) = watch::channel(index.position()?);
         let stream_key_base64 = stream.public_key_base64();
         Ok(Arc::new(Self {
             state: Mutex::new(State { stream, index }),
@@ -152,6 +157,7 @@ impl Registry {
             stream_key_base64,
             stream_path,
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            position,
         }))
     }
 
@@ -199,7 +205,15 @@ impl Registry {
         }
         let mut state = self.lock();
         match judge_and_apply(&mut state, &signed, body, now_ms) {
-            Ok(verdict) => verdict,
+            Ok(verdict) => {
+                if let Verdict::Ok(position) = verdict {
+                    // Under the lock, so the published positions only grow;
+                    // before the reply, so an acknowledged write is visible
+                    // to every info request that follows.
+                    self.position.send_replace(position);
+                }
+                verdict
+            }
             Err(e) => {
                 tracing::error!("registry write for {}: {e}", request.name);
                 Verdict::Err(ERR_INTERNAL)
@@ -209,7 +223,9 @@ impl Registry {
 
     /// Handles one write from `caller`: the reply body. At most
     /// [`DEFAULT_MAX_IN_FLIGHT`] (or the configured bound) at once. The
-    /// body [`INFO_REQUEST`] is answered with the [`RegistryInfo`].
+    /// body [`INFO_REQUEST`] is answered with the [`RegistryInfo`]; a
+    /// waiting info request once the position moves beyond the one it
+    /// names, or when its (capped) wait ends.
     pub fn write(
         self: &Arc<Self>,
         caller: PublicKey,
@@ -220,7 +236,7 @@ impl Registry {
             // By the first byte, as the link machine authorized it: a body
             // starting with 0 is never a write, whatever follows.
             if body.first() == INFO_REQUEST.first() {
-                return registry.info().await;
+                return registry.info(parse_info_request(&body)).await;
             }
             let Ok(permit) = registry.in_flight.clone().try_acquire_owned() else {
                 return Verdict::Err(ERR_BUSY).encode();
@@ -236,14 +252,22 @@ impl Registry {
     }
 
     /// The info answer: the stream key and the index's position (which
-    /// every acknowledged write has reached).
-    async fn info(self: Arc<Self>) -> Vec<u8> {
+    /// every acknowledged write has reached), at once or, for `wait`
+    /// (after, ms), once the position is beyond `after` or the wait ends.
+    /// A held request is one watch receiver and a timer, inside the link's
+    /// request future: it counts against the link's concurrent requests,
+    /// and ends with the link.
+    async fn info(self: Arc<Self>, wait: Option<(i64, u32)>) -> Vec<u8> {
         let stream_key = *self.stream_key.as_bytes();
-        let position = tokio::task::spawn_blocking(move || self.position())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or(0);
+        let mut watching = self.position.subscribe();
+        if let Some((after, wait_ms)) = wait {
+            let wait = Duration::from_millis(u64::from(wait_ms.min(MAX_WAIT_MS)));
+            // Ends at its timeout whatever `after` says (one in the future
+            // just waits the whole time); the sender lives as long as
+            // `self`, so the wait cannot fail early.
+            let _ = tokio::time::timeout(wait, watching.wait_for(|p| *p > after)).await;
+        }
+        let position = *watching.borrow_and_update();
         RegistryInfo {
             stream_key,
             position,
@@ -395,6 +419,70 @@ mod tests {
         let reply = registry.write(*owner.public(), request).await;
         let reply = WriteReply::decode(&reply).unwrap();
         assert_eq!(reply.status, Status::Ok);
+    }
+
+    fn info_position(reply: &[u8]) -> i64 {
+        RegistryInfo::decode(reply).unwrap().position
+    }
+
+    // The clock is tokio's paused one: the waits below take no real time.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_ends_at_its_timeout_with_the_position_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let owner = keypair();
+        let now = now_ms();
+        let request = body(&registry, &owner, "alice", now);
+        let Verdict::Ok(at) = registry.write_blocking(owner.public(), &request, now) else {
+            panic!("the write is accepted");
+        };
+        let started = tokio::time::Instant::now();
+        let reply = registry.clone().info(Some((at, 300))).await;
+        assert_eq!(info_position(&reply), at);
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
+        // Behind the position: answered at once.
+        let started = tokio::time::Instant::now();
+        let reply = registry.clone().info(Some((at - 1, 300))).await;
+        assert_eq!(info_position(&reply), at);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hostile_waits_are_capped_and_a_future_position_only_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let owner = keypair();
+        let started = tokio::time::Instant::now();
+        let hostile = keyway_core::registry::wait_request(i64::MAX, u32::MAX);
+        let reply = registry.write(*owner.public(), hostile.to_vec()).await;
+        assert_eq!(info_position(&reply), 0);
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(u64::from(MAX_WAIT_MS))
+        );
+        // Any other body starting with 0 is the plain info request.
+        let started = tokio::time::Instant::now();
+        let reply = registry.write(*owner.public(), vec![0; 40]).await;
+        assert_eq!(info_position(&reply), 0);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_wakes_a_waiting_info_request_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let owner = keypair();
+        let waiting = tokio::spawn(registry.clone().info(Some((0, MAX_WAIT_MS))));
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "nothing written yet");
+        let started = tokio::time::Instant::now();
+        let now = now_ms();
+        let request = body(&registry, &owner, "alice", now);
+        let Verdict::Ok(at) = registry.write_blocking(owner.public(), &request, now) else {
+            panic!("the write is accepted");
+        };
+        assert_eq!(info_position(&waiting.await.unwrap()), at);
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
     #[test]

@@ -264,3 +264,33 @@ async fn read_your_writes_gives_up_at_its_deadline_with_a_reason() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn a_held_wait_blocks_neither_writes_nor_other_requests_on_its_link() {
+    tokio::time::timeout(PATIENCE, async {
+        let alice = keypair();
+        let server = Server::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let a = Arc::new(client(&server, &alice, dir.path()).await);
+        let before = a.catch_up().await.unwrap();
+        // Held by the server for up to 20 s on the link Alice writes on.
+        let waiting = {
+            let a = a.clone();
+            tokio::spawn(async move { a.wait_beyond(before, Duration::from_secs(20)).await })
+        };
+        // Give the wait time to reach the server (a wait that answers
+        // before the write still fails the assertion below).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the server holds the wait");
+        let started = tokio::time::Instant::now();
+        assert_eq!(a.catch_up().await.unwrap(), before, "another request");
+        assert_eq!(line(a.register("alice").await).await, "OK");
+        let written = a.position().await.unwrap();
+        assert!(written > before);
+        // The write woke the wait, long before its 20 s.
+        assert_eq!(waiting.await.unwrap().unwrap(), written);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    })
+    .await
+    .unwrap();
+}

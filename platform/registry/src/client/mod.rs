@@ -213,6 +213,36 @@ impl Client {
         Ok(self.replica.lock().await.position()?)
     }
 
+    /// The server's position once it is beyond `after`, or when `wait`
+    /// ends (the server caps it at keyway-core's `MAX_WAIT_MS`): a long
+    /// poll, so a follower pulls as soon as anyone writes. A server that
+    /// predates the waiting request answers at once, unchanged.
+    pub async fn wait_beyond(&self, after: i64, wait: Duration) -> Result<i64, ClientError> {
+        let wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+        // Dialed within the usual time: a dial holds the connector, and
+        // the writes behind it must not wait as long as the long poll.
+        self.connector
+            .link(self.options.timeout)
+            .await
+            .map_err(|source| self.link_error(source))?;
+        let answer = self
+            .connector
+            .request(
+                Service::RegistryWrite,
+                || wire::wait_request(after, wait_ms),
+                // The server holds it for the wait; the usual time on top.
+                wait.saturating_add(self.options.timeout),
+            )
+            .await
+            .map_err(|source| self.link_error(source))?;
+        Ok(wire::parse_info(&answer).map_err(ClientError::Malformed)?.1)
+    }
+
+    /// The position the replica holds.
+    pub async fn position(&self) -> Result<i64, ClientError> {
+        Ok(self.replica.lock().await.position()?)
+    }
+
     /// Syncs until the replica holds `position`, within `timeout`.
     pub async fn reach(&self, position: i64, timeout: Duration) -> Result<(), ClientError> {
         let started = tokio::time::Instant::now();

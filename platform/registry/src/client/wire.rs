@@ -94,6 +94,12 @@ pub(super) fn info_request() -> Vec<u8> {
     INFO_REQUEST.to_vec()
 }
 
+/// The request that asks for the stream's position once it is beyond
+/// `after`, waiting up to `wait_ms` (keyway-core's `registry::info`).
+pub(super) fn wait_request(after: i64, wait_ms: u32) -> Vec<u8> {
+    keyway_core::registry::wait_request(after, wait_ms).to_vec()
+}
+
 /// The stream key and the stream's current position in the server's
 /// answer to [`info_request`].
 pub(super) fn parse_info(
