@@ -29,6 +29,18 @@ fn inbox(router: &Router) -> Arc<Mutex<Vec<Message>>> {
     got
 }
 
+/// How many messages `got` holds once `n` arrived, or after 5 s. The
+/// handlers run beside the ACK, not before it (a blocked handler must not
+/// hold the ACK up), so the last message may reach its handler just after
+/// its send returned.
+async fn count(got: &Mutex<Vec<Message>>, n: usize) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while got.lock().unwrap().len() < n && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    got.lock().unwrap().len()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_routers_exchange_messages_both_ways_through_failures() {
     let mut brokers: Vec<Mosquitto> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
@@ -61,6 +73,7 @@ async fn two_routers_exchange_messages_both_ways_through_failures() {
     to_b.send(&[0, 0, 0xff, 0xfe], Duration::from_secs(4))
         .await
         .unwrap();
+    assert_eq!(count(&inbox_b, 6).await, 6);
     let delivered_to_b: Vec<Vec<u8>> = inbox_b
         .lock()
         .unwrap()
@@ -70,7 +83,7 @@ async fn two_routers_exchange_messages_both_ways_through_failures() {
     assert_eq!(delivered_to_b.len(), 6);
     assert_eq!(delivered_to_b[0], vec![0, 0, 0xff, 0xfe]);
     assert!(inbox_b.lock().unwrap().iter().all(|m| m.from == a_pk));
-    assert_eq!(inbox_a.lock().unwrap().len(), 5);
+    assert_eq!(count(&inbox_a, 5).await, 5);
 
     // Kill each broker in turn: delivery continues through the others.
     for (victim, broker) in (0u8..).zip(brokers.iter_mut()) {
@@ -87,8 +100,8 @@ async fn two_routers_exchange_messages_both_ways_through_failures() {
         // Give the routers a resubscription cycle to notice it is back.
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
-    assert_eq!(inbox_b.lock().unwrap().len(), 6 + 9);
-    assert_eq!(inbox_a.lock().unwrap().len(), 5 + 9);
+    assert_eq!(count(&inbox_b, 6 + 9).await, 6 + 9);
+    assert_eq!(count(&inbox_a, 5 + 9).await, 5 + 9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +153,7 @@ async fn a_silent_broker_costs_one_connect_timeout_then_backs_off() {
             .unwrap();
         sent += 1;
     }
-    assert_eq!(got.lock().unwrap().len(), sent);
+    assert_eq!(count(&got, sent).await, sent);
     // Over ~5 s of walks every 200 ms (two routers), backoff (1 s, 2 s, 4 s)
     // keeps the attempts on the silent broker to a handful.
     let attempts = accepted.load(std::sync::atomic::Ordering::SeqCst);
@@ -897,7 +910,7 @@ async fn sends_beyond_the_nodes_table_wait_and_end_by_their_timeout() {
         .send(b"still delivering", Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(got.lock().unwrap().len(), 1);
+    assert_eq!(count(&got, 1).await, 1);
 }
 
 /// Review of issue 13's Router: handlers are blocking callbacks (the
