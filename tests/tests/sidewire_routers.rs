@@ -9,6 +9,7 @@ use std::time::Duration;
 use keyway_core::Keypair;
 use keyway_core::rand_core::UnwrapErr;
 use keyway_sidewire::{BrokerEntry, Message, Pool, Router, RouterConfig, system_time};
+use keyway_tests::inbox::{count, inbox, payloads};
 use keyway_tests::mosquitto::{Mosquitto, sidewire_pool as pool};
 
 fn key() -> Keypair {
@@ -20,25 +21,6 @@ async fn join(key: Keypair, pool: Pool, config: RouterConfig) -> Router {
     let router = Router::with_config(key, None, system_time, pool, config);
     router.start().await.unwrap();
     router
-}
-
-fn inbox(router: &Router) -> Arc<Mutex<Vec<Message>>> {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    router.add_msg_handler(move |m| sink.lock().unwrap().push(m.clone()));
-    got
-}
-
-/// How many messages `got` holds once `n` arrived, or after 5 s. The
-/// handlers run beside the ACK, not before it (a blocked handler must not
-/// hold the ACK up), so the last message may reach its handler just after
-/// its send returned.
-async fn count(got: &Mutex<Vec<Message>>, n: usize) -> usize {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while got.lock().unwrap().len() < n && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    got.lock().unwrap().len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,7 +275,7 @@ async fn hint_brokers_reach_a_peer_outside_the_senders_pool_and_idle_links_close
         .send(b"again", Duration::from_secs(4))
         .await
         .unwrap();
-    let data: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
+    let data = payloads(&got, 2).await;
     assert_eq!(data, vec![b"found".to_vec(), b"again".to_vec()]);
 }
 
@@ -339,7 +321,7 @@ async fn remembered_hints_survive_a_restart() {
         .send(b"two", Duration::from_secs(4))
         .await
         .unwrap();
-    let data: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
+    let data = payloads(&got, 2).await;
     assert_eq!(data, vec![b"one".to_vec(), b"two".to_vec()]);
 }
 
@@ -392,6 +374,7 @@ async fn the_injected_clock_stamps_and_judges_messages_and_close_ends_sends() {
         .send(b"same time here", Duration::from_secs(5))
         .await
         .unwrap();
+    assert_eq!(count(&at_c, 1).await, 1);
     let got: Vec<Message> = at_c.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].data, b"same time here");
@@ -438,7 +421,7 @@ async fn resends_widen_until_they_reach_a_destination_listening_low_in_its_ranki
         .send(b"found you", Duration::from_secs(5))
         .await
         .unwrap();
-    let delivered: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
+    let delivered = payloads(&got, 1).await;
     assert_eq!(delivered, vec![b"found you".to_vec()]);
 }
 
@@ -571,7 +554,7 @@ async fn junk_claiming_a_peers_key_does_not_silence_it() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     junk.await.unwrap();
-    let all: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
+    let all = payloads(&got, 4).await;
     assert_eq!(all, [&b"before"[..], b"during 0", b"during 1", b"during 2"]);
 }
 
@@ -844,7 +827,7 @@ async fn replayed_stale_packets_and_probes_do_not_spend_a_peers_budget() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent = to_b.send(b"after", Duration::from_secs(5)).await;
     assert!(sent.is_ok(), "A after the replays: {sent:?}");
-    let all: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
+    let all = payloads(&got, 2).await;
     assert_eq!(all, [&b"before"[..], b"after"]);
 }
 
