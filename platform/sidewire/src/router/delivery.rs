@@ -277,13 +277,16 @@ mod tests {
         }
     }
 
-    /// Records (number, called on the handlers' thread) for each call.
-    fn recorder(slow_every: u32) -> (Handler, Arc<Mutex<Vec<(u32, bool)>>>) {
+    /// (number, called on the handlers' thread) for each call.
+    type Calls = Arc<Mutex<Vec<(u32, bool)>>>;
+
+    /// Records each call; every `slow_every`th takes longer than [`PROMPT`].
+    fn recorder(slow_every: u32) -> (Handler, Calls) {
         let got = Arc::new(Mutex::new(Vec::new()));
         let sink = got.clone();
         let handler: Handler = Arc::new(move |m: &Message| {
             let n = number(m);
-            if n % slow_every == 0 {
+            if n.is_multiple_of(slow_every) {
                 std::thread::sleep(PROMPT * 3);
             }
             let threaded = std::thread::current().name() == Some("sidewire-handlers");

@@ -148,6 +148,9 @@ enum LinkEvent {
 type LinkFuture = Pin<Box<dyn Future<Output = LinkEvent> + Send>>;
 
 /// Why the driver's loop stopped.
+// Returned once and consumed at once: boxing the message would only add
+// an allocation per delivery.
+#[allow(clippy::large_enum_variant)]
 enum Stop {
     Closed,
     /// A message to deliver on this thread.
