@@ -30,7 +30,6 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::brokers::{Brokers, PoolIds};
-use super::delivery;
 use super::{Clock, Handler, Message, RouterConfig, RouterError};
 use crate::hint_cache::{self, HintCache};
 use crate::link::{BrokerLink, Inbound, LinkError};
@@ -58,6 +57,11 @@ const KEY_CACHE: usize = 1024;
 
 /// Inbound PUBLISHes from every link waiting for the driver.
 pub(super) const INBOUND_QUEUE: usize = 1024;
+
+/// Delivered messages waiting for the handlers' thread: a slow handler
+/// stops the driver (backpressure) only once this many are queued behind
+/// it, instead of at once.
+pub(super) const DELIVERY_QUEUE: usize = 1024;
 
 /// The node's connect timeout beyond the link's own: the link's handshake
 /// deadline ends a connect first, the node's only catches a lost report.
@@ -147,16 +151,6 @@ enum LinkEvent {
 
 type LinkFuture = Pin<Box<dyn Future<Output = LinkEvent> + Send>>;
 
-/// Why the driver's loop stopped.
-// Returned once and consumed at once: boxing the message would only add
-// an allocation per delivery.
-#[allow(clippy::large_enum_variant)]
-enum Stop {
-    Closed,
-    /// A message to deliver on this thread.
-    Inline(delivery::Inline),
-}
-
 pub(super) struct Driver {
     node: Box<RouterNode>,
     brokers: Brokers,
@@ -183,8 +177,8 @@ pub(super) struct Driver {
     keys: Arc<Mutex<KeyCache<Box<[KeySlot]>>>>,
     hints: HintCache,
     shared: Arc<Shared>,
-    /// To the handlers (see [`super::delivery`]).
-    deliveries: delivery::Sender,
+    /// To the handlers' thread (see [`spawn_handlers`]).
+    deliveries: mpsc::Sender<Message>,
     status: watch::Sender<Status>,
     links_changed: bool,
     closed: CancellationToken,
@@ -221,7 +215,7 @@ impl Driver {
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
         let verifiers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let (checked_tx, checked) = mpsc::channel(verifiers);
-        let deliveries = delivery::Sender::start(Arc::clone(&shared));
+        let deliveries = spawn_handlers(Arc::clone(&shared));
         Self {
             node,
             brokers: Brokers::new(pool),
@@ -256,39 +250,18 @@ impl Driver {
         }
     }
 
-    /// The driver as a task's future; ends when the Router is closed or
-    /// every handle is gone. A message to deliver inline ends this future
-    /// after the driver went on as a task of its own (see
-    /// [`super::delivery`]).
-    pub(super) fn run(mut self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(async move {
-            match self.drive().await {
-                Stop::Closed => self.shutdown().await,
-                Stop::Inline(call) => {
-                    // Spawned before the call: if a handler blocks, the
-                    // worker (and this task with it) goes to another thread.
-                    tokio::spawn(self.run());
-                    call.call();
-                }
-            }
-        })
-    }
-
-    /// The loop, until the Router is closed or a message is to be
-    /// delivered inline.
-    async fn drive(&mut self) -> Stop {
+    /// The loop; ends when the Router is closed or every handle is gone.
+    pub(super) async fn run(mut self) {
         loop {
             self.pump();
             let wake = self.node.poll_timeout().and_then(|t| self.tokio_at(t));
             let room = self.parked.is_none() && self.sends.len() < SENDS;
             let has_links = !self.link_events.is_empty();
             tokio::select! {
-                () = self.closed.cancelled() => return Stop::Closed,
+                () = self.closed.cancelled() => break,
                 Some(checked) = self.checked.recv() => {
-                    if let Some(message) = self.on_checked(checked)
-                        && let Some(call) = self.deliveries.offer(message, true).await
-                    {
-                        return Stop::Inline(call);
+                    if let Some(message) = self.on_checked(checked) {
+                        self.deliver(message).await;
                     }
                 }
                 Some(event) = self.link_events.next(), if has_links => self.on_link(event),
@@ -296,7 +269,7 @@ impl Driver {
                 command = self.commands.recv(), if room => match command {
                     Some(request) => self.on_send(request),
                     // Every Router and pipe is gone.
-                    None => return Stop::Closed,
+                    None => break,
                 },
                 () = sleep_until(wake) => {
                     let (now, unix) = self.clock();
@@ -306,6 +279,7 @@ impl Driver {
                 () = self.shared.abandoned.notified() => self.forget_abandoned(),
             }
         }
+        self.shutdown().await;
     }
 
     /// The node's time (from the driver's start) and the wall clock.
@@ -491,6 +465,16 @@ impl Driver {
                     .await;
             });
         }
+    }
+
+    /// Hands a delivered message to the handlers' thread; waits only when
+    /// [`DELIVERY_QUEUE`] messages are already queued there. Called before
+    /// the next `pump`, which signs the message's ACK: the thread wakes
+    /// while the signature is made, not after.
+    async fn deliver(&mut self, message: Message) {
+        // An error means the thread is gone (a handler panicked): the
+        // message has no one to go to.
+        let _ = self.deliveries.send(message).await;
     }
 
     /// The node's verdict on a checked packet; the message to deliver, if
@@ -681,8 +665,7 @@ impl Driver {
             match checked {
                 Ok(Some(checked)) => {
                     if let Some(message) = self.on_checked(checked) {
-                        // Never inline: the driver is ending here.
-                        let _ = self.deliveries.offer(message, false).await;
+                        self.deliver(message).await;
                     }
                     let (now, unix) = self.clock();
                     self.transmit(now, unix);
@@ -713,6 +696,35 @@ fn hex(key: &[u8; 33]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+/// The thread that calls the handlers, in delivery order. Handlers are
+/// plain (blocking) callbacks — the Python wheel's take the GIL — so they
+/// run on a thread of their own: never on the driver, whose timers, ACKs
+/// and keep-alives must not wait for an application, nor on the runtime's
+/// workers. It ends when the driver drops its sender.
+fn spawn_handlers(shared: Arc<Shared>) -> mpsc::Sender<Message> {
+    let (tx, mut rx) = mpsc::channel::<Message>(DELIVERY_QUEUE);
+    let spawned = std::thread::Builder::new()
+        .name("sidewire-handlers".into())
+        .spawn(move || {
+            while let Some(message) = rx.blocking_recv() {
+                let handlers = shared
+                    .handlers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                for handler in handlers {
+                    handler(&message);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // No thread, no handlers: deliveries fail (the receiver is gone)
+        // and are dropped; say so once.
+        tracing::error!(error = %e, "cannot start the sidewire handlers' thread");
+    }
+    tx
 }
 
 /// Stack for building the node. Its fixed tables are about 330 KB and

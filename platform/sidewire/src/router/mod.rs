@@ -14,13 +14,11 @@
 //!   order, delivered and acknowledged.
 //!
 //! Files: `driver` (the one task that owns the node and moves bytes),
-//! `delivery` (where the handlers run),
 //! `brokers` (broker ids for the node), `pipe` (the sending API),
 //! `config` (settings).
 
 mod brokers;
 mod config;
-mod delivery;
 mod driver;
 mod pipe;
 
@@ -48,11 +46,9 @@ pub struct Message {
     pub queue_id: [u8; 32],
 }
 
-/// Called once per delivered message, in delivery order, one call at a
-/// time: on the thread that delivered it when nothing is ahead of it,
-/// else on the Router's handlers' thread (`DESIGN.md`). It may block —
-/// ACKs and timers go on — but later messages wait for it: hand long work
-/// to a task or channel.
+/// Called once per delivered message, in delivery order, on the Router's
+/// handlers' thread (`DESIGN.md`). It may block — ACKs and timers go on —
+/// but later messages wait for it: hand long work to a task or channel.
 pub type Handler = Arc<dyn Fn(&Message) + Send + Sync>;
 
 /// Wall-clock time in Unix seconds. Packets are stamped with it and
