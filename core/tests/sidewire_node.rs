@@ -584,6 +584,40 @@ fn copies_are_reacked_at_most_once_per_half_resend_interval_per_link() {
     );
 }
 
+/// Issue 13: a MSG's ACK is signed after the node returns the delivery,
+/// so a shell hands the message over first. The node says the signature
+/// is due at once, signs and publishes it at the next poll, and a copy
+/// arriving before that poll gets the same signed ACK.
+#[test]
+fn a_delivered_msgs_ack_is_signed_at_the_next_call() {
+    let (me, mut n, mut shell) = started(4, NodeConfig::default());
+    let (l1, l2) = (shell.links[0].0, shell.links[1].0);
+    let now = Instant::ZERO;
+    assert!(n.poll_timeout().is_some_and(|t| t > now), "nothing due");
+    let sender = keypair(2);
+    let bytes = msg(&sender, 1, 0, UNIX, b"hello");
+    assert!(matches!(
+        n.handle_message(now, UNIX, l1, &topic(&me), &bytes),
+        Screened::Queued { .. }
+    ));
+    let (_, link) = n.poll_verify().unwrap();
+    assert!(check(&mut n, now, UNIX, link, &bytes), "delivered");
+    assert_eq!(n.poll_timeout(), Some(now), "the ACK is due at once");
+    assert_eq!(
+        n.handle_message(now, UNIX, l2, &topic(&me), &bytes),
+        Screened::Dropped(Dropped::Reacked),
+        "a copy before the poll is answered from the kept ACK"
+    );
+    shell.drain(&mut n, now, UNIX);
+    let on = |l| shell.acks.iter().filter(|(a, _)| *a == l).count();
+    // (l2 may also carry the walk to the sender's set.)
+    assert!(on(l1) == 1 && on(l2) >= 1);
+    assert!(shell.acks.iter().all(|(_, b)| *b == shell.acks[0].1));
+    let ack = AppPacket::decode(&shell.acks[0].1).unwrap();
+    assert!(ack.verify_as(me.public()).is_ok());
+    assert!(n.poll_timeout().is_some_and(|t| t > now), "signed");
+}
+
 #[test]
 fn a_replay_is_never_delivered_twice() {
     let (_, mut n, mut shell) = started(4, NodeConfig::default());

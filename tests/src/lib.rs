@@ -5,8 +5,10 @@
 //! [`mosquitto`] runs private MQTT brokers on loopback, [`wedged`] a
 //! hostile one that stops reading after the handshake. [`netns`] gives the
 //! firmware example (issue 14) a network namespace with a TAP device.
+//! [`inbox`](mod@inbox) collects a router's delivered messages.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod inbox;
 pub mod mosquitto;
 pub mod netns;
 pub mod reference;

@@ -5,13 +5,14 @@
 //! fails the test instead of hanging it.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keyway_core::rand_core::UnwrapErr;
 use keyway_core::{Keypair, PublicKey};
-use keyway_sidewire::{BrokerEntry, Message, Pool, Router, RouterConfig, RouterError, system_time};
+use keyway_sidewire::{BrokerEntry, Pool, Router, RouterConfig, RouterError, system_time};
+use keyway_tests::inbox::{count, inbox};
 use keyway_tests::mosquitto::{Mosquitto, sidewire_pool as pool};
 use keyway_tests::wedged::WedgedBroker;
 
@@ -27,13 +28,6 @@ async fn join(key: Keypair, pool: Pool, config: RouterConfig) -> Router {
     let router = Router::with_config(key, None, system_time, pool, config);
     router.start().await.unwrap();
     router
-}
-
-fn inbox(router: &Router) -> Arc<Mutex<Vec<Message>>> {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    router.add_msg_handler(move |m| sink.lock().unwrap().push(m.clone()));
-    got
 }
 
 /// `pipe.send` under an outer timeout: `Err(())` if it hung.
@@ -136,7 +130,7 @@ async fn send_returns_by_its_timeout_whatever_a_broker_does() {
         let sent = send_or_hang(&ra, b_pk, Vec::new(), &[i], Duration::from_secs(4)).await;
         assert!(matches!(sent, Ok(Ok(()))), "{sent:?}");
     }
-    assert_eq!(got.lock().unwrap().len(), 3);
+    assert_eq!(count(&got, 3).await, 3);
     // C has no way to B: its send fails at its timeout instead of hanging.
     let sent = send_or_hang(&rc, b_pk, Vec::new(), b"nowhere", Duration::from_secs(1)).await;
     assert!(matches!(sent, Ok(Err(RouterError::Timeout(_)))), "{sent:?}");
@@ -319,7 +313,7 @@ async fn hinted_brokers_connect_in_parallel_within_the_deadline_and_back_off() {
         let sent = send_or_hang(&ra, b_pk, hints.clone(), &[i], Duration::from_secs(3)).await;
         assert!(matches!(sent, Ok(Ok(()))), "send {i}: {sent:?}");
     }
-    assert_eq!(got.lock().unwrap().len(), 10);
+    assert_eq!(count(&got, 10).await, 10);
     let dialled = accepted.load(Ordering::SeqCst);
     assert!(dialled <= 3, "{dialled} connects to 3 silent hints");
 }
@@ -344,7 +338,7 @@ async fn a_send_with_an_endless_timeout_ends_at_its_ack_without_panicking() {
     let got = inbox(&rb);
     let sent = tokio::time::timeout(SLACK, ra.pipe(b_pk).send(b"whenever", Duration::MAX)).await;
     assert!(matches!(sent, Ok(Ok(()))), "{sent:?}");
-    assert_eq!(got.lock().unwrap().len(), 1);
+    assert_eq!(count(&got, 1).await, 1);
 }
 
 /// Review of issue 11 item 4: a broker that completes the handshake and

@@ -9,6 +9,7 @@ use std::time::Duration;
 use keyway_core::Keypair;
 use keyway_core::rand_core::UnwrapErr;
 use keyway_sidewire::{BrokerEntry, Message, Pool, Router, RouterConfig, system_time};
+use keyway_tests::inbox::{count, inbox, payloads};
 use keyway_tests::mosquitto::{Mosquitto, sidewire_pool as pool};
 
 fn key() -> Keypair {
@@ -20,13 +21,6 @@ async fn join(key: Keypair, pool: Pool, config: RouterConfig) -> Router {
     let router = Router::with_config(key, None, system_time, pool, config);
     router.start().await.unwrap();
     router
-}
-
-fn inbox(router: &Router) -> Arc<Mutex<Vec<Message>>> {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    router.add_msg_handler(move |m| sink.lock().unwrap().push(m.clone()));
-    got
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,6 +55,7 @@ async fn two_routers_exchange_messages_both_ways_through_failures() {
     to_b.send(&[0, 0, 0xff, 0xfe], Duration::from_secs(4))
         .await
         .unwrap();
+    assert_eq!(count(&inbox_b, 6).await, 6);
     let delivered_to_b: Vec<Vec<u8>> = inbox_b
         .lock()
         .unwrap()
@@ -70,7 +65,7 @@ async fn two_routers_exchange_messages_both_ways_through_failures() {
     assert_eq!(delivered_to_b.len(), 6);
     assert_eq!(delivered_to_b[0], vec![0, 0, 0xff, 0xfe]);
     assert!(inbox_b.lock().unwrap().iter().all(|m| m.from == a_pk));
-    assert_eq!(inbox_a.lock().unwrap().len(), 5);
+    assert_eq!(count(&inbox_a, 5).await, 5);
 
     // Kill each broker in turn: delivery continues through the others.
     for (victim, broker) in (0u8..).zip(brokers.iter_mut()) {
@@ -87,8 +82,8 @@ async fn two_routers_exchange_messages_both_ways_through_failures() {
         // Give the routers a resubscription cycle to notice it is back.
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
-    assert_eq!(inbox_b.lock().unwrap().len(), 6 + 9);
-    assert_eq!(inbox_a.lock().unwrap().len(), 5 + 9);
+    assert_eq!(count(&inbox_b, 6 + 9).await, 6 + 9);
+    assert_eq!(count(&inbox_a, 5 + 9).await, 5 + 9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +135,7 @@ async fn a_silent_broker_costs_one_connect_timeout_then_backs_off() {
             .unwrap();
         sent += 1;
     }
-    assert_eq!(got.lock().unwrap().len(), sent);
+    assert_eq!(count(&got, sent).await, sent);
     // Over ~5 s of walks every 200 ms (two routers), backoff (1 s, 2 s, 4 s)
     // keeps the attempts on the silent broker to a handful.
     let attempts = accepted.load(std::sync::atomic::Ordering::SeqCst);
@@ -280,7 +275,7 @@ async fn hint_brokers_reach_a_peer_outside_the_senders_pool_and_idle_links_close
         .send(b"again", Duration::from_secs(4))
         .await
         .unwrap();
-    let data: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
+    let data = payloads(&got, 2).await;
     assert_eq!(data, vec![b"found".to_vec(), b"again".to_vec()]);
 }
 
@@ -326,7 +321,7 @@ async fn remembered_hints_survive_a_restart() {
         .send(b"two", Duration::from_secs(4))
         .await
         .unwrap();
-    let data: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
+    let data = payloads(&got, 2).await;
     assert_eq!(data, vec![b"one".to_vec(), b"two".to_vec()]);
 }
 
@@ -379,6 +374,7 @@ async fn the_injected_clock_stamps_and_judges_messages_and_close_ends_sends() {
         .send(b"same time here", Duration::from_secs(5))
         .await
         .unwrap();
+    assert_eq!(count(&at_c, 1).await, 1);
     let got: Vec<Message> = at_c.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].data, b"same time here");
@@ -425,7 +421,7 @@ async fn resends_widen_until_they_reach_a_destination_listening_low_in_its_ranki
         .send(b"found you", Duration::from_secs(5))
         .await
         .unwrap();
-    let delivered: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
+    let delivered = payloads(&got, 1).await;
     assert_eq!(delivered, vec![b"found you".to_vec()]);
 }
 
@@ -558,7 +554,7 @@ async fn junk_claiming_a_peers_key_does_not_silence_it() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     junk.await.unwrap();
-    let all: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
+    let all = payloads(&got, 4).await;
     assert_eq!(all, [&b"before"[..], b"during 0", b"during 1", b"during 2"]);
 }
 
@@ -831,7 +827,7 @@ async fn replayed_stale_packets_and_probes_do_not_spend_a_peers_budget() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent = to_b.send(b"after", Duration::from_secs(5)).await;
     assert!(sent.is_ok(), "A after the replays: {sent:?}");
-    let all: Vec<Vec<u8>> = got.lock().unwrap().iter().map(|m| m.data.clone()).collect();
+    let all = payloads(&got, 2).await;
     assert_eq!(all, [&b"before"[..], b"after"]);
 }
 
@@ -897,7 +893,7 @@ async fn sends_beyond_the_nodes_table_wait_and_end_by_their_timeout() {
         .send(b"still delivering", Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(got.lock().unwrap().len(), 1);
+    assert_eq!(count(&got, 1).await, 1);
 }
 
 /// Review of issue 13's Router: handlers are blocking callbacks (the

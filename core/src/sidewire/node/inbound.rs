@@ -12,6 +12,7 @@ use crate::identity::PUBLIC_KEY_LEN;
 use crate::sidewire::app_packet::{AppPacket, HEADER_LEN};
 use crate::sidewire::receiver::Slot;
 use crate::sidewire::screen::{Class, Peer};
+use crate::signature::DIGEST_LEN;
 use crate::time::Instant;
 
 use super::ack_cache::{ACK_LEN, Reack, SourceAcks};
@@ -50,6 +51,7 @@ where
         topic: &[u8],
         payload: &[u8],
     ) -> Screened {
+        self.sign_deferred();
         let (own, max) = (self.topic, self.config.max_message);
         let mut rules = Rules {
             node: self,
@@ -82,7 +84,9 @@ where
     /// The signature of the packet `payload` (ticket from
     /// [`Self::poll_verify`]) was checked: `valid` says how it went. Returns
     /// the message to deliver, if any; ACKs and send completions follow as
-    /// transmits and events.
+    /// transmits and events. A MSG's ACK is signed at the next call (the
+    /// next [`Self::poll_transmit`], normally): hand the message to the
+    /// application before polling, and it need not wait for the signature.
     pub fn handle_verified(
         &mut self,
         now: Instant,
@@ -91,6 +95,7 @@ where
         payload: &[u8],
         valid: bool,
     ) -> Option<Delivery> {
+        self.sign_deferred();
         let packet = AppPacket::decode(payload).ok()?;
         if valid {
             self.screen.verified(&packet.src_pk, seconds(now));
@@ -132,35 +137,65 @@ where
         }
     }
 
-    /// Signs `ack` for `msg`, keeps it for copies and publishes it on the
-    /// link the MSG came by; a first copy's ACK also goes through the
-    /// sender's own set ([`super::ack_walk`]).
+    /// Keeps `ack` for `msg` to be signed at the node's next call
+    /// ([`Self::sign_deferred`]): the shell hands the message to its
+    /// application first, and the signature's tens of µs come after that
+    /// instead of before (issue 13's delivery latency). One at most: an
+    /// earlier one is signed now.
     fn sign_and_ack(
         &mut self,
         now: Instant,
         msg: &AppPacket<'_>,
-        mut ack: AppPacket<'static>,
+        ack: AppPacket<'static>,
         arrived_on: LinkId,
         first: bool,
     ) {
+        self.sign_deferred();
+        self.unsigned = Some(UnsignedAck {
+            ack,
+            to: msg.src_pk,
+            id: (msg.queue_id, msg.seq_no),
+            digest: msg.digest(),
+            arrived_on,
+            now,
+            first,
+        });
+    }
+
+    /// Signs the ACK kept by [`Self::sign_and_ack`], keeps it for copies
+    /// and publishes it on the link the MSG came by; a first copy's ACK
+    /// also goes through the sender's own set ([`super::ack_walk`]). Every
+    /// input and [`Self::poll_transmit`] call this first, so the node
+    /// decides as if it had signed at once.
+    pub(super) fn sign_deferred(&mut self) {
+        let Some(u) = self.unsigned.take() else {
+            return;
+        };
+        let mut ack = u.ack;
         ack.sign(&self.key);
         let mut bytes = [0u8; ACK_LEN];
         if ack.encode(&mut bytes).is_err() {
             return;
         }
-        let to = msg.src_pk;
-        self.acks.insert(
-            to,
-            (msg.queue_id, msg.seq_no),
-            msg.digest(),
-            bytes,
-            Some((arrived_on, now)),
-        );
-        self.outbox.publish_ack(arrived_on, to, bytes);
-        if first {
-            self.ack_on_sender_set(now, &to, arrived_on, bytes);
+        self.acks
+            .insert(u.to, u.id, u.digest, bytes, Some((u.arrived_on, u.now)));
+        self.outbox.publish_ack(u.arrived_on, u.to, bytes);
+        if u.first {
+            self.ack_on_sender_set(u.now, &u.to, u.arrived_on, bytes);
         }
     }
+}
+
+/// An ACK decided and not yet signed ([`Node::sign_deferred`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct UnsignedAck {
+    pub(super) ack: AppPacket<'static>,
+    pub(super) to: [u8; PUBLIC_KEY_LEN],
+    pub(super) id: ([u8; 32], u32),
+    pub(super) digest: [u8; DIGEST_LEN],
+    pub(super) arrived_on: LinkId,
+    pub(super) now: Instant,
+    pub(super) first: bool,
 }
 
 /// The node's tables seen by the shared rules, for one packet.

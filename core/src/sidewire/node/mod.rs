@@ -371,6 +371,8 @@ pub struct Node<
     reached: Option<Event>,
     next_maintain: Instant,
     ack_walks: [Option<AckWalk<T>>; W],
+    /// A MSG's ACK waiting for its signature ([`Self::handle_verified`]).
+    unsigned: Option<inbound::UnsignedAck>,
 }
 
 impl<
@@ -429,6 +431,7 @@ where
             reached: None,
             next_maintain: now,
             ack_walks: [None; W],
+            unsigned: None,
             config,
         }
     }
@@ -514,6 +517,7 @@ where
         rng: &mut R,
         out: &mut [u8],
     ) -> Result<(SendId, usize), SendError> {
+        self.sign_deferred();
         let max = self.config.max_message;
         if data.len().saturating_add(HEADER_LEN) > max {
             return Err(SendError::TooLarge {
@@ -565,6 +569,7 @@ where
 
     /// The link asked for with [`Transmit::Connect`] is up and subscribed.
     pub fn handle_link_up(&mut self, now: Instant, unix: u64, link: LinkId) {
+        self.sign_deferred();
         let Some(l) = self.links.get_mut(link) else {
             return;
         };
@@ -579,6 +584,7 @@ where
 
     /// `link` is gone (or its connect failed).
     pub fn handle_link_down(&mut self, now: Instant, unix: u64, link: LinkId, how: LinkDown) {
+        self.sign_deferred();
         let Some(l) = self.links.remove(link) else {
             return;
         };
@@ -595,9 +601,11 @@ where
         }
     }
 
-    /// When [`Self::handle_timeout`] is due next.
+    /// When [`Self::handle_timeout`] is due next (at once while an ACK
+    /// waits for its signature: [`Self::handle_verified`]).
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
+            self.unsigned.map(|u| u.now),
             self.pending.poll_timeout(),
             Some(self.next_maintain),
             self.links
@@ -611,6 +619,7 @@ where
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant, unix: u64) {
+        self.sign_deferred();
         while let Some((link, failed)) =
             self.links
                 .next_expired(now, self.config.connect_timeout, self.config.idle_timeout)
@@ -634,6 +643,7 @@ where
     /// The next thing to do; a [`Transmit::PublishAck`] has its bytes in
     /// `buf` (at least [`ack_cache::ACK_LEN`] bytes, or it is skipped).
     pub fn poll_transmit(&mut self, _now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        self.sign_deferred();
         self.outbox.poll(buf)
     }
 

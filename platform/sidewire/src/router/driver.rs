@@ -468,7 +468,9 @@ impl Driver {
     }
 
     /// Hands a delivered message to the handlers' thread; waits only when
-    /// [`DELIVERY_QUEUE`] messages are already queued there.
+    /// [`DELIVERY_QUEUE`] messages are already queued there. Called before
+    /// the next `pump`, which signs the message's ACK: the thread wakes
+    /// while the signature is made, not after.
     async fn deliver(&mut self, message: Message) {
         // An error means the thread is gone (a handler panicked): the
         // message has no one to go to.

@@ -46,8 +46,9 @@ pub struct Message {
     pub queue_id: [u8; 32],
 }
 
-/// Called once per delivered message, on the Router's task: hand long
-/// work to a task or channel.
+/// Called once per delivered message, in delivery order, on the Router's
+/// handlers' thread (`DESIGN.md`). It may block — ACKs and timers go on —
+/// but later messages wait for it: hand long work to a task or channel.
 pub type Handler = Arc<dyn Fn(&Message) + Send + Sync>;
 
 /// Wall-clock time in Unix seconds. Packets are stamped with it and
