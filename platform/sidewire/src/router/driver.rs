@@ -472,8 +472,9 @@ impl Driver {
     /// the next `pump`, which signs the message's ACK: the thread wakes
     /// while the signature is made, not after.
     async fn deliver(&mut self, message: Message) {
-        // An error means the thread is gone (a handler panicked): the
-        // message has no one to go to.
+        // An error means the thread is gone (it could not be started):
+        // the message has no one to go to. A panicking handler does not end
+        // it (`spawn_handlers`).
         let _ = self.deliveries.send(message).await;
     }
 
@@ -715,7 +716,15 @@ fn spawn_handlers(shared: Arc<Shared>) -> mpsc::Sender<Message> {
                     .unwrap_or_else(|e| e.into_inner())
                     .clone();
                 for handler in handlers {
-                    handler(&message);
+                    // The message is already ACKed: a handler that panics
+                    // must cost only its own call, not end this thread and
+                    // with it every later delivery.
+                    let call = std::panic::AssertUnwindSafe(|| handler(&message));
+                    if std::panic::catch_unwind(call).is_err() {
+                        tracing::error!(
+                            "a sidewire handler panicked; later messages are still delivered"
+                        );
+                    }
                 }
             }
         });
