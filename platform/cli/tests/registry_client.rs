@@ -3,37 +3,18 @@
 //! with nothing but answers on stdout, and the one-shot exit codes.
 #![allow(clippy::unwrap_used)]
 
+mod cli;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const KEYWAY: &str = env!("CARGO_BIN_EXE_keyway");
+use cli::{KEYWAY, keyway, ok, s};
+
 /// Longest wait for one line from a process.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-fn keyway(args: &[&str]) -> Output {
-    Command::new(KEYWAY)
-        .args(args)
-        .env_remove("KEYWAY_PASSWORD")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn read_lines(stdout: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();

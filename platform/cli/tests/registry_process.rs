@@ -5,37 +5,18 @@
 //! the same stream.
 #![allow(clippy::unwrap_used)]
 
+mod cli;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const KEYWAY: &str = env!("CARGO_BIN_EXE_keyway");
+use cli::{KEYWAY, keyway, ok, s};
+
 /// A bound on every wait: a shared, slow machine, never a timing claim.
 const PATIENCE: Duration = Duration::from_secs(120);
-
-fn keyway(args: &[&str]) -> Output {
-    Command::new(KEYWAY)
-        .args(args)
-        .env_remove("KEYWAY_PASSWORD")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// A running `keyway registry serve`, killed (by its PID) when dropped.
 struct Server {
