@@ -163,6 +163,8 @@ impl<S: NameStore> Handler<S> {
             return;
         };
         let now = self.clock.now();
+        // Kept until the write is queued (or the request refused).
+        let _coming = (request.op == Op::Put).then(|| self.store.coming_write());
         let checked = match request.op {
             Op::Put => self.check(&request, now),
             _ => Err(self.dispatch(&request, source).await),

@@ -209,13 +209,16 @@ impl Server {
                 tracker.clone(),
                 shutdown.clone(),
             ));
-            tracker.spawn(udp::serve(
-                Arc::new(udp),
-                shared.clone(),
-                in_flight.clone(),
-                tracker.clone(),
-                shutdown.clone(),
-            ));
+            let udp = Arc::new(udp);
+            for _ in 0..receive_loops() {
+                tracker.spawn(udp::serve(
+                    udp.clone(),
+                    shared.clone(),
+                    in_flight.clone(),
+                    tracker.clone(),
+                    shutdown.clone(),
+                ));
+            }
         }
         tracker.spawn(purge(shared.clone(), shutdown.clone()));
         let metrics_addr = match config.metrics_listen {
@@ -267,6 +270,12 @@ impl Server {
             tracing::warn!("shutdown grace period over with requests still running");
         }
     }
+}
+
+/// As many UDP receive loops as the runtime has workers by default (one per
+/// core), so every core can work on requests without a task per datagram.
+fn receive_loops() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 async fn purge<S: NameStore>(shared: Arc<Shared<S>>, shutdown: CancellationToken) {

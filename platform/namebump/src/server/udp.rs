@@ -2,9 +2,15 @@
 //! own source (not to a shared "current peer", bug 9), sent once (not 5×,
 //! bug 8), and never larger than the datagram that asked for it, so the
 //! server cannot be used to amplify traffic at a spoofed victim.
+//!
+//! Each socket has one receive loop per runtime worker (`serve` is started
+//! that many times), so the decryption and signature check of one request
+//! run in the loop that received it while the other loops receive.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 
 use keyway_core::namebump::tcp_framing::MAX_SEALED_REQUEST;
 use socket2::SockRef;
@@ -57,7 +63,7 @@ pub(crate) async fn serve<S: NameStore>(
         // as in flight, and shutdown waits for it, until its reply is sent or
         // dropped, wherever that happens (on SQLite, the writer thread).
         let token = tracker.token();
-        tracker.spawn(async move {
+        let mut work = Box::pin(async move {
             let metrics = handler.metrics.clone();
             let limit = datagram.len();
             let send = move |reply: Vec<u8>| {
@@ -68,6 +74,16 @@ pub(crate) async fn serve<S: NameStore>(
                 .handle_sealed_then(&datagram, source.ip(), send)
                 .await;
         });
+        // Worked on here until it first waits (issue 12, CPU per request):
+        // a PUT on SQLite never does (the writer thread finishes it), so it
+        // costs no task and no wake-up of another worker. One that waits (a
+        // database round trip) goes on in a task of its own; it re-registers
+        // its wake-ups when first polled there.
+        let waiting =
+            std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx).is_pending())).await;
+        if waiting {
+            tracker.spawn(work);
+        }
     }
 }
 

@@ -24,6 +24,7 @@
 
 mod db_metrics;
 mod dialect;
+mod gather;
 mod lease;
 mod publish;
 mod rules;
@@ -32,6 +33,7 @@ mod sqlx_store;
 mod writer;
 
 pub use db_metrics::{DbMetrics, LOCK_WAIT_THRESHOLD, RetryReason};
+pub use gather::Coming;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -410,6 +412,14 @@ pub trait NameStore: Send + Sync + 'static {
         then: Then<PutOutcome>,
     ) -> impl Future<Output = ()> + Send {
         async move { then(self.put(request, now).await) }
+    }
+
+    /// Announces a PUT whose request is still being checked, to be handed
+    /// to [`Self::put_then`] (or refused) soon: a store that commits in
+    /// batches may wait a little for it (`gather.rs`). Keep the [`Coming`]
+    /// until `put_then` has returned.
+    fn coming_write(&self) -> Coming {
+        Coming::none()
     }
 
     fn delete(

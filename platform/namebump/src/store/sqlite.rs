@@ -27,12 +27,13 @@ use tokio::sync::mpsc;
 
 use super::db_metrics::DbMetrics;
 use super::dialect::{Backend, Queries};
+use super::gather::{GATHER_WINDOW, Gather};
 use super::publish;
 use super::rules::{self, Existing, NameWrite, RowCounts, WriteTx};
 use super::writer::{self, Applied, Job, MAX_BATCH, Reply};
 use super::{
-    DelOutcome, DelRequest, IpKey, Limits, NameRecord, NameStore, Purged, PutOutcome, PutRequest,
-    StoreError, Then,
+    Coming, DelOutcome, DelRequest, IpKey, Limits, NameRecord, NameStore, Purged, PutOutcome,
+    PutRequest, StoreError, Then,
 };
 
 /// Read connections kept open at most.
@@ -45,6 +46,7 @@ pub(crate) struct SqliteStore {
     queries: Arc<Queries>,
     limits: Limits,
     writer: mpsc::Sender<Job>,
+    gather: Arc<Gather>,
     metrics: DbMetrics,
 }
 
@@ -128,12 +130,20 @@ impl SqliteStore {
         let queries = Arc::new(Queries::new(Backend::Sqlite));
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let metrics = DbMetrics::default();
+        let gather = Arc::new(Gather::default());
         let q = queries.clone();
         std::thread::Builder::new()
             .name("keyway-sqlite-writer".into())
             .spawn({
-                let metrics = metrics.clone();
-                move || write_loop(&mut conn, &q, &limits, &metrics, rx, wake.as_ref())
+                let (metrics, gather) = (metrics.clone(), gather.clone());
+                move || {
+                    let batches = Batches {
+                        rx,
+                        gather,
+                        last: 0,
+                    };
+                    write_loop(&mut conn, &q, &limits, &metrics, batches, wake.as_ref());
+                }
             })
             .map_err(|e| StoreError::BatchFailed(format!("cannot start the writer: {e}")))?;
         let (checkpoints, alive) = (connect(path)?, tx.downgrade());
@@ -147,6 +157,7 @@ impl SqliteStore {
             queries,
             limits,
             writer: tx,
+            gather,
             metrics,
         })
     }
@@ -217,6 +228,10 @@ impl NameStore for SqliteStore {
         writer::submit_then(&self.writer, Job::Put(request, now, Reply::Then(then))).await;
     }
 
+    fn coming_write(&self) -> Coming {
+        self.gather.announce()
+    }
+
     async fn delete(&self, request: DelRequest, now: f64) -> Result<DelOutcome, StoreError> {
         writer::submit(&self.writer, |tx| Job::Del(request, now, tx)).await
     }
@@ -263,25 +278,53 @@ fn run_now<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// The writer's queue, read a batch at a time.
+struct Batches {
+    rx: mpsc::Receiver<Job>,
+    gather: Arc<Gather>,
+    /// Writes in the previous batch.
+    last: usize,
+}
+
+impl Batches {
+    /// The next batch: the first write to come, everything queued behind
+    /// it, and the writes on their way within [`GATHER_WINDOW`]
+    /// (`gather.rs`). `false` once every sender is gone.
+    fn next(&mut self, batch: &mut Vec<Job>) -> bool {
+        let Some(first) = self.rx.blocking_recv() else {
+            return false;
+        };
+        batch.push(first);
+        let until = std::time::Instant::now() + GATHER_WINDOW;
+        let busy = self.last > 1;
+        loop {
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            if batch.len() >= MAX_BATCH || !self.gather.wait(until, busy) {
+                self.last = batch.len();
+                return true;
+            }
+        }
+    }
+}
+
 /// The writer thread: drains the queue in batches until every sender is gone.
 fn write_loop(
     conn: &mut Connection,
     q: &Queries,
     limits: &Limits,
     metrics: &DbMetrics,
-    mut rx: mpsc::Receiver<Job>,
+    mut batches: Batches,
     wake: Option<&SyncSender<()>>,
 ) {
     let publishing = wake.is_some();
+    batches.gather.set_writer();
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+    while batches.next(&mut batch) {
         let started = std::time::Instant::now();
         let result = run_batch(conn, q, limits, &batch, publishing);
         metrics.transaction(started.elapsed());
