@@ -344,12 +344,10 @@ pub(crate) struct Queries {
     pub(crate) delete_expired: SqlStr,
     pub(crate) name_row_with_address: SqlStr,
     pub(crate) refresh_in_place: SqlStr,
-    /// `name_row_with_address` and `refresh_in_place` in one statement,
-    /// where the dialect has data-modifying CTEs (PostgreSQL).
+    /// `name_row_with_address`, `refresh_in_place` and, for a name no row
+    /// holds, the common claim in one statement, where the dialect has
+    /// data-modifying CTEs and the claim function (PostgreSQL).
     pub(crate) name_row_refreshing: Option<SqlStr>,
-    /// A claim in one statement, where the backend has the function
-    /// (PostgreSQL: `CLAIM_FUNCTION`).
-    pub(crate) claim: Option<SqlStr>,
     pub(crate) v4_id: SqlStr,
     pub(crate) v4_insert: SqlStr,
     pub(crate) v6_id: SqlStr,
@@ -428,7 +426,12 @@ impl Queries {
             ),
             // The row as read, and whether the refresh guarded as
             // `refresh_in_place` (plus: in the request's own address row,
-            // IPv4 or IPv6, the other family's parameters NULL) changed it.
+            // IPv4 or IPv6, the other family's parameters NULL) changed it;
+            // when no row holds the name, a row of NULLs and what the claim
+            // (`CLAIM_FUNCTION`) decided instead. The function's statements
+            // see what committed before each of them, not this statement's
+            // snapshot: a name claimed since the read is refused by the
+            // unique key, and the PUT is decided again.
             name_row_refreshing: (b == Backend::Postgres).then(|| {
                 b.sql(
                     "WITH cur AS (SELECT n.id, n.owner_pub, n.value, n.af, n.ip_id, \
@@ -440,15 +443,14 @@ impl Queries {
                      WHERE names.id = cur.id AND names.owner_pub = ? AND names.af = cur.af \
                      AND names.ip_id = cur.ip_id AND names.updated < ? AND names.timestamp > ? \
                      AND (cur.v4_val = ? OR (cur.v6_glob_main = ? AND cur.v6_glob_extra = ? \
-                     AND cur.v6_lan_id = ? AND cur.v6_iface_id = ?)) RETURNING names.id) \
+                     AND cur.v6_lan_id = ? AND cur.v6_iface_id = ?)) RETURNING names.id), \
+                     claimed AS (SELECT keyway_claim_v1(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+                     ?, ?) AS c WHERE NOT EXISTS (SELECT 1 FROM cur)) \
                      SELECT cur.id, cur.owner_pub, cur.value, cur.af, cur.ip_id, cur.timestamp, \
                      cur.updated, cur.v4_val, cur.v6_glob_main, cur.v6_glob_extra, cur.v6_lan_id, \
-                     cur.v6_iface_id, (SELECT COUNT(*) FROM upd) FROM cur",
-                )
-            }),
-            claim: (b == Backend::Postgres).then(|| {
-                b.sql(
-                    "SELECT keyway_claim_v1(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     cur.v6_iface_id, (SELECT COUNT(*) FROM upd), NULL::BIGINT FROM cur \
+                     UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                     NULL, NULL, 0, c FROM claimed",
                 )
             }),
             delete_expired: b.sql("DELETE FROM names WHERE id = ? AND af <> 0 AND timestamp <= ?"),

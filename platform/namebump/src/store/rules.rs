@@ -274,13 +274,17 @@ pub(crate) trait OptimisticTx: WriteTx {
     /// The name's row and, for a live name, the address of its quota row;
     /// where one statement can (PostgreSQL), also the guarded refresh of
     /// `r` in place when that row is `r`'s owner's, live, older and in
-    /// `r.ip`'s quota row: a refresh then takes one round trip, not two.
-    /// The row is as read before that refresh.
+    /// `r.ip`'s quota row (a refresh then takes one round trip, not two),
+    /// and, when no row holds the name, `put_unheld` of `r` for the common
+    /// claim (an address row that exists, room in its quota, no bump), so
+    /// a claim too takes one round trip. The row is as read before that
+    /// refresh.
     async fn name_row_with_address(
         &mut self,
         r: &PutRequest,
         cutoff: i64,
-    ) -> Result<Option<(Existing, Option<IpKey>, InPlace)>, Self::Error>;
+        claim: &ClaimBounds,
+    ) -> Result<Lookup, Self::Error>;
     /// Rewrites value and times of a name still live in the same quota
     /// row, of the same owner, older than `row` and not expired.
     async fn refresh_in_place(
@@ -289,21 +293,34 @@ pub(crate) trait OptimisticTx: WriteTx {
         row: &NameWrite<'_>,
         cutoff: i64,
     ) -> Result<u64, Self::Error>;
-    /// Where one statement can (PostgreSQL), `put_unheld` of `r` for the
-    /// common claim: an address row that exists, room in its quota, no
-    /// bump. `None`: the backend cannot, or the statement decided nothing
-    /// and changed nothing (the rules then decide in a transaction).
-    async fn claim_in_one(
-        &mut self,
-        _r: &PutRequest,
-        _bounds: &ClaimBounds,
-    ) -> Result<Option<PutOutcome>, Self::Error> {
-        Ok(None)
-    }
 }
 
-/// What `put_unheld` compares a claim's quota row with, for
-/// [`OptimisticTx::claim_in_one`].
+/// What the fast path's read found.
+#[derive(Clone, Debug)]
+pub(crate) enum Lookup {
+    /// The name's row, its quota row's address, and the refresh made with
+    /// the read, if any.
+    Row(Existing, Option<IpKey>, InPlace),
+    /// No row held the name; the claim made with the read, if any.
+    Absent(Claimed),
+}
+
+/// A claim made in the fast path's statement (PostgreSQL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Claimed {
+    /// The backend only read.
+    NotTried,
+    /// The claim decided the PUT (stored, or refused by young tombstones)
+    /// and was a transaction of its own.
+    Decided(PutOutcome),
+    /// The claim decided nothing and changed nothing (a new address row,
+    /// a full quota: bump or refusal, old tombstones to drop): the rules
+    /// decide in a transaction.
+    Undecided,
+}
+
+/// What `put_unheld` compares a claim's quota row with, for the claim made
+/// with the fast path's read ([`OptimisticTx::name_row_with_address`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ClaimBounds {
     /// Names at or below this timestamp are expired.
@@ -318,23 +335,16 @@ pub(crate) struct ClaimBounds {
     pub(crate) created: i64,
 }
 
-/// `put_unheld` in one statement where the backend has it (issue 12: a
-/// claim was 6 round trips on PostgreSQL, 2 this way); `None` leaves the
-/// claim to `put_unheld` in a transaction.
-pub(crate) async fn claim_in_one<T: OptimisticTx>(
-    tx: &mut T,
-    limits: &Limits,
-    r: &PutRequest,
-    now: f64,
-) -> Result<Option<PutOutcome>, T::Error> {
-    let bounds = ClaimBounds {
-        cutoff: cutoff(limits, now),
-        tombstones_since: now - limits.tombstone_lifetime() as f64,
-        names: i64::from(limits.names_for(&r.ip)),
-        tombstones: i64::from(limits.tombstones_per_address),
-        created: now.floor() as i64,
-    };
-    tx.claim_in_one(r, &bounds).await
+impl ClaimBounds {
+    pub(crate) fn new(limits: &Limits, r: &PutRequest, now: f64) -> Self {
+        Self {
+            cutoff: cutoff(limits, now),
+            tombstones_since: now - limits.tombstone_lifetime() as f64,
+            names: i64::from(limits.names_for(&r.ip)),
+            tombstones: i64::from(limits.tombstones_per_address),
+            created: now.floor() as i64,
+        }
+    }
 }
 
 /// Decides a PUT from the name's row alone where no lock is needed: a
@@ -352,8 +362,10 @@ pub(crate) async fn put_without_locks<T: OptimisticTx>(
     now: f64,
 ) -> Result<FastPath, T::Error> {
     let cutoff = cutoff(limits, now);
-    let Some((e, address, in_place)) = tx.name_row_with_address(r, cutoff).await? else {
-        return Ok(FastPath::NoRow);
+    let claim = ClaimBounds::new(limits, r, now);
+    let (e, address, in_place) = match tx.name_row_with_address(r, cutoff, &claim).await? {
+        Lookup::Row(e, address, in_place) => (e, address, in_place),
+        Lookup::Absent(claimed) => return Ok(FastPath::NoRow(claimed)),
     };
     if in_place == InPlace::Refreshed {
         // Its guard holds exactly what the checks below decide.
@@ -384,8 +396,9 @@ pub(crate) async fn put_without_locks<T: OptimisticTx>(
 pub(crate) enum FastPath {
     /// Refused, an idempotent repeat, or refreshed in place: done.
     Decided(PutOutcome),
-    /// No row held the name: a claim, for `put_unheld`.
-    NoRow,
+    /// No row held the name: a claim, for `put_unheld` unless the read
+    /// decided it.
+    NoRow(Claimed),
     /// Decided under the locks, by `put`.
     Locking,
 }

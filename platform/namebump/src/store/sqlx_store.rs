@@ -31,7 +31,8 @@ use super::db_metrics::{DbMetrics, RetryReason};
 use super::dialect::{Backend, Queries};
 use super::lease::{ACQUIRE_TIMEOUT, Stash};
 use super::rules::{
-    self, ClaimBounds, Existing, FastPath, InPlace, NameWrite, OptimisticTx, RowCounts, WriteTx,
+    self, ClaimBounds, Claimed, Existing, FastPath, InPlace, Lookup, NameWrite, OptimisticTx,
+    RowCounts, WriteTx,
 };
 use super::writer::{Applied, Job, Reply};
 use super::{
@@ -171,19 +172,15 @@ impl SqlxStore {
         let mut unheld = false;
         match job {
             Job::Put(r, now, _) => {
+                let started = Instant::now();
                 match rules::put_without_locks(&mut autocommit, &self.limits, r, *now).await? {
                     FastPath::Decided(outcome) => return Ok(Applied::Put(outcome)),
-                    FastPath::NoRow => {
-                        let started = Instant::now();
-                        let claimed =
-                            rules::claim_in_one(&mut autocommit, &self.limits, r, *now).await?;
-                        if let Some(outcome) = claimed {
-                            // The statement was a transaction of its own.
-                            self.metrics.transaction(started.elapsed());
-                            return Ok(Applied::Put(outcome));
-                        }
-                        unheld = true;
+                    FastPath::NoRow(Claimed::Decided(outcome)) => {
+                        // The statement was a transaction of its own.
+                        self.metrics.transaction(started.elapsed());
+                        return Ok(Applied::Put(outcome));
                     }
+                    FastPath::NoRow(Claimed::NotTried | Claimed::Undecided) => unheld = true,
                     FastPath::Locking => {}
                 }
             }
@@ -319,25 +316,34 @@ impl OptimisticTx for SqlxTx<'_> {
         &mut self,
         r: &PutRequest,
         cutoff: i64,
-    ) -> Result<Option<(Existing, Option<IpKey>, InPlace)>, TxError> {
+        claim: &ClaimBounds,
+    ) -> Result<Lookup, TxError> {
         let Some(statement) = &self.q.name_row_refreshing else {
             let row = sqlx::query(self.q.name_row_with_address.clone())
                 .bind(r.name.clone())
                 .fetch_optional(self.c())
                 .await?;
-            let Some(row) = row else { return Ok(None) };
-            return Ok(Some((
+            let Some(row) = row else {
+                return Ok(Lookup::Absent(Claimed::NotTried));
+            };
+            return Ok(Lookup::Row(
                 existing(&row)?,
                 row_address(&row)?,
                 InPlace::NotTried,
-            )));
+            ));
         };
         let write = NameWrite::of(r, 0, 0);
         let (v4, v6) = match r.ip {
             IpKey::V4(v4) => (Some(i64::from(v4)), None),
             IpKey::V6(p) => (None, Some(p)),
         };
-        let query = sqlx::query(statement.clone())
+        let v6_parts = [
+            v6.map(|p| i64::from(p.glob_main)),
+            v6.map(|p| i64::from(p.glob_extra)),
+            v6.map(|p| i64::from(p.lan_id)),
+            v6.map(|p| p.iface_id as i64),
+        ];
+        let mut query = sqlx::query(statement.clone())
             .bind(r.name.clone())
             .bind(r.value.clone())
             .bind(write.timestamp)
@@ -345,59 +351,46 @@ impl OptimisticTx for SqlxTx<'_> {
             .bind(r.owner.to_vec())
             .bind(write.updated)
             .bind(cutoff)
-            .bind(v4)
-            .bind(v6.map(|p| i64::from(p.glob_main)))
-            .bind(v6.map(|p| i64::from(p.glob_extra)))
-            .bind(v6.map(|p| i64::from(p.lan_id)))
-            .bind(v6.map(|p| p.iface_id as i64));
-        let Some(row) = query.fetch_optional(self.c()).await? else {
-            return Ok(None);
-        };
+            .bind(v4);
+        for part in v6_parts {
+            query = query.bind(part);
+        }
+        // The claim's parameters (`CLAIM_FUNCTION`).
+        query = query
+            .bind(r.name.clone())
+            .bind(r.value.clone())
+            .bind(r.owner.to_vec())
+            .bind(i64::from(r.ip.af()))
+            .bind(v4);
+        for part in v6_parts {
+            query = query.bind(part);
+        }
+        let query = query
+            .bind(write.timestamp)
+            .bind(write.updated)
+            .bind(claim.created)
+            .bind(claim.cutoff)
+            .bind(claim.tombstones_since)
+            .bind(claim.names)
+            .bind(claim.tombstones);
+        // One row: the name's, or the claim's when no row held the name.
+        let row = query.fetch_one(self.c()).await?;
+        let id: Option<i64> = row.try_get(0)?;
+        if id.is_none() {
+            let decided: Option<i64> = row.try_get(13)?;
+            return Ok(Lookup::Absent(match decided {
+                Some(1) => Claimed::Decided(PutOutcome::Stored),
+                Some(2) => Claimed::Decided(PutOutcome::AtQuota),
+                _ => Claimed::Undecided,
+            }));
+        }
         let refreshed: i64 = row.try_get(12)?;
         let in_place = if refreshed > 0 {
             InPlace::Refreshed
         } else {
             InPlace::Unchanged
         };
-        Ok(Some((existing(&row)?, row_address(&row)?, in_place)))
-    }
-
-    async fn claim_in_one(
-        &mut self,
-        r: &PutRequest,
-        bounds: &ClaimBounds,
-    ) -> Result<Option<PutOutcome>, TxError> {
-        let Some(statement) = &self.q.claim else {
-            return Ok(None);
-        };
-        let write = NameWrite::of(r, 0, 0);
-        let (v4, v6) = match r.ip {
-            IpKey::V4(v4) => (Some(i64::from(v4)), None),
-            IpKey::V6(p) => (None, Some(p)),
-        };
-        let query = sqlx::query(statement.clone())
-            .bind(r.name.clone())
-            .bind(r.value.clone())
-            .bind(r.owner.to_vec())
-            .bind(i64::from(r.ip.af()))
-            .bind(v4)
-            .bind(v6.map(|p| i64::from(p.glob_main)))
-            .bind(v6.map(|p| i64::from(p.glob_extra)))
-            .bind(v6.map(|p| i64::from(p.lan_id)))
-            .bind(v6.map(|p| p.iface_id as i64))
-            .bind(write.timestamp)
-            .bind(write.updated)
-            .bind(bounds.created)
-            .bind(bounds.cutoff)
-            .bind(bounds.tombstones_since)
-            .bind(bounds.names)
-            .bind(bounds.tombstones);
-        let decided: i64 = query.fetch_one(self.c()).await?.try_get(0)?;
-        Ok(match decided {
-            1 => Some(PutOutcome::Stored),
-            2 => Some(PutOutcome::AtQuota),
-            _ => None,
-        })
+        Ok(Lookup::Row(existing(&row)?, row_address(&row)?, in_place))
     }
 
     async fn refresh_in_place(
