@@ -16,6 +16,12 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+/// A server request allocates a few dozen small buffers on its way through
+/// the database driver; glibc's allocator spent ~3 % of the namebump
+/// server's CPU per PUT on them, mimalloc ~1 % (issue 12, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "keyway",
