@@ -96,7 +96,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`, migrates it
     /// and starts the writer thread.
     pub(crate) fn open(path: &Path, limits: Limits) -> Result<Self, StoreError> {
-        Self::start(path, limits, None)
+        Self::start(path, limits, None, GATHER_WINDOW)
     }
 
     /// [`Self::open`], publishing the names as the stream at `stream`
@@ -107,16 +107,18 @@ impl SqliteStore {
         stream: &Path,
     ) -> Result<(Self, String), StoreError> {
         let (wake, woken) = std::sync::mpsc::sync_channel(1);
-        let store = Self::start(path, limits, Some(wake))?;
+        let store = Self::start(path, limits, Some(wake), GATHER_WINDOW)?;
         let public = publish::start(path, stream, woken)?;
         Ok((store, public))
     }
 
     /// `wake`: publishing is on, and the publisher is told of each commit.
+    /// `window`: how long a batch may stay open (`gather.rs`).
     fn start(
         path: &Path,
         limits: Limits,
         wake: Option<SyncSender<()>>,
+        window: std::time::Duration,
     ) -> Result<Self, StoreError> {
         let mut conn = connect(path)?;
         for step in Backend::Sqlite.schema() {
@@ -140,6 +142,7 @@ impl SqliteStore {
                     let batches = Batches {
                         rx,
                         gather,
+                        window,
                         last: 0,
                     };
                     write_loop(&mut conn, &q, &limits, &metrics, batches, wake.as_ref());
@@ -282,20 +285,21 @@ fn run_now<F: Future>(future: F) -> F::Output {
 struct Batches {
     rx: mpsc::Receiver<Job>,
     gather: Arc<Gather>,
+    window: std::time::Duration,
     /// Writes in the previous batch.
     last: usize,
 }
 
 impl Batches {
     /// The next batch: the first write to come, everything queued behind
-    /// it, and the writes on their way within [`GATHER_WINDOW`]
+    /// it, and the writes on their way within the window
     /// (`gather.rs`). `false` once every sender is gone.
     fn next(&mut self, batch: &mut Vec<Job>) -> bool {
         let Some(first) = self.rx.blocking_recv() else {
             return false;
         };
         batch.push(first);
-        let until = std::time::Instant::now() + GATHER_WINDOW;
+        let until = std::time::Instant::now() + self.window;
         let busy = self.last > 1;
         loop {
             while batch.len() < MAX_BATCH {
@@ -601,5 +605,71 @@ impl WriteTx for SqliteTx<'_> {
             names: names as u64,
             addresses: (v4 + v6) as u64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::{Receiver, channel};
+    use std::time::Duration;
+
+    use super::*;
+
+    fn put(name: &str) -> PutRequest {
+        PutRequest {
+            name: name.as_bytes().to_vec(),
+            value: b"v".to_vec(),
+            owner: [2; 33],
+            ip: IpKey::V4(0x7f00_0001),
+            updated: 1_000.0,
+            bump: false,
+            signed: None,
+        }
+    }
+
+    /// A store whose batches may stay open a minute: long enough that
+    /// whether the writer waited cannot be mistaken for a slow machine.
+    fn store(dir: &tempfile::TempDir) -> SqliteStore {
+        let path = dir.path().join("nb.db");
+        SqliteStore::start(&path, Limits::default(), None, Duration::from_secs(60)).expect("open")
+    }
+
+    async fn put_then(store: &SqliteStore, name: &str) -> Receiver<Result<PutOutcome, StoreError>> {
+        let (tx, rx) = channel();
+        let then = move |result| drop(tx.send(result));
+        store.put_then(put(name), 1_000.0, Box::new(then)).await;
+        rx
+    }
+
+    #[tokio::test]
+    async fn a_lone_write_is_committed_at_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = store(&dir);
+        let outcome = put_then(&store, "alone").await;
+        // Not the minute of the window: nothing else was on its way.
+        let got = outcome
+            .recv_timeout(Duration::from_secs(20))
+            .expect("committed");
+        assert_eq!(got.expect("stored"), PutOutcome::Stored);
+    }
+
+    #[tokio::test]
+    async fn a_batch_waits_for_an_announced_write_and_commits_with_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = store(&dir);
+        let coming = store.coming_write();
+        let first = put_then(&store, "first").await;
+        // The writer holds the first write while the second is announced.
+        assert!(first.recv_timeout(Duration::from_millis(300)).is_err());
+        let second = put_then(&store, "second").await;
+        drop(coming);
+        for outcome in [first, second] {
+            let got = outcome
+                .recv_timeout(Duration::from_secs(20))
+                .expect("committed");
+            assert_eq!(got.expect("stored"), PutOutcome::Stored);
+        }
+        // Both in one transaction.
+        assert_eq!(store.metrics.transactions(), 1);
     }
 }
