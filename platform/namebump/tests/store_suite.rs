@@ -70,6 +70,105 @@ async fn suite(s: &impl NameStore) {
     tombstones_per_source_are_bounded(s).await;
     purge_removes_expired_names_and_unused_addresses(s).await;
     put_then_reports_committed_outcomes(s).await;
+    put_then_bursts_decide_as_single_writes(s).await;
+}
+
+/// Queues PUTs with `put_then` back to back (a burst, as many UDP requests
+/// at once) and returns their outcomes in the same order.
+async fn burst(
+    s: &impl NameStore,
+    puts: Vec<PutRequest>,
+    now: f64,
+) -> Vec<Result<PutOutcome, String>> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let n = puts.len();
+    for (i, r) in puts.into_iter().enumerate() {
+        let tx = tx.clone();
+        let then =
+            move |r: Result<PutOutcome, _>| drop(tx.send((i, r.map_err(|e| format!("{e}")))));
+        s.put_then(r, now, Box::new(then)).await;
+    }
+    drop(tx);
+    let mut outcomes = vec![Err("no outcome".to_string()); n];
+    let mut calls = 0;
+    while let Some((i, outcome)) = rx.recv().await {
+        outcomes[i] = outcome;
+        calls += 1;
+    }
+    assert_eq!(calls, n, "one call per write");
+    outcomes
+}
+
+/// A burst of PUTs decides each as a PUT on its own would (on PostgreSQL
+/// the burst travels in batched statements, `sqlx_store.rs`): refreshes,
+/// claims, refusals from the row, a move to another address (the locking
+/// way) and two claims of one name by two keys (one wins).
+async fn put_then_bursts_decide_as_single_writes(s: &impl NameStore) {
+    use PutOutcome::{NotOwner, Stale, Stored, Unchanged};
+    // Addresses no other step uses.
+    let (d, c) = (IpKey::V4(0x7f00_0010), IpKey::V4(0x7f00_0011));
+    for i in 0..6 {
+        let r = put(&format!("burst{i}"), b"v1", 1, d, T0, false);
+        assert_eq!(s.put(r, T0).await.unwrap(), Stored);
+    }
+    let later = T0 + 1.0;
+    let puts = vec![
+        put("burst0", b"v2", 1, d, later, false),
+        put("burst1", b"v2", 1, d, later, false),
+        put("burst2", b"v2", 2, d, later, false),
+        put("burst3", b"old", 1, d, T0 - 1.0, false),
+        put("burst4", b"v1", 1, d, T0, false),
+        put("burst5", b"moved", 1, c, later, false),
+        put("burst-new1", b"n", 3, c, later, false),
+        put("burst-new2", b"n", 3, c, later, false),
+        put("burst-twice", b"first", 4, c, later, false),
+        put("burst-twice", b"second", 5, c, later + 0.5, false),
+    ];
+    let outcomes = burst(s, puts, later).await;
+
+    assert_eq!(
+        outcomes[..9],
+        [
+            Ok(Stored),
+            Ok(Stored),
+            Ok(NotOwner),
+            Ok(Stale),
+            Ok(Unchanged),
+            Ok(Stored),
+            Ok(Stored),
+            Ok(Stored),
+            outcomes[8].clone()
+        ]
+    );
+    // The two claims of one name race: one is stored, the other is not
+    // its owner's.
+    let twice = s.get(b"burst-twice", later).await.unwrap().unwrap();
+    let (winner, loser) = if twice.owner == owner(4) {
+        (8, 9)
+    } else {
+        (9, 8)
+    };
+    assert_eq!(
+        (&outcomes[winner], &outcomes[loser]),
+        (&Ok(Stored), &Ok(NotOwner))
+    );
+    for (name, value, who) in [
+        ("burst0", &b"v2"[..], 1),
+        ("burst2", b"v1", 1),
+        ("burst3", b"v1", 1),
+        ("burst4", b"v1", 1),
+        ("burst5", b"moved", 1),
+        ("burst-new2", b"n", 3),
+    ] {
+        let got = s.get(name.as_bytes(), later).await.unwrap().unwrap();
+        assert_eq!(
+            (got.value.as_slice(), got.owner),
+            (value, owner(who)),
+            "{name}"
+        );
+    }
+    assert_eq!(s.usage(d, later).await.unwrap(), 5);
+    assert_eq!(s.usage(c, later).await.unwrap(), 4);
 }
 
 /// `put_then` (what the UDP listener uses) gives its callback the outcome
@@ -786,6 +885,44 @@ async fn postgres_refreshes_in_one_round_trip() {
     assert!(metrics.round_trips() - before > 1);
     assert_eq!(store.usage(B, T0).await.unwrap(), 1);
     assert_eq!(store.usage(A, T0).await.unwrap(), 0);
+    store.close().await;
+    db.drop().await;
+}
+
+/// A burst of refreshes and claims queued with `put_then` (the UDP path)
+/// travels in one statement on PostgreSQL: one round trip for all of them
+/// (issue 12, CPU per PUT), each still decided as on its own.
+#[tokio::test]
+async fn postgres_batches_a_burst_of_puts_into_one_round_trip() {
+    let base = common::postgres_base();
+    let db = TestDatabase::create(&format!("{base}/postgres"), "keyway_test_batch").await;
+    let store = SqlStore::open(&format!("{base}/{}", db.name), limits())
+        .await
+        .unwrap();
+    let metrics = store.db_metrics().unwrap();
+    for i in 0..10 {
+        let r = put(&format!("b{i}"), b"v1", 1, A, T0, false);
+        assert_eq!(store.put(r, T0).await.unwrap(), PutOutcome::Stored);
+    }
+    // B's address row exists: its claims need no locking way.
+    let r = put("c-first", b"n", 2, B, T0, false);
+    assert_eq!(store.put(r, T0).await.unwrap(), PutOutcome::Stored);
+    let later = T0 + 1.0;
+    let mut puts: Vec<_> = (0..10)
+        .map(|i| put(&format!("b{i}"), b"v2", 1, A, later, false))
+        .collect();
+    puts.extend((0..10).map(|i| put(&format!("c{i}"), b"n", 2, B, later, false)));
+    let before = metrics.round_trips();
+    // This test's runtime has one thread: every PUT is queued before the
+    // batching task first runs.
+    let outcomes = burst(&store, puts, later).await;
+    assert!(
+        outcomes.iter().all(|o| *o == Ok(PutOutcome::Stored)),
+        "{outcomes:?}"
+    );
+    assert_eq!(metrics.round_trips() - before, 1);
+    assert_eq!(store.usage(A, later).await.unwrap(), 10);
+    assert_eq!(store.usage(B, later).await.unwrap(), 11);
     store.close().await;
     db.drop().await;
 }

@@ -363,32 +363,52 @@ pub(crate) async fn put_without_locks<T: OptimisticTx>(
 ) -> Result<FastPath, T::Error> {
     let cutoff = cutoff(limits, now);
     let claim = ClaimBounds::new(limits, r, now);
-    let (e, address, in_place) = match tx.name_row_with_address(r, cutoff, &claim).await? {
+    let lookup = tx.name_row_with_address(r, cutoff, &claim).await?;
+    Ok(match after_read(lookup, r, cutoff) {
+        AfterRead::Done(fast) => fast,
+        AfterRead::RefreshInPlace(e) => {
+            let write = NameWrite::of(r, e.af, e.ip_id);
+            match tx.refresh_in_place(e.id, &write, cutoff).await? {
+                1 => FastPath::Decided(PutOutcome::Stored),
+                _ => FastPath::Locking,
+            }
+        }
+    })
+}
+
+/// What the fast path's read leaves to do.
+pub(crate) enum AfterRead {
+    Done(FastPath),
+    /// A live name of `r`'s owner in `r.ip`'s quota row, older: refresh it
+    /// with a guarded UPDATE (backends whose read did not).
+    RefreshInPlace(Existing),
+}
+
+/// `put_without_locks` from what its read found (also the decision for
+/// each PUT of a batched read, `sqlx_store.rs`).
+pub(crate) fn after_read(lookup: Lookup, r: &PutRequest, cutoff: i64) -> AfterRead {
+    let (e, address, in_place) = match lookup {
         Lookup::Row(e, address, in_place) => (e, address, in_place),
-        Lookup::Absent(claimed) => return Ok(FastPath::NoRow(claimed)),
+        Lookup::Absent(claimed) => return AfterRead::Done(FastPath::NoRow(claimed)),
     };
     if in_place == InPlace::Refreshed {
         // Its guard holds exactly what the checks below decide.
-        return Ok(FastPath::Decided(PutOutcome::Stored));
+        return AfterRead::Done(FastPath::Decided(PutOutcome::Stored));
     }
     if e.af == AF_TOMBSTONE || e.timestamp <= cutoff {
-        return Ok(FastPath::Locking);
+        return AfterRead::Done(FastPath::Locking);
     }
     if let Some(refused) = judge_live(&e, r) {
-        return Ok(FastPath::Decided(refused));
+        return AfterRead::Done(FastPath::Decided(refused));
     }
     if address != Some(r.ip) {
-        return Ok(FastPath::Locking);
+        return AfterRead::Done(FastPath::Locking);
     }
     if in_place == InPlace::Unchanged {
         // The row changed between the read and the write.
-        return Ok(FastPath::Locking);
+        return AfterRead::Done(FastPath::Locking);
     }
-    let write = NameWrite::of(r, e.af, e.ip_id);
-    Ok(match tx.refresh_in_place(e.id, &write, cutoff).await? {
-        1 => FastPath::Decided(PutOutcome::Stored),
-        _ => FastPath::Locking,
-    })
+    AfterRead::RefreshInPlace(e)
 }
 
 /// What `put_without_locks` leaves to the locking way.
