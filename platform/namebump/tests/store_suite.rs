@@ -927,6 +927,41 @@ async fn postgres_batches_a_burst_of_puts_into_one_round_trip() {
     db.drop().await;
 }
 
+/// On PostgreSQL the first claim from a new IPv4 address is one round trip
+/// too (the claim function creates the address row, as the rules would),
+/// unless the limits refuse every name: then the rules decide, and refuse.
+#[tokio::test]
+async fn postgres_first_claim_from_a_new_address_is_one_round_trip() {
+    let base = common::postgres_base();
+    let db = TestDatabase::create(&format!("{base}/postgres"), "keyway_test_new_addr").await;
+    let url = format!("{base}/{}", db.name);
+    let store = SqlStore::open(&url, limits()).await.unwrap();
+    let metrics = store.db_metrics().unwrap();
+    let before = metrics.round_trips();
+    let r = put("fresh", b"v", 1, A, T0, false);
+    assert_eq!(store.put(r, T0).await.unwrap(), PutOutcome::Stored);
+    assert_eq!(metrics.round_trips() - before, 1);
+    assert_eq!(store.usage(A, T0).await.unwrap(), 1);
+    store.close().await;
+    for refusing in [
+        Limits {
+            v4_names: 0,
+            ..limits()
+        },
+        Limits {
+            tombstones_per_address: 0,
+            ..limits()
+        },
+    ] {
+        let store = SqlStore::open(&url, refusing).await.unwrap();
+        let r = put("refused", b"v", 1, B, T0, false);
+        assert_eq!(store.put(r, T0).await.unwrap(), PutOutcome::AtQuota);
+        assert!(store.get(b"refused", T0).await.unwrap().is_none());
+        store.close().await;
+    }
+    db.drop().await;
+}
+
 /// A new name from an address that has a row, in `trips` round trips.
 async fn claim_of_a_new_name_takes(store: &SqlStore, trips: u64) {
     let metrics = store.db_metrics().unwrap();

@@ -193,7 +193,7 @@ impl Backend {
                         ),
                         Migration::unless(
                             CLAIM_FUNCTION,
-                            "SELECT COUNT(*) FROM pg_proc WHERE proname = 'keyway_claim_v1'",
+                            "SELECT COUNT(*) FROM pg_proc WHERE proname = 'keyway_claim_v2'",
                         ),
                     ]
                 }
@@ -268,10 +268,12 @@ impl Backend {
 /// refuses the rules' INSERT. Called as one statement, it runs in a
 /// transaction of its own. Returns 1 when it stored the name, 2 when the
 /// address's young tombstones refuse it, 0 when it decided nothing and
-/// changed nothing (a new address row, a full quota: bump or refusal, old
-/// tombstones to drop), which the rules then decide in a transaction as
-/// before.
-const CLAIM_FUNCTION: &str = "CREATE OR REPLACE FUNCTION keyway_claim_v1(
+/// changed nothing (a new IPv6 address row, a full quota: bump or refusal,
+/// old tombstones to drop), which the rules then decide in a transaction
+/// as before. v2: a new IPv4 address is created here too, as the rules
+/// do (no limit applies to it), so the first claim from an address is not
+/// left to the locking way; v1 stays for servers of the version before.
+const CLAIM_FUNCTION: &str = "CREATE OR REPLACE FUNCTION keyway_claim_v2(
     p_name BYTEA, p_value BYTEA, p_owner BYTEA, p_af BIGINT, p_v4 BIGINT,
     p_main BIGINT, p_extra BIGINT, p_lan BIGINT, p_iface BIGINT,
     p_timestamp BIGINT, p_updated DOUBLE PRECISION, p_created BIGINT,
@@ -285,6 +287,21 @@ DECLARE
 BEGIN
     IF p_af = 2 THEN
         SELECT id INTO v_id FROM ipv4s WHERE v4_val = p_v4 FOR UPDATE;
+        IF v_id IS NULL AND p_names > 0 AND p_tombstones > 0 THEN
+            -- A new address (the rules' `insert_ip`): no names and no
+            -- tombstones, under any quota and allowance above 0. One
+            -- inserted since waits for its transaction, then is locked
+            -- as above.
+            INSERT INTO ipv4s (v4_val, timestamp) VALUES (p_v4, p_created)
+                ON CONFLICT (v4_val) DO NOTHING RETURNING id INTO v_id;
+            IF v_id IS NOT NULL THEN
+                INSERT INTO names (name, value, owner_pub, af, ip_id, timestamp, updated, created)
+                    VALUES (p_name, p_value, p_owner, p_af, v_id, p_timestamp, p_updated,
+                        p_created);
+                RETURN 1;
+            END IF;
+            SELECT id INTO v_id FROM ipv4s WHERE v4_val = p_v4 FOR UPDATE;
+        END IF;
     ELSE
         SELECT id INTO v_id FROM ipv6s WHERE v6_glob_main = p_main
             AND v6_glob_extra = p_extra AND v6_lan_id = p_lan AND v6_iface_id = p_iface
@@ -414,7 +431,7 @@ fn name_rows_refreshing(n: usize) -> String {
          AND names.ip_id = cur.ip_id AND names.updated < req.upd_at AND names.timestamp > req.cutoff \
          AND (cur.v4_val = req.v4 OR (cur.v6_glob_main = req.m AND cur.v6_glob_extra = req.e \
          AND cur.v6_lan_id = req.l AND cur.v6_iface_id = req.f)) RETURNING cur.i), \
-         claimed AS (SELECT req.i, keyway_claim_v1(req.name, req.value, req.owner, req.af, \
+         claimed AS (SELECT req.i, keyway_claim_v2(req.name, req.value, req.owner, req.af, \
          req.v4, req.m, req.e, req.l, req.f, req.ts, req.upd_at, req.created, req.cutoff, \
          req.since, req.quota, req.tombs) AS c FROM req \
          WHERE NOT EXISTS (SELECT 1 FROM cur WHERE cur.i = req.i)) \
@@ -490,7 +507,7 @@ impl Queries {
                      AND names.ip_id = cur.ip_id AND names.updated < ? AND names.timestamp > ? \
                      AND (cur.v4_val = ? OR (cur.v6_glob_main = ? AND cur.v6_glob_extra = ? \
                      AND cur.v6_lan_id = ? AND cur.v6_iface_id = ?)) RETURNING names.id), \
-                     claimed AS (SELECT keyway_claim_v1(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+                     claimed AS (SELECT keyway_claim_v2(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
                      ?, ?) AS c WHERE NOT EXISTS (SELECT 1 FROM cur)) \
                      SELECT cur.id, cur.owner_pub, cur.value, cur.af, cur.ip_id, cur.timestamp, \
                      cur.updated, cur.v4_val, cur.v6_glob_main, cur.v6_glob_extra, cur.v6_lan_id, \
