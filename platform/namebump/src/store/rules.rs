@@ -377,16 +377,15 @@ pub(crate) async fn put_without_locks<T: OptimisticTx>(
 }
 
 /// What the fast path's read leaves to do.
-pub(crate) enum AfterRead {
+enum AfterRead {
     Done(FastPath),
     /// A live name of `r`'s owner in `r.ip`'s quota row, older: refresh it
     /// with a guarded UPDATE (backends whose read did not).
     RefreshInPlace(Existing),
 }
 
-/// `put_without_locks` from what its read found (also the decision for
-/// each PUT of a batched read, `sqlx_store.rs`).
-pub(crate) fn after_read(lookup: Lookup, r: &PutRequest, cutoff: i64) -> AfterRead {
+/// `put_without_locks` from what its read found.
+fn after_read(lookup: Lookup, r: &PutRequest, cutoff: i64) -> AfterRead {
     let (e, address, in_place) = match lookup {
         Lookup::Row(e, address, in_place) => (e, address, in_place),
         Lookup::Absent(claimed) => return AfterRead::Done(FastPath::NoRow(claimed)),
