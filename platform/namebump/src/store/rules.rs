@@ -282,7 +282,6 @@ pub(crate) trait OptimisticTx: WriteTx {
     async fn name_row_with_address(
         &mut self,
         r: &PutRequest,
-        cutoff: i64,
         claim: &ClaimBounds,
     ) -> Result<Lookup, Self::Error>;
     /// Rewrites value and times of a name still live in the same quota
@@ -296,27 +295,18 @@ pub(crate) trait OptimisticTx: WriteTx {
 }
 
 /// What the fast path's read found.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) enum Lookup {
     /// The name's row, its quota row's address, and the refresh made with
     /// the read, if any.
     Row(Existing, Option<IpKey>, InPlace),
-    /// No row held the name; the claim made with the read, if any.
-    Absent(Claimed),
-}
-
-/// A claim made in the fast path's statement (PostgreSQL).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Claimed {
-    /// The backend only read.
-    NotTried,
-    /// The claim decided the PUT (stored, or refused by young tombstones)
-    /// and was a transaction of its own.
-    Decided(PutOutcome),
-    /// The claim decided nothing and changed nothing (a new address row,
-    /// a full quota: bump or refusal, old tombstones to drop): the rules
-    /// decide in a transaction.
-    Undecided,
+    /// No row held the name, and what the claim made with the read decided
+    /// (PostgreSQL; the claim was a transaction of its own): stored, or
+    /// refused by young tombstones. `None`: nothing decided and nothing
+    /// changed (no claim tried; a new IPv6 address row, a full quota: bump
+    /// or refusal, old tombstones to drop): the rules decide in a
+    /// transaction.
+    Absent(Option<PutOutcome>),
 }
 
 /// What `put_unheld` compares a claim's quota row with, for the claim made
@@ -361,53 +351,34 @@ pub(crate) async fn put_without_locks<T: OptimisticTx>(
     r: &PutRequest,
     now: f64,
 ) -> Result<FastPath, T::Error> {
-    let cutoff = cutoff(limits, now);
     let claim = ClaimBounds::new(limits, r, now);
-    let lookup = tx.name_row_with_address(r, cutoff, &claim).await?;
-    Ok(match after_read(lookup, r, cutoff) {
-        AfterRead::Done(fast) => fast,
-        AfterRead::RefreshInPlace(e) => {
-            let write = NameWrite::of(r, e.af, e.ip_id);
-            match tx.refresh_in_place(e.id, &write, cutoff).await? {
-                1 => FastPath::Decided(PutOutcome::Stored),
-                _ => FastPath::Locking,
-            }
-        }
-    })
-}
-
-/// What the fast path's read leaves to do.
-enum AfterRead {
-    Done(FastPath),
-    /// A live name of `r`'s owner in `r.ip`'s quota row, older: refresh it
-    /// with a guarded UPDATE (backends whose read did not).
-    RefreshInPlace(Existing),
-}
-
-/// `put_without_locks` from what its read found.
-fn after_read(lookup: Lookup, r: &PutRequest, cutoff: i64) -> AfterRead {
-    let (e, address, in_place) = match lookup {
+    let cutoff = claim.cutoff;
+    let (e, address, in_place) = match tx.name_row_with_address(r, &claim).await? {
         Lookup::Row(e, address, in_place) => (e, address, in_place),
-        Lookup::Absent(claimed) => return AfterRead::Done(FastPath::NoRow(claimed)),
+        Lookup::Absent(claimed) => return Ok(FastPath::NoRow(claimed)),
     };
     if in_place == InPlace::Refreshed {
         // Its guard holds exactly what the checks below decide.
-        return AfterRead::Done(FastPath::Decided(PutOutcome::Stored));
+        return Ok(FastPath::Decided(PutOutcome::Stored));
     }
     if e.af == AF_TOMBSTONE || e.timestamp <= cutoff {
-        return AfterRead::Done(FastPath::Locking);
+        return Ok(FastPath::Locking);
     }
     if let Some(refused) = judge_live(&e, r) {
-        return AfterRead::Done(FastPath::Decided(refused));
+        return Ok(FastPath::Decided(refused));
     }
     if address != Some(r.ip) {
-        return AfterRead::Done(FastPath::Locking);
+        return Ok(FastPath::Locking);
     }
     if in_place == InPlace::Unchanged {
         // The row changed between the read and the write.
-        return AfterRead::Done(FastPath::Locking);
+        return Ok(FastPath::Locking);
     }
-    AfterRead::RefreshInPlace(e)
+    let write = NameWrite::of(r, e.af, e.ip_id);
+    Ok(match tx.refresh_in_place(e.id, &write, cutoff).await? {
+        1 => FastPath::Decided(PutOutcome::Stored),
+        _ => FastPath::Locking,
+    })
 }
 
 /// What `put_without_locks` leaves to the locking way.
@@ -416,8 +387,8 @@ pub(crate) enum FastPath {
     /// Refused, an idempotent repeat, or refreshed in place: done.
     Decided(PutOutcome),
     /// No row held the name: a claim, for `put_unheld` unless the read
-    /// decided it.
-    NoRow(Claimed),
+    /// decided it (`Lookup::Absent`).
+    NoRow(Option<PutOutcome>),
     /// Decided under the locks, by `put`.
     Locking,
 }

@@ -31,8 +31,8 @@ use super::db_metrics::{DbMetrics, RetryReason};
 use super::dialect::{Backend, Queries};
 use super::lease::{ACQUIRE_TIMEOUT, Stash};
 use super::rules::{
-    self, ClaimBounds, Claimed, Existing, FastPath, InPlace, Lookup, NameWrite, OptimisticTx,
-    RowCounts, WriteTx,
+    self, ClaimBounds, Existing, FastPath, InPlace, Lookup, NameWrite, OptimisticTx, RowCounts,
+    WriteTx,
 };
 use super::writer::{Applied, Job, Reply};
 use super::{
@@ -175,12 +175,12 @@ impl SqlxStore {
                 let started = Instant::now();
                 match rules::put_without_locks(&mut autocommit, &self.limits, r, *now).await? {
                     FastPath::Decided(outcome) => return Ok(Applied::Put(outcome)),
-                    FastPath::NoRow(Claimed::Decided(outcome)) => {
+                    FastPath::NoRow(Some(outcome)) => {
                         // The statement was a transaction of its own.
                         self.metrics.transaction(started.elapsed());
                         return Ok(Applied::Put(outcome));
                     }
-                    FastPath::NoRow(Claimed::NotTried | Claimed::Undecided) => unheld = true,
+                    FastPath::NoRow(None) => unheld = true,
                     FastPath::Locking => {}
                 }
             }
@@ -315,7 +315,6 @@ impl OptimisticTx for SqlxTx<'_> {
     async fn name_row_with_address(
         &mut self,
         r: &PutRequest,
-        cutoff: i64,
         claim: &ClaimBounds,
     ) -> Result<Lookup, TxError> {
         let Some(statement) = &self.q.name_row_refreshing else {
@@ -324,7 +323,7 @@ impl OptimisticTx for SqlxTx<'_> {
                 .fetch_optional(self.c())
                 .await?;
             let Some(row) = row else {
-                return Ok(Lookup::Absent(Claimed::NotTried));
+                return Ok(Lookup::Absent(None));
             };
             return Ok(Lookup::Row(
                 existing(&row)?,
@@ -350,7 +349,7 @@ impl OptimisticTx for SqlxTx<'_> {
             .bind(write.updated)
             .bind(r.owner.to_vec())
             .bind(write.updated)
-            .bind(cutoff)
+            .bind(claim.cutoff)
             .bind(v4);
         for part in v6_parts {
             query = query.bind(part);
@@ -450,9 +449,9 @@ fn lookup(row: &AnyRow) -> Result<Lookup, sqlx::Error> {
     if id.is_none() {
         let decided: Option<i64> = row.try_get(13)?;
         return Ok(Lookup::Absent(match decided {
-            Some(1) => Claimed::Decided(PutOutcome::Stored),
-            Some(2) => Claimed::Decided(PutOutcome::AtQuota),
-            _ => Claimed::Undecided,
+            Some(1) => Some(PutOutcome::Stored),
+            Some(2) => Some(PutOutcome::AtQuota),
+            _ => None,
         }));
     }
     let refreshed: i64 = row.try_get(12)?;
