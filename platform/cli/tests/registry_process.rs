@@ -8,7 +8,7 @@
 mod cli;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -91,6 +91,24 @@ impl Setup {
         self.dir.path().join(name)
     }
 
+    /// `registry serve` on loopback with `id` and `db`, stream over HTTP.
+    fn serve_args<'a>(&'a self, id: &'a Path, db: &'a Path) -> Vec<&'a str> {
+        vec![
+            "--identity",
+            s(id),
+            "--network-key",
+            s(&self.net),
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            s(db),
+            "--password-file",
+            s(&self.pw),
+            "--http",
+            "127.0.0.1:0",
+        ]
+    }
+
     fn identity(&self, name: &str) -> PathBuf {
         let path = self.path(name);
         ok(keyway(&[
@@ -110,20 +128,7 @@ fn serve_prints_its_lines_serves_its_stream_and_keeps_it_across_a_restart() {
     let setup = Setup::new();
     let id = setup.identity("server.id");
     let db = setup.path("db");
-    let args = [
-        "--identity",
-        s(&id),
-        "--network-key",
-        s(&setup.net),
-        "--listen",
-        "127.0.0.1:0",
-        "--db",
-        s(&db),
-        "--password-file",
-        s(&setup.pw),
-        "--http",
-        "127.0.0.1:0",
-    ];
+    let args = setup.serve_args(&id, &db);
     let server = Server::start(&args, 4);
     // The three contract lines, in order, then the HTTP address.
     let keys: Vec<&str> = server
@@ -196,21 +201,8 @@ fn serve_dht_announces_the_stream_and_a_mirror_finds_it() {
     let setup = Setup::new();
     let id = setup.identity("server.id");
     let db = setup.path("db");
-    let mut args = vec![
-        "--identity",
-        s(&id),
-        "--network-key",
-        s(&setup.net),
-        "--listen",
-        "127.0.0.1:0",
-        "--db",
-        s(&db),
-        "--password-file",
-        s(&setup.pw),
-        "--http",
-        "127.0.0.1:0",
-        "--dht",
-    ];
+    let mut args = setup.serve_args(&id, &db);
+    args.push("--dht");
     args.extend(bootstrap.iter().map(String::as_str));
     let server = Server::start(&args, 5);
     let stream_pk = server.value("stream_pk").to_owned();
