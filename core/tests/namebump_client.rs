@@ -137,6 +137,20 @@ fn owner() -> Keypair {
     Keypair::generate(&mut rng())
 }
 
+/// A bumping PUT of `n` = `v` by `key`, over IPv4 only.
+fn put_n(server: &Server, key: &Keypair) -> Exchange {
+    Exchange::put(
+        b"n",
+        b"v",
+        key,
+        Behavior::Bump,
+        None,
+        policy(),
+        server.target(Families::V4),
+    )
+    .unwrap()
+}
+
 fn legs(sent: &[Sent]) -> Vec<Leg> {
     sent.iter().map(|s| s.leg).collect()
 }
@@ -307,16 +321,7 @@ fn a_one_stream_exchange_races_tcp_on_ipv4_only() {
 fn the_first_success_wins_and_the_losers_are_closed() {
     let server = Server::new();
     let key = owner();
-    let mut ex = Exchange::put(
-        b"n",
-        b"v",
-        &key,
-        Behavior::Bump,
-        None,
-        policy(),
-        server.target(Families::V4),
-    )
-    .unwrap();
+    let mut ex = put_n(&server, &key);
     let sent = server.receive(&mut ex, ms(0));
     // TCP answers first here: whichever leg answers first wins.
     ex.handle_stream(ms(10), UNIX, TCP4, &server.echo(&sent[1]));
@@ -340,16 +345,7 @@ fn a_success_beats_an_earlier_error_reply_on_the_other_leg() {
     // Bug 14: the reference executes both legs; the second may fail.
     let server = Server::new();
     let key = owner();
-    let mut ex = Exchange::put(
-        b"n",
-        b"v",
-        &key,
-        Behavior::Bump,
-        None,
-        policy(),
-        server.target(Families::V4),
-    )
-    .unwrap();
+    let mut ex = put_n(&server, &key);
     let sent = server.receive(&mut ex, ms(0));
     ex.handle_datagram(ms(5), UNIX, UDP4, &server.error(&sent[0], UNIX));
     assert_eq!(events(&mut ex), []);
@@ -503,16 +499,7 @@ fn a_write_s_lookup_run_in_place_ends_with_the_write_s_outcome() {
         );
         assert_eq!(done(&mut ex), Some(Outcome::Failed(Failure::ServerError)));
         // A lookup that never gets an answer: no owner found.
-        let mut ex = Exchange::put(
-            b"n",
-            b"v",
-            &key,
-            Behavior::Bump,
-            None,
-            policy(),
-            server.target(Families::V4),
-        )
-        .unwrap();
+        let mut ex = put_n(&server, &key);
         let sent = server.receive(&mut ex, ms(0));
         ex.handle_datagram(ms(5), UNIX, UDP4, &server.error(&sent[0], UNIX));
         ex.handle_timeout(ms(2000));
@@ -663,16 +650,7 @@ fn usage_decodes_the_quota_object_or_calls_it_a_bad_reply() {
 fn hostile_datagrams_are_ignored_and_the_real_reply_still_wins() {
     let server = Server::new();
     let key = owner();
-    let mut ex = Exchange::put(
-        b"n",
-        b"v",
-        &key,
-        Behavior::Bump,
-        None,
-        policy(),
-        server.target(Families::V4),
-    )
-    .unwrap();
+    let mut ex = put_n(&server, &key);
     let sent = server.receive(&mut ex, ms(0));
     let p = sent[0].packet();
     let to = sent[0].reply_key();
