@@ -5,36 +5,21 @@
 
 mod cli;
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use cli::{KEYWAY, keyway, ok, s};
+use cli::{KEYWAY, Keys, keyway, read_lines, s};
 
 /// Longest wait for one line from a process.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-fn read_lines(stdout: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
 /// A directory with a password file, a network key and a running
 /// `keyway registry serve` (killed by its PID when dropped).
 struct Setup {
-    dir: tempfile::TempDir,
-    pw: PathBuf,
-    net: PathBuf,
+    keys: Keys,
     server: Child,
     /// `PUBKEY@HOST:PORT` of the server.
     address: String,
@@ -49,13 +34,9 @@ impl Drop for Setup {
 
 impl Setup {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let pw = dir.path().join("pw");
-        std::fs::write(&pw, "test password\n").unwrap();
-        let net = dir.path().join("net.key");
-        ok(keyway(&["netkey", "new", "--out", s(&net)]));
-        let server_id = identity(dir.path(), &pw, "server.id").0;
-        let db = dir.path().join("db");
+        let keys = Keys::new();
+        let server_id = keys.identity("server.id").0;
+        let db = keys.path("db");
         let mut server = Command::new(KEYWAY)
             .args([
                 "registry",
@@ -63,13 +44,13 @@ impl Setup {
                 "--identity",
                 s(&server_id),
                 "--network-key",
-                s(&net),
+                s(&keys.net),
                 "--listen",
                 "127.0.0.1:0",
                 "--db",
                 s(&db),
                 "--password-file",
-                s(&pw),
+                s(&keys.pw),
             ])
             .env_remove("KEYWAY_PASSWORD")
             .stdin(Stdio::null())
@@ -89,53 +70,37 @@ impl Setup {
         }
         let address = format!("{}@{}", node_pk.unwrap(), listening.unwrap());
         Self {
-            dir,
-            pw,
-            net,
+            keys,
             server,
             address,
         }
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.keys.path(name)
     }
 
     /// A client: its identity file, node_pk and the options every client
     /// command takes (its replica in a directory of its own).
     fn client(&self, name: &str) -> Client {
-        let (identity, pk) = identity(self.dir.path(), &self.pw, &format!("{name}.id"));
+        let (identity, pk) = self.keys.identity(&format!("{name}.id"));
         let options = vec![
             "--identity".into(),
             s(&identity).into(),
             "--network-key".into(),
-            s(&self.net).into(),
+            s(&self.keys.net).into(),
             "--server".into(),
             self.address.clone(),
             "--replica".into(),
             s(&self.path(&format!("{name}.replica"))).into(),
             "--password-file".into(),
-            s(&self.pw).into(),
+            s(&self.keys.pw).into(),
         ];
         Client { pk, options }
     }
 }
 
 /// A new identity file; its path and node_pk.
-fn identity(dir: &Path, pw: &Path, name: &str) -> (PathBuf, String) {
-    let path = dir.join(name);
-    let out = ok(keyway(&[
-        "identity",
-        "new",
-        "--out",
-        s(&path),
-        "--password-file",
-        s(pw),
-    ]));
-    let pk = out.trim().strip_prefix("node_pk=").unwrap().to_owned();
-    (path, pk)
-}
-
 struct Client {
     pk: String,
     options: Vec<String>,

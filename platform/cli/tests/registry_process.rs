@@ -7,13 +7,11 @@
 
 mod cli;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use cli::{KEYWAY, keyway, ok, s};
+use cli::{KEYWAY, Keys, keyway, ok, read_lines, s};
 
 /// A bound on every wait: a shared, slow machine, never a timing claim.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -43,16 +41,7 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let rx = read_lines(child.stdout.take().unwrap());
         let mut server = Self {
             child,
             lines: Vec::new(),
@@ -71,24 +60,19 @@ impl Server {
     }
 }
 
-struct Setup {
-    dir: tempfile::TempDir,
-    pw: PathBuf,
-    net: PathBuf,
+/// The keys, and the arguments of a server on them.
+struct Setup(Keys);
+
+impl std::ops::Deref for Setup {
+    type Target = Keys;
+    fn deref(&self) -> &Keys {
+        &self.0
+    }
 }
 
 impl Setup {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let pw = dir.path().join("pw");
-        std::fs::write(&pw, "test password\n").unwrap();
-        let net = dir.path().join("net.key");
-        ok(keyway(&["netkey", "new", "--out", s(&net)]));
-        Self { dir, pw, net }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        Self(Keys::new())
     }
 
     /// `registry serve` on loopback with `id` and `db`, stream over HTTP.
@@ -110,16 +94,7 @@ impl Setup {
     }
 
     fn identity(&self, name: &str) -> PathBuf {
-        let path = self.path(name);
-        ok(keyway(&[
-            "identity",
-            "new",
-            "--out",
-            s(&path),
-            "--password-file",
-            s(&self.pw),
-        ]));
-        path
+        self.0.identity(name).0
     }
 }
 
