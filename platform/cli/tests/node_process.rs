@@ -3,31 +3,15 @@
 //! contract).
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+mod cli;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const KEYWAY: &str = env!("CARGO_BIN_EXE_keyway");
-
-fn keyway(args: &[&str]) -> Output {
-    Command::new(KEYWAY)
-        .args(args)
-        .env_remove("KEYWAY_PASSWORD")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+// The same directory of keys as the other process tests.
+use cli::{KEYWAY, Keys as Setup, keyway, ok, read_lines, s};
 
 /// The one-line reason of a failed command.
 fn failed(out: Output) -> String {
@@ -35,47 +19,6 @@ fn failed(out: Output) -> String {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
     err
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// A directory with a password file and one network key.
-struct Setup {
-    dir: tempfile::TempDir,
-    pw: PathBuf,
-    net: PathBuf,
-}
-
-impl Setup {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let pw = dir.path().join("pw");
-        std::fs::write(&pw, "test password\n").unwrap();
-        let net = dir.path().join("net.key");
-        ok(keyway(&["netkey", "new", "--out", s(&net)]));
-        Self { dir, pw, net }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// A new identity file; returns its path and node_pk.
-    fn identity(&self, name: &str) -> (PathBuf, String) {
-        let path = self.path(name);
-        let out = ok(keyway(&[
-            "identity",
-            "new",
-            "--out",
-            s(&path),
-            "--password-file",
-            s(&self.pw),
-        ]));
-        let pk = out.trim().strip_prefix("node_pk=").unwrap().to_owned();
-        (path, pk)
-    }
 }
 
 /// A running `keyway node run`, killed (by its PID) when dropped.
@@ -91,19 +34,6 @@ impl Drop for RunningNode {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn read_lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
 }
 
 impl RunningNode {
