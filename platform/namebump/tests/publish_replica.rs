@@ -57,6 +57,17 @@ fn del(owner: &Keypair, name: &str, updated: f64) -> DelRequest {
     }
 }
 
+/// A `sqlite:` URL of `names.db` in `dir`.
+fn names_db(dir: &tempfile::TempDir) -> String {
+    format!("sqlite:{}", dir.path().join("names.db").display())
+}
+
+/// A store publishing its names as the stream at `stream`, and the
+/// stream's public key.
+async fn publishing(db: &str, limits: Limits, stream: &Path) -> (SqlStore, String) {
+    SqlStore::open_publishing(db, limits, stream).await.unwrap()
+}
+
 /// Waits (bounded) until the publisher has written every change.
 async fn settle(store: &SqlStore) {
     for _ in 0..1000 {
@@ -110,14 +121,12 @@ fn limits() -> Limits {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_follows_puts_updates_deletes_bumps_and_expiries() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}", dir.path().join("names.db").display());
+    let db = names_db(&dir);
     let (stream, copy) = (
         dir.path().join("names.stream"),
         dir.path().join("copy.stream"),
     );
-    let (store, public) = SqlStore::open_publishing(&db, limits(), &stream)
-        .await
-        .unwrap();
+    let (store, public) = publishing(&db, limits(), &stream).await;
     assert_eq!(
         public,
         Stream::open_read_only(&stream).unwrap().public_key_base64()
@@ -201,14 +210,12 @@ async fn a_replica_follows_puts_updates_deletes_bumps_and_expiries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_the_server_alters_is_refused_by_the_replica() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}", dir.path().join("names.db").display());
+    let db = names_db(&dir);
     let (stream, copy) = (
         dir.path().join("names.stream"),
         dir.path().join("copy.stream"),
     );
-    let (store, _) = SqlStore::open_publishing(&db, Limits::default(), &stream)
-        .await
-        .unwrap();
+    let (store, _) = publishing(&db, Limits::default(), &stream).await;
     let owner = key(3);
     store
         .put(put(&owner, "bank", b"iban-1", A, T0), T0)
@@ -276,11 +283,9 @@ async fn a_value_the_server_alters_is_refused_by_the_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_stream_is_reconciled_with_the_table() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}", dir.path().join("names.db").display());
+    let db = names_db(&dir);
     let first = dir.path().join("first.stream");
-    let (store, _) = SqlStore::open_publishing(&db, Limits::default(), &first)
-        .await
-        .unwrap();
+    let (store, _) = publishing(&db, Limits::default(), &first).await;
     let owner = key(4);
     for name in ["x", "y"] {
         store.put(put(&owner, name, b"v", A, T0), T0).await.unwrap();
@@ -301,9 +306,7 @@ async fn a_new_stream_is_reconciled_with_the_table() {
         )
         .unwrap();
     drop(stale);
-    let (store, _) = SqlStore::open_publishing(&db, Limits::default(), &second)
-        .await
-        .unwrap();
+    let (store, _) = publishing(&db, Limits::default(), &second).await;
     settle(&store).await;
     let copy = dir.path().join("copy.stream");
     mirror(&second, &copy).await;
@@ -339,9 +342,7 @@ async fn marks_left_by_a_crash_are_published_at_the_next_start() {
     let db_path = dir.path().join("names.db");
     let db = format!("sqlite:{}", db_path.display());
     let stream = dir.path().join("names.stream");
-    let (store, _) = SqlStore::open_publishing(&db, Limits::default(), &stream)
-        .await
-        .unwrap();
+    let (store, _) = publishing(&db, Limits::default(), &stream).await;
     let owner = key(5);
     store
         .put(put(&owner, "kept", b"v", A, T0), T0)
@@ -375,9 +376,7 @@ async fn marks_left_by_a_crash_are_published_at_the_next_start() {
     .unwrap();
     drop(conn);
 
-    let (store, _) = SqlStore::open_publishing(&db, Limits::default(), &stream)
-        .await
-        .unwrap();
+    let (store, _) = publishing(&db, Limits::default(), &stream).await;
     settle(&store).await;
     let copy = dir.path().join("copy.stream");
     mirror(&stream, &copy).await;
@@ -391,12 +390,10 @@ async fn marks_left_by_a_crash_are_published_at_the_next_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_without_publishing_keeps_the_proofs_of_untouched_names() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}", dir.path().join("names.db").display());
+    let db = names_db(&dir);
     let stream = dir.path().join("names.stream");
     let owner = key(6);
-    let (store, _) = SqlStore::open_publishing(&db, Limits::default(), &stream)
-        .await
-        .unwrap();
+    let (store, _) = publishing(&db, Limits::default(), &stream).await;
     store
         .put(put(&owner, "old", b"v", A, T0), T0)
         .await
@@ -412,9 +409,7 @@ async fn a_start_without_publishing_keeps_the_proofs_of_untouched_names() {
     plain.close().await;
     drop(plain);
 
-    let (store, _) = SqlStore::open_publishing(&db, Limits::default(), &stream)
-        .await
-        .unwrap();
+    let (store, _) = publishing(&db, Limits::default(), &stream).await;
     settle(&store).await;
     let copy = dir.path().join("copy.stream");
     mirror(&stream, &copy).await;
