@@ -99,10 +99,10 @@ async fn burst(
     outcomes
 }
 
-/// A burst of PUTs queued with `put_then` (many UDP requests at once)
-/// decides each as a PUT on its own would: refreshes, claims, refusals
-/// from the row, a move to another address (the locking way) and two
-/// claims of one name by two keys (one wins).
+/// A burst of PUTs decides each as a PUT on its own would (on PostgreSQL
+/// the burst travels in batched statements, `sqlx_store.rs`): refreshes,
+/// claims, refusals from the row, a move to another address (the locking
+/// way) and two claims of one name by two keys (one wins).
 async fn put_then_bursts_decide_as_single_writes(s: &impl NameStore) {
     use PutOutcome::{NotOwner, Stale, Stored, Unchanged};
     // Addresses no other step uses.
@@ -885,6 +885,44 @@ async fn postgres_refreshes_in_one_round_trip() {
     assert!(metrics.round_trips() - before > 1);
     assert_eq!(store.usage(B, T0).await.unwrap(), 1);
     assert_eq!(store.usage(A, T0).await.unwrap(), 0);
+    store.close().await;
+    db.drop().await;
+}
+
+/// A burst of refreshes and claims queued with `put_then` (the UDP path)
+/// travels in one statement on PostgreSQL: one round trip for all of them
+/// (issue 12, CPU per PUT), each still decided as on its own.
+#[tokio::test]
+async fn postgres_batches_a_burst_of_puts_into_one_round_trip() {
+    let base = common::postgres_base();
+    let db = TestDatabase::create(&format!("{base}/postgres"), "keyway_test_batch").await;
+    let store = SqlStore::open(&format!("{base}/{}", db.name), limits())
+        .await
+        .unwrap();
+    let metrics = store.db_metrics().unwrap();
+    for i in 0..10 {
+        let r = put(&format!("b{i}"), b"v1", 1, A, T0, false);
+        assert_eq!(store.put(r, T0).await.unwrap(), PutOutcome::Stored);
+    }
+    // B's address row exists: its claims need no locking way.
+    let r = put("c-first", b"n", 2, B, T0, false);
+    assert_eq!(store.put(r, T0).await.unwrap(), PutOutcome::Stored);
+    let later = T0 + 1.0;
+    let mut puts: Vec<_> = (0..10)
+        .map(|i| put(&format!("b{i}"), b"v2", 1, A, later, false))
+        .collect();
+    puts.extend((0..10).map(|i| put(&format!("c{i}"), b"n", 2, B, later, false)));
+    let before = metrics.round_trips();
+    // This test's runtime has one thread: every PUT is queued before the
+    // batching task first runs.
+    let outcomes = burst(&store, puts, later).await;
+    assert!(
+        outcomes.iter().all(|o| *o == Ok(PutOutcome::Stored)),
+        "{outcomes:?}"
+    );
+    assert_eq!(metrics.round_trips() - before, 1);
+    assert_eq!(store.usage(A, later).await.unwrap(), 10);
+    assert_eq!(store.usage(B, later).await.unwrap(), 11);
     store.close().await;
     db.drop().await;
 }

@@ -365,6 +365,9 @@ pub(crate) struct Queries {
     /// holds, the common claim in one statement, where the dialect has
     /// data-modifying CTEs and the claim function (PostgreSQL).
     pub(crate) name_row_refreshing: Option<SqlStr>,
+    /// `name_row_refreshing` for 1 to [`MAX_READ_BATCH`] PUTs at once
+    /// (index n − 1), where it exists (PostgreSQL).
+    pub(crate) name_rows_refreshing: Vec<SqlStr>,
     pub(crate) v4_id: SqlStr,
     pub(crate) v4_insert: SqlStr,
     pub(crate) v6_id: SqlStr,
@@ -395,6 +398,49 @@ pub(crate) struct Queries {
     pub(crate) delete_v4_row: SqlStr,
     pub(crate) delete_v6_row: SqlStr,
     pub(crate) purge_prefixes: SqlStr,
+}
+
+/// PUTs one batched fast-path statement carries at most (PostgreSQL).
+pub(crate) const MAX_READ_BATCH: usize = 32;
+
+/// `name_row_refreshing` for `n` PUTs of distinct names in one statement,
+/// hence one transaction (PostgreSQL): the same read, the same guarded
+/// refresh and the same claim for each, with its index (0 to n − 1) in a
+/// last column. One round trip for several PUTs, where each round trip
+/// costs the server a send that wakes the database and the wake-ups back
+/// (issue 12, CPU per PUT).
+fn name_rows_refreshing(n: usize) -> String {
+    // Per PUT: its index, name, value, timestamp, updated, owner, cutoff,
+    // IPv4, the four IPv6 parts, address family, claim time,
+    // young-tombstone bound, quota, tombstone limit.
+    let one = "(?::BIGINT, ?::BYTEA, ?::BYTEA, ?::BIGINT, ?::DOUBLE PRECISION, ?::BYTEA, \
+               ?::BIGINT, ?::BIGINT, ?::BIGINT, ?::BIGINT, ?::BIGINT, ?::BIGINT, ?::BIGINT, \
+               ?::BIGINT, ?::DOUBLE PRECISION, ?::BIGINT, ?::BIGINT)";
+    let rows = vec![one; n].join(", ");
+    format!(
+        "WITH req (i, name, value, ts, upd_at, owner, cutoff, v4, m, e, l, f, af, created, \
+         since, quota, tombs) AS (VALUES {rows}), \
+         cur AS (SELECT req.i, n.id, n.owner_pub, n.value, n.af, n.ip_id, n.timestamp, \
+         n.updated, i4.v4_val, i6.v6_glob_main, i6.v6_glob_extra, i6.v6_lan_id, \
+         i6.v6_iface_id FROM req JOIN names n ON n.name = req.name \
+         LEFT JOIN ipv4s i4 ON n.af = 2 AND i4.id = n.ip_id \
+         LEFT JOIN ipv6s i6 ON n.af = 10 AND i6.id = n.ip_id), \
+         upd AS (UPDATE names SET value = req.value, timestamp = req.ts, updated = req.upd_at \
+         FROM cur JOIN req ON req.i = cur.i \
+         WHERE names.id = cur.id AND names.owner_pub = req.owner AND names.af = cur.af \
+         AND names.ip_id = cur.ip_id AND names.updated < req.upd_at AND names.timestamp > req.cutoff \
+         AND (cur.v4_val = req.v4 OR (cur.v6_glob_main = req.m AND cur.v6_glob_extra = req.e \
+         AND cur.v6_lan_id = req.l AND cur.v6_iface_id = req.f)) RETURNING cur.i), \
+         claimed AS (SELECT req.i, keyway_claim_v2(req.name, req.value, req.owner, req.af, \
+         req.v4, req.m, req.e, req.l, req.f, req.ts, req.upd_at, req.created, req.cutoff, \
+         req.since, req.quota, req.tombs) AS c FROM req \
+         WHERE NOT EXISTS (SELECT 1 FROM cur WHERE cur.i = req.i)) \
+         SELECT cur.id, cur.owner_pub, cur.value, cur.af, cur.ip_id, cur.timestamp, \
+         cur.updated, cur.v4_val, cur.v6_glob_main, cur.v6_glob_extra, cur.v6_lan_id, \
+         cur.v6_iface_id, (SELECT COUNT(*) FROM upd WHERE upd.i = cur.i), NULL::BIGINT, cur.i \
+         FROM cur UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+         NULL, NULL, 0, c, i FROM claimed"
+    )
 }
 
 /// Address rows one purge transaction examines at most: each is locked
@@ -470,6 +516,11 @@ impl Queries {
                      NULL, NULL, 0, c FROM claimed",
                 )
             }),
+            name_rows_refreshing: if b == Backend::Postgres {
+                (1..=MAX_READ_BATCH).map(|n| b.sql(&name_rows_refreshing(n))).collect()
+            } else {
+                Vec::new()
+            },
             delete_expired: b.sql("DELETE FROM names WHERE id = ? AND af <> 0 AND timestamp <= ?"),
             v4_id: b.sql(&format!("SELECT {id} FROM ipv4s WHERE v4_val = ?{lock}")),
             v4_insert: b.sql("INSERT INTO ipv4s (v4_val, timestamp) VALUES (?, ?)"),

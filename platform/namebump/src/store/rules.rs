@@ -295,7 +295,7 @@ pub(crate) trait OptimisticTx: WriteTx {
 }
 
 /// What the fast path's read found.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Lookup {
     /// The name's row, its quota row's address, and the refresh made with
     /// the read, if any.
@@ -353,32 +353,53 @@ pub(crate) async fn put_without_locks<T: OptimisticTx>(
 ) -> Result<FastPath, T::Error> {
     let claim = ClaimBounds::new(limits, r, now);
     let cutoff = claim.cutoff;
-    let (e, address, in_place) = match tx.name_row_with_address(r, &claim).await? {
+    let lookup = tx.name_row_with_address(r, &claim).await?;
+    Ok(match after_read(lookup, r, cutoff) {
+        AfterRead::Done(fast) => fast,
+        AfterRead::RefreshInPlace(e) => {
+            let write = NameWrite::of(r, e.af, e.ip_id);
+            match tx.refresh_in_place(e.id, &write, cutoff).await? {
+                1 => FastPath::Decided(PutOutcome::Stored),
+                _ => FastPath::Locking,
+            }
+        }
+    })
+}
+
+/// What the fast path's read leaves to do.
+pub(crate) enum AfterRead {
+    Done(FastPath),
+    /// A live name of `r`'s owner in `r.ip`'s quota row, older: refresh it
+    /// with a guarded UPDATE (backends whose read did not).
+    RefreshInPlace(Existing),
+}
+
+/// `put_without_locks` from what its read found (also the decision for
+/// each PUT of a batched read, `sqlx_store.rs`).
+pub(crate) fn after_read(lookup: Lookup, r: &PutRequest, cutoff: i64) -> AfterRead {
+    let (e, address, in_place) = match lookup {
         Lookup::Row(e, address, in_place) => (e, address, in_place),
-        Lookup::Absent(claimed) => return Ok(FastPath::NoRow(claimed)),
+        Lookup::Absent(claimed) => return AfterRead::Done(FastPath::NoRow(claimed)),
     };
+    let done = AfterRead::Done;
     if in_place == InPlace::Refreshed {
         // Its guard holds exactly what the checks below decide.
-        return Ok(FastPath::Decided(PutOutcome::Stored));
+        return done(FastPath::Decided(PutOutcome::Stored));
     }
     if e.af == AF_TOMBSTONE || e.timestamp <= cutoff {
-        return Ok(FastPath::Locking);
+        return done(FastPath::Locking);
     }
     if let Some(refused) = judge_live(&e, r) {
-        return Ok(FastPath::Decided(refused));
+        return done(FastPath::Decided(refused));
     }
     if address != Some(r.ip) {
-        return Ok(FastPath::Locking);
+        return done(FastPath::Locking);
     }
     if in_place == InPlace::Unchanged {
         // The row changed between the read and the write.
-        return Ok(FastPath::Locking);
+        return done(FastPath::Locking);
     }
-    let write = NameWrite::of(r, e.af, e.ip_id);
-    Ok(match tx.refresh_in_place(e.id, &write, cutoff).await? {
-        1 => FastPath::Decided(PutOutcome::Stored),
-        _ => FastPath::Locking,
-    })
+    AfterRead::RefreshInPlace(e)
 }
 
 /// What `put_without_locks` leaves to the locking way.
