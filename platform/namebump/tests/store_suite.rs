@@ -927,6 +927,62 @@ async fn postgres_batches_a_burst_of_puts_into_one_round_trip() {
     db.drop().await;
 }
 
+/// The names table's planner statistics on PostgreSQL, `-1` before any
+/// analysis.
+async fn names_reltuples(conn: &mut sqlx::AnyConnection) -> i64 {
+    use sqlx::Row;
+    sqlx::query("SELECT reltuples::BIGINT FROM pg_class WHERE oid = 'names'::regclass")
+        .fetch_one(conn)
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A new PostgreSQL database's tables are analyzed by the store itself once
+/// 1,000 PUTs came, so the plans it caches follow the table as it grows
+/// (issue 12). Autovacuum is off for the table: only the store can have
+/// analyzed it.
+#[tokio::test]
+async fn postgres_analyzes_a_growing_names_table() {
+    let base = common::postgres_base();
+    let db = TestDatabase::create(&format!("{base}/postgres"), "keyway_test_analyze").await;
+    let url = format!("{base}/{}", db.name);
+    let store = SqlStore::open(&url, limits()).await.unwrap();
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("ALTER TABLE names SET (autovacuum_enabled = false)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let claim = |i: u32| {
+        put(
+            &format!("g{i}"),
+            b"v",
+            1,
+            IpKey::V4(0x0a00_0000 + i),
+            T0,
+            false,
+        )
+    };
+    for i in 0..999 {
+        assert_eq!(store.put(claim(i), T0).await.unwrap(), PutOutcome::Stored);
+    }
+    assert_eq!(names_reltuples(&mut conn).await, -1, "analyzed too early");
+    assert_eq!(store.put(claim(999), T0).await.unwrap(), PutOutcome::Stored);
+    let mut rows = -1;
+    for _ in 0..100 {
+        rows = names_reltuples(&mut conn).await;
+        if rows >= 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Started with the 1,000th PUT, it may run before that PUT commits.
+    assert!((999..=1_000).contains(&rows), "{rows}");
+    conn.close().await.unwrap();
+    store.close().await;
+    db.drop().await;
+}
+
 /// On PostgreSQL the first claim from a new IPv4 address is one round trip
 /// too (the claim function creates the address row, as the rules would),
 /// unless the limits refuse every name: then the rules decide, and refuse.

@@ -30,6 +30,7 @@ mod publish;
 mod rules;
 mod sqlite;
 mod sqlx_store;
+mod statistics;
 mod writer;
 
 pub use db_metrics::{DbMetrics, LOCK_WAIT_THRESHOLD, RetryReason};

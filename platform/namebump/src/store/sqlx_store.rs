@@ -34,6 +34,7 @@ use super::rules::{
     self, AfterRead, ClaimBounds, Existing, FastPath, InPlace, Lookup, NameWrite, OptimisticTx,
     RowCounts, WriteTx,
 };
+use super::statistics::Growth;
 use super::writer::{Applied, Job, Reply};
 use super::{
     DelOutcome, DelRequest, IpKey, Limits, NameRecord, NameStore, Purged, PutOutcome, PutRequest,
@@ -67,6 +68,8 @@ pub(crate) struct SqlxStore {
     metrics: DbMetrics,
     /// PUTs for the batched fast path (PostgreSQL), `put_then` only.
     read_batches: Option<mpsc::Sender<Job>>,
+    /// When to analyze the tables (PostgreSQL, `statistics.rs`).
+    growth: Option<Arc<Growth>>,
 }
 
 impl SqlxStore {
@@ -102,6 +105,7 @@ impl SqlxStore {
             writes: Arc::new(Semaphore::new(WRITES_PER_CONNECTION * connections as usize)),
             metrics: DbMetrics::default(),
             read_batches: None,
+            growth: (backend == Backend::Postgres).then(Arc::default),
         };
         // The batching task holds a store without the queue's sender, so
         // it ends once the last store that can queue is gone.
@@ -122,6 +126,41 @@ impl SqlxStore {
 
     pub(crate) fn metrics(&self) -> &DbMetrics {
         &self.metrics
+    }
+
+    /// Counts a PUT and, when the tables may have outgrown their planner
+    /// statistics (`statistics.rs`), analyzes them in a task of its own.
+    fn count_put(&self) {
+        let Some(growth) = self.growth.clone() else {
+            return;
+        };
+        if growth.put() {
+            let store = self.clone();
+            tokio::spawn(async move {
+                let rows = store.analyze().await;
+                if let Err(e) = &rows {
+                    tracing::warn!(error = %e, "ANALYZE of the names tables failed");
+                }
+                growth.analyzed(rows.ok());
+            });
+        }
+    }
+
+    /// ANALYZE of the tables the fast path reads (new statistics make
+    /// PostgreSQL plan the cached statements again); the names table's
+    /// rows it found.
+    async fn analyze(&self) -> Result<u64, sqlx::Error> {
+        let mut lease = self.connections.lease().await?;
+        sqlx::raw_sql("ANALYZE names, ipv4s, ipv6s")
+            .execute(lease.conn())
+            .await?;
+        let rows: i64 =
+            sqlx::query("SELECT reltuples::BIGINT FROM pg_class WHERE oid = 'names'::regclass")
+                .fetch_one(lease.conn())
+                .await?
+                .try_get(0)?;
+        lease.keep();
+        Ok(u64::try_from(rows).unwrap_or(0))
     }
 
     /// Runs a write in a task of its own and waits for its outcome.
@@ -248,20 +287,9 @@ impl SqlxStore {
 /// REPEATABLE READ it would read the transaction's older snapshot). A
 /// statement waits at most 5 s for a row lock, then its transaction is
 /// retried: a writer that holds a lock that long is stuck, not busy.
-///
-/// PostgreSQL plans each execution for its own parameters and the
-/// table's size then. Its default reuses a generic plan after five
-/// executions, made once: the batched fast path's plans made while a new
-/// database's names table was nearly empty stayed after it grew (refreshes
-/// after 20 s of claims: 3,049/s with generic plans, 5,196/s planned each
-/// time; BENCHMARKS, issue 12). Planning costs the database less than the
-/// round trip it shares.
 fn session_settings(backend: Backend) -> &'static [&'static str] {
     match backend {
-        Backend::Postgres => &[
-            "SET lock_timeout = '5s'",
-            "SET plan_cache_mode = force_custom_plan",
-        ],
+        Backend::Postgres => &["SET lock_timeout = '5s'"],
         Backend::MySql => &[
             "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
             "SET SESSION innodb_lock_wait_timeout = 5",
@@ -310,10 +338,12 @@ impl NameStore for SqlxStore {
     }
 
     async fn put(&self, request: PutRequest, now: f64) -> Result<PutOutcome, StoreError> {
+        self.count_put();
         self.submit(|tx| Job::Put(request, now, tx)).await
     }
 
     async fn put_then(&self, request: PutRequest, now: f64, then: Then<PutOutcome>) {
+        self.count_put();
         let job = Job::Put(request, now, Reply::Then(then));
         match &self.read_batches {
             Some(queue) => {
@@ -1049,49 +1079,5 @@ impl WriteTx for SqlxTx<'_> {
             names,
             addresses: v4 + v6,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every connection the store leases plans each execution for itself
-    /// (`session_settings`): a connection without the setting would bring
-    /// back the stale generic plans. Two leases at once: two connections.
-    #[tokio::test]
-    async fn postgres_connections_plan_each_execution() {
-        let base = std::env::var("KEYWAY_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        sqlx::any::install_default_drivers();
-        let mut admin = AnyConnection::connect(&format!("{base}/postgres"))
-            .await
-            .unwrap();
-        let db = format!("keyway_test_plans_{}", std::process::id());
-        let run = |sql: String| sqlx::raw_sql(sqlx::AssertSqlSafe(sql));
-        let drop = format!("DROP DATABASE IF EXISTS {db}");
-        run(drop.clone()).execute(&mut admin).await.unwrap();
-        run(format!("CREATE DATABASE {db}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let url = format!("{base}/{db}");
-        let store = SqlxStore::open(&url, Backend::Postgres, Limits::default(), 2)
-            .await
-            .unwrap();
-        let mut leases = [
-            store.connections.lease().await.unwrap(),
-            store.connections.lease().await.unwrap(),
-        ];
-        for lease in &mut leases {
-            let row = sqlx::query("SHOW plan_cache_mode")
-                .fetch_one(lease.conn())
-                .await
-                .unwrap();
-            assert_eq!(row.try_get::<String, _>(0).unwrap(), "force_custom_plan");
-        }
-        std::mem::drop(leases);
-        store.close().await;
-        run(drop).execute(&mut admin).await.unwrap();
     }
 }
