@@ -137,19 +137,31 @@ impl SqlxStore {
         if growth.put() {
             let store = self.clone();
             tokio::spawn(async move {
-                let rows = store.analyze().await;
-                if let Err(e) = &rows {
-                    tracing::warn!(error = %e, "ANALYZE of the names tables failed");
-                }
-                growth.analyzed(rows.ok());
+                let rows = match store.analyze().await {
+                    Ok(Some(rows)) => Some(rows),
+                    Ok(None) => {
+                        tracing::warn!(
+                            "the names table was not analyzed: does this server's database \
+                             role own it?"
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ANALYZE of the names tables failed");
+                        None
+                    }
+                };
+                growth.analyzed(rows);
             });
         }
     }
 
     /// ANALYZE of the tables the fast path reads (new statistics make
     /// PostgreSQL plan the cached statements again); the names table's
-    /// rows it found.
-    async fn analyze(&self) -> Result<u64, sqlx::Error> {
+    /// rows it found, `None` if the table is still unanalyzed (PostgreSQL
+    /// skips, with a warning, a table the role does not own): counted as a
+    /// failure, so such a server tries less and less often.
+    async fn analyze(&self) -> Result<Option<u64>, sqlx::Error> {
         let mut lease = self.connections.lease().await?;
         sqlx::raw_sql("ANALYZE names, ipv4s, ipv6s")
             .execute(lease.conn())
@@ -160,7 +172,7 @@ impl SqlxStore {
                 .await?
                 .try_get(0)?;
         lease.keep();
-        Ok(u64::try_from(rows).unwrap_or(0))
+        Ok(u64::try_from(rows).ok())
     }
 
     /// Runs a write in a task of its own and waits for its outcome.
