@@ -131,11 +131,10 @@ impl SqlxStore {
     /// Counts a PUT and, when the tables may have outgrown their planner
     /// statistics (`statistics.rs`), analyzes them in a task of its own.
     fn count_put(&self) {
-        let Some(growth) = self.growth.clone() else {
-            return;
-        };
-        if growth.put() {
-            let store = self.clone();
+        if let Some(growth) = &self.growth
+            && growth.put()
+        {
+            let (store, growth) = (self.clone(), growth.clone());
             tokio::spawn(async move {
                 let rows = match store.analyze().await {
                     Ok(Some(rows)) => Some(rows),
