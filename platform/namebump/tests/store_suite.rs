@@ -816,6 +816,16 @@ async fn mysql_store_passes_the_suite() {
     on_server(&format!("{base}/mysql"), |db| format!("{base}/{db}")).await;
 }
 
+/// A new PostgreSQL database (named after `prefix`), its URL, and a store
+/// on it with the suite's limits.
+async fn fresh_postgres(prefix: &str) -> (TestDatabase, String, SqlStore) {
+    let base = common::postgres_base();
+    let db = TestDatabase::create(&format!("{base}/postgres"), prefix).await;
+    let url = format!("{base}/{}", db.name);
+    let store = SqlStore::open(&url, limits()).await.unwrap();
+    (db, url, store)
+}
+
 /// A refresh of a live name from the address that holds it is one
 /// statement on PostgreSQL (issue 12, CPU per PUT: the read and the guarded
 /// write travel together); every other case still decides from what the
@@ -823,11 +833,7 @@ async fn mysql_store_passes_the_suite() {
 /// row holds the name (6 round trips at first, then 2).
 #[tokio::test]
 async fn postgres_refreshes_in_one_round_trip() {
-    let base = common::postgres_base();
-    let db = TestDatabase::create(&format!("{base}/postgres"), "keyway_test_rt").await;
-    let store = SqlStore::open(&format!("{base}/{}", db.name), limits())
-        .await
-        .unwrap();
+    let (db, _, store) = fresh_postgres("keyway_test_rt").await;
     let metrics = store.db_metrics().unwrap();
     let here6 = v6("2001:db8:1:2::5");
     for (name, ip) in [("rt4", A), ("rt6", here6)] {
@@ -894,11 +900,7 @@ async fn postgres_refreshes_in_one_round_trip() {
 /// (issue 12, CPU per PUT), each still decided as on its own.
 #[tokio::test]
 async fn postgres_batches_a_burst_of_puts_into_one_round_trip() {
-    let base = common::postgres_base();
-    let db = TestDatabase::create(&format!("{base}/postgres"), "keyway_test_batch").await;
-    let store = SqlStore::open(&format!("{base}/{}", db.name), limits())
-        .await
-        .unwrap();
+    let (db, _, store) = fresh_postgres("keyway_test_batch").await;
     let metrics = store.db_metrics().unwrap();
     for i in 0..10 {
         let r = put(&format!("b{i}"), b"v1", 1, A, T0, false);
@@ -907,11 +909,16 @@ async fn postgres_batches_a_burst_of_puts_into_one_round_trip() {
     // B's address row exists: its claims need no locking way.
     let r = put("c-first", b"n", 2, B, T0, false);
     assert_eq!(store.put(r, T0).await.unwrap(), PutOutcome::Stored);
+    // An IPv6 name too: its address travels in the other columns.
+    let here6 = v6("2001:db8:7:7::7");
+    let r = put("b-v6", b"v1", 3, here6, T0, false);
+    assert_eq!(store.put(r, T0).await.unwrap(), PutOutcome::Stored);
     let later = T0 + 1.0;
     let mut puts: Vec<_> = (0..10)
         .map(|i| put(&format!("b{i}"), b"v2", 1, A, later, false))
         .collect();
     puts.extend((0..10).map(|i| put(&format!("c{i}"), b"n", 2, B, later, false)));
+    puts.push(put("b-v6", b"v2", 3, here6, later, false));
     let before = metrics.round_trips();
     // This test's runtime has one thread: every PUT is queued before the
     // batching task first runs.
@@ -923,6 +930,9 @@ async fn postgres_batches_a_burst_of_puts_into_one_round_trip() {
     assert_eq!(metrics.round_trips() - before, 1);
     assert_eq!(store.usage(A, later).await.unwrap(), 10);
     assert_eq!(store.usage(B, later).await.unwrap(), 11);
+    assert_eq!(store.usage(here6, later).await.unwrap(), 1);
+    let record = store.get(b"b-v6", later).await.unwrap().unwrap();
+    assert_eq!(record.value, b"v2");
     store.close().await;
     db.drop().await;
 }
@@ -944,10 +954,7 @@ async fn names_reltuples(conn: &mut sqlx::AnyConnection) -> i64 {
 /// analyzed it.
 #[tokio::test]
 async fn postgres_analyzes_a_growing_names_table() {
-    let base = common::postgres_base();
-    let db = TestDatabase::create(&format!("{base}/postgres"), "keyway_test_analyze").await;
-    let url = format!("{base}/{}", db.name);
-    let store = SqlStore::open(&url, limits()).await.unwrap();
+    let (db, url, store) = fresh_postgres("keyway_test_analyze").await;
     let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
     sqlx::raw_sql("ALTER TABLE names SET (autovacuum_enabled = false)")
         .execute(&mut conn)
@@ -988,10 +995,7 @@ async fn postgres_analyzes_a_growing_names_table() {
 /// unless the limits refuse every name: then the rules decide, and refuse.
 #[tokio::test]
 async fn postgres_first_claim_from_a_new_address_is_one_round_trip() {
-    let base = common::postgres_base();
-    let db = TestDatabase::create(&format!("{base}/postgres"), "keyway_test_new_addr").await;
-    let url = format!("{base}/{}", db.name);
-    let store = SqlStore::open(&url, limits()).await.unwrap();
+    let (db, url, store) = fresh_postgres("keyway_test_new_addr").await;
     let metrics = store.db_metrics().unwrap();
     let before = metrics.round_trips();
     let r = put("fresh", b"v", 1, A, T0, false);

@@ -413,16 +413,7 @@ impl OptimisticTx for SqlxTx<'_> {
             ));
         };
         let write = NameWrite::of(r, 0, 0);
-        let (v4, v6) = match r.ip {
-            IpKey::V4(v4) => (Some(i64::from(v4)), None),
-            IpKey::V6(p) => (None, Some(p)),
-        };
-        let v6_parts = [
-            v6.map(|p| i64::from(p.glob_main)),
-            v6.map(|p| i64::from(p.glob_extra)),
-            v6.map(|p| i64::from(p.lan_id)),
-            v6.map(|p| p.iface_id as i64),
-        ];
+        let (v4, v6_parts) = address_columns(&r.ip);
         let mut query = sqlx::query(statement.clone())
             .bind(r.name.clone())
             .bind(r.value.clone())
@@ -669,10 +660,7 @@ impl SqlxStore {
             let Job::Put(r, now, _) = job else { continue };
             let claim = ClaimBounds::new(&self.limits, r, *now);
             let write = NameWrite::of(r, 0, 0);
-            let (v4, v6) = match r.ip {
-                IpKey::V4(v4) => (Some(i64::from(v4)), None),
-                IpKey::V6(p) => (None, Some(p)),
-            };
+            let (v4, v6_parts) = address_columns(&r.ip);
             query = query
                 .bind(i as i64)
                 .bind(r.name.clone())
@@ -681,11 +669,11 @@ impl SqlxStore {
                 .bind(write.updated)
                 .bind(r.owner.to_vec())
                 .bind(claim.cutoff)
-                .bind(v4)
-                .bind(v6.map(|p| i64::from(p.glob_main)))
-                .bind(v6.map(|p| i64::from(p.glob_extra)))
-                .bind(v6.map(|p| i64::from(p.lan_id)))
-                .bind(v6.map(|p| p.iface_id as i64))
+                .bind(v4);
+            for part in v6_parts {
+                query = query.bind(part);
+            }
+            query = query
                 .bind(i64::from(r.ip.af()))
                 .bind(claim.created)
                 .bind(claim.tombstones_since)
@@ -762,6 +750,24 @@ fn owner(row: &AnyRow, index: usize) -> Result<[u8; 33], sqlx::Error> {
 }
 
 type AnyQuery = Query<'static, Any, AnyArguments>;
+
+/// An address as the statements that take either family bind it: the IPv4
+/// column and the four IPv6 columns, NULL where the family is the other
+/// (the interface id as its i64 bit pattern, as in [`v6`]).
+fn address_columns(ip: &IpKey) -> (Option<i64>, [Option<i64>; 4]) {
+    match ip {
+        IpKey::V4(v4) => (Some(i64::from(*v4)), [None; 4]),
+        IpKey::V6(p) => (
+            None,
+            [
+                Some(i64::from(p.glob_main)),
+                Some(i64::from(p.glob_extra)),
+                Some(i64::from(p.lan_id)),
+                Some(p.iface_id as i64),
+            ],
+        ),
+    }
+}
 
 /// Binds an IPv6 address's four columns; the interface id as its i64 bit
 /// pattern (see Backend::u64_param).
