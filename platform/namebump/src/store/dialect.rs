@@ -139,9 +139,14 @@ impl Backend {
                     updated REAL NOT NULL,
                     created INTEGER)",
                         ),
+                        // Covers the quota counts (`row_counts`), which read
+                        // every name of the claiming address: no table row
+                        // is visited (issue 12). Replaces `names_by_row`.
                         Migration::always(
-                            "CREATE INDEX IF NOT EXISTS names_by_row ON names (af, ip_id)",
+                            "CREATE INDEX IF NOT EXISTS names_by_address \
+                             ON names (af, ip_id, timestamp, updated)",
                         ),
+                        Migration::always("DROP INDEX IF EXISTS names_by_row"),
                         Migration::always(
                             "CREATE INDEX IF NOT EXISTS names_by_timestamp ON names (timestamp)",
                         ),

@@ -672,4 +672,40 @@ mod tests {
         // Both in one transaction.
         assert_eq!(store.metrics.transactions(), 1);
     }
+
+    /// A claim counts every name of its address (`row_counts`): from the
+    /// index alone, on a database made by the version before too (issue
+    /// 12, CPU per claim: a table row read per name of the address).
+    #[tokio::test]
+    async fn quota_counts_read_only_the_address_index() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("nb.db");
+        drop(store(&dir));
+        let old = connect(&path).expect("connect");
+        old.execute_batch(
+            "DROP INDEX names_by_address; CREATE INDEX names_by_row ON names (af, ip_id)",
+        )
+        .expect("the index of the version before");
+        drop(old);
+
+        let store = store(&dir);
+        let conn = connect(&path).expect("connect");
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'names' AND sql IS NOT NULL ORDER BY name")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("indexes");
+        assert_eq!(indexes, ["names_by_address", "names_by_timestamp"]);
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", store.queries.row_counts.as_str()))
+            .and_then(|mut s| {
+                // af, cutoff, af, since, af, since, af, ip_id
+                let args = params![2, 0, 2, 0.0, 2, 0.0, 2, 1];
+                s.query_map(args, |r| r.get(3))?.collect()
+            })
+            .expect("plan");
+        assert!(
+            plan.iter().all(|step| step.contains("COVERING INDEX names_by_address")),
+            "{plan:?}"
+        );
+    }
 }
