@@ -39,9 +39,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use keyway_core::ecies;
+use keyway_core::namebump::freshness::MAX_REQUEST_TTL;
 use keyway_core::namebump::packet::MAX_PACKET_LEN;
 use keyway_core::namebump::tcp_framing::{MAX_SEALED_REQUEST, SealedStream};
-use keyway_core::namebump::freshness::MAX_REQUEST_TTL;
 use keyway_core::namebump::{DO_BUMP, DONT_BUMP, Op, Packet, V4_NAME_LIMIT};
 use keyway_core::rand_core::{Rng, UnwrapErr};
 use keyway_core::{Keypair, PublicKey};
@@ -809,7 +809,11 @@ mod tests {
         let mut w = worker(true).await;
         w.prepare_ahead(3, 1, 0);
         assert_eq!(w.prepared.len(), 3);
-        assert!(w.prepared.iter().all(|p| p.kind == Kind::Claim && p.op == Op::Put));
+        assert!(
+            w.prepared
+                .iter()
+                .all(|p| p.kind == Kind::Claim && p.op == Op::Put)
+        );
         // The next request made during the run claims the fourth name.
         assert_eq!(w.claims.as_ref().unwrap().next, 3);
         for _ in 0..3 {

@@ -696,7 +696,10 @@ mod tests {
             .expect("indexes");
         assert_eq!(indexes, ["names_by_address", "names_by_timestamp"]);
         let plan: Vec<String> = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {}", store.queries.row_counts.as_str()))
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                store.queries.row_counts.as_str()
+            ))
             .and_then(|mut s| {
                 // af, cutoff, af, since, af, since, af, ip_id
                 let args = params![2, 0, 2, 0.0, 2, 0.0, 2, 1];
@@ -704,7 +707,8 @@ mod tests {
             })
             .expect("plan");
         assert!(
-            plan.iter().all(|step| step.contains("COVERING INDEX names_by_address")),
+            plan.iter()
+                .all(|step| step.contains("COVERING INDEX names_by_address")),
             "{plan:?}"
         );
     }
