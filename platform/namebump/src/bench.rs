@@ -663,18 +663,18 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
                 };
                 tally.add(sample);
             }
-            let finished = Instant::now();
-            // The clock has stopped: what `defer` kept is judged now.
-            for sample in w.check_unchecked() {
-                tally.add(sample);
-            }
             let sources = w.claims.as_ref().map_or(0, |c| c.sources);
-            (tally, sources, signed, finished)
+            (w, tally, sources, signed, Instant::now())
         });
     }
     let mut all = Tally::default();
     let (mut sources, mut signed_during_run, mut last) = (0, 0, started);
-    while let Some(Ok((t, s, signed, finished))) = runs.join_next().await {
+    // Replies kept during the run are judged once every worker is done:
+    // checked earlier, beside workers still waiting for their last reply,
+    // they would delay those replies' reading (and their latency).
+    let mut done = Vec::with_capacity(clients);
+    while let Some(Ok((w, t, s, signed, finished))) = runs.join_next().await {
+        done.push(w);
         last = last.max(finished);
         all.get.extend(t.get);
         all.put.extend(t.put);
@@ -684,9 +684,19 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         sources += s;
         signed_during_run += signed;
     }
+    let elapsed = last - started;
+    let mut checks = tokio::task::JoinSet::new();
+    for mut w in done {
+        checks.spawn(async move { w.check_unchecked() });
+    }
+    while let Some(Ok(samples)) = checks.join_next().await {
+        for sample in samples {
+            all.add(sample);
+        }
+    }
     Ok(BenchReport {
         // Until the last request's reply, not the checks after it.
-        elapsed: last - started,
+        elapsed,
         get: stats(all.get),
         put: stats(all.put),
         claim: stats(all.claim),
