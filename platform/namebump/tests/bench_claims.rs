@@ -21,7 +21,7 @@ async fn claims_store_a_new_name_each_from_many_sources() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn precomputed_claims_count_exactly_what_was_stored() {
     let report = claims_from_many_sources(true).await;
-    // Two seconds at the 15,000/s prepared for cannot run out on a debug
+    // Two seconds at the 25,000/s prepared for cannot run out on a debug
     // build.
     assert_eq!(report.signed_during_run, 0, "{report:?}");
 }
