@@ -50,9 +50,19 @@ pub(crate) struct SqliteStore {
     metrics: DbMetrics,
 }
 
+/// Bytes per page of a database this store creates.
+const PAGE_SIZE: i64 = 2048;
+
 pub(crate) fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // For a new database only (an existing one keeps its size): a commit
+    // writes whole pages of the WAL and syncs the file's 4 KiB pages they
+    // touch, and a claim changes ~1.5 pages, so smaller pages mean less to
+    // copy, checksum and write back per claim (issue 12, CPU per claim:
+    // ~1.3 µs less in the writer). 2 KiB still holds the largest row (a
+    // 50-byte name and a 1 KiB value) without overflow pages.
+    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     // Checkpoints are the `checkpointer` thread's job.
@@ -671,6 +681,32 @@ mod tests {
         }
         // Both in one transaction.
         assert_eq!(store.metrics.transactions(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_new_database_has_small_pages_and_an_old_one_keeps_its_own() {
+        let page_size = |path: &Path| -> i64 {
+            let conn = connect(path).expect("connect");
+            conn.query_row("PRAGMA page_size", [], |r| r.get(0))
+                .expect("page size")
+        };
+        let dir = tempfile::tempdir().expect("dir");
+        drop(store(&dir));
+        assert_eq!(page_size(&dir.path().join("nb.db")), PAGE_SIZE);
+
+        let old_dir = tempfile::tempdir().expect("dir");
+        let old_path = old_dir.path().join("nb.db");
+        let old = Connection::open(&old_path).expect("open");
+        old.execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t (x)")
+            .expect("a database of the version before");
+        drop(old);
+        let store = store(&old_dir);
+        let stored = put_then(&store, "old-pages").await;
+        let got = stored
+            .recv_timeout(Duration::from_secs(20))
+            .expect("committed");
+        assert_eq!(got.expect("stored"), PutOutcome::Stored);
+        assert_eq!(page_size(&old_path), 4096);
     }
 
     /// A claim counts every name of its address (`row_counts`): from the
