@@ -20,8 +20,9 @@
 //! signs and seals its requests before the clock starts, and over UDP
 //! keeps each reply as it arrives and decrypts and checks it after the
 //! clock stops: during the run it only sends and receives. A reply that
-//! then fails its check counts as an error, as it would have at once; a
-//! run that outlasts what was prepared signs the rest as it goes
+//! then fails its check counts as an error (checked at once, a datagram
+//! that does not match is passed over and the reply waited for); a run
+//! that outlasts what was prepared signs the rest as it goes
 //! (`BenchReport::signed_during_run`). Over UDP this takes the first
 //! datagram after a request as its reply: meant for a server that sends
 //! one reply per request (Keyway's; the reference sends five, bug 8, and
@@ -252,7 +253,9 @@ enum Answer {
 const PREPARED_TTL: f64 = MAX_REQUEST_TTL;
 
 /// How long before a prepared request's ttl runs out it is no longer
-/// sent: the clock skew a server allows, so it never arrives stale.
+/// sent: room for the server's clock to run ahead of ours (a server
+/// allows requests 5 s ahead of its own) and for the request's flight, so
+/// it never arrives stale.
 const PREPARED_MARGIN: f64 = 10.0;
 
 impl Worker {

@@ -651,16 +651,21 @@ mod tests {
         rx
     }
 
+    /// What the writer answered, waiting at most 20 s for its commit.
+    fn committed(outcome: Receiver<Result<PutOutcome, StoreError>>) -> PutOutcome {
+        outcome
+            .recv_timeout(Duration::from_secs(20))
+            .expect("committed")
+            .expect("stored")
+    }
+
     #[tokio::test]
     async fn a_lone_write_is_committed_at_once() {
         let dir = tempfile::tempdir().expect("dir");
         let store = store(&dir);
         let outcome = put_then(&store, "alone").await;
         // Not the minute of the window: nothing else was on its way.
-        let got = outcome
-            .recv_timeout(Duration::from_secs(20))
-            .expect("committed");
-        assert_eq!(got.expect("stored"), PutOutcome::Stored);
+        assert_eq!(committed(outcome), PutOutcome::Stored);
     }
 
     #[tokio::test]
@@ -674,10 +679,7 @@ mod tests {
         let second = put_then(&store, "second").await;
         drop(coming);
         for outcome in [first, second] {
-            let got = outcome
-                .recv_timeout(Duration::from_secs(20))
-                .expect("committed");
-            assert_eq!(got.expect("stored"), PutOutcome::Stored);
+            assert_eq!(committed(outcome), PutOutcome::Stored);
         }
         // Both in one transaction.
         assert_eq!(store.metrics.transactions(), 1);
@@ -702,10 +704,7 @@ mod tests {
         drop(old);
         let store = store(&old_dir);
         let stored = put_then(&store, "old-pages").await;
-        let got = stored
-            .recv_timeout(Duration::from_secs(20))
-            .expect("committed");
-        assert_eq!(got.expect("stored"), PutOutcome::Stored);
+        assert_eq!(committed(stored), PutOutcome::Stored);
         assert_eq!(page_size(&old_path), 4096);
     }
 
