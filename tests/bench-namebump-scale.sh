@@ -4,7 +4,9 @@
 #   1. the crypto floor of one PUT (criterion: open + verify + seal the
 #      reply), over 512 distinct requests taken in turn as a server gets
 #      them (`namebump_server/put_floor_varied`, which the ratios use) and
-#      for one request repeated (`put_floor`);
+#      for one request repeated (`put_floor`); measured again after the
+#      SQLite runs, and the ratios use the mean of the two (this machine's
+#      speed drifts by several % within minutes);
 #   2. Keyway on SQLite: new-name claims, refreshes and GETs, each at its
 #      maximum and at half of it (p50/p99), with the server's CPU per
 #      operation (from /proc, utime + stime);
@@ -46,11 +48,15 @@ pk=$(cat "$work/server.pub")
 results="$work/results"
 
 # 1. The floor, measured first so nothing else runs beside it.
-cargo bench -q -p keyway-core --features std,namebump --bench namebump -- --noplot \
-    'namebump_server/put_floor' >&2
 estimate() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["median"]["point_estimate"])' \
     "$target/criterion/namebump_server/$1/new/estimates.json"; }
-echo "floor $(estimate put_floor_varied) $(estimate put_floor)" > "$results"
+floor() { # → "varied repeated", in ns
+    cargo bench -q -p keyway-core --features std,namebump --bench namebump -- --noplot \
+        'namebump_server/put_floor' >&2
+    echo "$(estimate put_floor_varied) $(estimate put_floor)"
+}
+floor_before=$(floor)
+: > "$results"
 
 wait_line() { # file pattern
     for _ in $(seq 1 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
@@ -112,6 +118,8 @@ $(( $(metric "$mport" keyway_namebump_db_transactions_total) - t0 )) $line" | te
     kill "$pid"; wait "$pid" 2>/dev/null || true; unset 'pids[-1]'
 }
 single keyway-sqlite "sqlite:$work/nb.db"
+sleep 5
+echo "floor $floor_before $(floor)" > "$work/floor"
 db="keyway_bench_pg_$$"; dbs+=("$db")
 psql "$KEYWAY_TEST_POSTGRES/postgres" -qc "CREATE DATABASE $db" >&2
 single keyway-postgres "$KEYWAY_TEST_POSTGRES/$db"
@@ -154,18 +162,20 @@ $(cat "$work"/multi-*.json | tr '\n' ' ')" | tee -a "$results" >&2
     pids=()
 done
 
-python3 - "$results" "$secs" "$(getconf CLK_TCK)" <<'PY'
+cat "$work/floor" "$results" > "$results.all"
+python3 - "$results.all" "$secs" "$(getconf CLK_TCK)" <<'PY'
 import json, os, platform, sys
 lines = open(sys.argv[1]).read().splitlines()
 secs, hz = sys.argv[2], int(sys.argv[3])
-floor_us, repeated_us = (float(x) / 1e3 for x in lines[0].split()[1:3])
+v1, r1, v2, r2 = (float(x) / 1e3 for x in lines[0].split()[1:5])
+floor_us = (v1 + v2) / 2
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"Machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
       f"load generators and servers on the same machine, {secs} s per run")
 print()
-print(f"Crypto floor of one PUT (criterion, same run): {floor_us:.0f} µs over 512 distinct requests "
-      f"taken in turn (`namebump_server/put_floor_varied`, the ratios' floor); {repeated_us:.0f} µs "
-      f"for one request repeated (`put_floor`)")
+print(f"Crypto floor of one PUT (criterion, same run): {floor_us:.0f} µs, the mean of {v1:.0f} µs "
+      f"before the SQLite runs and {v2:.0f} µs after them, over 512 distinct requests taken in turn "
+      f"(`namebump_server/put_floor_varied`); one request repeated (`put_floor`): {r1:.0f} and {r2:.0f} µs")
 print()
 def docs(rest):
     dec = json.JSONDecoder(); out = []; i = 0; rest = rest.strip()
