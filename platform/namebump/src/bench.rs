@@ -679,11 +679,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     while let Some(Ok((w, t, s, signed, finished))) = runs.join_next().await {
         done.push(w);
         last = last.max(finished);
-        all.get.extend(t.get);
-        all.put.extend(t.put);
-        all.claim.extend(t.claim);
-        all.errors += t.errors;
-        all.timeouts += t.timeouts;
+        all.absorb(t);
         sources += s;
         signed_during_run += signed;
     }
@@ -751,6 +747,14 @@ impl Tally {
             Sample::Error => self.errors += 1,
             Sample::Timeout => self.timeouts += 1,
         }
+    }
+
+    fn absorb(&mut self, other: Tally) {
+        self.get.extend(other.get);
+        self.put.extend(other.put);
+        self.claim.extend(other.claim);
+        self.errors += other.errors;
+        self.timeouts += other.timeouts;
     }
 }
 
