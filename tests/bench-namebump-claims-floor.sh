@@ -17,7 +17,7 @@ secs=${2:-10}
 clients=${3:-32}
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release -q -p keyway
-cargo bench -q -p keyway-core --features std,namebump --bench namebump --no-run 2>/dev/null
+cargo bench -q -p keyway-core --features std,namebump --bench namebump --no-run
 target=${CARGO_TARGET_DIR:-$root/target}
 K=$target/release/keyway
 work=$(mktemp -d)
@@ -37,7 +37,9 @@ floor() { # → µs, the median of a 3 s criterion measurement
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["median"]["point_estimate"] / 1e3)' \
         "$target/criterion/namebump_server/put_floor_varied/new/estimates.json"
 }
-claims() { # → "claims/s µs-per-claim signed-during-run errors timeouts"
+# One claims run → $work/run: "claims/s µs-per-claim signed-during-run errors
+# timeouts". Not in a subshell, so that the trap sees the server it starts.
+claims() {
     local port db
     port=$(free_port)
     db="$work/nb-$RANDOM.db"
@@ -54,7 +56,7 @@ claims() { # → "claims/s µs-per-claim signed-during-run errors timeouts"
     c1=$(awk '{print $14 + $15}' "/proc/$server/stat")
     kill "$server"; wait "$server" 2>/dev/null || true; server=
     rm -f "$db" "$db-wal" "$db-shm"
-    python3 - "$line" $((c1 - c0)) "$(getconf CLK_TCK)" <<'PY'
+    python3 - "$line" $((c1 - c0)) "$(getconf CLK_TCK)" > "$work/run" <<'PY'
 import json, sys
 d, ticks, hz = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 c = d["claim"]
@@ -67,10 +69,10 @@ for i in $(seq 1 "$pairs"); do
     sleep 5
     before=$(floor)
     sleep 5
-    run=$(claims)
+    claims
     sleep 5
     after=$(floor)
-    echo "$before $after $run" | tee -a "$work/pairs" >&2
+    echo "$before $after $(cat "$work/run")" | tee -a "$work/pairs" >&2
 done
 python3 - "$work/pairs" "$secs" "$clients" <<'PY'
 import os, platform, statistics, sys
