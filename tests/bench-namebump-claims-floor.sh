@@ -20,6 +20,7 @@ cargo build --release -q -p keyway
 cargo bench -q -p keyway-core --features std,namebump --bench namebump --no-run
 target=${CARGO_TARGET_DIR:-$root/target}
 K=$target/release/keyway
+. tests/bench-namebump-lib.sh
 work=$(mktemp -d)
 server=
 cleanup() {
@@ -28,14 +29,11 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 "$K" keygen --out "$work/server.key" > "$work/server.pub"
 pk=$(cat "$work/server.pub")
 floor() { # → µs, the median of a 3 s criterion measurement
-    cargo bench -q -p keyway-core --features std,namebump --bench namebump -- --noplot \
-        --measurement-time 3 'namebump_server/put_floor_varied' >&2
-    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["median"]["point_estimate"] / 1e3)' \
-        "$target/criterion/namebump_server/put_floor_varied/new/estimates.json"
+    floor_bench put_floor_varied --measurement-time 3
+    python3 -c 'import sys; print(float(sys.argv[1]) / 1e3)' "$(floor_estimate put_floor_varied)"
 }
 # One claims run → $work/run: "claims/s µs-per-claim signed-during-run errors
 # timeouts". Not in a subshell, so that the trap sees the server it starts.
@@ -46,14 +44,13 @@ claims() {
     "$K" namebump serve --listen "127.0.0.1:$port" --db "sqlite:$db" --key "$work/server.key" \
         --rate-limit 0 > "$work/serve.out" 2> "$work/serve.err" &
     server=$!
-    for _ in $(seq 1 200); do grep -q server_pk= "$work/serve.out" && break; sleep 0.1; done
-    grep -q server_pk= "$work/serve.out" || { cat "$work/serve.err" >&2; return 1; }
+    wait_line "$work/serve.out" server_pk= || { cat "$work/serve.err" >&2; return 1; }
     sleep 2
     local c0 c1 line
-    c0=$(awk '{print $14 + $15}' "/proc/$server/stat")
+    c0=$(cpu_ticks "$server")
     line=$("$K" namebump bench --server "127.0.0.1:$port" --server-pk "$pk" --clients "$clients" \
         --duration "$secs" --timeout 10 --precompute --claims --json)
-    c1=$(awk '{print $14 + $15}' "/proc/$server/stat")
+    c1=$(cpu_ticks "$server")
     kill "$server"; wait "$server" 2>/dev/null || true; server=
     rm -f "$db" "$db-wal" "$db-shm"
     python3 - "$line" $((c1 - c0)) "$(getconf CLK_TCK)" > "$work/run" <<'PY'

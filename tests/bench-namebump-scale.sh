@@ -32,6 +32,7 @@ eval "$(bash tests/services.sh)"
 cargo build --release -q -p keyway
 target=${CARGO_TARGET_DIR:-$root/target}
 K=$target/release/keyway
+. tests/bench-namebump-lib.sh
 work=$(mktemp -d)
 pids=()
 dbs=()
@@ -42,26 +43,18 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 "$K" keygen --out "$work/server.key" > "$work/server.pub"
 pk=$(cat "$work/server.pub")
 results="$work/results"
 
 # 1. The floor, measured first so nothing else runs beside it.
-estimate() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["median"]["point_estimate"])' \
-    "$target/criterion/namebump_server/$1/new/estimates.json"; }
 floor() { # → "varied repeated", in ns
-    cargo bench -q -p keyway-core --features std,namebump --bench namebump -- --noplot \
-        'namebump_server/put_floor' >&2
-    echo "$(estimate put_floor_varied) $(estimate put_floor)"
+    floor_bench put_floor
+    echo "$(floor_estimate put_floor_varied) $(floor_estimate put_floor)"
 }
 floor_before=$(floor)
 : > "$results"
 
-wait_line() { # file pattern
-    for _ in $(seq 1 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-    echo "timed out waiting for $2 in $1" >&2; cat "$1" >&2; return 1
-}
 # start DB → sets $port (UDP/TCP) and $mport (metrics), appends to pids
 start() {
     port=$(free_port); mport=$(free_port)
@@ -70,7 +63,6 @@ start() {
     pids+=($!)
     wait_line "$work/serve-$port.out" server_pk=
 }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # CPU ticks of every PostgreSQL process, as "pid ticks" lines (a backend
 # born during a run counts from 0).
 pg_ticks() {

@@ -29,18 +29,15 @@ if [ -z "${SQLITE_ONLY:-}" ]; then
     cargo test -q -p keyway-tests --test namebump_reference_crypto >/dev/null   # the reference venv
 fi
 K=target/release/keyway
+. tests/bench-namebump-lib.sh
 py=${CARGO_TARGET_DIR:-target}/reference-venv/bin/python
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 "$K" keygen --out "$work/server.key" > "$work/server.pub"
 
-wait_line() { # file pattern
-    for _ in $(seq 1 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-    echo "timed out waiting for $2 in $1" >&2; cat "$1" >&2; return 1
-}
 bench() { # label mix|claims rate clients transport
     # Each run starts from a settled server: the previous run's background
     # work (SQLite WAL checkpoints, PostgreSQL writes) drains first.
